@@ -1,0 +1,11 @@
+"""One trainer and one checkpoint format for every stellarnn network.
+
+This layer depends only on torch/numpy, so every job (atmospheres, synthesis, labels,
+blase, stokes) may use it.
+"""
+from .checkpoint import (CheckpointError, file_sha256, load_checkpoint, read_checkpoint, register_model,
+                         save_checkpoint)
+from .trainer import History, TrainConfig, Trainer, pick_device
+
+__all__ = ["CheckpointError", "file_sha256", "load_checkpoint", "read_checkpoint", "register_model",
+           "save_checkpoint", "History", "TrainConfig", "Trainer", "pick_device"]

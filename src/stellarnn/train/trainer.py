@@ -1,0 +1,182 @@
+"""The one trainer used by every stellarnn network.
+
+It trains any ``nn.Module`` with a user-given loss on in-memory tensors or any
+``torch.utils.data.Dataset``, keeps the best-validation weights, and can be stopped
+and resumed: with ``resume_path`` set, the full state (model, optimiser, scheduler,
+epoch, history, best weights, RNG) is written atomically after every epoch and
+picked up by the next call.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (Adam + optional ReduceLROnPlateau)."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    plateau_patience: int | None = None  # ReduceLROnPlateau patience (epochs); None: constant lr
+    plateau_factor: float = 0.5
+    early_stop_patience: int | None = None
+    grad_clip: float | None = None
+    max_seconds: float | None = None  # stop (keeping the best weights) after this wall time
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = math.inf
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _as_dataset(data) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (tuple, list)):
+        return TensorDataset(*[torch.as_tensor(x) for x in data])
+    raise TypeError("training data must be a Dataset or a tuple of tensors")
+
+
+class Trainer:
+    """Train ``model`` to minimise ``loss_fn(model, batch) -> scalar tensor``.
+
+    ``batch`` is whatever the data loader yields (a tuple of tensors already moved to the device).
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Sequence[torch.Tensor]], torch.Tensor],
+                 config: TrainConfig | None = None, resume_path: str | os.PathLike | None = None):
+        self.model = model
+        self.loss_fn = loss_fn
+        self.config = config or TrainConfig()
+        self.device = pick_device(self.config.device)
+        self.resume_path = Path(resume_path) if resume_path else None
+
+    def _loader(self, data, shuffle: bool, generator=None) -> DataLoader:
+        return DataLoader(_as_dataset(data), batch_size=self.config.batch_size, shuffle=shuffle,
+                          generator=generator, drop_last=False)
+
+    def _move(self, batch):
+        if isinstance(batch, torch.Tensor):
+            return (batch.to(self.device),)
+        return tuple(b.to(self.device) if isinstance(b, torch.Tensor) else b for b in batch)
+
+    @torch.no_grad()
+    def evaluate(self, data) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        for batch in self._loader(data, shuffle=False):
+            batch = self._move(batch)
+            n = batch[0].shape[0]
+            total += float(self.loss_fn(self.model, batch)) * n
+            count += n
+        return total / max(count, 1)
+
+    def fit(self, train_data, val_data=None) -> History:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        model = self.model.to(self.device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                            patience=cfg.plateau_patience)
+                 if cfg.plateau_patience is not None else None)
+        history, start_epoch, best_state = History(), 0, None
+        if self.resume_path is not None and self.resume_path.is_file():
+            state = torch.load(self.resume_path, map_location=self.device, weights_only=False)
+            model.load_state_dict(state["model"], strict=True)
+            opt.load_state_dict(state["optimizer"])
+            if sched is not None and state.get("scheduler"):
+                sched.load_state_dict(state["scheduler"])
+            history = History(**state["history"])
+            best_state = state["best_state"]
+            start_epoch = state["epoch"] + 1
+            gen.set_state(state["generator"])
+        loader = self._loader(train_data, shuffle=True, generator=gen)
+        t0 = time.perf_counter() - history.seconds
+        since_best = 0
+        from tqdm.auto import tqdm
+
+        bar = tqdm(range(start_epoch, cfg.epochs), desc="training", unit="epoch", disable=not cfg.progress,
+                   initial=start_epoch, total=cfg.epochs)
+        for epoch in bar:
+            model.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                batch = self._move(batch)
+                opt.zero_grad(set_to_none=True)
+                loss = self.loss_fn(model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss at epoch {epoch}")
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                n = batch[0].shape[0]
+                total += float(loss.detach()) * n
+                count += n
+            train_loss = total / max(count, 1)
+            val_loss = self.evaluate(val_data) if val_data is not None else train_loss
+            history.train_loss.append(train_loss)
+            history.val_loss.append(val_loss)
+            history.lr.append(opt.param_groups[0]["lr"])
+            if sched is not None:
+                sched.step(val_loss)
+            if val_loss < history.best_val:
+                history.best_val, history.best_epoch = val_loss, epoch
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                since_best = 0
+            else:
+                since_best += 1
+            history.seconds = time.perf_counter() - t0
+            bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}")
+            if self.resume_path is not None:
+                self._save_resume(epoch, opt, sched, history, best_state, gen)
+            if cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience:
+                break
+            if cfg.max_seconds is not None and history.seconds > cfg.max_seconds:
+                break
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state, strict=True)
+        model.eval()
+        return history
+
+    def _save_resume(self, epoch, opt, sched, history, best_state, gen) -> None:
+        payload = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
+                   "scheduler": sched.state_dict() if sched is not None else None,
+                   "history": history.as_dict(), "best_state": best_state, "generator": gen.get_state()}
+        path = self.resume_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+        os.close(fd)
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
