@@ -28,7 +28,8 @@ def test_wigner_3j_known_values_and_orthogonality():
     assert wigner_3j(1, 1, 1, 0, 0, 0) == 0.0
     # (j j 1; m −m 0) = (−1)^(j−m) m / √(j(j+1)(2j+1))
     assert wigner_3j(2, 2, 1, 1, -1, 0) == pytest.approx(-1 / np.sqrt(30))
-    assert wigner_3j(0.5, 0.5, 1, 0.5, 0.5, -1) == pytest.approx(1 / np.sqrt(3))
+    # (−1)^(j1−j2−m3)/√(2j3+1) · ⟨½ ½ ½ ½|1 1⟩ = −1/√3
+    assert wigner_3j(0.5, 0.5, 1, 0.5, 0.5, -1) == pytest.approx(-1 / np.sqrt(3))
     assert wigner_3j(1, 1, 1, 1, 1, 1) == 0.0  # m's do not sum to zero
     # Σ_{m1,m2} (j1 j2 j3; m1 m2 m3)² = 1/(2 j3 + 1)
     total = sum(wigner_3j(2, 2, 1, m1, -m1 - 1, 1) ** 2 for m1 in range(-2, 3))
