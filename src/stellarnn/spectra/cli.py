@@ -1,0 +1,79 @@
+"""``stellarnn spectra info|plot|normalise``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .apogee_grid import APOGEE_N_PIXELS, decode_pixmask
+from .apstar import open_fits, read_apstar
+from .apvisit import read_apvisit
+from .continuum import apogee_continuum
+from .generic_io import read_spectrum
+from .plotting import plot_apogee_spectrum
+
+
+def _kind(path: str) -> str:
+    with open_fits(path) as hdul:
+        shape = np.shape(hdul[1].data) if len(hdul) > 1 and hdul[1].data is not None else ()
+    if shape and shape[-1] == APOGEE_N_PIXELS:
+        return "apstar"
+    if len(shape) == 2 and shape == (3, 4096):
+        return "apvisit"
+    return "generic"
+
+
+def cmd_info(args) -> int:
+    path = args.file
+    kind = _kind(path) if path.lower().endswith((".fits", ".fit", ".fits.gz")) else "generic"
+    if kind == "apstar":
+        a = read_apstar(path)
+        print(f"{path}: apStar, {a.nvisits} visit(s), 8575 px, {a.combined.wavelength[0]:.2f}-"
+              f"{a.combined.wavelength[-1]:.2f} Å (vacuum)")
+        for k, v in a.header.items():
+            print(f"  {k:10s} {v}")
+        for s in [a.combined] + a.visits:
+            bits = np.bitwise_or.reduce(s.bitmask)
+            print(f"  row {s.meta['row']} ({s.meta['kind']}): S/N {s.snr:.1f}, {s.meta['n_bad_pixels']} pixels "
+                  f"without data, bits set somewhere: {','.join(decode_pixmask(bits)) or 'none'}")
+    elif kind == "apvisit":
+        v = read_apvisit(path)
+        print(f"{path}: apVisit, 3 chips x 4096 px")
+        for k, val in v.header.items():
+            print(f"  {k:10s} {val}")
+        lsf = v.lsf
+        for c in range(3):
+            r = lsf.resolution(c, np.array([100, 2048, 4000]))
+            print(f"  chip {c}: {v.wavelength[c].min():.1f}-{v.wavelength[c].max():.1f} Å, "
+                  f"LSF resolving power {r[0]:.0f}/{r[1]:.0f}/{r[2]:.0f} (pixels 100/2048/4000)")
+    else:
+        s = read_spectrum(path)
+        print(f"{path}: {len(s)} px, {s.wavelength[0]:.3f}-{s.wavelength[-1]:.3f} Å, S/N {s.snr:.1f}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    a = read_apstar(args.file)
+    spectra = [a.combined] + a.visits
+    s = spectra[args.row_index]
+    res = apogee_continuum(s.flux, s.error, s.bitmask)
+    out = plot_apogee_spectrum(s, res, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spectra", help="inspect, plot and normalise spectra (apStar, apVisit, FITS, CSV)",
+                       description="Spectrum files: APOGEE apStar/apVisit and generic FITS/CSV.")
+    p.set_defaults(group_parser=p)
+    s = p.add_subparsers(dest="spectra_command", metavar="ACTION")
+    q = s.add_parser("info", help="summary of a spectrum file (header values, S/N, masks, LSF)")
+    q.add_argument("file")
+    q.set_defaults(func=cmd_info)
+    q = s.add_parser("plot", help="plot an apStar spectrum: raw with continuum, and normalised (masked pixels shown)")
+    q.add_argument("file")
+    q.add_argument("-o", "--output", required=True, help="PNG path")
+    q.add_argument("--row-index", type=int, default=0,
+                   help="0 = combined spectrum, 1.. = visits (default 0)")
+    q.set_defaults(func=cmd_plot)

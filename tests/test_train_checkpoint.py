@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from stellarnn.train import CheckpointError, load_checkpoint, read_checkpoint, register_model, save_checkpoint
+
+
+@register_model("test-mlp")
+class TinyMLP(torch.nn.Module):
+    def __init__(self, n_in=3, n_hidden=8, n_out=2):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(n_in, n_hidden), torch.nn.ReLU(), torch.nn.Linear(n_hidden, n_out))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_round_trip_strict(tmp_path):
+    m = TinyMLP(n_hidden=5)
+    path = save_checkpoint(tmp_path / "m.pt", m, "test-mlp", {"n_in": 3, "n_hidden": 5, "n_out": 2},
+                           normalisation={"mean": torch.arange(3.0)}, metrics={"rms": 0.1})
+    m2, payload = load_checkpoint(path, expected_kind="test-mlp")
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(m(x), m2(x))
+    assert payload["metrics"]["rms"] == 0.1 and torch.equal(payload["normalisation"]["mean"], torch.arange(3.0))
+    assert "created" in payload["provenance"]
+
+
+def test_half_precision_storage(tmp_path):
+    m = TinyMLP()
+    path = save_checkpoint(tmp_path / "h.pt", m, "test-mlp", {}, half=True)
+    assert read_checkpoint(path)["state_dict"]["net.0.weight"].dtype == torch.float16
+    m2, _ = load_checkpoint(path)
+    assert m2.net[0].weight.dtype == torch.float32
+    torch.testing.assert_close(m2.net[0].weight, m.net[0].weight, atol=1e-3, rtol=1e-3)
+
+
+def test_mismatched_architecture_fails_strictly(tmp_path):
+    m = TinyMLP(n_hidden=5)
+    path = save_checkpoint(tmp_path / "m.pt", m, "test-mlp", {"n_hidden": 6})  # wrong hyper-parameters
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(path)
+
+
+def test_wrong_kind_and_corrupt_file(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", TinyMLP(), "test-mlp", {})
+    with pytest.raises(CheckpointError, match="expected 'other'"):
+        load_checkpoint(path, expected_kind="other")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"a": 1}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not a stellarnn checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not registered"):
+        save_checkpoint(tmp_path / "x.pt", TinyMLP(), "unregistered-kind", {})
