@@ -1,0 +1,241 @@
+"""``AtmosphereGrid``: a grid of model atmospheres on a common depth scale, and its readers.
+
+The ATLAS9 grid (Castelli & Kurucz 2003, as packaged by species: ``stellarnn.data.fetch("atlas9-grid")``)
+is an HDF5/netCDF4 file with datasets ``teff`` (41), ``logg`` (11), ``feh`` (19) and
+``atmosphere`` (41, 11, 19, 72, 7) whose last axis is RHOX, T, P, XNE, ABROSS, ACCRAD, VTURB
+(cgs).  What we found in it, and what :meth:`AtmosphereGrid.load_atlas9` does about it:
+
+* **holes**: a (teff, logg, feh) node without a model is all-NaN (3900 of 8569 nodes; the
+  whole [Fe/H] = -4.0 plane is empty). Such nodes are *missing*.
+* **64-layer models** (454): the last 8 layers are NaN, and their 64 layers are *not* on the
+  standard ATLAS9 scale (log tau_Ross from about -5.7 to +2.0).  One model (5250 K, log g 0,
+  [Fe/H] +0.5) has 71 layers (last one NaN) on the standard scale.
+* **spliced models** (7, all at 9750 K, log g 5): 64 good layers followed by 8 rows where RHOX
+  drops back (rows of another model); we cut them at the break, which makes them 64-layer models.
+* **off-scale 72-layer models** (4 more, at 3500–3750 K): their integrated tau_Ross departs by
+  0.25–0.35 dex from the standard scale.
+* standard models: 72 layers at log tau_Ross = -6.875 + 0.125 i (i = 0..71); our integration
+  of ABROSS over RHOX reproduces that to a median 2e-4 dex.
+
+Policy ``off_scale="resample"`` (default): 64-layer and off-scale models are *kept and
+repaired*, resampled onto the standard scale by linear interpolation in log tau of the log10
+quantities, with the layers their own tau range does not cover left NaN (no extrapolation:
+typically the top 9 layers of a 64-layer model).  ``off_scale="exclude"``: they become
+missing nodes.  The per-node status is in :attr:`AtmosphereGrid.status`.
+
+Also noted: VTURB is 0 in every [Fe/H] = 0 model and 2 km/s elsewhere (as distributed).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .linear import MultilinearInterpolator, OutOfGridError
+from .model import Atmosphere
+from .tau import ATLAS9_LOG_TAU, resample_log_tau, rosseland_optical_depth
+
+#: columns of the grid's last axis (ATLAS9 DECK6 order) and our Atmosphere field names
+COLUMNS = ("rhox", "temperature", "p_gas", "n_e", "abross", "accrad", "vturb")
+#: columns interpolated as log10 (all strictly positive); VTURB (0 in some models) is linear
+LOG_COLUMNS = (True, True, True, True, True, True, False)
+
+STATUS_MISSING, STATUS_STANDARD, STATUS_SHORT, STATUS_RESAMPLED = 0, 1, 2, 3
+STATUS_NAMES = {STATUS_MISSING: "missing", STATUS_STANDARD: "standard 72-layer",
+                STATUS_SHORT: "standard scale, trailing layers missing",
+                STATUS_RESAMPLED: "resampled onto the standard scale (64-layer or off-scale)"}
+#: tolerance (dex) of |log tau_integrated - standard scale| for a model to count as on the scale
+OFF_SCALE_TOLERANCE_DEX = 0.1
+
+__all__ = ["AtmosphereGrid", "OutOfGridError", "COLUMNS"]
+
+
+class AtmosphereGrid:
+    """Model atmospheres on a rectilinear grid of stellar parameters and a common layer scale.
+
+    Parameters
+    ----------
+    axes : dict name -> 1D array
+        Grid axes in order (ATLAS9: ``teff`` [K], ``logg`` [cgs], ``m_h`` [dex]).
+    models : array (*shape, n_layers, 7)
+        Columns :data:`COLUMNS` in cgs; NaN for missing nodes and uncovered layers.
+    status : int array (*shape)
+        Per-node status (see ``STATUS_NAMES``); 0 = missing.
+    log_tau : array (n_layers,)
+        The common log10 tau_Ross of the layers.
+    source : str
+    """
+
+    def __init__(self, axes: dict, models: np.ndarray, status: np.ndarray, log_tau: np.ndarray,
+                 source: str = ""):
+        self.axes = {k: np.asarray(v, dtype=float) for k, v in axes.items()}
+        self.axis_names = tuple(self.axes)
+        self.shape = tuple(len(v) for v in self.axes.values())
+        self.models = np.asarray(models, dtype=float)
+        if self.models.shape[:len(self.shape)] != self.shape or self.models.shape[-1] != len(COLUMNS):
+            raise ValueError(f"models {self.models.shape} do not match axes {self.shape} x layers x {len(COLUMNS)}")
+        self.status = np.asarray(status, dtype=int)
+        self.log_tau = np.asarray(log_tau, dtype=float)
+        self.source = source
+        self.notes: list[str] = []
+        self._interpolator = None
+
+    # ------------------------------------------------------------------ readers
+    @classmethod
+    def load_atlas9(cls, path: str | Path | None = None, off_scale: str = "resample") -> "AtmosphereGrid":
+        """Load the ATLAS9 grid (fetched through the data layer unless ``path`` is given).
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            The ``ATLAS9_grid.nc`` file; default ``stellarnn.data.fetch("atlas9-grid")``.
+        off_scale : {"resample", "exclude"}
+            What to do with the 64-layer and off-scale models (see the module docstring).
+        """
+        import h5py
+
+        if off_scale not in ("resample", "exclude"):
+            raise ValueError("off_scale must be 'resample' or 'exclude'")
+        if path is None:
+            from ..data import fetch
+
+            path = fetch("atlas9-grid")
+        with h5py.File(path, "r") as fh:
+            teff, logg, feh = fh["teff"][:], fh["logg"][:], fh["feh"][:]
+            cube = fh["atmosphere"][:].astype(float)
+            names = fh["atmosphere"].attrs.get("column_names", b"")
+        names = names.decode() if isinstance(names, bytes) else str(names)
+        if names and names.split(",") != ["rhox", "temp", "pgas", "xne", "abross", "accrad", "vturb"]:
+            raise ValueError(f"{path}: unexpected column order {names!r}")
+        shape = cube.shape[:3]
+        flat = cube.reshape(-1, cube.shape[3], cube.shape[4])
+        # spliced models: RHOX stops increasing (7 models at 9750 K, log g 5 carry 8 rows of another
+        # model after their 64th layer); keep the layers before the break
+        rhox = flat[..., 0]
+        with np.errstate(invalid="ignore"):
+            broken_step = (np.diff(rhox, axis=1) <= 0) & np.isfinite(rhox[:, 1:])
+        spliced = broken_step.any(axis=1)
+        first_break = np.where(spliced, broken_step.argmax(axis=1) + 1, rhox.shape[1])
+        flat[np.arange(rhox.shape[1])[None, :] >= first_break[:, None]] = np.nan
+        n_finite = np.isfinite(flat[..., 0]).sum(-1)
+        status = np.zeros(len(flat), dtype=int)
+        present = n_finite > 0
+        # integrated tau of every present model, compared with the standard scale
+        safe = np.where(np.isfinite(flat), flat, 1.0)
+        tau = rosseland_optical_depth(safe[..., 0], safe[..., 4])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_tau = np.where(np.isfinite(flat[..., 0]), np.log10(np.abs(tau)), np.nan)
+        dev = np.nanmax(np.abs(log_tau - ATLAS9_LOG_TAU[None, :]), axis=1, initial=0.0)
+        on_scale = present & (dev < OFF_SCALE_TOLERANCE_DEX) & (n_finite >= 70)
+        status[on_scale & (n_finite == 72)] = STATUS_STANDARD
+        status[on_scale & (n_finite < 72)] = STATUS_SHORT
+        repair = present & ~on_scale
+        if off_scale == "resample" and repair.any():
+            logs = np.where(np.array(LOG_COLUMNS), np.log10(np.where(flat[repair] > 0, flat[repair], np.nan)),
+                            flat[repair])
+            res = resample_log_tau(log_tau[repair], logs, ATLAS9_LOG_TAU)
+            res[..., np.array(LOG_COLUMNS)] = 10.0 ** res[..., np.array(LOG_COLUMNS)]
+            flat[repair] = res
+            status[repair] = STATUS_RESAMPLED
+        else:
+            flat[repair] = np.nan
+        grid = cls({"teff": teff, "logg": logg, "m_h": feh}, flat.reshape(cube.shape),
+                   status.reshape(shape), ATLAS9_LOG_TAU, source=f"ATLAS9 grid {Path(path).name}")
+        grid.notes = [f"{int(spliced.sum())} model(s) truncated where RHOX stops increasing (spliced rows)",
+                      f"{int(repair.sum())} 64-layer/off-scale model(s) "
+                      + ("resampled onto the standard tau scale" if off_scale == "resample" else "excluded")]
+        return grid
+
+    @staticmethod
+    def read_kurucz(path) -> Atmosphere:
+        """Read one Kurucz/ATLAS9 ``.mod`` deck (see :func:`stellarnn.atmospheres.kurucz.read_kurucz`)."""
+        from .kurucz import read_kurucz
+
+        return read_kurucz(path)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def present(self) -> np.ndarray:
+        """Boolean (*shape): nodes that hold a model."""
+        return self.status != STATUS_MISSING
+
+    def summary(self) -> dict:
+        """Counts of nodes per status."""
+        return {STATUS_NAMES[s]: int((self.status == s).sum()) for s in STATUS_NAMES}
+
+    def node(self, index: tuple[int, ...]) -> Atmosphere:
+        """The model at a node (grid indices), finite layers only.
+
+        Raises
+        ------
+        OutOfGridError
+            The node has no model.
+        """
+        index = tuple(int(i) for i in index)
+        if not self.present[index]:
+            coords = {k: float(self.axes[k][i]) for k, i in zip(self.axis_names, index)}
+            raise OutOfGridError(f"no model at {coords}")
+        cols = self.models[index]
+        params = [float(self.axes[k][i]) for k, i in zip(self.axis_names, index)]
+        atm = Atmosphere(**{c: cols[:, j] for j, c in enumerate(COLUMNS)}, teff=params[0], logg=params[1],
+                         m_h=params[2], log_tau_ross=self.log_tau.copy(), grid_distance=0.0,
+                         source=f"{self.source} node {dict(zip(self.axis_names, params))}")
+        return atm.finite_layers()
+
+    # ------------------------------------------------------------------ interpolation
+    def _linear(self) -> MultilinearInterpolator:
+        if self._interpolator is None:
+            logs = np.array(LOG_COLUMNS)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.where(logs, np.log10(self.models), self.models)
+            values[~self.present] = np.nan
+            self._interpolator = MultilinearInterpolator(list(self.axes.values()), values, present=self.present)
+        return self._interpolator
+
+    def interpolate_linear(self, teff, logg, m_h, fallback: str | None = None, **other_axes) -> Atmosphere:
+        """Multilinear interpolation in the grid axes, layer by layer on the common tau_Ross scale.
+
+        RHOX, T, P_gas, n_e, ABROSS and ACCRAD are interpolated as log10, VTURB linearly.  Every
+        corner model of the query's cell that carries weight must exist.
+
+        Parameters
+        ----------
+        teff, logg, m_h : float or array (n,)
+            Effective temperature [K], log g [cgs], [M/H] [dex]; arrays give a batch.
+        fallback : {None, "nearest_cell"}
+            None (default): raise :class:`OutOfGridError` when a point is outside the axis ranges or
+            its cell has a missing corner.  "nearest_cell": extrapolate such points linearly from
+            the nearest complete cell (all corners present) and report it in ``atm.notes``;
+            ``atm.grid_distance`` says how far from the nearest model they are.
+        other_axes : arrays
+            Values for further axes of a grid that has them (none for ATLAS9).
+
+        Returns
+        -------
+        Atmosphere
+            Single (finite layers only) for scalar input; batched (n, n_layers) for arrays, with
+            NaN in layers some corner model does not cover (resampled 64-layer models).
+        """
+        coords = {"teff": teff, "logg": logg, "m_h": m_h, **other_axes}
+        if set(coords) != set(self.axis_names):
+            raise ValueError(f"this grid's axes are {self.axis_names}; got {tuple(coords)}")
+        arrays = [np.atleast_1d(np.asarray(coords[k], dtype=float)) for k in self.axis_names]
+        scalar = all(np.ndim(coords[k]) == 0 for k in self.axis_names)
+        try:
+            arrays = np.broadcast_arrays(*arrays)
+        except ValueError as exc:
+            raise ValueError(f"teff, logg, m_h must broadcast to one shape: {exc}") from exc
+        if any(a.ndim != 1 for a in arrays):
+            raise ValueError("teff, logg, m_h must be scalars or 1D arrays")
+        points = np.stack(arrays, axis=1)
+        values, info = self._linear()(points, fallback=fallback)
+        logs = np.array(LOG_COLUMNS)
+        values[..., logs] = 10.0 ** values[..., logs]  # (n, L, 7)
+        kw = {c: values[..., j] for j, c in enumerate(COLUMNS)}
+        notes = []
+        if info.used_fallback.any():
+            notes.append(f"{int(info.used_fallback.sum())} point(s) extrapolated from the nearest complete cell")
+        atm = Atmosphere(**kw, teff=points[:, 0], logg=points[:, 1], m_h=points[:, 2],
+                         log_tau_ross=np.broadcast_to(self.log_tau, kw["rhox"].shape).copy(),
+                         grid_distance=info.grid_distance, source=f"{self.source}, multilinear", notes=notes)
+        return atm[0] if scalar else atm
