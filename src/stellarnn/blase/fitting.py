@@ -433,8 +433,8 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
     baseline_history = Trainer(model, _transfer_loss, cfg).fit(batch)
     model.cpu()
     baseline_rms = _normalised_rms(model, batch)
-    baseline_params = dict(rv_km_s=float(model.rv_km_s), vsini_km_s=float(model.vsini_km_s),
-                           resolution=float(model.resolution))
+    baseline_params = dict(rv_km_s=float(model.rv_km_s.detach()), vsini_km_s=float(model.vsini_km_s.detach()),
+                           resolution=float(model.resolution.detach()))
 
     # (3) telluric (observer-frame) line set from the residual
     n_tell = 0
@@ -465,8 +465,8 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
     model.cpu()
     transfer_rms = _normalised_rms(model, batch)
     return TransferResult(model=model, baseline_rms=baseline_rms, transfer_rms=transfer_rms,
-                          rv_km_s=float(model.rv_km_s), vsini_km_s=float(model.vsini_km_s),
-                          resolution=float(model.resolution), n_telluric_lines=n_tell,
+                          rv_km_s=float(model.rv_km_s.detach()), vsini_km_s=float(model.vsini_km_s.detach()),
+                          resolution=float(model.resolution.detach()), n_telluric_lines=n_tell,
                           baseline_history=baseline_history, transfer_history=transfer_history,
                           initial_guess=dict(rv_km_s=rv0, vsini_km_s=vsini0),
                           baseline_parameters=baseline_params)
