@@ -90,7 +90,8 @@ def rosseland_optical_depth(rhox, abross, method: str = "powerlaw"):
     return np.concatenate([first, first + np.cumsum(step, axis=-1)], axis=-1)
 
 
-def resample_log_tau(log_tau: np.ndarray, values: np.ndarray, target_log_tau: np.ndarray) -> np.ndarray:
+def resample_log_tau(log_tau: np.ndarray, values: np.ndarray, target_log_tau: np.ndarray,
+                     edge_tolerance_dex: float = 0.0) -> np.ndarray:
     """Linear interpolation of depth profiles onto a new log tau scale, batched.
 
     Parameters
@@ -101,11 +102,13 @@ def resample_log_tau(log_tau: np.ndarray, values: np.ndarray, target_log_tau: np
         Quantities to resample; interpolate what should vary linearly (e.g. log10 of T, P, ...).
     target_log_tau : (K,)
         The new scale.
+    edge_tolerance_dex : float
+        Target points at most this far outside a model's log tau range are extrapolated linearly
+        from its two outermost layers (absorbs the integration error at the boundaries).
 
     Returns
     -------
-    (n, K) or (n, K, C); NaN where a target point lies outside a model's log tau range
-    (no extrapolation).
+    (n, K) or (n, K, C); NaN where a target point lies further outside a model's log tau range.
     """
     log_tau = np.asarray(log_tau, dtype=float)
     values = np.asarray(values, dtype=float)
@@ -116,18 +119,21 @@ def resample_log_tau(log_tau: np.ndarray, values: np.ndarray, target_log_tau: np
     n, n_layers = log_tau.shape
     if values.shape[:2] != (n, n_layers):
         raise ValueError(f"values {values.shape} do not match log_tau {log_tau.shape}")
-    lt = np.where(np.isfinite(log_tau), log_tau, np.inf)
-    # index of the first layer at or beyond each target point: (n, K)
-    upper = (lt[:, None, :] < target[None, :, None]).sum(-1)
-    n_valid = np.isfinite(log_tau).sum(-1)[:, None]
-    inside = (upper > 0) & (upper < n_valid) | ((upper == 0) & (lt[:, :1] == target[None, :]))
-    hi = np.clip(upper, 1, n_layers - 1)
-    lo = hi - 1
+    finite = np.isfinite(log_tau)
+    n_valid = finite.sum(-1)
+    if (n_valid < 2).any():
+        raise ValueError("every model needs at least two finite layers")
+    lt = np.where(finite, log_tau, np.inf)
     rows = np.arange(n)[:, None]
+    first = log_tau[:, 0][:, None]
+    last = log_tau[np.arange(n), n_valid - 1][:, None]
+    upper = (lt[:, None, :] < target[None, :, None]).sum(-1)  # layers above each target point
+    hi = np.clip(upper, 1, (n_valid - 1)[:, None])
+    lo = hi - 1
     x0, x1 = log_tau[rows, lo], log_tau[rows, hi]
     with np.errstate(invalid="ignore", divide="ignore"):
         w = (target[None, :] - x0) / (x1 - x0)
-    w = np.where(upper == 0, 0.0, w)
     out = values[rows, lo] * (1 - w)[..., None] + values[rows, hi] * w[..., None]
+    inside = (target[None, :] >= first - edge_tolerance_dex) & (target[None, :] <= last + edge_tolerance_dex)
     out = np.where(inside[..., None], out, np.nan)
     return out[..., 0] if squeeze else out

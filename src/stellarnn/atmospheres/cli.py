@@ -1,0 +1,127 @@
+"""``stellarnn atmosphere get|train|evaluate``."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def cmd_get(args) -> int:
+    from .emulator import Innterpol
+    from .grid import AtmosphereGrid
+
+    if args.linear:
+        atm = AtmosphereGrid.load_atlas9().interpolate_linear(args.teff, args.logg, args.m_h,
+                                                              fallback="nearest_cell" if args.extrapolate else None)
+    else:
+        atm = Innterpol.load(args.weights).atmosphere(args.teff, args.logg, args.m_h)
+    dist = float(atm.grid_distance) if atm.grid_distance is not None else float("nan")
+    print(f"# Teff = {args.teff:g} K, log g = {args.logg:g}, [M/H] = {args.m_h:+g}  "
+          f"({'multilinear ATLAS9' if args.linear else 'iNNterpol'}); "
+          f"distance to the nearest grid model: {dist:.2f} grid steps" + ("  [EXTRAPOLATION]" if dist > 1 else ""))
+    if args.output:
+        path = Path(args.output)
+        if path.suffix.lower() in (".mod", ".dat", ".atlas"):
+            atm.write_kurucz(path)
+        else:
+            atm.write_krz(path)
+        print(f"# written {path}")
+    else:
+        print(f"{'log_tau':>8s} {'rhox[g/cm2]':>12s} {'T[K]':>9s} {'P_gas[cgs]':>12s} {'n_e[cm-3]':>12s}")
+        for row in zip(atm.log_tau_ross, atm.rhox, atm.temperature, atm.p_gas, atm.n_e):
+            print(f"{row[0]:8.3f} {row[1]:12.5e} {row[2]:9.1f} {row[3]:12.5e} {row[4]:12.5e}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
+        for ax, (name, label) in zip(axes.flat, [("rhox", "RHOX [g cm$^{-2}$]"), ("temperature", "T [K]"),
+                                                 ("p_gas", "P$_{gas}$ [dyn cm$^{-2}$]"), ("n_e", "n$_e$ [cm$^{-3}$]")]):
+            ax.plot(atm.log_tau_ross, getattr(atm, name))
+            ax.set_ylabel(label)
+            if name != "temperature":
+                ax.set_yscale("log")
+        for ax in axes[1]:
+            ax.set_xlabel(r"log $\tau_{Ross}$")
+        fig.suptitle(f"Teff {args.teff:g} K, log g {args.logg:g}, [M/H] {args.m_h:+g}")
+        out = Path(args.plot_file or (Path(args.output).with_suffix(".png") if args.output else "atmosphere.png"))
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        print(f"# plot {out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .resample import atlas9_tau_grid
+    from .training import InnterpolConfig, make_splits, train_innterpol
+
+    torch.set_num_threads(args.threads)
+    grid = atlas9_tau_grid()
+    splits = make_splits(grid, seed=args.seed)
+    cfg = InnterpolConfig(n_components=args.components, hidden=args.hidden, n_hidden_layers=args.layers,
+                          epochs=args.epochs, lr=args.lr, max_seconds=args.max_seconds, seed=args.seed)
+    command = ("stellarnn atmosphere train " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in
+        dict(components=args.components, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr,
+             seed=args.seed, max_seconds=args.max_seconds).items() if v is not None) + f" -o {args.output}")
+    path, history = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume,
+                                    provenance={"training_data": "ATLAS9 grid (astro-species 4.1.0 "
+                                                                 "ATLAS9_grid.nc), 71-point tau_Ross resampling",
+                                                "command": command}, progress=not args.quiet)
+    print(f"wrote {path}: best validation MSE {history.best_val:.3g} at epoch {history.best_epoch} "
+          f"({len(history.train_loss)} epochs, {history.seconds:.0f} s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_checkpoint, format_table
+
+    result = evaluate_checkpoint(args.weights, plot_dir=args.plot_dir)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+        print(f"# written {args.json}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("atmosphere", help="model atmospheres: iNNterpol emulator and ATLAS9 grid",
+                              description="Model atmospheres from the iNNterpol emulator of the ATLAS9 grid "
+                                          "(or multilinear interpolation of the grid); train and evaluate it.")
+    p.set_defaults(group_parser=p)
+    s = p.add_subparsers(dest="atmosphere_command", metavar="ACTION")
+    q = s.add_parser("get", help="one atmosphere: print it, write KRZ/ATLAS9 (-o), plot it")
+    q.add_argument("teff", type=float, metavar="TEFF", help="effective temperature [K]")
+    q.add_argument("logg", type=float, metavar="LOGG", help="log10 surface gravity [cgs]")
+    q.add_argument("m_h", type=float, metavar="MH", help="[M/H] [dex]")
+    q.add_argument("-o", "--output", help="write the model: .krz (SME/PySME) or .mod (ATLAS9 deck)")
+    q.add_argument("--plot", action="store_true", help="write a PNG of the four profiles")
+    q.add_argument("--plot-file", help="PNG path (default: next to -o, or atmosphere.png)")
+    q.add_argument("--linear", action="store_true", help="multilinear ATLAS9 interpolation instead of the emulator")
+    q.add_argument("--extrapolate", action="store_true", help="with --linear: allow nearest-cell extrapolation")
+    q.add_argument("--weights", help="emulator checkpoint (default: shipped weights)")
+    q.set_defaults(func=cmd_get)
+    q = s.add_parser("train", help="train the emulator on the ATLAS9 grid (resumable)")
+    q.add_argument("-o", "--output", default="weights/atmospheres/innterpol_atlas9.pt")
+    q.add_argument("--components", type=int, default=12, help="SVD components per quantity (12)")
+    q.add_argument("--hidden", type=int, default=40)
+    q.add_argument("--layers", type=int, default=12, help="hidden layers (12)")
+    q.add_argument("--epochs", type=int, default=2000)
+    q.add_argument("--lr", type=float, default=3e-4)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best weights kept)")
+    q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")
+    q.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    q.add_argument("-q", "--quiet", action="store_true")
+    q.set_defaults(func=cmd_train)
+    q = s.add_parser("evaluate", help="error table on the held-out sets vs linear interpolation; plots")
+    q.add_argument("--weights", help="emulator checkpoint (default: shipped weights)")
+    q.add_argument("--plot-dir", default=".", help="where to write the PNGs")
+    q.add_argument("--json", help="also write the table as JSON")
+    q.set_defaults(func=cmd_evaluate)

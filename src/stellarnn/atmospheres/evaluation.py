@@ -1,0 +1,212 @@
+"""Evaluation of the emulator against linear interpolation on the held-out sets.
+
+Linear baseline (issue 3, item 5): multilinear interpolation over the grid of the models the
+network may see (train + validation), on the raw resampled quantities (log10 on the tau scale)
+or on their SVD coefficients (the emulator's basis).  Held-out Teff columns and the edge plane
+are removed from the axes, so (b) is interpolated across a double-width cell and (c) is
+extrapolated from the nearest complete cell.  The randomly held-out models (a) are holes in the
+grid: a query on a hole is interpolated linearly between its two neighbours along the first
+axis (teff, then logg, then m_h) on which both exist, else extrapolated from the nearest complete
+cell.  Errors are in dex for every quantity, and in % for T (``100 |10^dlogT - 1|``).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .linear import MultilinearInterpolator
+from .resample import QUANTITIES, TauSampledGrid
+
+SETS = ("random", "teff_columns", "edge")
+
+
+class LinearBaseline:
+    """Multilinear interpolation of per-model features over the nodes in ``known``.
+
+    Parameters
+    ----------
+    grid : TauSampledGrid
+    known : bool (n_models,)
+        Models the baseline may use.
+    features : (n_models, ...)
+        What to interpolate (log profiles or SVD coefficients).
+    """
+
+    def __init__(self, grid: TauSampledGrid, known: np.ndarray, features: np.ndarray):
+        params = grid.params[known]
+        self.feature_shape = features.shape[1:]
+        self.axes = [np.unique(params[:, k]) for k in range(params.shape[1])]
+        shape = tuple(len(a) for a in self.axes)
+        idx = tuple(np.searchsorted(a, params[:, k]) for k, a in enumerate(self.axes))
+        cube = np.full(shape + (int(np.prod(self.feature_shape)),), np.nan)
+        present = np.zeros(shape, dtype=bool)
+        cube[idx] = features[known].reshape(int(known.sum()), -1)
+        present[idx] = True
+        self.cube, self.present = cube, present
+        self.interpolator = MultilinearInterpolator(self.axes, cube, present)
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        points = np.atleast_2d(np.asarray(points, dtype=float))
+        out, info = self.interpolator(points, fallback="nearest_cell")
+        todo = info.used_fallback.copy()
+        for k, axis in enumerate(self.axes):  # holes: neighbours along one axis
+            if not todo.any():
+                break
+            on_node = np.ones(len(points), dtype=bool)
+            idx = np.zeros(points.shape, dtype=int)
+            for j, a in enumerate(self.axes):
+                pos = np.clip(np.searchsorted(a, points[:, j]), 0, len(a) - 1)
+                on_node &= a[pos] == points[:, j]
+                idx[:, j] = pos
+            lo, hi = idx.copy(), idx.copy()
+            lo[:, k] -= 1
+            hi[:, k] += 1
+            valid = todo & on_node & (lo[:, k] >= 0) & (hi[:, k] < len(axis))
+            lo[:, k] = np.clip(lo[:, k], 0, len(axis) - 1)
+            hi[:, k] = np.clip(hi[:, k], 0, len(axis) - 1)
+            valid &= self.present[tuple(lo.T)] & self.present[tuple(hi.T)]
+            if valid.any():
+                x0, x1 = axis[lo[valid, k]], axis[hi[valid, k]]
+                w = ((points[valid, k] - x0) / (x1 - x0))[:, None]
+                out_flat = out.reshape(len(points), -1)
+                out_flat[valid] = (1 - w) * self.cube[tuple(lo[valid].T)] + w * self.cube[tuple(hi[valid].T)]
+                out = out_flat.reshape(out.shape)
+                todo &= ~valid
+        return out.reshape((len(points),) + self.feature_shape)
+
+
+def error_table(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """rms and max |error| per quantity (dex), and T in % , over models and depths."""
+    err = pred - truth
+    out = {}
+    for i, name in enumerate(QUANTITIES):
+        e = err[:, i]
+        out[name] = {"rms_dex": float(np.sqrt(np.mean(e ** 2))), "max_dex": float(np.max(np.abs(e)))}
+    t_pct = 100 * np.abs(10.0 ** err[:, QUANTITIES.index("log_temperature")] - 1)
+    out["temperature_percent"] = {"rms": float(np.sqrt(np.mean(t_pct ** 2))), "max": float(np.max(t_pct))}
+    return out
+
+
+def monotone_fraction(log_t: np.ndarray, log_tau: np.ndarray, deeper_than: float = -4.0) -> float:
+    """Fraction of profiles whose T rises monotonically with depth below ``deeper_than`` (log tau)."""
+    sel = log_tau >= deeper_than
+    return float(np.mean((np.diff(log_t[:, sel], axis=1) > 0).all(axis=1)))
+
+
+def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=None) -> dict:
+    """Emulator vs linear interpolation (raw and SVD) on the three held-out sets of its training splits."""
+    from .emulator import Innterpol
+    from .resample import atlas9_tau_grid
+    from .svd import SVDBasis
+    from .training import make_splits
+
+    emulator = Innterpol.load(path)
+    grid = grid or atlas9_tau_grid()
+    prov = emulator.checkpoint.get("provenance", {})
+    seed = prov.get("splits", {}).get("seed", 0)
+    splits = make_splits(grid, seed=seed)
+    known = splits.train | splits.validation
+    basis = SVDBasis(emulator.basis.mean, emulator.basis.components)
+    linear_raw = LinearBaseline(grid, known, grid.values)
+    linear_svd = LinearBaseline(grid, known, basis.encode(grid.values))
+    result = {"checkpoint": str(path or "shipped"), "n_components": basis.n_components,
+              "splits": splits.description, "sets": {}}
+    predictions = {}
+    for name in SETS:
+        mask = getattr(splits, name)
+        p, truth = grid.params[mask], grid.values[mask]
+        with torch.inference_mode():
+            emu = emulator.log_profiles(torch.as_tensor(p, dtype=torch.float32)).double().numpy()
+        lin = linear_raw(p)
+        lin_svd = basis.decode(linear_svd(p))
+        recon = basis.decode(basis.encode(truth))
+        predictions[name] = (p, truth, emu, lin)
+        result["sets"][name] = {
+            "n_models": int(mask.sum()),
+            "emulator": error_table(emu, truth), "linear_raw": error_table(lin, truth),
+            "linear_svd": error_table(lin_svd, truth), "svd_reconstruction": error_table(recon, truth),
+            "grid_distance_median": float(np.median(emulator.grid_distance(p))),
+            "T_monotone_fraction_below_logtau_-4": {
+                "truth": monotone_fraction(truth[:, 1], grid.log_tau), "emulator": monotone_fraction(emu[:, 1], grid.log_tau),
+                "linear_raw": monotone_fraction(lin[:, 1], grid.log_tau)}}
+    if plot_dir is not None:
+        result["plots"] = _plots(predictions, grid.log_tau, Path(plot_dir))
+    return result
+
+
+def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    p, truth, emu, lin = predictions["edge"]
+    pick = np.linspace(0, len(p) - 1, min(6, len(p))).astype(int)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharex=True)
+    for ax, i in zip(axes.flat, pick):
+        ax.plot(log_tau, 10 ** truth[i, 1], "k-", label="ATLAS9")
+        ax.plot(log_tau, 10 ** emu[i, 1], "C0--", label="iNNterpol")
+        ax.plot(log_tau, 10 ** lin[i, 1], "C3:", label="linear (extrapolated)")
+        ax.set_title(f"{p[i, 0]:.0f} K, log g {p[i, 1]:g}, [M/H] {p[i, 2]:+g}", fontsize=9)
+        ax.set_ylabel("T [K]")
+    for ax in axes[1]:
+        ax.set_xlabel(r"log $\tau_{Ross}$")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("held-out edge set (c): T(tau)")
+    fig.tight_layout()
+    out = folder / "innterpol_edge_T.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    written.append(str(out))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    for ax, name in zip(axes, SETS):
+        p, truth, emu, lin = predictions[name]
+        for arr, lab, c in ((emu, "iNNterpol", "C0"), (lin, "linear", "C3")):
+            err = 100 * np.abs(10 ** (arr[:, 1] - truth[:, 1]) - 1)
+            ax.plot(log_tau, np.sqrt((err ** 2).mean(0)), c, label=f"{lab} rms")
+            ax.plot(log_tau, err.max(0), c, ls=":", label=f"{lab} max")
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel(r"log $\tau_{Ross}$")
+    axes[0].set_ylabel("|ΔT| [%]")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out = folder / "innterpol_T_error_vs_depth.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    written.append(str(out))
+    return written
+
+
+def format_table(result: dict) -> str:
+    """The error table as text (rms / max; dex, T also in %)."""
+    lines = [f"iNNterpol ({result['n_components']} SVD components) vs linear interpolation; rms / max"]
+    head = f"{'set':13s} {'method':12s} " + " ".join(f"{q:>17s}" for q in QUANTITIES) + f" {'T [%]':>15s}"
+    lines.append(head)
+    for name, res in result["sets"].items():
+        for method in ("emulator", "linear_raw", "linear_svd", "svd_reconstruction"):
+            t = res[method]
+            cells = " ".join(f"{t[q]['rms_dex']:8.4f}/{t[q]['max_dex']:8.4f}" for q in QUANTITIES)
+            tp = t["temperature_percent"]
+            lines.append(f"{name:13s} {method:12s} {cells} {tp['rms']:7.3f}/{tp['max']:7.3f}")
+    return "\n".join(lines)
+
+
+def time_call(fn, repeats: int = 5, min_seconds: float = 0.2) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` timings (each looping until ``min_seconds``)."""
+    times = []
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            dt = time.perf_counter() - t0
+            if dt >= min_seconds:
+                break
+        times.append(dt / n)
+    return float(np.median(times))

@@ -1,0 +1,155 @@
+"""Training the iNNterpol emulator with the project's Trainer, and the evaluation splits.
+
+Evaluation protocol (issue 3): three held-out sets never trained on,
+
+(a) ``random``: 10 % of the remaining models at random (seeded);
+(b) ``teff_columns``: whole interior Teff columns, every other Teff node over a range
+    (ATLAS9: 4250, 4750, ..., 7250 K), to test interpolation between nodes;
+(c) ``edge``: the lowest log g plane (ATLAS9: log g = 0), to test extrapolation.
+
+The rest is split 90 % train / 10 % validation (the Trainer keeps the best-validation weights).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..train import TrainConfig, Trainer, save_checkpoint
+from .emulator import MODEL_KIND, InnterpolMLP
+from .resample import QUANTITIES, TauSampledGrid
+from .svd import SVDBasis
+
+
+@dataclass
+class Splits:
+    """Boolean masks over the models of a :class:`TauSampledGrid`."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    random: np.ndarray
+    teff_columns: np.ndarray
+    edge: np.ndarray
+    description: dict = field(default_factory=dict)
+
+    @property
+    def held_out(self) -> np.ndarray:
+        return self.random | self.teff_columns | self.edge
+
+
+def make_splits(grid: TauSampledGrid, teff_range=(4250.0, 7250.0), edge_axis: str = "logg",
+                edge_at: str = "min", random_fraction: float = 0.1, validation_fraction: float = 0.1,
+                seed: int = 0) -> Splits:
+    """The evaluation protocol's held-out sets and the train/validation split.
+
+    Parameters
+    ----------
+    teff_range : (lo, hi) in K
+        Interior range whose every other Teff node (starting at the second node >= lo) is held out
+        as whole columns; ``None`` for no column set (grids without a ``teff`` axis).
+    edge_axis, edge_at : str
+        The edge set: all models on the first ("min") or last ("max") node of this axis.
+    """
+    params = grid.params
+    n = len(grid)
+    names = grid.axis_names
+    cols = np.zeros(n, dtype=bool)
+    held_teff = []
+    if teff_range is not None and "teff" in names:
+        t_axis = np.asarray(grid.axes["teff"])
+        inside = t_axis[(t_axis >= teff_range[0]) & (t_axis <= teff_range[1])]
+        start = 0 if len(inside) and inside[0] > t_axis[0] else 1
+        held_teff = inside[start::2].tolist()
+        cols = np.isin(params[:, names.index("teff")], held_teff)
+    k = names.index(edge_axis)
+    edge_value = float(np.min(grid.axes[edge_axis]) if edge_at == "min" else np.max(grid.axes[edge_axis]))
+    edge = params[:, k] == edge_value
+    cols &= ~edge
+    rng = np.random.default_rng(seed)
+    rest = np.flatnonzero(~(cols | edge))
+    rng.shuffle(rest)
+    n_random = int(round(random_fraction * len(rest)))
+    random = np.zeros(n, dtype=bool)
+    random[rest[:n_random]] = True
+    remaining = rest[n_random:]
+    n_val = int(round(validation_fraction * len(remaining)))
+    validation = np.zeros(n, dtype=bool)
+    validation[remaining[:n_val]] = True
+    train = np.zeros(n, dtype=bool)
+    train[remaining[n_val:]] = True
+    desc = {"teff_columns_K": held_teff, "edge": f"{edge_axis} = {edge_value:g}", "seed": seed,
+            "random_fraction": random_fraction, "validation_fraction": validation_fraction,
+            "counts": {"train": int(train.sum()), "validation": int(validation.sum()), "random": int(random.sum()),
+                       "teff_columns": int(cols.sum()), "edge": int(edge.sum())}}
+    return Splits(train, validation, random, cols, edge, desc)
+
+
+@dataclass
+class InnterpolConfig:
+    """Emulator hyper-parameters and optimisation settings (defaults: the iNNterpol paper, more epochs)."""
+
+    n_components: int = 12
+    hidden: int = 40
+    n_hidden_layers: int = 12
+    negative_slope: float = 0.2
+    epochs: int = 2000
+    batch_size: int = 64
+    lr: float = 3e-4
+    plateau_patience: int | None = 100
+    max_seconds: float | None = None
+    seed: int = 0
+
+
+def _mse(model, batch):
+    x, y = batch
+    return torch.mean((model(x) - y) ** 2)
+
+
+def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: InnterpolConfig | None = None,
+                    resume_path=None, provenance: dict | None = None, progress: bool = True):
+    """Fit the SVD basis on the training models, train the MLP, write a float16 checkpoint.
+
+    Parameters
+    ----------
+    grid : TauSampledGrid
+    splits : Splits
+        Only ``splits.train`` models shape the basis and the weights; ``splits.validation`` picks
+        the best epoch.
+    out_path : path of the checkpoint to write.
+    resume_path : optional path of the Trainer's resumable state (resumes if it exists).
+
+    Returns
+    -------
+    (checkpoint path, History)
+    """
+    cfg = config or InnterpolConfig()
+    torch.manual_seed(cfg.seed)
+    train_values = grid.values[splits.train]
+    basis = SVDBasis.fit(train_values, cfg.n_components)
+    coeffs = basis.encode(grid.values)  # (n, Q, C)
+    scale = np.sqrt((coeffs[splits.train] ** 2).mean(axis=(0, 2)))
+    params = grid.params
+    axis_min = np.array([np.min(grid.axes[k]) for k in grid.axis_names], dtype=float)
+    axis_max = np.array([np.max(grid.axes[k]) for k in grid.axis_names], dtype=float)
+    x = torch.as_tensor((params - axis_min) / (axis_max - axis_min), dtype=torch.float32)
+    y = torch.as_tensor((coeffs / scale[None, :, None]).reshape(len(grid), -1), dtype=torch.float32)
+    hyper = {"n_inputs": len(grid.axis_names), "n_outputs": int(y.shape[1]), "hidden": cfg.hidden,
+             "n_hidden_layers": cfg.n_hidden_layers, "negative_slope": cfg.negative_slope}
+    model = InnterpolMLP(**hyper)
+    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, plateau_patience=cfg.plateau_patience,
+                       max_seconds=cfg.max_seconds, seed=cfg.seed, device="cpu", progress=progress)
+    tr, va = torch.as_tensor(splits.train), torch.as_tensor(splits.validation)
+    val_data = (x[va], y[va]) if splits.validation.any() else None
+    history = Trainer(model, _mse, tcfg, resume_path=resume_path).fit((x[tr], y[tr]), val_data)
+    normalisation = {"axis_names": list(grid.axis_names), "axis_min": axis_min, "axis_max": axis_max,
+                     "coefficient_scale": scale, "svd_mean": basis.mean, "svd_components": basis.components,
+                     "grid_nodes": params[splits.train | splits.validation], "log_tau": grid.log_tau,
+                     "quantities": list(QUANTITIES)}
+    metrics = {"best_val_mse": history.best_val, "best_epoch": history.best_epoch,
+               "epochs_run": len(history.train_loss), "train_seconds": history.seconds}
+    prov = {"config": asdict(cfg), "splits": splits.description, "grid_notes": list(grid.notes), **(provenance or {})}
+    path = save_checkpoint(Path(out_path), model, MODEL_KIND, hyper, normalisation=normalisation,
+                           metrics=metrics, provenance=prov, half=True)
+    return path, history
