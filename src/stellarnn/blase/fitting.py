@@ -393,7 +393,7 @@ def find_residual_lines(spec: ObservedSpectrum, model_flux: np.ndarray, weight: 
 
 
 def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 300, baseline_epochs: int = 200,
-                      lr: float = 0.02, tellurics: bool = True, telluric_prominence: float = 0.02,
+                      lr: float = 0.02, tellurics: bool = True, telluric_prominence: float | None = None,
                       resolution_guess: float = 80000.0, rv_grid_km_s=None, vsini_grid_km_s=None,
                       continuum_degree: int = 2, velocity_step_km_s: float = 0.5, vsini_max_km_s: float = 300.0,
                       prior_amplitude_scale: float = 0.2, prior_width_scale: float = 0.2,
@@ -401,7 +401,8 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
     """Fit a cloned line model to an observed spectrum (see module docstring).
 
     Stages: (1) brute-force RV/vsini guess; (2) baseline: clone frozen, RV, vsini, R and continuum
-    fitted (``baseline_epochs``); (3) optional telluric line set found in data/baseline; (4) transfer:
+    fitted (``baseline_epochs``); (3) optional telluric line set found in data/baseline (prominence
+    ``telluric_prominence``, by default 4 × the median relative error); (4) transfer:
     stellar amplitudes and widths free under the L1 prior, telluric lines fully free, extrinsic
     parameters and continuum free (``epochs``). Returns both rms residuals.
     """
@@ -442,6 +443,8 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
         wl_t, xs, seg = batch[0][0], batch[1][0], batch[2][0]
         with torch.inference_mode():
             base_flux = model(wl_t, xs, seg).double().numpy()
+        if telluric_prominence is None:
+            telluric_prominence = 4.0 * float(np.median(spec.error[weight > 0]))
         found = find_residual_lines(spec, base_flux, weight, baseline_params["resolution"],
                                     prominence=telluric_prominence, form=clone.form, profile=clone.profile)
         n_tell = len(found)
@@ -470,3 +473,16 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
                           baseline_history=baseline_history, transfer_history=transfer_history,
                           initial_guess=dict(rv_km_s=rv0, vsini_km_s=vsini0),
                           baseline_parameters=baseline_params)
+
+
+@torch.no_grad()
+def clone_to_air(clone: LineModel) -> LineModel:
+    """Convert a clone's line centres from vacuum to air wavelengths in place (IAU formula,
+    :func:`stellarnn.blase.sources.vacuum_to_air`), e.g. for a vacuum synthetic template and an
+    air-calibrated echelle spectrum."""
+    from .sources import vacuum_to_air
+
+    centres = clone.centres().detach().cpu().numpy()
+    amp, sig, gam = (torch.exp(p).double().numpy() for p in (clone.ln_amplitude, clone.ln_sigma, clone.ln_gamma))
+    clone.set_lines(vacuum_to_air(centres), amp, sig, gam)
+    return clone

@@ -1,0 +1,54 @@
+"""Tests for `stellarnn blase clone|transfer|plot` on small synthetic files."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stellarnn.blase.line_finder import LineGuesses
+from stellarnn.blase.line_model import LineModel
+from stellarnn.cli import main
+
+
+@pytest.fixture()
+def source(tmp_path):
+    c = np.array([8001.3, 8003.9, 8006.6])
+    g = LineGuesses(c, np.array([0.02, 0.05, 0.03]), np.full(3, 0.05), np.full(3, 0.01), np.zeros(3), np.zeros(3))
+    wl = np.arange(8000.0, 8008.0, 0.01)
+    with torch.no_grad():
+        flux = LineModel.from_guesses(g, profile="voigt")(torch.from_numpy(wl)).double().numpy()
+    np.savez(tmp_path / "src.npz", wavelength=wl, flux=flux * (1 + 1e-3 * (wl - 8000)))
+    # observed: same lines at R ~ 50000, pixels of 0.04 A, 1 % noise, one order
+    obs_wl = np.arange(8000.5, 8007.5, 0.04)
+    from stellarnn.blase.extrinsic import convolve_same, gaussian_kernel, log_uniform_grid, resample_linear
+    grid = log_uniform_grid(7999.0, 8009.0, 0.5)
+    with torch.no_grad():
+        fine = LineModel.from_guesses(g, profile="voigt")(torch.from_numpy(grid))
+        conv = convolve_same(fine.double(), gaussian_kernel(torch.tensor(50000.0, dtype=torch.float64), 0.5, 30))
+        obs = resample_linear(torch.from_numpy(grid), conv, torch.from_numpy(obs_wl)).numpy()
+    obs = obs + np.random.default_rng(0).normal(0, 0.01, obs.size)
+    np.savez(tmp_path / "obs.npz", wavelength=obs_wl, flux=obs, error=np.full(obs.size, 0.01))
+    return tmp_path
+
+
+def test_clone_transfer_plot(source, capsys):
+    d = source
+    assert main(["blase", "clone", str(d / "src.npz"), "--out", str(d / "c.pt"), "--epochs", "60",
+                 "--knot-spacing", "4", "--table", str(d / "c.csv"), "--plot", str(d / "c.png"), "-q"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["n_lines"] == 3 and metrics["rms_residual"] < metrics["initial_rms_residual"]
+    assert (d / "c.png").stat().st_size > 0 and (d / "c.csv").read_text().startswith("centre_angstrom")
+    assert main(["blase", "transfer", str(d / "c.pt"), str(d / "obs.npz"), "--out", str(d / "t.pt"),
+                 "--epochs", "20", "--baseline-epochs", "20", "--resolution-guess", "50000",
+                 "--plot", str(d / "t.png"), "-q"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert abs(out["rv_km_s"]) < 3.0 and out["transfer_rms"] < 0.03
+    assert main(["blase", "plot", str(d / "t.pt"), "--out", str(d / "t2.png")]) == 0
+    assert main(["blase", "plot", str(d / "c.pt"), "--out", str(d / "c2.png")]) == 0
+    assert (d / "t2.png").stat().st_size > 0 and (d / "c2.png").stat().st_size > 0
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["blase", "clone", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.pt"), "-q"]) == 1
+    assert "error" in capsys.readouterr().err
+    assert main(["blase"]) == 2  # group help, no action
