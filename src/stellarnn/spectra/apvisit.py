@@ -140,34 +140,32 @@ class ApogeeLSF:
         Wavelengths between or beyond the chips use the nearest chip edge's LSF.
         """
         wavelength = np.atleast_1d(np.asarray(wavelength, dtype=np.float64))
+        dlambda = np.asarray(dlambda, dtype=np.float64)
+        return self.kernel_rows_in_wavelength(wavelength, np.broadcast_to(dlambda, (wavelength.size, dlambda.size)))
+
+    def kernel_rows_in_wavelength(self, wavelength: np.ndarray, dlambda: np.ndarray) -> np.ndarray:
+        """LSF at per-row wavelength offsets ``dlambda`` (n, m) [Angstrom] around ``wavelength`` (n,).
+
+        Rows are normalised to unit sum (a resampling matrix row).  Wavelengths off the detector
+        use the LSF of the nearest chip edge.
+        """
+        wavelength = np.atleast_1d(np.asarray(wavelength, dtype=np.float64))
+        dlambda = np.asarray(dlambda, dtype=np.float64)
         chip, pix, disp = self._locate(wavelength)
-        out = np.empty((wavelength.size, np.size(dlambda)))
-        edges = []
-        for c in range(self.wavelength.shape[0]):
-            wl = self.wavelength[c]
-            edges += [(wl[0], c, 0), (wl[-1], c, wl.size - 1)]
+        off = chip < 0
+        if off.any():  # nearest chip edge
+            for i in np.where(off)[0]:
+                best = min(((abs(self.wavelength[c][p] - wavelength[i]), c, p)
+                            for c in range(self.wavelength.shape[0]) for p in (0, self.wavelength.shape[1] - 1)))
+                _, chip[i], pix[i] = best
+                disp[i] = abs(np.gradient(self.wavelength[best[1]])[best[2]])
+        out = np.empty_like(dlambda)
         for c in range(self.wavelength.shape[0]):
             sel = chip == c
             if sel.any():
-                out[sel] = self._kernel_wl(c, pix[sel], disp[sel], dlambda)
-        off = chip < 0
-        if off.any():
-            ew = np.array([e[0] for e in edges])
-            for i in np.where(off)[0]:
-                _, c, p = edges[int(np.argmin(np.abs(ew - wavelength[i])))]
-                d = abs(np.gradient(self.wavelength[c])[p])
-                out[i] = self._kernel_wl(c, np.array([p]), np.array([d]), dlambda)[0]
-        return out
-
-    def _kernel_wl(self, chip, pix, disp, dlambda):
-        # kernel in pixel offsets, evaluated at dlambda / dispersion; renormalised on the wavelength grid
-        dl = np.asarray(dlambda, dtype=np.float64)
-        out = np.empty((pix.size, dl.size))
-        for i0 in range(0, pix.size, 2048):
-            sl = slice(i0, i0 + 2048)
-            offs = dl[None, :] / disp[sl, None]
-            out[sl] = self._kernel_rows(chip, pix[sl], offs)
-        return out / out.sum(axis=1, keepdims=True)
+                out[sel] = self._kernel_rows(c, pix[sel], dlambda[sel] / disp[sel, None])
+        total = out.sum(axis=1, keepdims=True)
+        return out / np.where(total > 0, total, 1.0)  # rows far from every offset stay 0
 
     def _kernel_rows(self, chip, pixels, offsets2d):
         """Unnormalised LSF with one offset vector per row: offsets2d (n, m) -> (n, m)."""

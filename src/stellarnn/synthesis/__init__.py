@@ -1,1 +1,1 @@
-"""stellarnn.synthesis"""
+"""Synthesis: line lists, the PySME driver, the APOGEE instrument, resumable spectrum grids."""

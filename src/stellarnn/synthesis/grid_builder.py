@@ -1,0 +1,297 @@
+"""Resumable, chunked builder of synthetic APOGEE spectrum grids (PySME + APOGEE LSF).
+
+Layout of a grid folder::
+
+    spec.json                 what was built and how (labels prior, seed, line lists, LSF, versions)
+    pending/000123.npz        one finished spectrum, written atomically by the worker that made it
+    chunks/chunk_0002.h5      packed spectra [k*chunk_size, (k+1)*chunk_size) once all are done
+
+Labels of spectrum ``i`` depend only on (seed, i) (:func:`sample_labels`), so a grid can be
+extended or resumed in any order: a rerun skips every index found in ``chunks/`` or ``pending/``,
+and an interrupted build loses at most the spectra being computed at that moment.
+
+Stored per spectrum: the labels, the normalised flux on the 8575 apStar pixels (float16), the
+continuum every ``CONTINUUM_STEP`` pixels relative to its median (float16) and that median
+(float32, SME units erg/s/cm^2/A/sr), status and compute time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .pysme_driver import ASTRONN_ELEMENTS, StellarLabels, microturbulence_apogee
+
+CONTINUUM_STEP = 10
+LABEL_NAMES = ("teff", "logg", "m_h", "v_micro") + tuple(f"{e.lower()}_m" for e in ASTRONN_ELEMENTS)
+
+
+@dataclass
+class LabelPrior:
+    """Label ranges of the APOGEE training grid (giants and dwarfs)."""
+
+    teff: tuple[float, float] = (3500.0, 8000.0)
+    logg: tuple[float, float] = (0.0, 5.0)
+    m_h: tuple[float, float] = (-2.5, 0.5)
+    x_m: tuple[float, float] = (-0.5, 0.5)
+    v_micro_scatter: float = 0.2  # km/s, Gaussian around the APOGEE relation
+
+    def plausible(self, teff: float, logg: float) -> bool:
+        """Reject hot low-gravity corners where no real stars (and few ATLAS9 models) are:
+        log g >= 1.2 (Teff - 5000 K) / 1000 K (0 at 5000 K, 3.6 at 8000 K)."""
+        return logg >= 1.2 * (teff - 5000.0) / 1000.0
+
+
+@dataclass
+class GridSpec:
+    name: str
+    n: int
+    seed: int
+    chunk_size: int = 50
+    prior: LabelPrior = field(default_factory=LabelPrior)
+    wmin: float = 15090.0
+    wmax: float = 17010.0
+    resolution: float = 3e5
+    lsf_entry: str = "apvisit-5095-55844-128"
+    line_lists: tuple[str, ...] = ("moog-atoms", "moog-co", "moog-cn", "moog-hydrides", "moog-h2o", "moog-feh",
+                                   "moog-c2")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["line_lists"] = list(self.line_lists)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "GridSpec":
+        d = dict(d)
+        d["prior"] = LabelPrior(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["prior"].items()})
+        d["line_lists"] = tuple(d["line_lists"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def sample_labels(index: int, seed: int, prior: LabelPrior | None = None, atmospheres=None,
+                  max_tries: int = 1000) -> StellarLabels:
+    """Labels of grid spectrum ``index``: deterministic in (seed, index).
+
+    Teff, log g, [M/H] uniform in the prior box, kept when plausible (:meth:`LabelPrior.plausible`)
+    and, when ``atmospheres`` is given, when the atmosphere grid can interpolate them; [X/M] uniform;
+    v_micro from the APOGEE relation plus Gaussian scatter, clipped to 0.3-4 km/s.
+    """
+    prior = prior or LabelPrior()
+    rng = np.random.default_rng([seed, index])
+    for _ in range(max_tries):
+        teff = rng.uniform(*prior.teff)
+        logg = rng.uniform(*prior.logg)
+        m_h = rng.uniform(*prior.m_h)
+        x_m = {el: float(rng.uniform(*prior.x_m)) for el in ASTRONN_ELEMENTS}
+        vmic = float(np.clip(microturbulence_apogee(logg) + prior.v_micro_scatter * rng.standard_normal(), 0.3, 4.0))
+        if not prior.plausible(teff, logg):
+            continue
+        if atmospheres is not None:
+            try:
+                atmospheres.interpolate_linear(teff=teff, logg=logg, m_h=m_h)
+            except Exception:  # OutOfGridError or a hole: draw again
+                continue
+        return StellarLabels(float(teff), float(logg), float(m_h), vmic, x_m)
+    raise RuntimeError(f"no plausible in-grid labels after {max_tries} draws (seed {seed}, index {index})")
+
+
+# ---------------------------------------------------------------- worker side
+_WORKER: dict = {}
+
+
+def _init_worker(spec_json: dict, out_dir: str) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from ..atmospheres import AtmosphereGrid
+    from .linelists import load_line_list
+    from .pysme_driver import ApogeeInstrument, PySMESynthesizer
+
+    spec = GridSpec.from_json(spec_json)
+    lines = load_line_list(spec.wmin, spec.wmax, spec.line_lists)
+    atmospheres = AtmosphereGrid.load_atlas9()
+    synth = PySMESynthesizer(spec.wmin, spec.wmax, lines, atmospheres=atmospheres, resolution=spec.resolution)
+    _WORKER.update(spec=spec, synth=synth, instrument=ApogeeInstrument(synth.wave, spec.lsf_entry),
+                   atmospheres=atmospheres, out=Path(out_dir))
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compute_one(index: int) -> tuple[int, str]:
+    """Synthesise spectrum ``index`` in a worker and write ``pending/<index>.npz``."""
+    spec, synth, inst = _WORKER["spec"], _WORKER["synth"], _WORKER["instrument"]
+    t0 = time.perf_counter()
+    labels = sample_labels(index, spec.seed, spec.prior, _WORKER["atmospheres"])
+    lab = labels.as_dict()
+    label_vec = np.array([lab[k] for k in LABEL_NAMES], dtype=np.float64)
+    try:
+        flux, cont = synth.synthesize(labels)
+        flux_a = inst.apply(flux)
+        cont_a = inst.apply(cont)
+        median = float(np.nanmedian(cont_a))
+        status, reason = "ok", ""
+    except Exception as exc:  # keep going: the failure is recorded with its reason
+        flux_a = np.full(8575, np.nan)
+        cont_a = np.full(8575, np.nan)
+        median, status, reason = float("nan"), "failed", f"{type(exc).__name__}: {exc}"[:500]
+    seconds = time.perf_counter() - t0
+    _atomic_savez(_WORKER["out"] / "pending" / f"{index:06d}.npz", index=index, labels=label_vec,
+                  flux=flux_a.astype(np.float16), continuum=(cont_a[::CONTINUUM_STEP] / median).astype(np.float16),
+                  continuum_median=np.float32(median), status=status, reason=reason, seconds=seconds)
+    return index, status
+
+
+# ---------------------------------------------------------------- parent side
+def _chunk_path(out: Path, k: int) -> Path:
+    return out / "chunks" / f"chunk_{k:04d}.h5"
+
+
+def done_indices(out: Path) -> set[int]:
+    import h5py
+
+    done: set[int] = set()
+    for p in sorted((out / "chunks").glob("chunk_*.h5")):
+        with h5py.File(p, "r") as h:
+            done.update(int(i) for i in h["index"][:])
+    for p in (out / "pending").glob("*.npz"):
+        if not p.name.endswith(".part.npz"):
+            done.add(int(p.stem))
+    return done
+
+
+def pack_chunks(out: Path, spec: GridSpec) -> list[Path]:
+    """Pack every complete chunk of pending spectra into an HDF5 chunk file (atomic), then drop the pending files."""
+    import h5py
+
+    written = []
+    n_chunks = -(-spec.n // spec.chunk_size)
+    for k in range(n_chunks):
+        path = _chunk_path(out, k)
+        if path.exists():
+            continue
+        idx = range(k * spec.chunk_size, min((k + 1) * spec.chunk_size, spec.n))
+        files = [out / "pending" / f"{i:06d}.npz" for i in idx]
+        if not all(f.exists() for f in files):
+            continue
+        recs = [np.load(f) for f in files]
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+        os.close(fd)
+        with h5py.File(tmp, "w") as h:
+            h.attrs["label_names"] = json.dumps(list(LABEL_NAMES))
+            h.attrs["continuum_step"] = CONTINUUM_STEP
+            h.create_dataset("index", data=np.array([int(r["index"]) for r in recs]))
+            h.create_dataset("labels", data=np.stack([r["labels"] for r in recs]))
+            h.create_dataset("flux", data=np.stack([r["flux"] for r in recs]), compression="gzip", shuffle=True)
+            h.create_dataset("continuum", data=np.stack([r["continuum"] for r in recs]), compression="gzip",
+                             shuffle=True)
+            h.create_dataset("continuum_median", data=np.array([r["continuum_median"] for r in recs]))
+            h.create_dataset("status", data=np.array([str(r["status"]) for r in recs], dtype="S8"))
+            h.create_dataset("reason", data=np.array([str(r["reason"]) for r in recs], dtype="S500"))
+            h.create_dataset("seconds", data=np.array([float(r["seconds"]) for r in recs]))
+        os.replace(tmp, path)
+        for f in files:
+            f.unlink()
+        written.append(path)
+    return written
+
+
+def provenance() -> dict:
+    import importlib.metadata as md
+
+    from ..data import get_entry
+
+    return {"pysme-astro": md.version("pysme-astro"), "stellarnn": md.version("stellarnn"),
+            "atlas9": get_entry("atlas9-grid").sha256}
+
+
+def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bool = True,
+               max_spectra: int | None = None) -> dict:
+    """Build (or resume) a grid; returns counts.  ``max_spectra`` limits this call's new spectra."""
+    out = Path(out)
+    (out / "pending").mkdir(parents=True, exist_ok=True)
+    (out / "chunks").mkdir(parents=True, exist_ok=True)
+    spec_file = out / "spec.json"
+    if spec_file.exists():
+        existing = GridSpec.from_json(json.loads(spec_file.read_text())["spec"])
+        if {k: v for k, v in existing.to_json().items() if k != "n"} != \
+                {k: v for k, v in spec.to_json().items() if k != "n"}:
+            raise ValueError(f"{out} holds a grid built with a different specification; use another folder")
+        spec = GridSpec.from_json({**existing.to_json(), "n": max(spec.n, existing.n)})
+    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(LABEL_NAMES),
+                                     "provenance": provenance()}, indent=2))
+    for stale in (out / "pending").glob("*.part.npz"):
+        stale.unlink()
+    pack_chunks(out, spec)
+    todo = [i for i in range(spec.n) if i not in done_indices(out)]
+    if max_spectra is not None:
+        todo = todo[:max_spectra]
+    counts = {"requested": spec.n, "todo": len(todo), "ok": 0, "failed": 0}
+    if todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"grid {spec.name}", unit="spectrum", disable=not progress)
+        if processes <= 1:
+            _init_worker(spec.to_json(), str(out))
+            results = map(compute_one, todo)
+            pool = None
+        else:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn").Pool(processes, initializer=_init_worker,
+                                                 initargs=(spec.to_json(), str(out)))
+            results = pool.imap_unordered(compute_one, todo)
+        try:
+            for n_done, (_, status) in enumerate(results, 1):
+                counts[status] = counts.get(status, 0) + 1
+                bar.update()
+                if n_done % spec.chunk_size == 0:
+                    pack_chunks(out, spec)
+        finally:
+            if pool is not None:
+                pool.terminate()
+            bar.close()
+    pack_chunks(out, spec)
+    return counts
+
+
+def load_grid(out: str | Path, ok_only: bool = True) -> dict:
+    """All packed and pending spectra of a grid: index, labels (n, n_labels), flux (n, 8575) float32, ..."""
+    import h5py
+
+    out = Path(out)
+    parts = {k: [] for k in ("index", "labels", "flux", "continuum", "continuum_median", "status")}
+    for p in sorted((out / "chunks").glob("chunk_*.h5")):
+        with h5py.File(p, "r") as h:
+            for k in parts:
+                parts[k].append(h[k][:])
+    pend = sorted(q for q in (out / "pending").glob("*.npz") if not q.name.endswith(".part.npz"))
+    for q in pend:
+        r = np.load(q)
+        for k in parts:
+            v = r[k]
+            parts[k].append(np.array([v]) if v.ndim == 0 else v[None])
+    if not parts["index"]:
+        raise FileNotFoundError(f"{out} holds no synthesised spectra yet")
+    data = {k: np.concatenate(v) for k, v in parts.items()}
+    data["status"] = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in data["status"]])
+    order = np.argsort(data["index"])
+    data = {k: v[order] for k, v in data.items()}
+    if ok_only:
+        keep = data["status"] == "ok"
+        data = {k: v[keep] for k, v in data.items()}
+    data["flux"] = data["flux"].astype(np.float32)
+    data["label_names"] = list(LABEL_NAMES)
+    return data
