@@ -1,0 +1,56 @@
+"""``stellarnn atmosphere get|train|evaluate``."""
+import json
+
+import numpy as np
+import pytest
+
+from stellarnn.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    rc = main(["atmosphere", "train", "-o", str(path), "--components", "4", "--hidden", "8", "--layers", "1",
+               "--epochs", "2", "-q"])
+    assert rc == 0
+    return path
+
+
+def test_get_linear_writes_krz_and_plot(tmp_path, capsys):
+    out = tmp_path / "m.krz"
+    assert main(["atmosphere", "get", "4750", "2.3", "-0.4", "--linear", "-o", str(out), "--plot"]) == 0
+    text = capsys.readouterr().out
+    assert "multilinear ATLAS9" in text and out.is_file() and out.with_suffix(".png").is_file()
+    from stellarnn.atmospheres import read_krz
+
+    assert read_krz(out)["teff"] == 4750.0
+
+
+def test_get_emulator_prints_table_and_writes_deck(tiny_weights, tmp_path, capsys):
+    assert main(["atmosphere", "get", "5000", "3", "0", "--weights", str(tiny_weights)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
+    assert len(lines) == 72  # header + 71 depth points
+    deck = tmp_path / "m.mod"
+    assert main(["atmosphere", "get", "5000", "3", "0", "--weights", str(tiny_weights), "-o", str(deck)]) == 0
+    from stellarnn.atmospheres import read_kurucz
+
+    assert read_kurucz(deck).n_layers == 71
+
+
+def test_get_out_of_grid_is_a_one_line_error(capsys):
+    assert main(["atmosphere", "get", "12000", "0.5", "0", "--linear"]) == 1
+    assert "out of grid" in capsys.readouterr().err
+
+
+def test_evaluate_prints_table_and_json(tiny_weights, tmp_path, capsys):
+    js = tmp_path / "e.json"
+    assert main(["atmosphere", "evaluate", "--weights", str(tiny_weights), "--plot-dir", str(tmp_path),
+                 "--json", str(js)]) == 0
+    assert "linear_raw" in capsys.readouterr().out
+    data = json.loads(js.read_text())
+    assert np.isfinite(data["sets"]["edge"]["emulator"]["log_temperature"]["rms_dex"])
+
+
+def test_group_without_action_shows_help(capsys):
+    assert main(["atmosphere"]) == 2
+    assert "get" in capsys.readouterr().out

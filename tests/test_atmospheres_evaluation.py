@@ -1,0 +1,64 @@
+"""Evaluation helpers: linear baseline with holes, error tables, monotonicity, checkpoint evaluation."""
+import numpy as np
+import pytest
+import torch
+
+from stellarnn.atmospheres.evaluation import (LinearBaseline, error_table, evaluate_checkpoint, format_table,
+                                              monotone_fraction, time_call)
+from stellarnn.atmospheres.resample import QUANTITIES, TauSampledGrid
+
+
+def _linear_grid():
+    axes = {"teff": np.array([4000.0, 4500.0, 5000.0, 5500.0, 6000.0]), "logg": np.array([1.0, 2.0, 3.0]),
+            "m_h": np.array([-1.0, 0.0])}
+    idx = np.stack(np.meshgrid(*[np.arange(len(a)) for a in axes.values()], indexing="ij"), -1).reshape(-1, 3)
+    p = np.stack([axes[k][idx[:, i]] for i, k in enumerate(axes)], 1)
+    f = (p @ np.array([1e-4, 0.1, 0.3]))[:, None, None] + np.linspace(0, 1, 71)[None, None, :]
+    return TauSampledGrid(axes, idx, np.repeat(f, 4, axis=1), np.linspace(-6.875, 1.875, 71))
+
+
+def test_linear_baseline_is_exact_on_holes_columns_and_edges_for_linear_data():
+    grid = _linear_grid()
+    p = grid.params
+    hole = (p[:, 0] == 4500.0) & (p[:, 1] == 2.0) & (p[:, 2] == 0.0)
+    column = p[:, 0] == 5000.0
+    edge = p[:, 1] == 3.0
+    known = ~(hole | column | edge)
+    base = LinearBaseline(grid, known, grid.values)
+    for mask in (hole, column & ~edge, edge):
+        np.testing.assert_allclose(base(p[mask]), grid.values[mask], atol=1e-10)
+
+
+def test_error_table_and_monotone_fraction():
+    truth = np.zeros((3, 4, 5))
+    pred = truth.copy()
+    pred[0, 1, 2] = np.log10(1.02)  # +2 % in T at one point
+    tab = error_table(pred, truth)
+    assert set(tab) == set(QUANTITIES) | {"temperature_percent"}
+    assert tab["log_temperature"]["max_dex"] == pytest.approx(np.log10(1.02))
+    assert tab["temperature_percent"]["max"] == pytest.approx(2.0)
+    assert tab["log_rhox"]["rms_dex"] == 0.0
+    lt = np.linspace(-6, 2, 5)
+    assert monotone_fraction(np.array([[1, 2, 3, 4, 5], [1, 2, 3, 2.5, 5.0]]), lt) == 0.5
+
+
+def test_time_call_returns_positive_median():
+    assert 0 < time_call(lambda: sum(range(100)), repeats=3, min_seconds=0.01) < 0.01
+
+
+def test_evaluate_a_small_checkpoint(tmp_path):
+    from stellarnn.atmospheres.resample import atlas9_tau_grid
+    from stellarnn.atmospheres.training import InnterpolConfig, make_splits, train_innterpol
+
+    torch.set_num_threads(1)
+    grid = atlas9_tau_grid()
+    path, _ = train_innterpol(grid, make_splits(grid), tmp_path / "e.pt",
+                              InnterpolConfig(n_components=4, hidden=8, n_hidden_layers=1, epochs=1), progress=False)
+    res = evaluate_checkpoint(path, grid, plot_dir=tmp_path)
+    assert set(res["sets"]) == {"random", "teff_columns", "edge"}
+    assert res["sets"]["edge"]["n_models"] == 196
+    lin = res["sets"]["teff_columns"]["linear_raw"]["temperature_percent"]
+    assert 0.1 < lin["rms"] < 5  # linear interpolation across 500 K: ~1.5 % rms in T
+    assert res["sets"]["random"]["svd_reconstruction"]["log_rhox"]["rms_dex"] < 0.1
+    assert all((tmp_path / f).is_file() for f in ("innterpol_edge_T.png", "innterpol_T_error_vs_depth.png"))
+    assert "teff_columns" in format_table(res)

@@ -1,0 +1,63 @@
+"""Training the emulator (axis-agnostic: a small synthetic 5-D grid) and the evaluation splits."""
+import numpy as np
+import pytest
+import torch
+
+from stellarnn.atmospheres.emulator import Innterpol
+from stellarnn.atmospheres.resample import TauSampledGrid
+from stellarnn.atmospheres.tau import INNTERPOL_LOG_TAU
+from stellarnn.atmospheres.training import InnterpolConfig, make_splits, train_innterpol
+from stellarnn.train import read_checkpoint
+
+
+def synthetic_5d_grid():
+    """Smooth analytic 'atmospheres' on teff x logg x m_h x c_m x o_m (5 x 3 x 3 x 2 x 2 = 180 models)."""
+    axes = {"teff": np.array([4000.0, 4500.0, 5000.0, 5500.0, 6000.0]), "logg": np.array([1.0, 2.0, 3.0]),
+            "m_h": np.array([-1.0, -0.5, 0.0]), "c_m": np.array([-0.25, 0.25]), "o_m": np.array([0.0, 0.5])}
+    idx = np.stack(np.meshgrid(*[np.arange(len(a)) for a in axes.values()], indexing="ij"), -1).reshape(-1, 5)
+    p = np.stack([axes[k][idx[:, i]] for i, k in enumerate(axes)], 1)
+    x = INNTERPOL_LOG_TAU[None, :]
+    t = p[:, :1] / 5000.0
+    log_t = np.log10(p[:, :1]) - 0.1 + 0.05 * x * t + 0.01 * p[:, 3:4] * np.tanh(x)
+    log_rhox = 0.9 * x + 0.5 * p[:, 1:2] - 1.0 + 0.05 * p[:, 2:3]
+    log_p = log_rhox + p[:, 1:2] * 0.0 + 0.02 * p[:, 4:5]
+    log_ne = log_t * 4 - 3 + 0.3 * p[:, 2:3] + 0.1 * x
+    values = np.stack([log_rhox, log_t, log_p, log_ne], 1)
+    return TauSampledGrid(axes, idx, values, INNTERPOL_LOG_TAU.copy(), ["synthetic"])
+
+
+def test_splits_follow_the_protocol():
+    grid = synthetic_5d_grid()
+    s = make_splits(grid, teff_range=(4250.0, 5750.0))
+    assert s.description["teff_columns_K"] == [4500.0, 5500.0]
+    assert s.edge.sum() == 5 * 3 * 2 * 2  # log g = 1 plane
+    total = s.train.astype(int) + s.validation + s.random + s.teff_columns + s.edge
+    assert np.all(total == 1)  # a partition
+    assert not (s.teff_columns & (grid.params[:, 1] == 1.0)).any()
+    assert s.random.sum() == round(0.1 * (len(grid) - s.teff_columns.sum() - s.edge.sum()))
+
+
+def test_train_5d_grid_checkpoint_and_inference(tmp_path):
+    torch.set_num_threads(1)
+    grid = synthetic_5d_grid()
+    splits = make_splits(grid, teff_range=(4250.0, 5750.0))
+    cfg = InnterpolConfig(n_components=3, hidden=24, n_hidden_layers=2, epochs=60, lr=3e-3, plateau_patience=None)
+    path, history = train_innterpol(grid, splits, tmp_path / "e.pt", cfg, resume_path=tmp_path / "r.pt",
+                                    progress=False)
+    assert history.val_loss[-1] < 0.5 * history.val_loss[0]
+    ck = read_checkpoint(path)
+    assert ck["hyperparameters"] == {"n_inputs": 5, "n_outputs": 12, "hidden": 24, "n_hidden_layers": 2,
+                                     "negative_slope": 0.2}
+    assert all(v.dtype == torch.float16 for v in ck["state_dict"].values())
+    assert ck["normalisation"]["axis_names"] == ["teff", "logg", "m_h", "c_m", "o_m"]
+    em = Innterpol.load(path)
+    atm = em.atmosphere(np.array([4600.0, 5200.0]), 2.0, -0.5, c_m=0.0, o_m=0.25)
+    assert atm.batched and atm.temperature.shape == (2, 71)
+    assert isinstance(atm.temperature, np.ndarray)
+    # the fit is rough after 60 epochs, but the temperature scale is learnt
+    assert np.all(np.abs(np.log10(atm.temperature[:, 50] / np.array([4600.0, 5200.0]))) < 0.15)
+    with pytest.raises(ValueError, match="axes"):
+        em.atmosphere(5000.0, 2.0, 0.0)
+    # resumable: a second call with the finished state trains no further epoch
+    _, again = train_innterpol(grid, splits, tmp_path / "e2.pt", cfg, resume_path=tmp_path / "r.pt", progress=False)
+    assert len(again.train_loss) == len(history.train_loss)
