@@ -1,0 +1,175 @@
+"""Post-hoc noise models of the label pipelines: e = scale * raw_e + offset, per label.
+
+Both APOGEENet and AstroNN (Astra) correct their formal uncertainties with a linear noise
+model per label (REFERENCE.md; APOGEENet's published one is
+e_teff = 1.25 raw_e_teff + 10 K, e_logg = 1.25 raw_e_logg + 0.01, e_fe_h = raw_e_fe_h + 0.01).
+We calibrate it ourselves on pairs of repeat observations of one star: for two independent
+measurements x1, x2 of the same true label with true errors e1, e2, the difference
+Delta = x1 - x2 has variance e1^2 + e2^2, so z = Delta / sqrt(e1^2 + e2^2) must follow N(0, 1).
+
+Calibration maximises the Gaussian likelihood of the differences,
+
+    -ln L = sum_i [ 1/2 ln(2 pi V_i) + Delta_i^2 / (2 V_i) ],
+    V_i = (s r1_i + o)^2 + (s r2_i + o)^2,
+
+over s > 0, o >= 0 (r1, r2 the raw errors), which sets the mean of z^2 to 1 at the optimum
+(d(-ln L)/ds = 0).  Outlying pairs (|z| > ``clip_sigma`` after a fit, e.g. one visit with a
+failed reduction) are dropped and the fit repeated, a few times.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+MIN_PAIRS = 10
+
+
+@dataclass
+class NoiseModel:
+    """Per-label linear uncertainty correction ``e = scale * raw_e + offset``.
+
+    Parameters
+    ----------
+    labels : list of str
+        Label names, in the order of the last axis of the arrays it is applied to.
+    scale, offset : ndarray, shape (n_labels,)
+        Dimensionless scale and offset in the unit of each label (K for Teff, dex otherwise).
+    diagnostics : dict
+        Calibration figures (number of pairs used, std of z before and after), if calibrated.
+    """
+
+    labels: list[str]
+    scale: np.ndarray
+    offset: np.ndarray
+    diagnostics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.labels = list(self.labels)
+        self.scale = np.asarray(self.scale, dtype=np.float64).reshape(-1)
+        self.offset = np.asarray(self.offset, dtype=np.float64).reshape(-1)
+        n = len(self.labels)
+        if self.scale.shape != (n,) or self.offset.shape != (n,):
+            raise ValueError(f"scale and offset need {n} values (one per label), got "
+                             f"{self.scale.shape} and {self.offset.shape}")
+        if not (np.all(np.isfinite(self.scale)) and np.all(np.isfinite(self.offset))):
+            raise ValueError("noise model scale and offset must be finite")
+        if np.any(self.scale <= 0) or np.any(self.offset < 0):
+            raise ValueError("noise model needs scale > 0 and offset >= 0")
+
+    @classmethod
+    def identity(cls, labels) -> "NoiseModel":
+        """The model that leaves the raw errors unchanged (scale 1, offset 0)."""
+        labels = list(labels)
+        return cls(labels, np.ones(len(labels)), np.zeros(len(labels)), {"calibrated": False})
+
+    def apply(self, raw_error):
+        """Corrected errors, ``scale * raw_e + offset`` (array (..., n_labels); NaN stays NaN)."""
+        raw_error = np.asarray(raw_error, dtype=np.float64)
+        if raw_error.shape[-1] != len(self.labels):
+            raise ValueError(f"last axis has {raw_error.shape[-1]} labels, noise model has {len(self.labels)}")
+        return self.scale * raw_error + self.offset
+
+    def to_dict(self) -> dict:
+        return {"labels": list(self.labels), "scale": [float(v) for v in self.scale],
+                "offset": [float(v) for v in self.offset], "diagnostics": dict(self.diagnostics)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NoiseModel":
+        try:
+            return cls(d["labels"], np.asarray(d["scale"], dtype=np.float64),
+                       np.asarray(d["offset"], dtype=np.float64), dict(d.get("diagnostics", {})))
+        except KeyError as exc:
+            raise ValueError(f"noise model dictionary lacks {exc}") from exc
+
+
+def standardised_differences(value1, value2, error1, error2):
+    """z = (x1 - x2) / sqrt(e1^2 + e2^2) for repeat observations (arrays of equal shape)."""
+    value1, value2, error1, error2 = (np.asarray(a, dtype=np.float64) for a in (value1, value2, error1, error2))
+    if not (value1.shape == value2.shape == error1.shape == error2.shape):
+        raise ValueError("values and errors of both observations must have the same shape")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (value1 - value2) / np.sqrt(error1 ** 2 + error2 ** 2)
+
+
+def _fit_one_label(delta, r1, r2, clip_sigma: float, max_iterations: int) -> tuple[float, float, int]:
+    """Maximum-likelihood (scale, offset) of one label; works in units of the median raw error."""
+    unit = float(np.median(np.concatenate([r1, r2])))
+    if not np.isfinite(unit) or unit <= 0:
+        unit = float(np.std(delta)) or 1.0
+    d, a, b = delta / unit, r1 / unit, r2 / unit
+    keep = np.ones(d.size, dtype=bool)
+    params = np.array([1.0, 0.0])
+    for _ in range(max_iterations):
+        dk, ak, bk = d[keep], a[keep], b[keep]
+
+        def nll(p):
+            s, o = p
+            v = (s * ak + o) ** 2 + (s * bk + o) ** 2
+            v = np.maximum(v, 1e-300)
+            return 0.5 * np.sum(np.log(v) + dk ** 2 / v)
+
+        res = minimize(nll, params, method="L-BFGS-B", bounds=[(1e-4, 1e4), (0.0, 1e4)])
+        params = res.x
+        s, o = params
+        z = d / np.sqrt((s * a + o) ** 2 + (s * b + o) ** 2)
+        new_keep = np.abs(z) <= clip_sigma
+        if new_keep.sum() < MIN_PAIRS or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return float(params[0]), float(params[1] * unit), int(keep.sum())
+
+
+def calibrate_noise_model(labels, value1, value2, raw_error1, raw_error2, clip_sigma: float = 5.0,
+                          max_iterations: int = 5) -> NoiseModel:
+    """Fit ``e = scale * raw_e + offset`` per label on repeat observations of the same stars.
+
+    Parameters
+    ----------
+    labels : list of str
+        Label names (length n_labels).
+    value1, value2 : array, shape (n_pairs, n_labels)
+        Predictions for the two observations of each pair (same star, independent noise).
+    raw_error1, raw_error2 : array, shape (n_pairs, n_labels)
+        Their raw (formal) uncertainties, same units.
+    clip_sigma : float
+        Pairs with |z| above this after a fit are left out of the next fit.
+    max_iterations : int
+        Maximum number of fit/clip rounds.
+
+    Returns
+    -------
+    NoiseModel
+        With ``diagnostics`` holding, per label, the pairs used and std(z) before (raw errors)
+        and after the correction.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, or a label has fewer than 10 pairs with finite values and positive errors.
+    """
+    labels = list(labels)
+    arrays = [np.asarray(a, dtype=np.float64) for a in (value1, value2, raw_error1, raw_error2)]
+    if any(a.ndim == 1 for a in arrays) and len(labels) == 1:
+        arrays = [a.reshape(-1, 1) for a in arrays]
+    v1, v2, r1, r2 = arrays
+    if not (v1.shape == v2.shape == r1.shape == r2.shape) or v1.ndim != 2 or v1.shape[1] != len(labels):
+        raise ValueError(f"values and errors must all have shape (n_pairs, {len(labels)}); got "
+                         f"{[a.shape for a in arrays]}")
+    scale, offset = np.ones(len(labels)), np.zeros(len(labels))
+    diagnostics = {"calibrated": True, "method": "Gaussian maximum likelihood on repeat pairs", "labels": {}}
+    for j, name in enumerate(labels):
+        ok = (np.isfinite(v1[:, j]) & np.isfinite(v2[:, j]) & np.isfinite(r1[:, j]) & np.isfinite(r2[:, j])
+              & (r1[:, j] > 0) & (r2[:, j] > 0))
+        if ok.sum() < MIN_PAIRS:
+            raise ValueError(f"label {name!r}: only {int(ok.sum())} usable repeat pairs (need >= {MIN_PAIRS})")
+        delta = v1[ok, j] - v2[ok, j]
+        s, o, n_used = _fit_one_label(delta, r1[ok, j], r2[ok, j], clip_sigma, max_iterations)
+        scale[j], offset[j] = s, o
+        z_raw = standardised_differences(v1[ok, j], v2[ok, j], r1[ok, j], r2[ok, j])
+        z_cal = standardised_differences(v1[ok, j], v2[ok, j], s * r1[ok, j] + o, s * r2[ok, j] + o)
+        diagnostics["labels"][name] = {"n_pairs": int(ok.sum()), "n_used": n_used,
+                                       "std_z_raw": float(np.std(z_raw)), "std_z_calibrated": float(np.std(z_cal)),
+                                       "robust_std_z_calibrated": float(1.4826 * np.median(np.abs(z_cal - np.median(z_cal))))}
+    return NoiseModel(labels, scale, offset, diagnostics)
