@@ -1,0 +1,132 @@
+"""The AstroNN label pipeline (``get_pipeline("astronn")``): Teff, log g and 20 abundances.
+
+Steps (REFERENCE.md, Astra AstroNN documentation): DR17 continuum normalisation and training-mean
+subtraction (:mod:`.preprocessing`), the censored Bayesian CNN (:mod:`.network`), 100
+Monte-Carlo dropout passes (:mod:`.uncertainty`), noise model e = scale * raw_e + offset
+(calibrated by :func:`stellarnn.labels.noise_model.calibrate_noise_model` and stored with the
+weights; the identity when none is stored), flags and fields (:mod:`.flags`).  A spectrum that
+cannot be loaded or processed gets ``flag_no_result`` and a reason; ``process`` never raises for it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ...spectra import Spectrum
+from ...train import file_sha256, load_checkpoint, pick_device
+from ..apogeenet.pipeline import failed_row, resolve_shipped_weights, spectrum_problem
+from ..noise_model import NoiseModel
+from ..pipeline import register_pipeline
+from . import network  # noqa: F401  (registers the "astronn" model kind)
+from .flags import FIELDS, FLAG_NO_RESULT, flag_bad, flag_warn, result_flags
+from .network import OUTPUT_LABELS
+from .preprocessing import network_input, normalise_apstar
+from .uncertainty import MC_PASSES_DEFAULT, predict_mc_dropout
+
+log = logging.getLogger(__name__)
+
+
+@register_pipeline("astronn")
+class AstroNNPipeline:
+    """AstroNN (ApogeeBCNNCensored) with MC-dropout uncertainties, noise model and flags.
+
+    Parameters
+    ----------
+    weights : path, optional
+        A checkpoint of kind ``"astronn"`` (default: the shipped one, ``weights/astronn``).
+    mc_passes : int
+        Monte-Carlo dropout passes per spectrum (100).
+    batch_size : int
+        Spectra normalised and predicted together.
+    device : str
+        "auto", "cpu" or "cuda".
+    seed : int
+        Seed of the dropout masks.
+    """
+
+    name = "astronn"
+    fields = FIELDS
+
+    def __init__(self, weights=None, mc_passes: int = MC_PASSES_DEFAULT, batch_size: int = 64, device: str = "auto",
+                 seed: int = 0, max_rows: int = 4096):
+        path = resolve_shipped_weights("astronn", weights)
+        self.device = pick_device(device)
+        self.model, payload = load_checkpoint(path, expected_kind="astronn", device=self.device)
+        self.weights_path, self.version = path, file_sha256(path)[:12]
+        norm = payload.get("normalisation", {})
+        missing = [k for k in ("spectrum_mean", "label_mean", "label_std") if k not in norm]
+        if missing:
+            raise ValueError(f"{path}: checkpoint normalisation lacks {missing}")
+        self.spectrum_mean = torch.as_tensor(norm["spectrum_mean"], dtype=torch.float64)
+        self.label_mean = torch.as_tensor(norm["label_mean"], dtype=torch.float64)
+        self.label_std = torch.as_tensor(norm["label_std"], dtype=torch.float64)
+        nm = norm.get("noise_model")
+        self.noise_model = NoiseModel.from_dict(nm) if nm else NoiseModel.identity(OUTPUT_LABELS)
+        if list(self.noise_model.labels) != list(OUTPUT_LABELS):
+            raise ValueError(f"{path}: noise model labels do not match the AstroNN outputs")
+        if mc_passes < 2:
+            raise ValueError("mc_passes must be >= 2")
+        self.mc_passes, self.batch_size, self.seed, self.max_rows = int(mc_passes), int(batch_size), seed, int(max_rows)
+
+    def predict_normalised(self, normalised_flux) -> dict:
+        """Raw predictions for continuum-normalised flux (B, 7514): ``value``, ``raw_error`` (numpy (B, 22))."""
+        x = network_input(normalised_flux, self.spectrum_mean)
+        out = predict_mc_dropout(self.model, x, self.label_mean, self.label_std, self.mc_passes, self.seed,
+                                 self.max_rows)
+        return {k: v.numpy() for k, v in out.items()}
+
+    def rows_from_predictions(self, value: np.ndarray, raw_error: np.ndarray) -> list[dict]:
+        """Rows (fields + reason) from raw values and errors (B, 22) in OUTPUT_LABELS order."""
+        e = self.noise_model.apply(raw_error)
+        j = {name: i for i, name in enumerate(OUTPUT_LABELS)}
+        flags = result_flags(value[:, j["teff"]], value[:, j["logg"]], value[:, j["fe_h"]], e[:, j["teff"]],
+                             e[:, j["logg"]], e[:, j["fe_h"]], np.zeros(len(value), bool))
+        warn, bad = flag_warn(flags), flag_bad(flags)
+        rows = []
+        for i in range(len(value)):
+            row = {}
+            for name, k in j.items():
+                row[name] = float(value[i, k])
+                row[f"e_{name}"] = float(e[i, k])
+                row[f"raw_{name}"] = float(value[i, k])
+                row[f"raw_e_{name}"] = float(raw_error[i, k])
+            row.update(result_flags=int(flags[i]), flag_warn=bool(warn[i]), flag_bad=bool(bad[i]), reason="")
+            rows.append(row)
+        return rows
+
+    def _run_batch(self, batch: list[Spectrum]) -> list[dict]:
+        flux = np.stack([s.flux for s in batch])
+        ivar = np.stack([s.ivar for s in batch])
+        bitmask = np.stack([s.bitmask for s in batch])
+        pred = self.predict_normalised(normalise_apstar(flux, ivar, bitmask))
+        return self.rows_from_predictions(pred["value"], pred["raw_error"])
+
+    def _failed(self, reason: str) -> dict:
+        return failed_row(FIELDS, FLAG_NO_RESULT, reason, False, True)
+
+    def process(self, spectra: Sequence[Spectrum]) -> list[dict]:
+        """One row per spectrum, in order; unusable spectra get flag_no_result and a reason."""
+        rows: list[dict | None] = [None] * len(spectra)
+        good = []
+        for i, s in enumerate(spectra):
+            problem = spectrum_problem(s)
+            if problem:
+                rows[i] = self._failed(problem)
+            else:
+                good.append(i)
+        for start in range(0, len(good), self.batch_size):
+            idx = good[start:start + self.batch_size]
+            try:
+                for i, row in zip(idx, self._run_batch([spectra[i] for i in idx])):
+                    rows[i] = row
+            except Exception as exc:  # isolate the offending spectrum; the others still get results
+                log.warning("astronn batch failed (%s: %s); retrying one by one", type(exc).__name__, exc)
+                for i in idx:
+                    try:
+                        rows[i] = self._run_batch([spectra[i]])[0]
+                    except Exception as exc_i:
+                        rows[i] = self._failed(f"{type(exc_i).__name__}: {exc_i}")
+        return rows
