@@ -207,13 +207,13 @@ class MEInverter:
 def train_me_cnn(output: str | Path, data_dir: str | Path, n_train: int = 300000, n_val: int = 10000,
                  epochs: int = 40, batch_size: int = 256, lr: float = 1e-3, channels: int = 32, hidden: int = 256,
                  resume_path: str | Path | None = None, max_seconds: float | None = None, seed: int = 0,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, chunk_size: int = 20000) -> dict:
     """Build (or reuse) the synthetic set, train the ME-CNN with the project Trainer, write a float16 checkpoint.
 
     Returns the metrics written into the checkpoint.
     """
-    train_set = build_training_set(data_dir, n_train, seed=seed, progress=progress)
-    val_set = build_training_set(data_dir, n_val, seed=seed + 1, progress=progress)
+    train_set = build_training_set(data_dir, n_train, seed=seed, chunk_size=chunk_size, progress=progress)
+    val_set = build_training_set(data_dir, n_val, seed=seed + 1, chunk_size=chunk_size, progress=progress)
     x_mean = train_set.stokes.mean(dim=(0, 2))
     x_std = train_set.stokes.std(dim=(0, 2))
     y_train_raw = parameters_to_targets(train_set.params).float()
@@ -223,7 +223,6 @@ def train_me_cnn(output: str | Path, data_dir: str | Path, n_train: int = 300000
     gen = torch.Generator().manual_seed(seed + 7)
     x_val = (add_noise(val_set.stokes, TRAINING_NOISE, gen) - x_mean[:, None]) / x_std[:, None]
     x_train = train_set.stokes  # noise is added per batch in the loss
-    noise_scaled = (TRAINING_NOISE / x_std)[:, None]
 
     def loss_fn(model, batch):
         x, y = batch
@@ -239,7 +238,6 @@ def train_me_cnn(output: str | Path, data_dir: str | Path, n_train: int = 300000
     trainer = Trainer(model, loss_fn, config, resume_path=resume_path)
     t0 = time.perf_counter()
     history = trainer.fit((x_train, y_train), (x_val, y_val))
-    del noise_scaled
     # validation metrics in physical units
     with torch.inference_mode():
         out = model(x_val)
