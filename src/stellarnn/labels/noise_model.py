@@ -173,3 +173,46 @@ def calibrate_noise_model(labels, value1, value2, raw_error1, raw_error2, clip_s
                                        "std_z_raw": float(np.std(z_raw)), "std_z_calibrated": float(np.std(z_cal)),
                                        "robust_std_z_calibrated": float(1.4826 * np.median(np.abs(z_cal - np.median(z_cal))))}
     return NoiseModel(labels, scale, offset, diagnostics)
+
+
+def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwargs) -> NoiseModel:
+    """Run a label pipeline on two observations of the same stars and calibrate its noise model.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        Rows must hold ``<label>`` and ``raw_e_<label>`` for each label.
+    spectra_a, spectra_b : sequences of Spectrum, same length
+        Pair i = two observations (e.g. visits, or two noise realisations of one synthetic star).
+    labels : list of str
+        Labels to calibrate (in the order the pipeline's noise model uses).
+    """
+    if len(spectra_a) != len(spectra_b):
+        raise ValueError("both lists of repeat observations must have the same length")
+    rows_a, rows_b = pipeline.process(spectra_a), pipeline.process(spectra_b)
+
+    def arrays(rows, prefix):
+        return np.array([[r.get(f"{prefix}{name}", np.nan) for name in labels] for r in rows], dtype=np.float64)
+
+    return calibrate_noise_model(labels, arrays(rows_a, ""), arrays(rows_b, ""), arrays(rows_a, "raw_e_"),
+                                 arrays(rows_b, "raw_e_"), **kwargs)
+
+
+def attach_noise_model(checkpoint_path, noise_model: NoiseModel):
+    """Store a noise model in a stellarnn checkpoint (``normalisation["noise_model"]``), atomically."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from ..train.checkpoint import read_checkpoint
+
+    path = Path(checkpoint_path)
+    payload = read_checkpoint(path)
+    payload["normalisation"]["noise_model"] = noise_model.to_dict()
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
