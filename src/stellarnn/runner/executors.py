@@ -1,0 +1,186 @@
+"""Executors: run tasks and hand back their results as they finish, with few tasks in flight.
+
+* :class:`InlineExecutor` runs tasks in the calling process (``workers=0``; debugging, tiny runs);
+* :class:`LocalExecutor` is the default: a pool of worker processes over batches;
+* :class:`DaskExecutor` runs on a Dask distributed cluster: an existing scheduler
+  (``--scheduler tcp://host:8786``) or a :class:`distributed.LocalCluster` it starts.
+
+All share one interface: ``with executor: for result in executor.run(tasks): ...``.  ``tasks``
+is consumed lazily and at most ``max_in_flight`` tasks are submitted and not yet collected, so
+memory stays flat however many spectra a run has.  Results are yielded in completion order.
+A task that raises (e.g. the pipeline cannot be built) raises from ``run``.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Iterable, Iterator
+
+from .task import Task, TaskResult, run_task
+
+
+class InlineExecutor:
+    """Run each task in this process, one after the other."""
+
+    name = "inline"
+    n_workers = 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
+        for task in tasks:
+            yield run_task(task)
+
+
+class LocalExecutor:
+    """A pool of ``workers`` processes (``spawn`` start method by default: safe with torch threads).
+
+    Parameters
+    ----------
+    workers : int
+        Number of worker processes (>= 1).
+    max_in_flight : int, optional
+        Tasks submitted but not yet collected (default ``2 * workers``).
+    start_method : str
+        ``spawn`` (default), ``forkserver`` or ``fork``.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int, max_in_flight: int | None = None, start_method: str = "spawn"):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1 for a process pool, got {workers}")
+        self.n_workers = int(workers)
+        self.max_in_flight = int(max_in_flight or 2 * workers)
+        self.start_method = start_method
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self):
+        self.pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context(self.start_method))
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.pool is not None:
+            self.pool.shutdown(wait=exc_type is None, cancel_futures=True)
+            self.pool = None
+        return False
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
+        if self.pool is None:
+            raise RuntimeError("LocalExecutor.run outside its 'with' block")
+        pending = set()
+        task_iter = iter(tasks)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.max_in_flight:
+                try:
+                    pending.add(self.pool.submit(run_task, next(task_iter)))
+                except StopIteration:
+                    exhausted = True
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+
+
+class DaskExecutor:
+    """Tasks on a Dask distributed cluster.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).  Without it a
+        :class:`distributed.LocalCluster` of ``n_workers`` single-threaded worker processes is
+        started for the run and closed after it.
+    n_workers : int
+        Workers of the LocalCluster (ignored with ``scheduler``).
+    max_in_flight : int, optional
+        Tasks submitted but not yet collected (default ``2 *`` the cluster's worker threads).
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, n_workers: int = 2, max_in_flight: int | None = None):
+        if scheduler is None and n_workers < 1:
+            raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+        self.scheduler = scheduler
+        self.n_workers = int(n_workers)
+        self.max_in_flight = max_in_flight
+        self.client = None
+        self.cluster = None
+
+    def __enter__(self):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - dependency is pinned
+            raise RuntimeError("the Dask executor needs the 'distributed' package") from exc
+        if self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout="20s")
+            except OSError as exc:
+                raise RuntimeError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
+        else:
+            self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs="error")
+            self.client = Client(self.cluster)
+        threads = sum(self.client.nthreads().values()) or 1
+        self.n_workers = len(self.client.nthreads()) or self.n_workers
+        if self.max_in_flight is None:
+            self.max_in_flight = 2 * threads
+        return self
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+        return False
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
+        from distributed import as_completed
+
+        if self.client is None:
+            raise RuntimeError("DaskExecutor.run outside its 'with' block")
+        task_iter = iter(tasks)
+        queue = as_completed()
+        n_pending = 0
+        for task in task_iter:
+            queue.add(self.client.submit(run_task, task, pure=False, key=f"stellarnn-task-{os.getpid()}-"
+                                                                        f"{task.task_id}-{id(task)}"))
+            n_pending += 1
+            if n_pending >= self.max_in_flight:
+                break
+        for fut in queue:
+            result = fut.result()
+            fut.release()
+            yield result
+            nxt = next(task_iter, None)
+            if nxt is not None:
+                queue.add(self.client.submit(run_task, nxt, pure=False,
+                                             key=f"stellarnn-task-{os.getpid()}-{nxt.task_id}-{id(nxt)}"))
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None, dask: bool = False,
+                  max_in_flight: int | None = None):
+    """The executor for CLI-style options.
+
+    ``scheduler`` or ``dask=True`` choose Dask (a LocalCluster of ``workers`` processes when no
+    scheduler address is given); otherwise ``workers=0`` runs inline and ``workers>=1`` (default:
+    the CPU count) a local process pool.
+    """
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if scheduler or dask:
+        return DaskExecutor(scheduler, workers or 2, max_in_flight)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers == 0:
+        return InlineExecutor()
+    return LocalExecutor(workers, max_in_flight)

@@ -1,0 +1,155 @@
+"""Survey summary exports of a pipeline's results: FITS, Parquet, CSV.
+
+Column units and descriptions come from the glossary the store recorded at run time (the
+pipeline's ``FieldInfo`` plus the runner's columns): FITS gets ``TUNITn`` and ``TCOMMn``,
+Parquet gets per-field metadata ``unit`` / ``description``.  Missing values (e.g. the
+pipeline fields of an unreadable input): NaN for floats, FITS ``TNULL`` (masked) for integers,
+empty strings for text, and ``False`` for FITS logical columns, which have no null that astropy
+writes (such rows always carry a non-zero ``runner_flags``); CSV leaves them empty and Parquet
+stores nulls.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..labels.pipeline import FieldInfo
+from .store import ResultsStore
+from .task import field_kind
+
+EXPORT_FORMATS = ("fits", "parquet", "csv")
+#: pseudo-version selecting every version's rows
+ALL_VERSIONS = "all"
+
+
+def choose_version(store: ResultsStore, pipeline: str, version: str | None) -> tuple[str | None, str]:
+    """(version filter for the query, version whose glossary describes the columns)."""
+    latest = store.latest_version(pipeline)
+    if version is None:
+        if latest is None:
+            raise KeyError(f"pipeline {pipeline!r} has never run in this database; have: {store.pipelines()}")
+        return latest, latest
+    if version == ALL_VERSIONS:
+        return None, latest
+    return version, version
+
+
+def column_array(values: list, info: FieldInfo):
+    """A numpy (masked where needed) array for one column."""
+    kind = field_kind(info)
+    if kind == "f":
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if kind == "b":
+        return np.array([bool(v) for v in values], dtype=bool)  # None -> False (see module docstring)
+    if kind in "iu":
+        mask = np.array([v is None for v in values], dtype=bool)
+        data = np.array([0 if v is None else v for v in values], dtype=np.int64)
+        return np.ma.MaskedArray(data, mask=mask) if mask.any() else data
+    return np.array(["" if v is None else str(v) for v in values], dtype=str)
+
+
+def atomic_path(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def export_results(db_url: str, pipeline: str, fmt: str, out_path: str | os.PathLike | None = None,
+                   version: str | None = None, chunk_rows: int = 50_000) -> Path:
+    """Write a pipeline's results as a FITS, Parquet or CSV table.
+
+    Parameters
+    ----------
+    db_url : str
+        Results database (URL or SQLite path).
+    pipeline : str
+        Pipeline name.
+    fmt : {"fits", "parquet", "csv"}
+    out_path : path, optional
+        Default ``<pipeline>_summary.<fmt>`` in the current folder.
+    version : str, optional
+        Model version to export; default the version of the pipeline's latest run; ``"all"``: every version.
+
+    Returns
+    -------
+    Path of the written file (written atomically).
+    """
+    fmt = fmt.lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose from {EXPORT_FORMATS}")
+    out = Path(out_path) if out_path is not None else Path(f"{pipeline}_summary.{fmt}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with ResultsStore(db_url) as store:
+        query_version, glossary_version = choose_version(store, pipeline, version)
+        fields = store.glossary(pipeline, glossary_version)
+        table_cols = [c.name for c in store.results_table(pipeline).columns]
+        fields = {k: v for k, v in fields.items() if k in table_cols}
+        chunks = store.iter_results(pipeline, query_version, chunk_rows, columns=list(fields))
+        tmp = atomic_path(out)
+        try:
+            if fmt == "csv":
+                write_csv(chunks, fields, tmp)
+            elif fmt == "parquet":
+                write_parquet(chunks, fields, tmp, pipeline, query_version)
+            else:
+                write_fits(chunks, fields, tmp, pipeline, query_version)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return out
+
+
+def write_csv(chunks, fields: dict[str, FieldInfo], path: str) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(list(fields))
+        for rows in chunks:
+            w.writerows([["" if r[c] is None else r[c] for c in fields] for r in rows])
+
+
+def arrow_type(info: FieldInfo):
+    import pyarrow as pa
+
+    kind = field_kind(info)
+    return {"f": pa.float64(), "i": pa.int64(), "u": pa.int64(), "b": pa.bool_()}.get(kind, pa.string())
+
+
+def write_parquet(chunks, fields: dict[str, FieldInfo], path: str, pipeline: str, version: str | None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([pa.field(c, arrow_type(info), metadata={"unit": info.unit, "description": info.description})
+                        for c, info in fields.items()],
+                       metadata={"pipeline": pipeline, "version": version or ALL_VERSIONS})
+    with pq.ParquetWriter(path, schema) as writer:
+        for rows in chunks:
+            arrays = [pa.array([r[c] for r in rows], type=schema.field(c).type) for c in fields]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+
+def write_fits(chunks, fields: dict[str, FieldInfo], path: str, pipeline: str, version: str | None) -> None:
+    from astropy.io import fits
+    from astropy.table import Table
+
+    values: dict[str, list] = {c: [] for c in fields}
+    for rows in chunks:
+        for c in fields:
+            values[c].extend(r[c] for r in rows)
+    table = Table({c: column_array(values[c], info) for c, info in fields.items()}, masked=False)
+    for c in list(table.colnames):  # zero-length text columns need a width for FITS
+        if table[c].dtype.kind == "U" and table[c].dtype.itemsize == 0:
+            table[c] = table[c].astype("U1")
+    hdu = fits.table_to_hdu(table)
+    hdu.name = pipeline.upper()[:68]
+    for i, (c, info) in enumerate(fields.items(), start=1):
+        if info.unit:
+            hdu.header[f"TUNIT{i}"] = info.unit
+        hdu.header[f"TCOMM{i}"] = info.description
+    hdu.header["PIPELINE"] = (pipeline, "stellarnn pipeline name")
+    hdu.header["PVERSION"] = (version or ALL_VERSIONS, "pipeline model version")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
