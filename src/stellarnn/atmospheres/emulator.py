@@ -89,6 +89,7 @@ class Innterpol:
         self.checkpoint = checkpoint or {}
         self._components = torch.as_tensor(basis.components, dtype=torch.float32)
         self._mean = torch.as_tensor(basis.mean, dtype=torch.float32)
+        self._fuse_output()
         from scipy.spatial import cKDTree
 
         self.steps = np.array([_median_step(self.grid_nodes[:, k]) for k in range(self.grid_nodes.shape[1])])
@@ -127,10 +128,27 @@ class Innterpol:
         q, c = self.basis.n_quantities, self.basis.n_components
         return out.reshape(-1, q, c) * self.coefficient_scale.to(out)[None, :, None]
 
+    def _fuse_output(self) -> None:
+        """Fold the last Linear layer, the coefficient scaling and the SVD decoding into one matrix.
+
+        All three are linear: profiles = (h W^T + b) * s @ V + mean, so
+        ``W_fused = W^T diag(s) V_blockdiag`` (hidden, Q*K) and ``b_fused = (b * s) V_blockdiag + mean``.
+        Same result as :meth:`coefficients` followed by decoding, with fewer operations per atmosphere.
+        """
+        last = self.model.net[-1]
+        q, c, k = self._components.shape
+        scale = self.coefficient_scale.repeat_interleave(c)  # (Q*C,)
+        block = torch.block_diag(*self._components)  # (Q*C, Q*K)
+        with torch.no_grad():
+            self._fused_weight = (last.weight.T * scale[None, :]) @ block
+            self._fused_bias = (last.bias * scale) @ block + self._mean.reshape(-1)
+        self._trunk = self.model.net[:-1]
+
     def log_profiles(self, params: torch.Tensor) -> torch.Tensor:
-        """log10 profiles (n, 4, K) of :data:`QUANTITIES` for ``params`` (n, d) (differentiable)."""
-        coeffs = self.coefficients(params)
-        return torch.einsum("nqc,qck->nqk", coeffs, self._components.to(coeffs)) + self._mean.to(coeffs)
+        """log10 profiles (n, 4, K) of :data:`QUANTITIES` for ``params`` (n, d) (differentiable in ``params``)."""
+        h = self._trunk(self.scale_inputs(params))
+        out = torch.addmm(self._fused_bias.to(h), h, self._fused_weight.to(h))
+        return out.reshape(-1, *self._mean.shape)
 
     def grid_distance(self, params) -> np.ndarray:
         """Out-of-grid indicator: distance (typical grid steps) to the nearest training model."""
