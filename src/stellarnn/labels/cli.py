@@ -1,0 +1,211 @@
+"""``stellarnn train apogeenet|astronn`` and ``stellarnn run apogeenet|astronn FILES...``."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PIPELINES = ("apogeenet", "astronn")
+
+
+def _train_config(args):
+    from ..train import TrainConfig
+
+    lr = args.lr if args.lr is not None else (5e-4 if args.pipeline == "astronn" else 1e-3)
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, plateau_patience=args.plateau_patience,
+                       max_seconds=args.max_seconds, seed=args.seed, progress=not args.quiet)
+
+
+def _training_arrays(args) -> dict:
+    """Spectra + labels from either --spectra/--labels or --grid."""
+    from .astronn.label_table import load_apstar_training_set
+    from .astronn.network import OUTPUT_LABELS
+    from .astronn.training import grid_labels_to_astronn, synthetic_observations
+
+    if args.grid:
+        obs = synthetic_observations(args.grid, args.snr, args.seed, args.copies)
+        labels = grid_labels_to_astronn(obs["labels"], obs["label_names"])
+        return {"flux": obs["flux"], "ivar": obs["ivar"], "bitmask": None, "labels": labels, "errors": None,
+                "provenance": {"training_data": f"synthetic grid {args.grid}, S/N {args.snr}, {args.copies} noise "
+                                                f"copies, seed {args.seed}"}, "input_flux": "continuum_normalised"}
+    if not (args.spectra and args.labels):
+        raise ValueError("give either --grid DIR or both --spectra 'apStar*.fits' and --labels TABLE")
+    data = load_apstar_training_set(args.spectra, args.labels, args.use, OUTPUT_LABELS)
+    print(f"{len(data['labels'])} spectra matched, {len(data['skipped'])} files skipped", file=sys.stderr)
+    data["provenance"] = {"training_data": f"apStar files {args.spectra} with labels {args.labels} ({args.use})"}
+    data["input_flux"] = "raw"
+    return data
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .astronn.network import OUTPUT_LABELS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = _training_arrays(args)
+    config = _train_config(args)
+    provenance = dict(data["provenance"], command=" ".join(["stellarnn"] + sys.argv[1:]))
+    if args.pipeline == "astronn":
+        from .astronn.training import train_astronn
+
+        _, metrics = train_astronn(data["flux"], data["labels"], args.out, ivar=data["ivar"], bitmask=data["bitmask"],
+                                   label_errors=data["errors"], val_fraction=args.val_fraction, config=config,
+                                   resume_path=args.resume, provenance=provenance, seed=args.seed)
+    else:
+        from .apogeenet.network import APOGEENET_FULL, APOGEENET_SMALL
+        from .apogeenet.training import train_apogeenet
+
+        cols = [OUTPUT_LABELS.index(n) for n in ("teff", "logg", "fe_h")]
+        hp = APOGEENET_FULL if args.size == "full" else APOGEENET_SMALL
+        _, metrics = train_apogeenet(data["flux"], data["ivar"], data["labels"][:, cols], args.out,
+                                     bitmask=data["bitmask"], input_flux=data["input_flux"],
+                                     val_fraction=args.val_fraction, config=config, hyperparameters=hp,
+                                     resume_path=args.resume, provenance=provenance, seed=args.seed)
+    print(json.dumps(metrics, indent=1, default=float))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _spectra_from_files(files, which: str):
+    """(spectrum or None, source, reason) for each requested spectrum; unreadable files give None."""
+    from ..spectra import SpectrumFileError, read_apstar
+
+    items = []
+    for path in files:
+        try:
+            star = read_apstar(path)
+        except SpectrumFileError as exc:
+            items.append((None, str(path), str(exc)))
+            continue
+        chosen = {"combined": [star.combined], "visits": star.visits, "all": [star.combined] + star.visits}[which]
+        for s in chosen:
+            tag = "combined" if s.meta.get("kind") == "combined" else f"visit {s.meta.get('visit')}"
+            items.append((s, f"{path} [{tag}]", ""))
+    return items
+
+
+def _write_table(rows, fields, path: Path) -> None:
+    from astropy.table import Table
+
+    names = ["source"] + list(fields) + ["reason"]
+    cols = {}
+    for name in names:
+        values = [r.get(name) for r in rows]
+        if name in fields and fields[name].dtype.startswith("float"):
+            values = [np.nan if v is None else v for v in values]
+        cols[name] = np.asarray(values, dtype=fields[name].dtype if name in fields else str)
+    table = Table(cols)
+    for name in fields:
+        if fields[name].unit:
+            table[name].unit = fields[name].unit
+        table[name].description = fields[name].description
+    import warnings
+
+    with warnings.catch_warnings():  # dex units are not FITS-standard; they stay in the column descriptions
+        warnings.simplefilter("ignore")
+        if path.suffix.lower() == ".csv":
+            table.write(path, overwrite=True, format="ascii.csv")
+        else:
+            table.write(path, overwrite=True)
+
+
+def cmd_run(args) -> int:
+    import torch
+
+    from .pipeline import get_pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kwargs = {"weights": args.weights, "device": args.device, "seed": args.seed}
+    if args.pipeline == "astronn" and args.mc_passes:
+        kwargs["mc_passes"] = args.mc_passes
+    if args.pipeline == "apogeenet" and args.draws:
+        kwargs["n_draws"] = args.draws
+    pipeline = get_pipeline(args.pipeline, **kwargs)
+    items = _spectra_from_files(args.files, args.spectra)
+    ok = [s for s, _, _ in items if s is not None]
+    results = iter(pipeline.process(ok)) if ok else iter(())
+    rows = []
+    flag = "flag_runtime_exception" if args.pipeline == "apogeenet" else "flag_no_result"
+    for spectrum, source, reason in items:
+        if spectrum is None:
+            row = {k: (np.nan if v.dtype.startswith("float") else None) for k, v in pipeline.fields.items()}
+            bit = 1 if args.pipeline == "apogeenet" else 1 << 11
+            row.update(result_flags=bit, flag_warn=args.pipeline == "astronn", flag_bad=args.pipeline == "apogeenet",
+                       reason=f"{flag}: {reason}")
+        else:
+            row = next(results)
+        row["source"] = source
+        rows.append(row)
+    shown = ["teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "result_flags"]
+    print(f"# {pipeline.name} {pipeline.version}")
+    print("  ".join(f"{c:>10s}" for c in shown) + "  source / reason")
+    for r in rows:
+        vals = []
+        for c in shown:
+            v = r.get(c)
+            vals.append(f"{v:10d}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                        else ("       nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:10.3f}"))
+        print("  ".join(vals) + f"  {r['source']}" + (f"  ({r['reason']})" if r.get("reason") else ""))
+    if args.output:
+        _write_table(rows, pipeline.fields, Path(args.output))
+        print(f"wrote {len(rows)} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a label pipeline (apogeenet, astronn)",
+                       description="Train APOGEENet or AstroNN with the project trainer, on a synthetic grid or "
+                                   "on apStar files with an ASPCAP-style label table (-9999/NaN = missing).")
+    p.set_defaults(group_parser=p)
+    s = p.add_subparsers(dest="train_command", metavar="PIPELINE")
+    for name in PIPELINES:
+        q = s.add_parser(name, help=f"train {name}")
+        q.set_defaults(func=cmd_train, pipeline=name)
+        q.add_argument("--spectra", help="glob of apStar files, e.g. 'apStar*.fits' (quote it)")
+        q.add_argument("--labels", help="label table (FITS) with APOGEE_ID or FILE and TEFF, LOGG, FE_H, X_H/X_FE")
+        q.add_argument("--use", choices=("combined", "visits", "all"), default="combined",
+                       help="which spectra of each apStar file to train on")
+        q.add_argument("--grid", help="train on a synthetic grid directory instead (grids/apogee/train)")
+        q.add_argument("--snr", type=float, default=100.0, help="S/N of the noise added to grid spectra")
+        q.add_argument("--copies", type=int, default=1, help="noise realisations per grid spectrum")
+        q.add_argument("-o", "--out", required=True, help="checkpoint to write (.pt)")
+        q.add_argument("--epochs", type=int, default=60)
+        q.add_argument("--batch-size", type=int, default=64)
+        q.add_argument("--lr", type=float, default=None, help="Adam learning rate (5e-4 AstroNN, 1e-3 APOGEENet)")
+        q.add_argument("--plateau-patience", type=int, default=4)
+        q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best kept)")
+        q.add_argument("--val-fraction", type=float, default=0.1)
+        q.add_argument("--resume", help="resume file: written every epoch, picked up if present")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+        q.add_argument("-q", "--quiet", action="store_true")
+        if name == "apogeenet":
+            q.add_argument("--size", choices=("small", "full"), default="small",
+                           help="network widths: shipped small configuration or the published ~72.6 M parameters")
+
+    p = sub.add_parser("run", help="run a label pipeline on apStar files",
+                       description="Run APOGEENet or AstroNN on apStar files (combined spectra and/or visits); "
+                                   "prints the main fields and optionally writes all of them.")
+    p.set_defaults(group_parser=p)
+    s = p.add_subparsers(dest="run_command", metavar="PIPELINE")
+    for name in PIPELINES:
+        q = s.add_parser(name, help=f"run {name}")
+        q.set_defaults(func=cmd_run, pipeline=name)
+        q.add_argument("files", nargs="+", metavar="FILE", help="apStar files")
+        q.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+        q.add_argument("--spectra", choices=("combined", "visits", "all"), default="combined")
+        q.add_argument("-o", "--output", help="write every field to this table (.fits or .csv)")
+        q.add_argument("--device", default="auto")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--threads", type=int, default=0)
+        if name == "astronn":
+            q.add_argument("--mc-passes", type=int, default=0, help="MC-dropout passes (default 100)")
+        else:
+            q.add_argument("--draws", type=int, default=0, help="noise draws (default 20)")
