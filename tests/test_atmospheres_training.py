@@ -61,3 +61,20 @@ def test_train_5d_grid_checkpoint_and_inference(tmp_path):
     # resumable: a second call with the finished state trains no further epoch
     _, again = train_innterpol(grid, splits, tmp_path / "e2.pt", cfg, resume_path=tmp_path / "r.pt", progress=False)
     assert len(again.train_loss) == len(history.train_loss)
+
+
+def test_update_manifest(tmp_path):
+    import json
+
+    from stellarnn.atmospheres.training import update_manifest
+    from stellarnn.train import file_sha256
+
+    grid = synthetic_5d_grid()
+    folder = tmp_path / "weights"
+    path, _ = train_innterpol(grid, make_splits(grid, teff_range=(4250.0, 5750.0)), folder / "m.pt",
+                              InnterpolConfig(n_components=2, hidden=4, n_hidden_layers=1, epochs=1), progress=False)
+    update_manifest(folder / "manifest.json", path, "m", "cmd", {"x": 1.0})
+    entry = update_manifest(folder / "manifest.json", path, "m", "cmd2")
+    data = json.loads((folder / "manifest.json").read_text())
+    assert len(data) == 1 and data[0]["command"] == "cmd2" and data[0]["file"] == "m.pt"
+    assert entry["sha256"] == file_sha256(path) and entry["hyperparameters"]["n_inputs"] == 5

@@ -150,6 +150,16 @@ class Innterpol:
         out = torch.addmm(self._fused_bias.to(h), h, self._fused_weight.to(h))
         return out.reshape(-1, *self._mean.shape)
 
+    def profiles(self, params: torch.Tensor) -> torch.Tensor:
+        """cgs profiles (n, 4, K): RHOX [g cm^-2], T [K], P_gas [dyn cm^-2], n_e [cm^-3].
+
+        ``10**x`` is computed as ``exp(x ln 10)`` in place when no gradient is needed.
+        """
+        logs = self.log_profiles(params)
+        if logs.requires_grad:
+            return torch.exp(logs * np.log(10.0))
+        return logs.mul_(np.log(10.0)).exp_()
+
     def grid_distance(self, params) -> np.ndarray:
         """Out-of-grid indicator: distance (typical grid steps) to the nearest training model."""
         p = params.detach().cpu().numpy() if isinstance(params, torch.Tensor) else np.asarray(params, dtype=float)
@@ -196,11 +206,10 @@ class Innterpol:
         """
         params, as_tensor, scalar = self._params({"teff": teff, "logg": logg, "m_h": m_h, **other_axes})
         if as_tensor:
-            logs = self.log_profiles(params)
-            lin = 10.0 ** logs
+            lin = self.profiles(params)
         else:
             with torch.inference_mode():
-                lin = (10.0 ** self.log_profiles(params)).double().numpy()
+                lin = self.profiles(params).double().numpy()
         dist = self.grid_distance(params)
         kw = {name.removeprefix("log_"): lin[:, i] for i, name in enumerate(QUANTITIES)}
         lt = (torch.as_tensor(self.log_tau, dtype=lin.dtype).expand(lin.shape[0], -1) if as_tensor
