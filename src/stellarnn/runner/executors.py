@@ -12,6 +12,7 @@ A task that raises (e.g. the pipeline cannot be built) raises from ``run``.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -127,7 +128,7 @@ class DaskExecutor:
                 raise RuntimeError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
         else:
             self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs="error")
+                                        dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         threads = sum(self.client.nthreads().values()) or 1
         self.n_workers = len(self.client.nthreads()) or self.n_workers

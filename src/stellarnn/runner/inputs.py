@@ -80,7 +80,7 @@ def is_apstar_path(path: str | os.PathLike) -> bool:
 
 
 def file_item(path: str | os.PathLike) -> WorkItem:
-    p = str(Path(path).expanduser().absolute())
+    p = os.path.abspath(Path(path).expanduser())  # normalises "..": one key per file
     return WorkItem(key=p, kind="apstar", path=p)
 
 
@@ -92,7 +92,7 @@ def scan_grid(folder: str | os.PathLike) -> list[WorkItem]:
     """
     import h5py
 
-    folder = Path(folder).expanduser().absolute()
+    folder = Path(os.path.abspath(Path(folder).expanduser()))
     spec_file = folder / GRID_SPEC_FILE
     if not spec_file.is_file():
         raise ValueError(f"{folder} is not a synthetic grid folder (no {GRID_SPEC_FILE})")
