@@ -1,0 +1,134 @@
+"""Tests of stellarnn.runner.engine: end-to-end runs, faults, rerun, kill -9 and resume, the survey job."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from stellarnn.runner.engine import run_pipeline, run_survey
+from stellarnn.runner.fields import RunnerFlag
+from stellarnn.runner.store import ResultsStore
+from test_runner_inputs import write_test_grid
+from test_runner_task import write_test_apstars
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def all_rows(db_url, pipeline="runner_test_stats"):
+    with ResultsStore(db_url) as store:
+        return [r for part in store.iter_results(pipeline) for r in part]
+
+
+def test_run_with_corrupt_file_then_skip_then_rerun(tmp_path):
+    paths = write_test_apstars(tmp_path, [0.3, 1.0, 1.2], nvisits=[1, 3, 1])
+    (tmp_path / "apStar-zzz-corrupt.fits").write_bytes(b"SIMPLE  =   garbage")
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    rep = run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], db, workers=0, batch_size=2,
+                       include_visits=True, progress=False)
+    assert rep.status == "finished" and rep.n_items == 4 and rep.n_items_done == 4
+    assert rep.n_rows == 1 + 4 + 1 + 1 and rep.n_unreadable == 1 and rep.n_spectra == 6
+    assert rep.process_seconds > 0 and rep.read_seconds > 0
+    rows = all_rows(db)
+    assert len(rows) == 7 and len({r["spectrum_id"] for r in rows}) == 7
+    bad = [r for r in rows if r["runner_flags"]]
+    assert len(bad) == 1 and bad[0]["runner_flags"] == RunnerFlag.INPUT_UNREADABLE and "SIMPLE" in bad[0]["reason"]
+    again = run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], db, workers=0,
+                         include_visits=True, progress=False)
+    assert again.n_items_skipped == 4 and again.n_items_done == 0 and len(all_rows(db)) == 7
+    forced = run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], db, workers=0,
+                          include_visits=True, rerun=True, progress=False)
+    rows = all_rows(db)
+    assert forced.n_items_done == 4 and len(rows) == 7 and {r["run_id"] for r in rows} == {forced.run_id}
+    other = run_pipeline("runner_test_stats", paths[:1], db, workers=0, pipeline_kwargs={"version": "stats-2"},
+                         progress=False)
+    assert other.version == "stats-2" and other.n_items_done == 1 and len(all_rows(db)) == 8
+
+
+def test_grid_input_on_postgres_or_sqlite(tmp_path):
+    write_test_grid(tmp_path / "grid")
+    db = os.environ.get("STELLARNN_TEST_POSTGRES_URL") or f"sqlite:///{tmp_path / 'g.sqlite'}"
+    rep = run_pipeline("runner_test_stats", [tmp_path / "grid"], db, workers=0, batch_size=3, progress=False,
+                       pipeline_kwargs={"version": f"grid-{os.getpid()}-{time.time_ns()}"})
+    assert rep.n_items == 4 and rep.n_rows == 4 and rep.n_unreadable == 0
+    with ResultsStore(db) as store:
+        rows = [r for part in store.iter_results("runner_test_stats", rep.version) for r in part]
+    assert sorted(r["row"] for r in rows) == [0, 2, 3, 4] and all(r["kind"] == "synthetic" for r in rows)
+    assert all(0.8 < r["median_flux"] < 1.0 for r in rows)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="no file matches"):
+        run_pipeline("runner_test_stats", [str(tmp_path / "*.fits")], workers=0, out_dir=tmp_path)
+    (p,) = write_test_apstars(tmp_path, [1.0])
+    with pytest.raises(KeyError, match="unknown pipeline"):
+        run_pipeline("no_such_pipeline", [p], workers=0, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="no pipeline"):
+        run_survey([], [p], out_dir=tmp_path)
+
+
+def test_kill_9_then_resume_every_spectrum_exactly_once(tmp_path):
+    n = 12
+    write_test_apstars(tmp_path, [0.5 + 0.1 * i for i in range(n)])
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    log1, log2 = tmp_path / "computed1.log", tmp_path / "computed2.log"
+    cmd = [sys.executable, "-c", "import sys; from stellarnn.cli import main; sys.exit(main())",
+           "runner", "run", "runner_test_stats", str(tmp_path / "apStar-*.fits"), "--db", db, "--workers", "1",
+           "--batch-size", "1", "--import", "test_runner_task", "--option", "sleep=0.4",
+           "--option", f"log_path={log1}", "-q"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    engine = sa.create_engine(db)
+    deadline = time.monotonic() + 150
+    done = 0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            try:
+                with engine.connect() as conn:
+                    done = conn.execute(sa.text("SELECT count(*) FROM runner_items")).scalar()
+            except sa.exc.OperationalError:
+                continue  # tables not created yet
+            if done >= 3:
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its pool workers: its own process group
+        output = proc.communicate()[0].decode(errors="replace")
+        engine.dispose()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {output[-2000:]}"
+    assert 3 <= done < n
+    committed = {r["spectrum_id"] for r in all_rows(db)}
+    assert 3 <= len(committed) < n
+    with ResultsStore(db) as store:
+        assert [r["status"] for r in store.runs_summary()] == ["running"]  # the killed run never finished
+    rep = run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], db, workers=1, batch_size=2,
+                       pipeline_kwargs={"sleep": 0.0, "log_path": str(log2)}, progress=False)
+    assert rep.status == "finished" and rep.n_items_skipped == len({c.rsplit(":", 1)[0] for c in committed})
+    rows = all_rows(db)
+    ids = [r["spectrum_id"] for r in rows]
+    assert len(ids) == n and len(set(ids)) == n and all(r["runner_flags"] == 0 for r in rows)
+    recomputed = {line.strip() for line in log2.read_text().splitlines()}
+    assert len(recomputed) == n - len(committed)
+    assert not recomputed & {c.rsplit(":", 1)[0] + ":0" for c in committed}  # nothing finished was recomputed
+    assert {c for c in committed} <= set(ids)
+
+
+def test_run_survey_outputs(tmp_path):
+    write_test_apstars(tmp_path / "data", [0.3, 1.0, 1.2, 1.3], nvisits=[1, 2, 1, 1])
+    out = tmp_path / "out"
+    summary = run_survey(["runner_test_stats", "runner_test_flaky"], [str(tmp_path / "data" / "*.fits")],
+                         out_dir=out, workers=0, export_formats=("fits", "csv"), progress=False)
+    assert Path(summary["db_url"].split("///", 1)[1]) == out / "stellarnn_results.sqlite"
+    assert summary["runs"]["runner_test_stats"]["n_rows"] == 6 and summary["runs"]["runner_test_flaky"]["n_rows"] == 6
+    for name in ("runner_test_stats", "runner_test_flaky"):
+        assert Path(summary["exports"][name]["fits"]).stat().st_size > 0
+        assert Path(summary["exports"][name]["csv"]).read_text().count("\n") == 7
+        assert Path(summary["plots"][name]["flags"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(summary["plots"]["runner_test_stats"]["kiel"]).exists()
+    assert summary["plots"]["runner_test_flaky"]["kiel"] is None  # no teff/logg columns
