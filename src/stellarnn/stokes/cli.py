@@ -1,0 +1,203 @@
+"""``stellarnn stokes synth|invert|train|plot``: ME synthesis, inversions, training and map plots."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .milne_eddington import PARAMETER_NAMES, PARAMETER_UNITS, MilneEddington, add_noise
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "stokes" / "me_cnn.pt"
+UNITS = dict(zip(PARAMETER_NAMES, PARAMETER_UNITS))
+
+
+def smooth_random_maps(nx: int, ny: int, seed: int, scale_px: float = 4.0) -> np.ndarray:
+    """Spatially smooth random ME parameter maps (nx, ny, 9) inside the training prior.
+
+    Each parameter is a Gaussian-filtered white-noise field (σ = ``scale_px``) mapped through
+    the normal CDF to [0, 1] and then onto the prior range (log-uniform for η0).
+    """
+    from scipy.ndimage import gaussian_filter
+    from scipy.special import ndtr
+
+    from .me_cnn import PRIOR
+
+    if nx < 1 or ny < 1:
+        raise ValueError("map size must be at least 1 × 1")
+    rng = np.random.default_rng(seed)
+    out = np.empty((nx, ny, len(PARAMETER_NAMES)))
+    for k, name in enumerate(PARAMETER_NAMES):
+        field = gaussian_filter(rng.standard_normal((nx, ny)), scale_px, mode="wrap")
+        field = ndtr(field / max(field.std(), 1e-12))
+        lo, hi = PRIOR[name]
+        if name == "eta0":
+            out[..., k] = lo * (hi / lo) ** field
+        else:
+            out[..., k] = lo + (hi - lo) * field
+    return out
+
+
+def cmd_synth(args) -> int:
+    from .hinode_io import write_parameter_maps, write_sp_level1
+    from .plotting import plot_stokes_profiles
+
+    me = MilneEddington()
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.params is not None:
+        p = torch.tensor([args.params], dtype=torch.float64)
+        stokes = me(p, filling_factor=args.filling_factor)
+        if args.noise > 0:
+            stokes = add_noise(stokes, args.noise, gen)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, wavelengths=me.wavelengths, stokes=stokes[0].numpy(), params=p[0].numpy(),
+                 parameter_names=np.array(PARAMETER_NAMES))
+        print(f"wrote {out}")
+        if args.plot:
+            print(f"wrote {plot_stokes_profiles(me.wavelengths, stokes[0].numpy(), args.plot)}")
+        return 0
+    truth = smooth_random_maps(args.nx, args.ny, args.seed)
+    params = torch.from_numpy(truth.reshape(-1, len(PARAMETER_NAMES)))
+    with torch.inference_mode():
+        stokes = torch.cat([me(params[i:i + 2000]) for i in range(0, params.shape[0], 2000)])
+    stokes = add_noise(stokes, args.noise, gen).numpy().reshape(args.nx, args.ny, 4, -1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    for x in tqdm(range(args.nx), desc="slit files", unit="file"):
+        write_sp_level1(out / f"SP4D_synth_{x:04d}.fits", stokes[x] * args.continuum_counts, spbshft=args.spbshft,
+                        header_cards={"SLITINDX": x, "ORIGIN": "stellarnn synthetic ME"})
+    maps = {name: truth[..., k] for k, name in enumerate(PARAMETER_NAMES)}
+    truth_path = out.parent / f"{out.name}_truth.fits"
+    write_parameter_maps(truth_path, maps, UNITS, {"NOISE": args.noise, "SEED": args.seed})
+    print(f"wrote {args.nx} level-1 slit files to {out} and the true parameter maps to {truth_path}")
+    return 0
+
+
+def cmd_invert(args) -> int:
+    from .hinode_io import read_sp_map, write_parameter_maps
+    from .plotting import plot_parameter_maps
+
+    sp = read_sp_map(args.input, continuum_counts=args.continuum_counts)
+    nx, ny, _, nwl = sp.stokes.shape
+    flat = sp.stokes.reshape(-1, 4, nwl)
+    bad = ~np.isfinite(flat).all(axis=(1, 2))
+    if bad.all():
+        raise ValueError("no finite Stokes profiles in the input")
+    t0 = time.perf_counter()
+    if args.method == "cnn":
+        from .me_cnn import MEInverter
+
+        weights = Path(args.weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"ME-CNN weights {weights} not found (train with `stellarnn stokes train`)")
+        res = MEInverter(weights).invert(torch.from_numpy(flat[~bad]).float())
+    else:
+        from .lm_inversion import invert_lm
+
+        me = MilneEddington(wavelengths=sp.wavelengths)
+        res = invert_lm(torch.from_numpy(flat[~bad]), me, sigma=args.noise, n_starts=args.starts,
+                        progress=True)
+    seconds = time.perf_counter() - t0
+    maps = {}
+    for name, values in res.items():
+        full = np.full(nx * ny, np.nan)
+        full[~bad] = values
+        maps[name] = full.reshape(nx, ny)
+    units = {**UNITS, **{f"e_{k}": v for k, v in UNITS.items()}}
+    out = write_parameter_maps(args.out, maps, units, {"METHOD": args.method, "CONTCNT": sp.continuum_counts,
+                                                       "NPROF": int((~bad).sum()), "SECONDS": round(seconds, 3)})
+    print(f"inverted {int((~bad).sum())} profiles with {args.method} in {seconds:.2f} s "
+          f"({(~bad).sum() / seconds:.0f} profiles/s); {int(bad.sum())} skipped (non-finite); wrote {out}")
+    if args.plot:
+        print(f"wrote {plot_parameter_maps(maps, args.plot, units, ('B', 'gamma', 'chi', 'v_los'))}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .me_cnn import train_me_cnn
+
+    torch.set_num_threads(args.threads)
+    metrics = train_me_cnn(args.out, args.data_dir, n_train=args.n_train, n_val=args.n_val, epochs=args.epochs,
+                           batch_size=args.batch_size, lr=args.lr, resume_path=args.resume,
+                           max_seconds=args.max_seconds, seed=args.seed)
+    print(f"wrote {args.out}: best epoch {metrics['best_epoch']}, validation NLL {metrics['val_nll']:.4f}")
+    for name, value in metrics["val_rmse"].items():
+        print(f"  rmse {name}: {value:.4g}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .hinode_io import read_parameter_maps, read_sp_map
+    from .plotting import plot_parameter_maps, plot_stokes_profiles
+
+    path = Path(args.input)
+    if args.profile is not None:
+        sp = read_sp_map(path)
+        x, y = args.profile
+        if not (0 <= x < sp.stokes.shape[0] and 0 <= y < sp.stokes.shape[1]):
+            raise ValueError(f"pixel ({x}, {y}) outside the {sp.stokes.shape[:2]} raster")
+        print(f"wrote {plot_stokes_profiles(sp.wavelengths, sp.stokes[x, y], args.out, title=f'pixel x={x} y={y}')}")
+        return 0
+    maps, units = read_parameter_maps(path)
+    names = tuple(args.names) if args.names else None
+    print(f"wrote {plot_parameter_maps(maps, args.out, units, names, title=path.name)}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("stokes", help="solar Stokes inversion: Milne-Eddington synthesis, LM and CNN inversions",
+                              description="Milne-Eddington synthesis of Fe I 6301.5/6302.5 at Hinode SP sampling, "
+                                          "classical (Levenberg-Marquardt) and neural (ME-CNN) inversions.")
+    p.set_defaults(group_parser=p)
+    s = p.add_subparsers(dest="stokes_command", metavar="ACTION")
+
+    q = s.add_parser("synth", help="synthesise one ME profile (--params) or a random raster as level-1 SP files")
+    q.add_argument("--out", required=True, help="output directory (raster; true maps go to <dir>_truth.fits) or .npz file (--params)")
+    q.add_argument("--params", type=float, nargs=9, metavar=("B", "GAMMA", "CHI", "VLOS", "DW", "ETA0", "A", "S0", "S1"),
+                   help="one profile: B [G], γ [deg], χ [deg], v_LOS [km/s], Δλ_D [mÅ], η0, a, S0, S1 [Ic]")
+    q.add_argument("--filling-factor", type=float, default=None, help="magnetic filling factor (with --params)")
+    q.add_argument("--plot", help="PNG of the profile (with --params)")
+    q.add_argument("--nx", type=int, default=16, help="slit positions of the raster")
+    q.add_argument("--ny", type=int, default=32, help="pixels along the slit")
+    q.add_argument("--noise", type=float, default=1e-3, help="white noise [Ic]")
+    q.add_argument("--continuum-counts", type=float, default=60000.0, help="continuum intensity in counts")
+    q.add_argument("--spbshft", type=int, default=3, choices=(0, 1, 2, 3), help="level-1 bit shift to apply")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_synth)
+
+    q = s.add_parser("invert", help="invert level-1 SP slit files into ME parameter maps (FITS)")
+    q.add_argument("input", help="directory of level-1 slit FITS files, or one file")
+    q.add_argument("--out", required=True, help="output FITS of parameter maps")
+    q.add_argument("--method", choices=("cnn", "lm"), default="cnn")
+    q.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="ME-CNN checkpoint")
+    q.add_argument("--starts", type=int, default=4, help="LM starts per profile")
+    q.add_argument("--noise", type=float, default=1e-3, help="noise σ [Ic] for the LM χ²")
+    q.add_argument("--continuum-counts", type=float, default=None, help="continuum counts (default: raster mean)")
+    q.add_argument("--plot", help="PNG of the B, γ, χ, v_LOS maps")
+    q.set_defaults(func=cmd_invert)
+
+    q = s.add_parser("train", help="train the ME-CNN on synthetic ME profiles (resumable)")
+    q.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="float16 checkpoint to write")
+    q.add_argument("--data-dir", required=True, help="directory for the chunked synthetic training set")
+    q.add_argument("--resume", help="resume file (written after every epoch)")
+    q.add_argument("--n-train", type=int, default=200000)
+    q.add_argument("--n-val", type=int, default=10000)
+    q.add_argument("--epochs", type=int, default=60)
+    q.add_argument("--batch-size", type=int, default=256)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--max-seconds", type=float, default=None)
+    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_train)
+
+    q = s.add_parser("plot", help="plot parameter maps (FITS from invert/synth) or one pixel's profiles")
+    q.add_argument("input", help="parameter-map FITS, or a level-1 directory/file with --profile")
+    q.add_argument("--out", required=True, help="PNG file")
+    q.add_argument("--names", nargs="*", help="maps to show (default: all)")
+    q.add_argument("--profile", type=int, nargs=2, metavar=("X", "Y"), help="plot Stokes profiles of pixel X Y")
+    q.set_defaults(func=cmd_plot)

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from stellarnn.stokes.hinode_io import (decode_level1, encode_level1, read_parameter_maps, read_sp_level1,
+                                        read_sp_map, write_parameter_maps, write_sp_level1)
+from stellarnn.stokes.milne_eddington import hinode_sp_wavelengths
+
+
+def _raw_file(path, raw, spbshft, wcs=True):
+    hdu = fits.PrimaryHDU(raw.astype(np.int16))
+    hdu.header["SPBSHFT"] = spbshft
+    if wcs:
+        hdu.header["CRPIX1"], hdu.header["CRVAL1"], hdu.header["CDELT1"] = 1.0, 6300.89, 0.021549
+    hdu.writeto(path)
+    return path
+
+
+def test_decoding_of_a_hand_made_level1_file(tmp_path):
+    # real layout: (4 Stokes, n_slit, 112) int16; I stored shifted and wrapped
+    raw = np.zeros((4, 3, 112), dtype=np.int16)
+    raw[0] = -20000     # wrapped: 45536 stored counts, ×2 (SPBSHFT ≥ 1) → 91072
+    raw[0, 0, 0] = 1000  # not wrapped: 2000
+    raw[1] = 10
+    raw[2] = -7
+    raw[3] = 30
+    for shift, (q, u, v, i) in {0: (10, -7, 30, 45536), 1: (10, -7, 30, 91072), 2: (10, -7, 60, 91072),
+                                3: (20, -14, 60, 91072)}.items():
+        path = _raw_file(tmp_path / f"s{shift}.fits", raw, shift)
+        sp = read_sp_level1(path)
+        assert sp.counts.shape == (3, 4, 112)  # slit pixel first
+        assert sp.counts[1, 0, 5] == i and sp.counts[0, 1, 0] == q and sp.counts[0, 2, 0] == u
+        assert sp.counts[0, 3, 0] == v
+        assert sp.counts[0, 0, 0] == (1000 if shift == 0 else 2000)
+        assert sp.wavelengths == pytest.approx(hinode_sp_wavelengths())
+
+
+def test_encode_decode_roundtrip_and_limits():
+    rng = np.random.default_rng(0)
+    counts = np.empty((4, 5, 112))
+    counts[0] = rng.uniform(20000, 120000, (5, 112))
+    counts[1:] = rng.uniform(-4000, 4000, (3, 5, 112))
+    for shift in (1, 2, 3):
+        raw = encode_level1(counts, shift)
+        assert raw.dtype == np.int16
+        back = decode_level1(raw, shift)
+        assert np.max(np.abs(back - counts)) <= 1.0 + 1e-9  # one count of rounding × shift
+    assert (encode_level1(counts, 1)[0] < 0).any()  # values above 32767 wrap
+    with pytest.raises(ValueError, match="16-bit"):
+        encode_level1(counts, 0)  # I up to 120000 does not fit without the shift
+    with pytest.raises(ValueError, match="SPBSHFT"):
+        decode_level1(np.zeros((4, 2, 112), np.int16), 5)
+    with pytest.raises(ValueError, match="shape"):
+        decode_level1(np.zeros((3, 2, 112), np.int16), 1)
+
+
+def test_map_roundtrip_through_level1_files(tmp_path):
+    rng = np.random.default_rng(1)
+    stokes = np.zeros((3, 4, 4, 112))
+    stokes[:, :, 0] = 1.0 - 0.3 * rng.random((3, 4, 112))
+    stokes[:, :, 0, :8] = 1.0
+    stokes[:, :, 1:] = 0.02 * rng.standard_normal((3, 4, 3, 112))
+    for x in range(3):
+        write_sp_level1(tmp_path / "raster" / f"slit_{x:03d}.fits", stokes[x] * 70000.0, spbshft=3)
+    sp = read_sp_map(tmp_path / "raster")
+    assert sp.stokes.shape == (3, 4, 4, 112)
+    assert sp.continuum_counts == pytest.approx(70000.0, rel=1e-4)
+    assert np.max(np.abs(sp.stokes - stokes)) < 5e-5
+    with pytest.raises(FileNotFoundError):
+        read_sp_map(tmp_path / "empty_dir_that_is_missing.fits")
+    (tmp_path / "none").mkdir()
+    with pytest.raises(FileNotFoundError):
+        read_sp_map(tmp_path / "none")
+
+
+def test_bad_files(tmp_path):
+    fits.PrimaryHDU(np.zeros((4, 2, 112), dtype=np.float32)).writeto(tmp_path / "float.fits")
+    with pytest.raises(ValueError, match="16-bit"):
+        read_sp_level1(tmp_path / "float.fits")
+    fits.PrimaryHDU().writeto(tmp_path / "empty.fits")
+    with pytest.raises(ValueError, match="no data"):
+        read_sp_level1(tmp_path / "empty.fits")
+
+
+def test_parameter_maps_roundtrip(tmp_path):
+    maps = {"B": np.arange(12.0).reshape(3, 4), "v_los": -np.ones((3, 4))}
+    path = write_parameter_maps(tmp_path / "m.fits", maps, {"B": "G", "v_los": "km/s"})
+    back, units = read_parameter_maps(path)
+    assert set(back) == {"B", "v_los"} and units == {"B": "G", "v_los": "km/s"}
+    assert np.array_equal(back["B"], maps["B"])
+    with pytest.raises(ValueError, match="2-D"):
+        write_parameter_maps(tmp_path / "x.fits", {"B": np.zeros(3)})
