@@ -84,6 +84,8 @@ def continuum_normalise_full_grid(flux, ivar, bitmask=None) -> tuple[torch.Tenso
     flux, ivar = _as_batch(flux, "flux"), _as_batch(ivar, "ivar")
     if flux.shape[1] != APOGEE_N_PIXELS:
         raise ValueError(f"continuum normalisation needs apStar spectra of {APOGEE_N_PIXELS} pixels")
+    if bitmask is not None:
+        bitmask = np.asarray(bitmask).reshape(flux.shape)
     good = torch.isfinite(ivar) & (ivar > 0)
     error = torch.where(good, ivar.clamp_min(1e-300).rsqrt(), torch.inf)
     cont = apogee_continuum(flux, error, bitmask)

@@ -22,6 +22,8 @@ def normalise_apstar(flux, ivar, bitmask=None) -> torch.Tensor:
     if flux.ndim == 1:
         flux, ivar = flux[None], ivar[None]
         bitmask = None if bitmask is None else np.asarray(bitmask)[None]
+    if bitmask is not None:
+        bitmask = np.asarray(bitmask).reshape(flux.shape)
     if flux.shape != ivar.shape:
         raise ValueError(f"ivar shape {tuple(ivar.shape)} differs from flux {tuple(flux.shape)}")
     good = torch.isfinite(ivar) & (ivar > 0)

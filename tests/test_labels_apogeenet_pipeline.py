@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from stellarnn.labels.apogeenet.network import APOGEENetResNet
+from stellarnn.labels.apogeenet.pipeline import APOGEENetPipeline
+from stellarnn.labels.noise_model import NoiseModel, attach_noise_model
+from stellarnn.labels.pipeline import FieldInfo, Pipeline, get_pipeline
+from stellarnn.spectra import Spectrum, read_apstar
+from stellarnn.train import save_checkpoint
+
+TINY = dict(stem_channels=2, block_channels=[2, 4], kernel_size=30, pool_length=16, head_width=16, n_head_layers=2)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("anet") / "apogeenet_tiny.pt"
+    return save_checkpoint(path, APOGEENetResNet(**TINY), "apogeenet", TINY, half=True)
+
+
+@pytest.fixture(scope="module")
+def spectra(real_file):
+    a = read_apstar(real_file("apstar-2M17335483"))
+    b = read_apstar(real_file("apstar-2M19485057"))
+    return [a.combined, *a.visits, b.combined]
+
+
+def test_runs_end_to_end_on_real_apstar(weights, spectra):
+    p = get_pipeline("apogeenet", weights=weights, batch_size=2)
+    assert isinstance(p, Pipeline) and isinstance(p, APOGEENetPipeline)
+    assert len(p.version) == 12 and all(isinstance(v, FieldInfo) for v in p.fields.values())
+    rows = p.process(spectra)
+    assert len(rows) == len(spectra)
+    for r in rows:
+        assert set(r) == set(p.fields) | {"reason"} and r["reason"] == ""
+        assert np.isfinite([r["teff"], r["logg"], r["fe_h"], r["raw_e_teff"]]).all()
+        assert r["raw_e_logg"] > 0
+        # published noise model
+        assert r["e_teff"] == pytest.approx(1.25 * r["raw_e_teff"] + 10)
+        assert r["e_logg"] == pytest.approx(1.25 * r["raw_e_logg"] + 0.01)
+        assert r["e_fe_h"] == pytest.approx(r["raw_e_fe_h"] + 0.01)
+        assert r["flag_bad"] == bool(r["result_flags"])
+    # same seed -> same rows
+    assert p.process(spectra) == rows
+
+
+def test_bad_spectra_get_runtime_exception_flag(weights, spectra):
+    p = get_pipeline("apogeenet", weights=weights)
+    dead = Spectrum(spectra[0].wavelength, spectra[0].flux, np.zeros(8575))
+    short = Spectrum(np.arange(10.0), np.ones(10), np.ones(10))
+    rows = p.process([dead, spectra[0], short, None])
+    assert [r["result_flags"] for r in (rows[0], rows[2], rows[3])] == [1, 1, 1]
+    assert all(r["flag_bad"] and r["reason"] for r in (rows[0], rows[2], rows[3]))
+    assert np.isnan(rows[0]["teff"]) and rows[1]["reason"] == ""
+    assert p.process([]) == []
+
+
+def test_stored_noise_model_is_used(tmp_path, weights, spectra):
+    import shutil
+
+    path = shutil.copy(weights, tmp_path / "w.pt")
+    attach_noise_model(path, NoiseModel(["teff", "logg", "fe_h"], [2.0, 1.0, 1.0], [0.0, 0.0, 0.5]))
+    r = get_pipeline("apogeenet", weights=path).process(spectra[:1])[0]
+    assert r["e_teff"] == pytest.approx(2 * r["raw_e_teff"]) and r["e_fe_h"] == pytest.approx(r["raw_e_fe_h"] + 0.5)
+
+
+def test_missing_weights_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("STELLARNN_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        get_pipeline("apogeenet")
+    with pytest.raises(FileNotFoundError, match="do not exist"):
+        get_pipeline("apogeenet", weights=tmp_path / "none.pt")
+    with pytest.raises(ValueError, match="n_draws"):
+        get_pipeline("apogeenet", weights=save_checkpoint(tmp_path / "x.pt", APOGEENetResNet(**TINY), "apogeenet",
+                                                          TINY), n_draws=1)

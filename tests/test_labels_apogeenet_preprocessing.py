@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import torch
+
+from stellarnn.labels.apogeenet.preprocessing import (clean_flux_and_error, continuum_normalise_full_grid, log_scale,
+                                                      preprocess)
+from stellarnn.spectra import kept_pixel_index, read_apstar
+
+
+def test_error_clipping_and_nan_handling():
+    flux = np.array([[1.0, np.nan, 2.0, 3.0, 4.0]])
+    ivar = np.array([[1.0, 1.0, 0.0, 1e-4, 4.0]])  # errors 1, 1, (none), 100, 0.5
+    f, e = clean_flux_and_error(flux, ivar)
+    assert f[0, 1] == 0.0
+    median = 1.0  # median of the finite errors [1, 1, 100, 0.5]
+    assert e[0].tolist() == pytest.approx([1.0, 1.0, 5 * median, 5 * median, 0.5])
+
+
+def test_log_scale_clips_each_spectrum_at_its_own_percentile():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(1, 2, 1000)
+    a[0] = 1e6  # outlier
+    b = 1000 * rng.uniform(1, 2, 1000)
+    x = log_scale(torch.as_tensor(np.stack([a, b])))
+    for row, raw in zip(x, (a, b)):
+        ceiling = np.quantile(np.log(raw), 0.95) + 1
+        assert row.max().item() == pytest.approx(min(np.log(raw).max(), ceiling))
+    assert x[0, 0].item() == pytest.approx(np.quantile(np.log(a), 0.95) + 1)
+    # flooring at 1e-6 before the log
+    assert log_scale(torch.tensor([[-5.0, 1.0, 1.0]]))[0, 0].item() == pytest.approx(np.log(1e-6))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="no pixel"):
+        clean_flux_and_error(np.ones((1, 5)), np.zeros((1, 5)))
+    with pytest.raises(ValueError, match="shape"):
+        clean_flux_and_error(np.ones((1, 5)), np.ones((1, 4)))
+    with pytest.raises(ValueError, match="input_flux"):
+        preprocess(np.ones((1, 5)), np.ones((1, 5)), input_flux="other")
+
+
+def test_real_apstar(real_file):
+    star = read_apstar(real_file("apstar-2M17335483"))
+    f, e = preprocess(star.combined.flux, star.combined.ivar)
+    assert f.shape == e.shape == (1, 8575)
+    assert torch.isfinite(f).all() and torch.isfinite(e).all() and (e > 0).all()
+    x = log_scale(f)
+    assert torch.isfinite(x).all()
+    # chip gaps (NaN in the file) -> flux 0 -> log(1e-6); errors there are 5 x median
+    gap = star.combined.ivar == 0
+    assert gap.any()
+    assert torch.allclose(e[0, torch.as_tensor(gap)], e[0, torch.as_tensor(gap)].max())
+    nf, niv = continuum_normalise_full_grid(star.combined.flux, star.combined.ivar, star.combined.bitmask)
+    kept = kept_pixel_index()
+    assert abs(float(torch.median(nf[0, kept])) - 1.0) < 0.1
+    assert (nf[0, :246] == 1).all() and (niv[0, :246] == 0).all()

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import torch
+
+from stellarnn.labels.apogeenet.training import masked_mse, physical_to_targets, train_apogeenet
+from stellarnn.labels.pipeline import get_pipeline
+from stellarnn.spectra import apogee_wavelength
+from stellarnn.spectra.spectrum import Spectrum
+from stellarnn.train import TrainConfig
+
+TINY = dict(stem_channels=2, block_channels=[2, 2], kernel_size=5, pool_length=16, head_width=16, n_head_layers=2)
+
+
+def test_targets_and_masked_loss():
+    t = physical_to_targets([[10 ** 3.8, 4.4, 0.1], [-9999, np.nan, -0.2]])
+    assert t[0] == pytest.approx([(4.4 - 3.2) / 1.2, (3.8 - 3.7) / 0.1, (0.1 + 0.2) / 0.3])
+    assert np.isnan(t[1, :2]).all() and t[1, 2] == pytest.approx(0.0)
+    pred = torch.zeros(2, 3, requires_grad=True)
+    loss = masked_mse(pred, torch.as_tensor(t, dtype=torch.float32))
+    loss.backward()
+    assert loss.item() == pytest.approx(float(np.nansum(t ** 2) / 4))
+    assert torch.isfinite(pred.grad).all()
+    with pytest.raises(ValueError):
+        physical_to_targets(np.zeros((3, 2)))
+
+
+def test_short_training_reduces_loss_and_checkpoint_runs(tmp_path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 24
+    teff = rng.uniform(4000, 6000, n)
+    wl = apogee_wavelength()
+    depth = (teff - 3500) / 3000
+    flux = 100 * (1 - depth[:, None] * np.exp(-0.5 * ((wl - 16000) / 30) ** 2)[None])
+    ivar = np.full_like(flux, 1e4)
+    labels = np.stack([teff, np.full(n, 1.0), np.full(n, -1.5)], axis=1)  # far from the z-scoring means
+    model, metrics = train_apogeenet(flux, ivar, labels, tmp_path / "a.pt", hyperparameters=TINY, val_fraction=0.25,
+                                     config=TrainConfig(epochs=8, batch_size=6, lr=3e-3, progress=False),
+                                     eval_draws=3)
+    assert metrics["n_val"] == 6 and metrics["epochs_run"] == 8
+    untrained = float(np.mean(physical_to_targets(labels) ** 2))  # loss of a network that outputs 0
+    assert metrics["best_val_loss"] < 0.5 * untrained
+    assert set(metrics["validation"]) == {"teff", "logg", "fe_h"}
+    p = get_pipeline("apogeenet", weights=tmp_path / "a.pt", n_draws=3)
+    row = p.process([Spectrum(wl, flux[0], ivar[0])])[0]
+    assert np.isfinite(row["teff"]) and row["reason"] == ""

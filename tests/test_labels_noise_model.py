@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from stellarnn.labels.noise_model import (NoiseModel, attach_noise_model, calibrate_noise_model,
+                                          standardised_differences)
+
+
+def simulated_pairs(n, scale, offset, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(0, 1, (n, 2))
+    r1, r2 = rng.uniform(0.02, 0.2, (n, 2)), rng.uniform(0.02, 0.2, (n, 2))
+    e1, e2 = scale * r1 + offset, scale * r2 + offset
+    v1, v2 = truth + e1 * rng.standard_normal((n, 2)), truth + e2 * rng.standard_normal((n, 2))
+    return v1, v2, r1, r2
+
+
+def test_calibration_recovers_scale_and_offset():
+    scale, offset = np.array([1.6, 0.8]), np.array([0.03, 0.0])
+    v1, v2, r1, r2 = simulated_pairs(6000, scale, offset)
+    nm = calibrate_noise_model(["a", "b"], v1, v2, r1, r2)
+    assert nm.scale == pytest.approx(scale, rel=0.08)
+    assert nm.offset[0] == pytest.approx(0.03, abs=0.01)
+    assert nm.offset[1] < 0.01
+    z = standardised_differences(v1, v2, nm.apply(r1), nm.apply(r2))
+    assert np.std(z, axis=0) == pytest.approx([1, 1], abs=0.03)
+    assert nm.diagnostics["labels"]["a"]["std_z_raw"] > 1.3  # raw errors were too small
+
+
+def test_outliers_are_clipped():
+    v1, v2, r1, r2 = simulated_pairs(3000, np.array([1.0, 1.0]), np.array([0.0, 0.0]), seed=1)
+    v1[:30, 0] += 50.0  # failed visits
+    nm = calibrate_noise_model(["a", "b"], v1, v2, r1, r2)
+    assert nm.scale[0] == pytest.approx(1.0, rel=0.08)
+    assert nm.diagnostics["labels"]["a"]["n_used"] <= 3000 - 30
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="shape"):
+        calibrate_noise_model(["a"], np.zeros((5, 1)), np.zeros((4, 1)), np.ones((5, 1)), np.ones((5, 1)))
+    nan = np.full((20, 1), np.nan)
+    with pytest.raises(ValueError, match="usable repeat pairs"):
+        calibrate_noise_model(["a"], nan, nan, np.ones((20, 1)), np.ones((20, 1)))
+    with pytest.raises(ValueError, match="scale > 0"):
+        NoiseModel(["a"], [-1.0], [0.0])
+    with pytest.raises(ValueError, match="one per label"):
+        NoiseModel(["a", "b"], [1.0], [0.0])
+
+
+def test_apply_roundtrip_and_attach(tmp_path):
+    import torch
+
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.train import read_checkpoint, save_checkpoint
+
+    nm = NoiseModel(["teff", "logg", "fe_h"], [1.25, 1.25, 1.0], [10.0, 0.01, 0.01])
+    assert nm.apply(np.array([[4.0, 0.1, 0.05]])) == pytest.approx(np.array([[15.0, 0.135, 0.06]]))
+    assert NoiseModel.from_dict(nm.to_dict()).to_dict() == nm.to_dict()
+    path = save_checkpoint(tmp_path / "m.pt", APOGEENetResNet(4, (4,), 3, 4, 8, 1), "apogeenet",
+                           dict(stem_channels=4, block_channels=(4,), kernel_size=3, pool_length=4, head_width=8,
+                                n_head_layers=1))
+    attach_noise_model(path, nm)
+    stored = read_checkpoint(path)["normalisation"]["noise_model"]
+    assert stored["scale"] == [1.25, 1.25, 1.0]
+    assert torch.is_tensor(read_checkpoint(path)["state_dict"]["stem.0.weight"])
