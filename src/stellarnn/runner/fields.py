@@ -81,7 +81,7 @@ def glossary_text(fields: dict[str, FieldInfo], width: int = 100) -> str:
     name_w = max(len(n) for n in fields) + 2
     lines = []
     for name, info in fields.items():
-        wrapped = textwrap.wrap(describe(info), width=max(30, width - name_w)) or [""]
+        wrapped = textwrap.wrap(describe(info), width=max(30, width - name_w - 2)) or [""]
         lines.append(f"  {name:<{name_w}}{wrapped[0]}")
         lines.extend(" " * (name_w + 2) + w for w in wrapped[1:])
     return "\n".join(lines)

@@ -80,8 +80,8 @@ def plot_kiel(db_url: str, pipeline: str, out_png: str | os.PathLike, version: s
 
 
 def flag_counts(store: ResultsStore, pipeline: str, version: str | None, glossary: dict) -> dict[str, int]:
-    """Counts of spectra per flag: each runner bit, boolean flag columns, and each set bit of integer
-    flag columns (names containing ``flag``)."""
+    """Counts of spectra per flag: each runner bit, flag columns (names containing ``flag``) as
+    non-zero counts, and bitmask columns (integer, names ending in ``flags``) per set bit."""
     flag_cols = [c for c, info in glossary.items() if "flag" in c and field_kind(info) in "iub"]
     data = load_columns(store, pipeline, version, flag_cols)
     counts: dict[str, int] = {}
@@ -92,7 +92,7 @@ def flag_counts(store: ResultsStore, pipeline: str, version: str | None, glossar
         counts[f"runner: {bit.name.lower()}"] = int(np.sum(runner & int(bit) != 0))
     for c, v in data.items():
         v = np.nan_to_num(v).astype(np.int64)
-        if field_kind(glossary[c]) == "b" or v.max(initial=0) <= 1:
+        if field_kind(glossary[c]) == "b" or not c.endswith("flags"):
             counts[c] = int(np.sum(v != 0))
         else:
             for bit in range(int(v.max(initial=0)).bit_length()):

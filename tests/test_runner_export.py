@@ -1,0 +1,72 @@
+"""Tests of stellarnn.runner.export: FITS (TUNITn, TCOMMn from the glossary), Parquet metadata, CSV."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from stellarnn.runner.engine import run_pipeline
+from stellarnn.runner.export import export_results
+from test_runner_task import STATS_FIELDS, write_test_apstars
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    write_test_apstars(folder, [0.3, 1.0, 1.5], nvisits=[1, 2, 1])
+    (folder / "apStar-broken.fits").write_bytes(b"broken")
+    url = f"sqlite:///{folder / 'r.sqlite'}"
+    run_pipeline("runner_test_stats", [str(folder / "apStar-*.fits")], url, workers=0, include_visits=True,
+                 progress=False)
+    run_pipeline("runner_test_stats", [str(folder / "apStar-test-0000.fits")], url, workers=0,
+                 pipeline_kwargs={"version": "stats-2"}, progress=False)
+    return url
+
+
+def test_fits_units_and_descriptions(db, tmp_path):
+    path = export_results(db, "runner_test_stats", "fits", tmp_path / "s.fits", version="stats-1")
+    with fits.open(path) as hdul:
+        hdu = hdul["RUNNER_TEST_STATS"]
+        names = hdu.columns.names
+        h = hdu.header
+        i = names.index("teff") + 1
+        assert h[f"TUNIT{i}"] == "K" and h[f"TCOMM{i}"] == STATS_FIELDS["teff"].description
+        j = names.index("spectrum_id") + 1
+        assert h[f"TCOMM{j}"].startswith("spectrum identity") and h["PVERSION"] == "stats-1"
+        data = hdu.data
+        assert len(data) == 1 + 3 + 1 + 1
+        broken = data[np.char.find(data["item"], "broken") >= 0][0]
+        assert broken["runner_flags"] == 1 and np.isnan(broken["teff"]) and broken["row"] == -1
+        assert data["n_good"].dtype.kind == "i"
+    assert len(fits.getdata(export_results(db, "runner_test_stats", "fits", tmp_path / "l.fits"))) == 1  # latest
+    assert len(fits.getdata(export_results(db, "runner_test_stats", "fits", tmp_path / "a.fits", "all"))) == 7
+
+
+def test_parquet_metadata_and_nulls(db, tmp_path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(export_results(db, "runner_test_stats", "parquet", tmp_path / "s.parquet", "stats-1"))
+    assert table.num_rows == 6
+    meta = table.schema.field("teff").metadata
+    assert meta[b"unit"] == b"K" and meta[b"description"] == STATS_FIELDS["teff"].description.encode()
+    assert table.schema.metadata[b"version"] == b"stats-1"
+    teff = table.column("teff").to_pylist()
+    assert sum(v is None for v in teff) == 1 and str(table.schema.field("flag_bad").type) == "bool"
+
+
+def test_csv(db, tmp_path):
+    path = export_results(db, "runner_test_stats", "csv", tmp_path / "s.csv", "stats-1")
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and list(rows[0])[:2] == ["spectrum_id", "item"]
+    assert {r["kind"] for r in rows} == {"combined", "visit", "unreadable"}
+
+
+def test_errors(db, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_results(db, "runner_test_stats", "xlsx", tmp_path / "x")
+    with pytest.raises(KeyError, match="never run"):
+        export_results(db, "runner_test_flaky", "csv", tmp_path / "x.csv")
+    assert not list(tmp_path.glob("*.part"))
