@@ -1,0 +1,30 @@
+import numpy as np
+
+from stellarnn.labels.astronn.flags import (FIELDS, FLAG_NO_RESULT, FLAG_UNCERTAIN_FE_H, FLAG_UNCERTAIN_LOGG,
+                                           FLAG_UNCERTAIN_TEFF, decode_flags, flag_bad, flag_warn, result_flags)
+from stellarnn.labels.astronn.network import OUTPUT_LABELS
+
+
+def test_bits_and_summary_flags():
+    teff = np.array([5000, 5000, 5000, 5000, 5000, np.nan])
+    logg = np.array([2.0, 2.0, 2.0, 4.0, 2.0, np.nan])
+    fe_h = np.array([-0.5, -0.5, -0.5, -0.5, 0.01, np.nan])
+    e_teff = np.array([50, 400, 50, 50, 400, np.nan])
+    e_logg = np.array([0.05, 0.05, 0.25, 0.25, 0.3, np.nan])  # 0.25/4 = 0.0625 < 0.075
+    e_fe_h = np.array([0.02, 0.02, 0.02, 0.02, 0.02, np.nan])
+    nores = np.array([False] * 5 + [True])
+    f = result_flags(teff, logg, fe_h, e_teff, e_logg, e_fe_h, nores)
+    all3 = FLAG_UNCERTAIN_LOGG | FLAG_UNCERTAIN_TEFF | FLAG_UNCERTAIN_FE_H
+    assert f.tolist() == [0, FLAG_UNCERTAIN_TEFF, FLAG_UNCERTAIN_LOGG, 0, all3, FLAG_NO_RESULT]
+    assert flag_warn(f).tolist() == [False, True, True, False, True, True]
+    assert flag_bad(f).tolist() == [False, False, False, False, True, False]
+    assert decode_flags(FLAG_NO_RESULT) == ["flag_no_result"]
+
+
+def test_fields():
+    assert len(FIELDS) == 22 * 4 + 3
+    for name in OUTPUT_LABELS:
+        for key in (name, f"e_{name}", f"raw_{name}", f"raw_e_{name}"):
+            assert key in FIELDS
+    assert FIELDS["teff"].unit == "K" and FIELDS["mg_h"].unit == "dex"
+    assert "c_1_h" in FIELDS and "ti_2_h" in FIELDS and FIELDS["flag_bad"].dtype == "bool"
