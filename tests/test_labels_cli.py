@@ -1,0 +1,54 @@
+import shutil
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from stellarnn.cli import main
+
+
+@pytest.fixture(scope="module")
+def apstar_dir(tmp_path_factory, real_file):
+    d = tmp_path_factory.mktemp("apstar")
+    shutil.copy(real_file("apstar-2M17335483"), d / "apStar-a.fits")
+    shutil.copy(real_file("apstar-2M19485057"), d / "apStar-b.fits")
+    Table({"APOGEE_ID": ["2M17335483-2753043", "2M19485057+5005279"], "TEFF": [4600.0, 5700.0],
+           "LOGG": [2.2, 4.2], "FE_H": [-0.2, 0.0], "MG_FE": [0.1, -9999.0]}).write(d / "labels.fits")
+    return d
+
+
+def test_train_astronn_from_apstar_and_run(apstar_dir, tmp_path, capsys):
+    out = tmp_path / "ann.pt"
+    rc = main(["train", "astronn", "--spectra", str(apstar_dir / "apStar*.fits"), "--labels",
+               str(apstar_dir / "labels.fits"), "--use", "all", "--epochs", "1", "--batch-size", "4", "-o", str(out),
+               "-q", "--val-fraction", "0.3"])
+    assert rc == 0 and out.is_file()
+    assert "6 spectra matched" in capsys.readouterr().err
+    table = tmp_path / "rows.fits"
+    rc = main(["run", "astronn", str(apstar_dir / "apStar-a.fits"), str(tmp_path / "missing.fits"), "--weights",
+               str(out), "--spectra", "all", "--mc-passes", "5", "-o", str(table)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "flag_no_result" in printed and "visit 2" in printed
+    t = Table.read(table)
+    assert len(t) == 5 and t["result_flags"][-1] == 2048 and np.isfinite(t["raw_e_mg_h"][0])
+    assert "teff" in t.colnames and "raw_teff" in t.colnames and t["teff"].unit == "K"
+
+
+def test_train_apogeenet_and_run_csv(apstar_dir, tmp_path, capsys):
+    out = tmp_path / "anet.pt"
+    rc = main(["train", "apogeenet", "--spectra", str(apstar_dir / "apStar*.fits"), "--labels",
+               str(apstar_dir / "labels.fits"), "--epochs", "1", "-o", str(out), "-q", "--val-fraction", "0.5"])
+    assert rc == 0
+    csv = tmp_path / "rows.csv"
+    assert main(["run", "apogeenet", str(apstar_dir / "apStar-b.fits"), "--weights", str(out), "--draws", "3",
+                 "-o", str(csv)]) == 0
+    t = Table.read(csv, format="ascii.csv")
+    assert len(t) == 1 and t["e_teff"][0] == pytest.approx(1.25 * t["raw_e_teff"][0] + 10, rel=1e-6)
+
+
+def test_errors(tmp_path, capsys):
+    assert main(["run", "apogeenet", "x.fits", "--weights", str(tmp_path / "none.pt")]) == 1
+    assert "do not exist" in capsys.readouterr().err
+    assert main(["train", "astronn", "-o", str(tmp_path / "x.pt")]) == 1
+    assert "--grid" in capsys.readouterr().err
