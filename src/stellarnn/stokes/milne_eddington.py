@@ -246,6 +246,17 @@ class MilneEddington:
         _, rho_q, rho_u, rho_v = elements(psi_g)
         return PropagationElements(eta_i, eta_q, eta_u, eta_v, rho_q, rho_u, rho_v)
 
+    def apply_instrument(self, stokes: torch.Tensor) -> torch.Tensor:
+        """Convolve fine-grid profiles (..., n_model_wavelengths) with the PSF ⊗ pixel and sample the pixels.
+
+        Also used for profiles from other codes computed on :attr:`model_wavelengths` (air, Å).
+        """
+        stokes = torch.as_tensor(stokes)
+        if stokes.shape[-1] != self.model_wavelengths.size:
+            raise ValueError(f"profiles must be on the {self.model_wavelengths.size}-point model grid; "
+                             f"got {stokes.shape[-1]} points")
+        return self._instrument(stokes)
+
     def _instrument(self, stokes: torch.Tensor) -> torch.Tensor:
         _, _, _, _, kernel = self._tables(stokes.dtype, stokes.device)
         if kernel is None:

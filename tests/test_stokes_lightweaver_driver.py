@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from stellarnn.stokes.lightweaver_driver import (CONTROL_NODES, LOG_TAU_NODES, PERTURBATION_PRIOR,
+                                                 LightweaverSynthesizer, Stratification, build_stratified_set,
+                                                 stratification_targets)
+
+
+@pytest.fixture(scope="module")
+def synthesizer():
+    return LightweaverSynthesizer()
+
+
+def test_targets_interpolate_on_log_tau_nodes():
+    log_tau = np.linspace(-6, 2, 50)
+    n = log_tau.size
+    strat = Stratification(temperature=5000 + 1000 * log_tau, v_los=np.full(n, 1.5), vturb=np.zeros(n),
+                           B=np.full(n, 1000.0), gamma=np.full(n, 60.0), chi=np.full(n, 30.0), nodes={})
+    t = stratification_targets(strat, log_tau)
+    assert t.shape == (6, LOG_TAU_NODES.size)
+    assert t[0] == pytest.approx(5000 + 1000 * LOG_TAU_NODES)
+    assert t[2] == pytest.approx(np.full(LOG_TAU_NODES.size, 500.0))
+    assert t[3] == pytest.approx(np.full(LOG_TAU_NODES.size, 1000 * np.sin(np.deg2rad(60))))
+    assert t[4] == pytest.approx(np.full(LOG_TAU_NODES.size, np.sin(np.deg2rad(60))))
+
+
+@pytest.mark.slow
+def test_random_stratification_in_prior(synthesizer):
+    strat = synthesizer.random_stratification(np.random.default_rng(0))
+    ref = synthesizer.reference.temperature
+    assert np.all(np.abs(strat.temperature / ref - 1) <= 0.1 + 1e-9)
+    assert strat.B.min() >= 0 and strat.gamma.max() <= 180 and strat.chi.max() < 180
+    assert set(strat.nodes) == set(PERTURBATION_PRIOR) and len(strat.nodes["B"]) == CONTROL_NODES.size
+
+
+@pytest.mark.slow
+def test_field_free_synthesis_and_velocity_sign(synthesizer):
+    n = synthesizer.reference.Nspace
+    z = np.zeros(n)
+    vt = synthesizer.reference.vturb / 1e3
+    base = dict(temperature=synthesizer.reference.temperature, vturb=vt, B=z, gamma=z, chi=z, nodes={})
+    s0, t0 = synthesizer.synthesize(Stratification(v_los=z, **base))
+    s2, _ = synthesizer.synthesize(Stratification(v_los=z + 2.0, **base))
+    assert s0.shape == (4, 112) and t0.shape == (6, LOG_TAU_NODES.size)
+    assert np.abs(s0[1:]).max() < 1e-12  # B = 0: no polarisation
+    assert s0[0].max() == pytest.approx(1.0, abs=5e-3)  # normalised to the FAL-C continuum
+    wl = synthesizer.instrument.wavelengths
+    window = (wl > 6301.2) & (wl < 6301.8)
+
+    def centroid(s):
+        d = (s[0].max() - s[0])[window]
+        return (d * wl[window]).sum() / d.sum()
+
+    # v_LOS = +2 km/s is a redshift of λ v / c ≈ 42 mÅ (PSF-sampled centroid, 5 mÅ tolerance)
+    assert centroid(s2) - centroid(s0) == pytest.approx(6301.5 * 2.0 / 299792.458, abs=5e-3)
+
+
+@pytest.mark.slow
+def test_builder_is_chunked_and_resumable(tmp_path, synthesizer):
+    first = build_stratified_set(tmp_path, 2, seed=5, chunk_size=1, progress=False, synthesizer=synthesizer)
+    files = sorted(tmp_path.glob("lw_seed5_chunk*_n1.npz"))
+    assert len(files) == 2 and first["stokes"].shape == (2, 4, 112) and first["targets"].shape == (2, 6, 11)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = build_stratified_set(tmp_path, 2, seed=5, chunk_size=1, progress=False, synthesizer=synthesizer)
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # nothing recomputed
+    assert np.array_equal(again["stokes"], first["stokes"])
+    assert not np.allclose(first["stokes"][0], first["stokes"][1])
+
+
+def test_builder_rejects_bad_sizes(tmp_path):
+    with pytest.raises(ValueError):
+        build_stratified_set(tmp_path, 0)
