@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from stellarnn.labels.apogeenet.network import (APOGEENET_FULL, APOGEENET_SMALL, APOGEENetResNet, ResidualBlock1d,
-                                                count_parameters, positional_channel)
+from stellarnn.labels.apogeenet.network import (APOGEENET_FULL, APOGEENET_SMALL, APOGEENetResNet, ChannelsLastConv1d,
+                                                ResidualBlock1d, count_parameters, positional_channel)
 
 
 def test_full_configuration_has_published_size():
@@ -50,3 +50,12 @@ def test_bad_input_shape():
     m = APOGEENetResNet(**APOGEENET_SMALL)
     with pytest.raises(ValueError):
         m(torch.zeros(2, 2, 8575))
+
+
+def test_channels_last_conv_equals_conv1d():
+    torch.manual_seed(0)
+    fast = ChannelsLastConv1d(3, 5, 30, padding=15, bias=True)
+    ref = torch.nn.Conv1d(3, 5, 30, padding=15, bias=True)
+    ref.load_state_dict(fast.state_dict(), strict=True)
+    x = torch.randn(2, 3, 200)
+    assert torch.allclose(fast(x), ref(x), atol=1e-5)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from stellarnn.labels.apogeenet.preprocessing import (clean_flux_and_error, continuum_normalise_full_grid, log_scale,
-                                                      preprocess)
+                                                      preprocess, row_quantile)
 from stellarnn.spectra import kept_pixel_index, read_apstar
 
 
@@ -54,3 +54,9 @@ def test_real_apstar(real_file):
     kept = kept_pixel_index()
     assert abs(float(torch.median(nf[0, kept])) - 1.0) < 0.1
     assert (nf[0, :246] == 1).all() and (niv[0, :246] == 0).all()
+
+
+def test_row_quantile_matches_numpy():
+    x = torch.randn(5, 8575, dtype=torch.float64)
+    assert np.allclose(row_quantile(x, 0.95).numpy()[:, 0], np.quantile(x.numpy(), 0.95, axis=1))
+    assert np.allclose(row_quantile(x[:, :11], 0.5).numpy()[:, 0], np.median(x[:, :11].numpy(), axis=1))

@@ -34,6 +34,22 @@ APOGEENET_SMALL = dict(stem_channels=4, block_channels=(4, 4, 8, 8), kernel_size
                        head_width=128, n_head_layers=3)
 
 
+class ChannelsLastConv1d(nn.Conv1d):
+    """``nn.Conv1d`` (same parameters and state dict) evaluated as a channels-last 2-D convolution.
+
+    On CPUs PyTorch's channels-last conv2d is several times faster than conv1d for the few
+    channels and long kernel (30) of this network; the result is the same convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        x4 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        y = nn.functional.conv2d(x4, self.weight.unsqueeze(2), self.bias, stride=(1, self.stride[0]),
+                                 padding=(0, self.padding[0]), dilation=(1, self.dilation[0]), groups=self.groups)
+        return y.squeeze(2)
+
+
 def positional_channel(n_pixels: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """The positional encoding sin(pixel index), i = 0 .. n_pixels - 1 (shape (n_pixels,))."""
     return torch.sin(torch.arange(n_pixels, dtype=torch.float64, device=device)).to(dtype)
@@ -51,9 +67,10 @@ class ResidualBlock1d(nn.Module):
             raise ValueError(f"residual block cannot reduce channels ({in_channels} -> {out_channels})")
         pad1 = kernel_size // 2
         self.extra_channels = out_channels - in_channels
-        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, padding=pad1, bias=False)
+        self.conv1 = ChannelsLastConv1d(in_channels, out_channels, kernel_size, padding=pad1, bias=False)
         self.bn1 = nn.BatchNorm1d(out_channels)
-        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size, padding=kernel_size - 1 - pad1, bias=False)
+        self.conv2 = ChannelsLastConv1d(out_channels, out_channels, kernel_size, padding=kernel_size - 1 - pad1,
+                                       bias=False)
         self.bn2 = nn.BatchNorm1d(out_channels)
         self.act = nn.ELU()
 
@@ -95,7 +112,7 @@ class APOGEENetResNet(nn.Module):
         block_channels = tuple(int(c) for c in block_channels)
         if n_head_layers < 1:
             raise ValueError("n_head_layers must be >= 1")
-        self.stem = nn.Sequential(nn.Conv1d(2, stem_channels, kernel_size, padding=kernel_size // 2),
+        self.stem = nn.Sequential(ChannelsLastConv1d(2, stem_channels, kernel_size, padding=kernel_size // 2),
                                   nn.BatchNorm1d(stem_channels), nn.ELU(), nn.MaxPool1d(2))
         blocks, c = [], stem_channels
         for out in block_channels:

@@ -69,10 +69,26 @@ def clean_flux_and_error(flux, ivar) -> tuple[torch.Tensor, torch.Tensor]:
     return flux, error
 
 
+def row_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    """Quantile along the last axis with linear interpolation (numpy's default), by selection (no sort).
+
+    Returns shape (..., 1).  Equals ``torch.quantile(x, q, dim=-1, keepdim=True)`` for finite x.
+    """
+    n = x.shape[-1]
+    pos = q * (n - 1)
+    lo = int(pos)
+    frac = pos - lo
+    v_lo = torch.kthvalue(x, lo + 1, dim=-1, keepdim=True).values
+    if frac == 0.0 or lo + 1 >= n:
+        return v_lo
+    v_hi = torch.kthvalue(x, lo + 2, dim=-1, keepdim=True).values
+    return v_lo + frac * (v_hi - v_lo)
+
+
 def log_scale(flux: torch.Tensor) -> torch.Tensor:
     """Step 3, per spectrum (row): log(clip(flux, 1e-6)) clipped at its own 95th percentile + 1."""
     logf = torch.log(flux.clamp_min(FLUX_FLOOR))
-    ceiling = torch.quantile(logf, PERCENTILE, dim=-1, keepdim=True) + PERCENTILE_MARGIN
+    ceiling = row_quantile(logf, PERCENTILE) + PERCENTILE_MARGIN
     return torch.minimum(logf, ceiling)
 
 

@@ -25,7 +25,8 @@ def noisy_network_inputs(flux: torch.Tensor, error: torch.Tensor, n_draws: int,
     if n_draws < 0:
         raise ValueError("n_draws must be >= 0")
     b, n = flux.shape
-    noise = torch.randn((b, n_draws, n), generator=generator, dtype=flux.dtype, device=flux.device)
+    flux, error = flux.to(torch.float32), error.to(torch.float32)  # the network runs in float32
+    noise = torch.randn((b, n_draws, n), generator=generator, dtype=torch.float32, device=flux.device)
     noisy = torch.cat([flux[:, None], flux[:, None] + error[:, None] * noise], dim=1)
     return log_scale(noisy)
 
