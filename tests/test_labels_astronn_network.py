@@ -81,3 +81,14 @@ def test_bad_input():
         ApogeeBCNNCensored(branch_pixel_counts=[5] * 3)
     with pytest.raises(ValueError, match="pixels"):
         m.set_windows([list(range(4))] * 19)
+
+
+def test_dropout_rate_and_scaling():
+    m = ApogeeBCNNCensored(branch_pixel_counts=[5] * 19)
+    x = torch.ones(400_000)
+    assert torch.equal(m.eval()._drop(x), x)
+    m.mc_dropout = True
+    y = m._drop(x)
+    assert (y == 0).float().mean().item() == pytest.approx(0.3, abs=0.003)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert set(torch.unique(y).tolist()) == {0.0, pytest.approx(1 / 0.7)}

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from ...spectra import APOGEE_N_KEPT
 from ...train import register_model
+from ..apogeenet.network import ChannelsLastConv1d
 from .element_windows import BRANCH_ELEMENTS, BRANCH_PIXEL_COUNTS, element_window_indices
 
 #: output labels (field names), in network order
@@ -92,8 +93,8 @@ class ApogeeBCNNCensored(nn.Module):
             raise ValueError(f"need {len(BRANCH_ELEMENTS)} branch window sizes, got {len(branch_pixel_counts)}")
         self.n_pixels, self.dropout, self.mc_dropout = int(n_pixels), float(dropout), False
         c1, c2 = conv_filters
-        self.conv1 = nn.Conv1d(1, c1, kernel_size)
-        self.conv2 = nn.Conv1d(c1, c2, kernel_size)
+        self.conv1 = ChannelsLastConv1d(1, c1, kernel_size)  # nn.Conv1d, evaluated faster on CPUs
+        self.conv2 = ChannelsLastConv1d(c1, c2, kernel_size)
         self.pool_length = int(pool_length)
         flat = c2 * (self.n_pixels // self.pool_length)
         d1, d2 = dense_units
@@ -129,7 +130,15 @@ class ApogeeBCNNCensored(nn.Module):
             buf.copy_(w)
 
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.dropout, self.training or self.mc_dropout)
+        """Inverted dropout (as F.dropout: zero with probability p, scale the rest by 1/(1-p)).
+
+        The Bernoulli mask is drawn as booleans, about twice as fast as ``F.dropout`` on CPUs.
+        """
+        if not (self.training or self.mc_dropout) or self.dropout == 0.0:
+            return x
+        keep = 1.0 - self.dropout
+        mask = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(keep)
+        return x * mask * (1.0 / keep)
 
     def _deterministic(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The parts before the first dropout: ReLU(conv1(x)) and each branch's first dense layer output."""
