@@ -52,3 +52,28 @@ def test_errors(tmp_path, capsys):
     assert "do not exist" in capsys.readouterr().err
     assert main(["train", "astronn", "-o", str(tmp_path / "x.pt")]) == 1
     assert "--grid" in capsys.readouterr().err
+
+
+def test_calibrate_noise_on_a_grid(tmp_path, capsys):
+    import torch
+
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.synthesis.grid_builder import LABEL_NAMES
+    from stellarnn.train import read_checkpoint, save_checkpoint
+
+    grid = tmp_path / "grid" / "pending"
+    grid.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    wl = np.arange(8575)
+    for i in range(12):
+        flux = 1 - 0.3 * np.exp(-0.5 * ((wl - 4000 - 10 * i) / 5.0) ** 2)
+        np.savez(grid / f"{i:06d}.npz", index=i, labels=rng.uniform(0, 1, len(LABEL_NAMES)), flux=flux.astype(np.float16),
+                 continuum=np.ones(858, np.float16), continuum_median=np.float32(1e5), status="ok")
+    torch.manual_seed(0)
+    tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
+    w = save_checkpoint(tmp_path / "w.pt", APOGEENetResNet(**tiny), "apogeenet", tiny)
+    rc = main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--grid", str(tmp_path / "grid"),
+               "--snr", "50"])
+    assert rc == 0 and "stored" in capsys.readouterr().err
+    stored = read_checkpoint(w)["normalisation"]["noise_model"]
+    assert stored["labels"] == ["teff", "logg", "fe_h"] and stored["diagnostics"]["labels"]["teff"]["n_pairs"] == 12

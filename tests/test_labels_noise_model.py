@@ -62,3 +62,37 @@ def test_apply_roundtrip_and_attach(tmp_path):
     stored = read_checkpoint(path)["normalisation"]["noise_model"]
     assert stored["scale"] == [1.25, 1.25, 1.0]
     assert torch.is_tensor(read_checkpoint(path)["state_dict"]["stem.0.weight"])
+
+
+def test_calibrate_pipeline_on_repeats(real_file):
+    import torch
+
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.labels.noise_model import calibrate_pipeline_on_repeats
+    from stellarnn.labels.pipeline import get_pipeline
+    from stellarnn.spectra import Spectrum, read_apstar
+    from stellarnn.train import save_checkpoint
+    import tempfile
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
+    path = save_checkpoint(Path(tempfile.mkdtemp(prefix="labels_nm")) / "t.pt", APOGEENetResNet(**tiny), "apogeenet",
+                           tiny)
+    s = read_apstar(real_file("apstar-2M19485057")).combined
+    # fill the chip gaps (their noise draws would otherwise dominate the spread, see APOGEENet preprocessing)
+    gap = s.ivar == 0
+    flux = np.where(gap, np.median(s.flux[~gap]), s.flux)
+    ivar = np.where(gap, np.median(s.ivar[~gap]), s.ivar)
+    rng = np.random.default_rng(0)
+    pairs = [[Spectrum(s.wavelength, flux + 3 / np.sqrt(ivar) * rng.standard_normal(flux.size), ivar)
+              for _ in range(12)] for _ in range(2)]
+    nm = calibrate_pipeline_on_repeats(get_pipeline("apogeenet", weights=path, n_draws=8), pairs[0], pairs[1],
+                                       ["teff", "logg", "fe_h"])
+    assert nm.labels == ["teff", "logg", "fe_h"] and nm.diagnostics["labels"]["logg"]["n_pairs"] == 12
+    # the visits carry 3x the noise their ivar claims, so the errors must be scaled up (the factor
+    # depends on how linear this random network is), and the calibrated z must be near unit width
+    assert nm.scale[1] > 1.5 and nm.scale[2] > 1.5
+    assert 0.6 < nm.diagnostics["labels"]["logg"]["std_z_calibrated"] < 1.4
+    with pytest.raises(ValueError, match="same length"):
+        calibrate_pipeline_on_repeats(None, [1], [], ["teff"])

@@ -72,6 +72,36 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    """Calibrate a checkpoint's noise model on repeat observations and store it in the checkpoint."""
+    import torch
+
+    from ..spectra import Spectrum, apogee_wavelength
+    from .astronn.network import OUTPUT_LABELS
+    from .astronn.training import synthetic_observations
+    from .noise_model import attach_noise_model, calibrate_pipeline_on_repeats
+    from .pipeline import get_pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipeline = get_pipeline(args.pipeline, weights=args.weights)
+    obs = synthetic_observations(args.grid, args.snr, args.seed, copies=2)
+    n = len(obs["flux"]) // 2
+    if args.max_pairs:
+        n = min(n, args.max_pairs)
+    wl = apogee_wavelength()
+    first = [Spectrum(wl, obs["flux"][i], obs["ivar"][i]) for i in range(n)]
+    half = len(obs["flux"]) // 2
+    second = [Spectrum(wl, obs["flux"][half + i], obs["ivar"][half + i]) for i in range(n)]
+    labels = list(OUTPUT_LABELS) if args.pipeline == "astronn" else ["teff", "logg", "fe_h"]
+    model = calibrate_pipeline_on_repeats(pipeline, first, second, labels)
+    if not args.dry_run:
+        attach_noise_model(args.weights, model)
+    print(json.dumps(model.to_dict(), indent=1))
+    print(("would store" if args.dry_run else "stored") + f" the noise model in {args.weights}", file=sys.stderr)
+    return 0
+
+
 def _spectra_from_files(files, which: str):
     """(spectrum or None, source, reason) for each requested spectrum; unreadable files give None."""
     from ..spectra import SpectrumFileError, read_apstar
@@ -189,6 +219,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "apogeenet":
             q.add_argument("--size", choices=("small", "full"), default="small",
                            help="network widths: shipped small configuration or the published ~72.6 M parameters")
+
+    q = s.add_parser("calibrate-noise", help="calibrate and store a checkpoint's noise model on repeat pairs",
+                     description="Two noise realisations of each synthetic grid spectrum act as repeat visits; "
+                                 "scale and offset per label make (x1 - x2)/sqrt(e1^2 + e2^2) follow N(0, 1).")
+    q.set_defaults(func=cmd_calibrate)
+    q.add_argument("pipeline", choices=PIPELINES)
+    q.add_argument("--weights", required=True, help="checkpoint to calibrate (updated in place)")
+    q.add_argument("--grid", required=True, help="synthetic grid directory (never the training spectra' noise)")
+    q.add_argument("--snr", type=float, default=100.0)
+    q.add_argument("--max-pairs", type=int, default=0)
+    q.add_argument("--seed", type=int, default=12345)
+    q.add_argument("--threads", type=int, default=0)
+    q.add_argument("--dry-run", action="store_true", help="print the model, do not store it")
 
     p = sub.add_parser("run", help="run a label pipeline on apStar files",
                        description="Run APOGEENet or AstroNN on apStar files (combined spectra and/or visits); "
