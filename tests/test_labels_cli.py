@@ -35,11 +35,28 @@ def test_train_astronn_from_apstar_and_run(apstar_dir, tmp_path, capsys):
     assert "teff" in t.colnames and "raw_teff" in t.colnames and t["teff"].unit == "K"
 
 
-def test_train_apogeenet_and_run_csv(apstar_dir, tmp_path, capsys):
+def test_train_apogeenet_and_run_csv(apstar_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "anet.pt"
     rc = main(["train", "apogeenet", "--spectra", str(apstar_dir / "apStar*.fits"), "--labels",
-               str(apstar_dir / "labels.fits"), "--epochs", "1", "-o", str(out), "-q", "--val-fraction", "0.5"])
+               str(apstar_dir / "labels.fits"), "--epochs", "1", "-o", str(out), "-q", "--val-fraction", "0.5",
+               "--manifest"])
     assert rc == 0
+    import json
+
+    from stellarnn.train import file_sha256
+
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
+    assert manifest["file"] == "anet.pt" and manifest["sha256"] == file_sha256(out)
+    assert "apStar" in manifest["training_data"] and manifest["metrics"]["n_train"] == 1
+    # a manifest in the weights directory makes these the default weights
+    from stellarnn.labels.pipeline import get_pipeline
+
+    shipped = tmp_path / "weights"
+    (shipped / "apogeenet").mkdir(parents=True)
+    shutil.copy(out, shipped / "apogeenet" / "anet.pt")
+    shutil.copy(tmp_path / "manifest.json", shipped / "apogeenet" / "manifest.json")
+    monkeypatch.setenv("STELLARNN_WEIGHTS_DIR", str(shipped))
+    assert get_pipeline("apogeenet").version == manifest["sha256"][:12]
     csv = tmp_path / "rows.csv"
     assert main(["run", "apogeenet", str(apstar_dir / "apStar-b.fits"), "--weights", str(out), "--draws", "3",
                  "-o", str(csv)]) == 0

@@ -41,6 +41,28 @@ def _training_arrays(args) -> dict:
     return data
 
 
+def write_manifest(checkpoint, pipeline: str) -> Path:
+    """Write ``manifest.json`` next to a checkpoint: name, file, sha256, training data, command, metrics.
+
+    The pipelines load ``weights/<pipeline>/manifest.json`` by default, so writing it next to a
+    checkpoint under ``weights/<pipeline>/`` ships that checkpoint.
+    """
+    from ..train import file_sha256, read_checkpoint
+
+    checkpoint = Path(checkpoint)
+    payload = read_checkpoint(checkpoint)
+    prov = payload.get("provenance", {})
+    entry = {"name": pipeline, "file": checkpoint.name, "sha256": file_sha256(checkpoint),
+             "bytes": checkpoint.stat().st_size, "kind": payload["kind"],
+             "hyperparameters": payload["hyperparameters"], "training_data": prov.get("training_data", ""),
+             "command": prov.get("command", ""), "created": prov.get("created", ""),
+             "metrics": payload.get("metrics", {}),
+             "noise_model": payload.get("normalisation", {}).get("noise_model")}
+    path = checkpoint.parent / "manifest.json"
+    path.write_text(json.dumps({"models": [entry]}, indent=1, default=float) + "\n")
+    return path
+
+
 def cmd_train(args) -> int:
     import torch
 
@@ -69,6 +91,8 @@ def cmd_train(args) -> int:
                                      resume_path=args.resume, provenance=provenance, seed=args.seed)
     print(json.dumps(metrics, indent=1, default=float))
     print(f"wrote {args.out}", file=sys.stderr)
+    if args.manifest:
+        print(f"wrote {write_manifest(args.out, args.pipeline)}", file=sys.stderr)
     return 0
 
 
@@ -97,6 +121,8 @@ def cmd_calibrate(args) -> int:
     model = calibrate_pipeline_on_repeats(pipeline, first, second, labels)
     if not args.dry_run:
         attach_noise_model(args.weights, model)
+        if (Path(args.weights).parent / "manifest.json").is_file():
+            write_manifest(args.weights, args.pipeline)  # the checksum changed
     print(json.dumps(model.to_dict(), indent=1))
     print(("would store" if args.dry_run else "stored") + f" the noise model in {args.weights}", file=sys.stderr)
     return 0
@@ -216,6 +242,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
         q.add_argument("-q", "--quiet", action="store_true")
+        q.add_argument("--manifest", action="store_true",
+                       help="write manifest.json next to the checkpoint (under weights/%s/ this ships it)" % name)
         if name == "apogeenet":
             q.add_argument("--size", choices=("small", "full"), default="small",
                            help="network widths: shipped small configuration or the published ~72.6 M parameters")
