@@ -9,7 +9,6 @@ heteroscedastic loss, 10 % validation.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
