@@ -73,3 +73,18 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="atmosphere train"):
         Innterpol.load(tmp_path / "none.pt")
     assert DEFAULT_WEIGHTS.name == "innterpol_atlas9.pt"
+
+
+def test_shipped_weights_load_and_match_the_grid():
+    """The shipped checkpoint (float16) against a grid model it was trained on: T within a few %."""
+    from stellarnn.atmospheres.resample import atlas9_tau_grid
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.fail(f"shipped weights missing: {DEFAULT_WEIGHTS}")
+    em = Innterpol.load()
+    grid = atlas9_tau_grid()
+    node = np.flatnonzero((grid.params == [5000.0, 4.5, 0.0]).all(1))[0]
+    atm = em.atmosphere(5000.0, 4.5, 0.0)
+    err_t = np.log10(atm.temperature) - grid.values[node, 1]
+    assert np.sqrt(np.mean(err_t ** 2)) < np.log10(1.02)
+    assert np.all(np.diff(atm.temperature[20:]) > 0)
