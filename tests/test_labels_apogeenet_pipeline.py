@@ -74,3 +74,19 @@ def test_missing_weights_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="n_draws"):
         get_pipeline("apogeenet", weights=save_checkpoint(tmp_path / "x.pt", APOGEENetResNet(**TINY), "apogeenet",
                                                           TINY), n_draws=1)
+
+
+def test_exception_inside_a_batch_flags_only_that_spectrum(weights, spectra, monkeypatch):
+    p = get_pipeline("apogeenet", weights=weights, n_draws=3)
+    original = p.predict_arrays
+
+    def failing(flux, ivar, bitmask=None, generator=None):
+        if np.any(flux[:, 0] == -1234.0):
+            raise RuntimeError("simulated failure")
+        return original(flux, ivar, bitmask, generator)
+
+    monkeypatch.setattr(p, "predict_arrays", failing)
+    bad = Spectrum(spectra[0].wavelength, np.r_[-1234.0, spectra[0].flux[1:]], spectra[0].ivar)
+    rows = p.process([spectra[0], bad, spectra[4]])
+    assert rows[1]["result_flags"] == 1 and "simulated failure" in rows[1]["reason"]
+    assert rows[0]["reason"] == rows[2]["reason"] == "" and np.isfinite(rows[2]["teff"])

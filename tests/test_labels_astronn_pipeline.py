@@ -76,3 +76,19 @@ def test_stored_noise_model_and_bad_checkpoints(tmp_path, weights, spectra):
 
         tiny = dict(stem_channels=2, block_channels=[2], kernel_size=3, pool_length=4, head_width=4, n_head_layers=1)
         get_pipeline("astronn", weights=save_checkpoint(tmp_path / "a.pt", APOGEENetResNet(**tiny), "apogeenet", tiny))
+
+
+def test_exception_inside_a_batch_flags_only_that_spectrum(weights, spectra, monkeypatch):
+    p = get_pipeline("astronn", weights=weights, mc_passes=4)
+    original = p.predict_normalised
+
+    def failing(normalised_flux):
+        if any(float(row[0]) == 0.0 for row in normalised_flux):  # the marked spectrum (zero flux at pixel 246)
+            raise RuntimeError("simulated failure")
+        return original(normalised_flux)
+
+    monkeypatch.setattr(p, "predict_normalised", failing)
+    bad = Spectrum(spectra[0].wavelength, np.r_[np.zeros(300), spectra[0].flux[300:]], spectra[0].ivar)
+    rows = p.process([spectra[0], bad, spectra[4]])
+    assert rows[1]["result_flags"] == 2048 and "simulated failure" in rows[1]["reason"]
+    assert rows[0]["reason"] == rows[2]["reason"] == "" and np.isfinite(rows[2]["fe_h"])
