@@ -64,7 +64,7 @@ def test_apply_roundtrip_and_attach(tmp_path):
     assert torch.is_tensor(read_checkpoint(path)["state_dict"]["stem.0.weight"])
 
 
-def test_calibrate_pipeline_on_repeats(real_file):
+def test_calibrate_pipeline_on_repeats(real_file, tmp_path):
     import torch
 
     from stellarnn.labels.apogeenet.network import APOGEENetResNet
@@ -72,13 +72,10 @@ def test_calibrate_pipeline_on_repeats(real_file):
     from stellarnn.labels.pipeline import get_pipeline
     from stellarnn.spectra import Spectrum, read_apstar
     from stellarnn.train import save_checkpoint
-    import tempfile
-    from pathlib import Path
 
     torch.manual_seed(0)
     tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
-    path = save_checkpoint(Path(tempfile.mkdtemp(prefix="labels_nm")) / "t.pt", APOGEENetResNet(**tiny), "apogeenet",
-                           tiny)
+    path = save_checkpoint(tmp_path / "t.pt", APOGEENetResNet(**tiny), "apogeenet", tiny)
     s = read_apstar(real_file("apstar-2M19485057")).combined
     # fill the chip gaps (their noise draws would otherwise dominate the spread, see APOGEENet preprocessing)
     gap = s.ivar == 0
