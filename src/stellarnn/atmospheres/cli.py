@@ -20,7 +20,8 @@ def cmd_get(args) -> int:
     dist = float(atm.grid_distance) if atm.grid_distance is not None else float("nan")
     print(f"# Teff = {args.teff:g} K, log g = {args.logg:g}, [M/H] = {args.m_h:+g}  "
           f"({'multilinear ATLAS9' if args.linear else 'iNNterpol'}); "
-          f"distance to the nearest grid model: {dist:.2f} grid steps" + ("  [EXTRAPOLATION]" if dist > 1 else ""))
+          f"distance to the nearest grid model: {dist:.2f} grid steps"
+          + ("  [far from every grid model: likely extrapolation]" if dist > 2 else ""))
     if args.output:
         path = Path(args.output)
         if path.suffix.lower() in (".mod", ".dat", ".atlas"):
