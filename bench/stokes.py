@@ -6,7 +6,7 @@ errors of B [G], γ [deg], χ [deg, modulo 180] and v_LOS [km/s] are reported si
 LM subset, the CNN also on the full set. Speeds are medians over repeats, in profiles per second,
 and their ratio. Writes bench/results/stokes.json.
 
-Usage: python bench/stokes.py [--n-cnn 20000] [--n-lm 120] [--lm-batches 3] [--threads 2]
+Usage: python bench/stokes.py [--n-cnn 20000] [--n-lm 60] [--lm-batches 3] [--threads 2] [--lm-threads 1]
 """
 from __future__ import annotations
 
@@ -54,11 +54,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=str(ROOT / "weights/stokes/me_cnn.pt"))
     ap.add_argument("--n-cnn", type=int, default=20000)
-    ap.add_argument("--n-lm", type=int, default=120)
+    ap.add_argument("--n-lm", type=int, default=60)
     ap.add_argument("--lm-batches", type=int, default=3)
     ap.add_argument("--lm-starts", type=int, default=4)
     ap.add_argument("--cnn-repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the CNN")
+    ap.add_argument("--lm-threads", type=int, default=1, help="torch threads for LM (small batched linear algebra "
+                    "scales badly across threads; the per-core-normalised ratio assumes perfect LM scaling)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/stokes.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,7 +83,15 @@ def main() -> int:
         cnn = inverter.invert(obs32)
         cnn_times.append(time.perf_counter() - t0)
     cnn_rate = args.n_cnn / statistics.median(cnn_times)
+    torch.set_num_threads(1)
+    cnn_times_1 = []
+    for _ in range(args.cnn_repeats):
+        t0 = time.perf_counter()
+        inverter.invert(obs32)
+        cnn_times_1.append(time.perf_counter() - t0)
+    cnn_rate_1 = args.n_cnn / statistics.median(cnn_times_1)
 
+    torch.set_num_threads(args.lm_threads)
     n_lm = args.n_lm
     per_batch = n_lm // args.lm_batches
     lm_parts, lm_rates = [], []
@@ -101,7 +111,8 @@ def main() -> int:
         "description": "ME-CNN vs multi-start Levenberg-Marquardt on held-out synthetic Hinode SP ME profiles "
                        "(Fe I 6301.5/6302.5, 30 mA PSF) with 1e-3 Ic noise",
         "held_out_seed": HELD_OUT_SEED, "noise_ic": NOISE, "weights": os.path.relpath(args.weights, ROOT),
-        "n_cnn": args.n_cnn, "n_lm": n_lm, "lm_starts": args.lm_starts, "threads": args.threads,
+        "n_cnn": args.n_cnn, "n_lm": n_lm, "lm_starts": args.lm_starts, "cnn_threads": args.threads,
+        "lm_threads": args.lm_threads,
         "errors_same_profiles": {"n": n_lm, "cnn": errors(cnn_sub, truth_np[:n_lm]),
                                  "lm": errors(lm, truth_np[:n_lm])},
         "errors_same_profiles_B_ge_500G": {"n": int(strong.sum()), "cnn": errors(cnn_sub, truth_np[:n_lm], strong),
@@ -112,8 +123,10 @@ def main() -> int:
         "lm_fraction_chi2_reduced_below_1.5": float(np.mean(lm["chi2_reduced"] < 1.5)),
         "speed": {
             "cnn_profiles_per_s_median": cnn_rate, "cnn_seconds_per_repeat": cnn_times,
+            "cnn_1_thread_profiles_per_s_median": cnn_rate_1, "cnn_1_thread_seconds_per_repeat": cnn_times_1,
             "lm_profiles_per_s_median": lm_rate, "lm_profiles_per_s_per_batch": lm_rates,
             "ratio_cnn_over_lm": cnn_rate / lm_rate,
+            "ratio_cnn_over_lm_per_core_normalised": cnn_rate / (lm_rate * args.threads / args.lm_threads),
             "reference_vfisv_design_profiles_per_s_per_core": 530.0,
             "ratio_cnn_over_vfisv_reference_2_cores": cnn_rate / (2 * 530.0),
         },

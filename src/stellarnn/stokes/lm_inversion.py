@@ -17,7 +17,6 @@ wins. Formal 1σ errors are σ·diag((JᵀJ)⁻¹)^½ at the solution.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
