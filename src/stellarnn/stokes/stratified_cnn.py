@@ -1,0 +1,142 @@
+"""Stratified 1D CNN: Stokes I, Q, U, V → T, v_LOS, B_LOS, B_⊥, sin 2χ, cos 2χ on log τ500 nodes.
+
+Trained on the Lightweaver set of :mod:`stellarnn.stokes.lightweaver_driver` (targets on
+:data:`~stellarnn.stokes.lightweaver_driver.LOG_TAU_NODES`). The loss is the mean squared error of
+the standardised targets plus an optional physics term, the weak-field consistency of Stokes V:
+in the weak-field regime V(λ) = −C ḡ B_LOS dI/dλ with C = 4.6686e-13 λ0² (Landi Degl'Innocenti &
+Landolfi 2004, eq. 9.79). For every profile the least-squares weak-field B_LOS of the observed
+(I, V) pair is computed (:func:`weak_field_blos`), and the network's B_LOS averaged over the nodes
+log τ500 = −2.5 … −0.5 (where the Fe I lines form) is pulled towards it with a Huber penalty
+(scale ``physics_scale_gauss``), weighted by ``physics_weight`` — the seed's MUISCA-style "weak-field"
+physics loss. Training with ``physics_weight = 0`` gives the comparison without it.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..train import TrainConfig, Trainer, register_model, save_checkpoint
+from .lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES
+from .milne_eddington import hinode_sp_wavelengths
+from .zeeman import HINODE_LINES, LARMOR_WAVELENGTH_CONSTANT
+
+MODEL_KIND = "stokes_stratified_cnn"
+FORMATION_NODES = (LOG_TAU_NODES >= -2.5) & (LOG_TAU_NODES <= -0.5)
+
+
+def weak_field_blos(stokes: torch.Tensor, wavelengths: np.ndarray | None = None) -> torch.Tensor:
+    """Least-squares weak-field B_LOS [G] of (n, 4, n_λ) profiles over both Fe I lines.
+
+    B = −Σ V x / Σ x² with x = C ḡ dI/dλ per pixel (ḡ of the nearest line). dI/dλ is a central
+    finite difference at the SP sampling; on noiseless weak-field ME profiles this over-estimates
+    |B_LOS| by about 10 % (the sampled derivative is too shallow), which the physics term inherits.
+    """
+    wl = torch.as_tensor(hinode_sp_wavelengths() if wavelengths is None else wavelengths, dtype=stokes.dtype)
+    didl = torch.gradient(stokes[:, 0], spacing=(wl,), dim=1)[0]
+    centres = torch.tensor([ln.wavelength for ln in HINODE_LINES], dtype=stokes.dtype)
+    nearest = torch.argmin(torch.abs(wl[:, None] - centres[None, :]), dim=1)
+    coeff = torch.tensor([LARMOR_WAVELENGTH_CONSTANT * ln.wavelength ** 2 * ln.effective_lande
+                          for ln in HINODE_LINES], dtype=stokes.dtype)[nearest]
+    x = coeff * didl
+    return -(stokes[:, 3] * x).sum(1) / (x * x).sum(1).clamp_min(1e-30)
+
+
+@register_model(MODEL_KIND)
+class StratifiedCNN(nn.Module):
+    """(B, 4, n_λ) standardised Stokes → (B, n_quantities · n_nodes) standardised stratifications."""
+
+    def __init__(self, n_wavelengths: int = 112, n_quantities: int = 6, n_nodes: int = 11, channels: int = 32,
+                 hidden: int = 256):
+        super().__init__()
+        c = channels
+        self.features = nn.Sequential(
+            nn.Conv1d(4, c, 7, padding=3), nn.GELU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv1d(c, 2 * c, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv1d(2 * c, 2 * c, 3, stride=2, padding=1), nn.GELU(),
+        )
+        length = n_wavelengths
+        for _ in range(3):
+            length = (length - 1) // 2 + 1
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * c * length, hidden), nn.GELU(),
+                                  nn.Linear(hidden, n_quantities * n_nodes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def pearson_and_rmse(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r and RMSE along axis 0 (per quantity and node)."""
+    p = pred - pred.mean(0)
+    t = truth - truth.mean(0)
+    r = (p * t).sum(0) / np.sqrt((p * p).sum(0) * (t * t).sum(0)).clip(1e-30)
+    return r, np.sqrt(((pred - truth) ** 2).mean(0))
+
+
+def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | Path, physics_weight: float = 0.0,
+                         physics_scale_gauss: float = 200.0, val_fraction: float = 0.1, epochs: int = 50,
+                         batch_size: int = 128, lr: float = 1e-3, channels: int = 32, hidden: int = 256,
+                         noise: float = 1e-3, resume_path: str | Path | None = None, seed: int = 0,
+                         progress: bool = True) -> dict:
+    """Train on (n, 4, 112) Stokes and (n, 6, n_nodes) targets; write a float16 checkpoint; return metrics.
+
+    Metrics: Pearson r and RMSE per node (validation split) for every target quantity.
+    """
+    stokes = torch.as_tensor(np.asarray(stokes), dtype=torch.float32)
+    targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
+    if stokes.ndim != 3 or stokes.shape[1] != 4 or targets.ndim != 3 or targets.shape[0] != stokes.shape[0]:
+        raise ValueError("need stokes (n, 4, n_λ) and targets (n, n_quantities, n_nodes) with the same n")
+    n = stokes.shape[0]
+    n_val = max(1, int(round(val_fraction * n)))
+    if n - n_val < 2:
+        raise ValueError(f"too few profiles ({n}) to train")
+    if not (torch.isfinite(stokes).all() and torch.isfinite(targets).all()):
+        raise ValueError("training data contain NaN or infinity")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    tr, va = perm[n_val:], perm[:n_val]
+    x_mean, x_std = stokes[tr].mean(dim=(0, 2)), stokes[tr].std(dim=(0, 2)).clamp_min(1e-8)
+    flat = targets.reshape(n, -1)
+    y_mean, y_std = flat[tr].mean(0), flat[tr].std(0).clamp_min(1e-6)
+    y = (flat - y_mean) / y_std
+    b_wf = weak_field_blos(stokes.double()).float()
+    n_q, n_nodes = targets.shape[1], targets.shape[2]
+    blos_index = TARGET_NAMES.index("B_los") if n_q == len(TARGET_NAMES) else None
+    formation = torch.as_tensor(FORMATION_NODES if n_nodes == LOG_TAU_NODES.size else np.ones(n_nodes, bool))
+
+    def loss_fn(model, batch):
+        x, yt, bwf = batch
+        if model.training and noise > 0:
+            x = x + noise * torch.randn_like(x)
+        out = model((x - x_mean[:, None]) / x_std[:, None])
+        loss = ((out - yt) ** 2).mean()
+        if physics_weight > 0 and blos_index is not None:
+            phys = (out * y_std + y_mean).reshape(-1, n_q, n_nodes)[:, blos_index][:, formation].mean(1)
+            loss = loss + physics_weight * nn.functional.huber_loss(phys / physics_scale_gauss,
+                                                                   bwf / physics_scale_gauss)
+        return loss
+
+    hyper = {"n_wavelengths": int(stokes.shape[2]), "n_quantities": int(n_q), "n_nodes": int(n_nodes),
+             "channels": channels, "hidden": hidden}
+    model = StratifiedCNN(**hyper)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, plateau_patience=4, seed=seed,
+                         progress=progress, grad_clip=5.0)
+    t0 = time.perf_counter()
+    history = Trainer(model, loss_fn, config, resume_path=resume_path).fit((stokes[tr], y[tr], b_wf[tr]),
+                                                                           (stokes[va], y[va], b_wf[va]))
+    with torch.inference_mode():
+        pred = (model((stokes[va] - x_mean[:, None]) / x_std[:, None]) * y_std + y_mean).reshape(-1, n_q, n_nodes)
+    r, rmse = pearson_and_rmse(pred.numpy(), targets[va].numpy())
+    names = TARGET_NAMES if n_q == len(TARGET_NAMES) else tuple(f"q{k}" for k in range(n_q))
+    metrics = {"physics_weight": physics_weight, "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
+               "n_train": int(tr.numel()), "n_val": int(n_val), "log_tau_nodes": LOG_TAU_NODES.tolist()[:n_nodes],
+               "pearson_r": {nm: r[k].tolist() for k, nm in enumerate(names)},
+               "rmse": {nm: rmse[k].tolist() for k, nm in enumerate(names)}, "seconds": time.perf_counter() - t0}
+    save_checkpoint(output, model, MODEL_KIND, hyper,
+                    normalisation={"input_mean": x_mean.numpy(), "input_std": x_std.numpy(),
+                                   "target_mean": y_mean.numpy(), "target_std": y_std.numpy()},
+                    metrics=metrics, provenance={"training_data": f"{n} Lightweaver profiles"}, half=True)
+    return metrics
