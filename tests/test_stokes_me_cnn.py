@@ -71,3 +71,25 @@ def test_train_save_load_and_invert(tmp_path):
     bad[0, 1, 5] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         inv.invert(bad)
+
+
+def test_shipped_weights_match_manifest_and_invert_accurately():
+    import json
+    from pathlib import Path
+
+    from stellarnn.stokes.milne_eddington import MilneEddington, add_noise
+    from stellarnn.train import file_sha256
+
+    root = Path(__file__).resolve().parents[1] / "weights" / "stokes"
+    entry = next(e for e in json.loads((root / "manifest.json").read_text())["models"] if e["name"] == "me_cnn")
+    assert file_sha256(root / entry["file"]) == entry["sha256"]
+    inv = MEInverter(root / entry["file"])
+    gen = torch.Generator().manual_seed(31337)
+    truth = sample_parameters(300, gen)
+    obs = add_noise(MilneEddington(faddeeva_terms=16)(truth), 1e-3, gen)
+    res = inv.invert(obs.float())
+    assert np.median(np.abs(res["B"] - truth[:, 0].numpy())) < 15.0        # G
+    assert np.median(np.abs(res["gamma"] - truth[:, 1].numpy())) < 1.5     # deg
+    assert np.median(np.abs(res["v_los"] - truth[:, 3].numpy())) < 0.03    # km/s
+    # predicted 1σ brackets roughly 68 % of the B errors
+    assert 0.5 < np.mean(np.abs(res["B"] - truth[:, 0].numpy()) < res["e_B"]) < 0.85
