@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Background grid synthesis (resumable): train then test.
+# Background grid synthesis (resumable): train then test. A rerun skips finished spectra.
 cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
 .venv/bin/stellarnn grid build apogee --n 2000 --seed 1 --out grids/apogee/train --processes 2 -q
 .venv/bin/stellarnn grid build apogee --n 300 --seed 2 --out grids/apogee/test --processes 2 -q
