@@ -58,12 +58,17 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, kind: str,
                     hyperparameters: dict, normalisation: dict | None = None,
                     metrics: dict | None = None, provenance: dict | None = None,
                     half: bool = False) -> Path:
-    """Write a checkpoint atomically; ``half=True`` stores floating weights as float16 (smaller files)."""
+    """Write a checkpoint atomically.
+
+    ``half=True`` stores floating parameters as float16 (smaller files); buffers (normalisation
+    constants such as label ranges or mean spectra) keep their precision.
+    """
     from .. import __version__
 
     if kind not in _BUILDERS:
         raise CheckpointError(f"model kind {kind!r} is not registered; known: {sorted(_BUILDERS)}")
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+    buffers = {name for name, _ in model.named_buffers()}
+    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() and k not in buffers else v.detach().cpu())
              for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
