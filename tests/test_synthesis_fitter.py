@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from stellarnn.spectra.apogee_grid import APOGEE_CHIP_SLICES
 from stellarnn.synthesis.emulator import PayneEmulator
 from stellarnn.synthesis.fitter import cross_correlation_rv, doppler_shift, fit_spectra
 
@@ -65,3 +66,30 @@ def test_bad_input(emulator):
         fit_spectra(emulator, np.ones((2, 1500)), np.zeros((2, 1500)))
     with pytest.raises(ValueError, match="must both be"):
         fit_spectra(emulator, np.ones((2, 1500)), np.ones((2, 1400)))
+
+
+def test_fits_a_per_chip_continuum_with_the_labels():
+    torch.manual_seed(5)
+    m = PayneEmulator(n_labels=3, n_pixels=8575, hidden=(16, 16), n_continuum=0)
+    with torch.no_grad():
+        m.flux_net[-1].weight.mul_(0.3)
+        m.label_min.copy_(torch.tensor([4000.0, 0.0, -2.0]))
+        m.label_max.copy_(torch.tensor([6000.0, 5.0, 0.5]))
+    m.eval()
+    truth = np.array([[4800.0, 2.5, -0.4], [5400.0, 4.0, 0.1]])
+    with torch.no_grad():
+        clean = m(torch.as_tensor(truth, dtype=torch.float32)).numpy()
+    x = np.linspace(-1, 1, 8575)
+    tilt = 1.0 + np.array([[0.05], [-0.08]]) * x[None] + 0.03 * (2 * x[None] ** 2 - 1)
+    sigma = 0.01
+    flux = clean * tilt + sigma * np.random.default_rng(1).standard_normal(clean.shape)
+    ivar = np.zeros(flux.shape)
+    for sl in APOGEE_CHIP_SLICES:  # as for real spectra: no information outside the chips
+        ivar[:, sl] = sigma ** -2
+    plain = fit_spectra(m, flux, ivar, fit_rv=False)
+    corrected = fit_spectra(m, flux, ivar, fit_rv=False, continuum_degree=2)
+    red = corrected.chi2 / corrected.dof
+    assert np.all((red > 0.9) & (red < 1.1)), red
+    assert np.all(plain.chi2 > 1.5 * corrected.chi2)
+    pull = (corrected.labels - truth) / corrected.label_errors
+    assert np.all(np.abs(pull) < 5), pull

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,166 @@ def cmd_synth(args) -> int:
     return 0
 
 
+DEFAULT_EMULATOR = Path(__file__).resolve().parents[3] / "weights" / "emulator" / "payne_apogee.pt"
+
+
+def _split_grid(data: dict, fraction: float, seed: int) -> tuple[dict, dict]:
+    """Deterministic train/validation split of a grid dictionary."""
+    n = len(data["index"])
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(fraction * n)))
+    pick = lambda idx: {k: (v[idx] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in data.items()}
+    return pick(np.sort(order[n_val:])), pick(np.sort(order[:n_val]))
+
+
+def cmd_emulator_train(args) -> int:
+    import torch
+
+    from ..train import TrainConfig
+    from .emulator import save_emulator, train_emulator
+    from .grid_builder import load_grid
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    train, valid = _split_grid(load_grid(args.grid), args.val_fraction, args.seed)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, plateau_patience=args.plateau_patience,
+                      early_stop_patience=args.early_stop, max_seconds=args.max_seconds, seed=args.seed,
+                      progress=not args.quiet)
+    res = train_emulator(train, valid, hidden=tuple(args.hidden), config=cfg, resume_path=args.resume,
+                         continuum_epochs=args.continuum_epochs)
+    metrics = {"validation": res.metrics, "best_epoch": res.history["best_epoch"],
+               "epochs_run": len(res.history["train_loss"]), "train_seconds": res.history["seconds"]}
+    if args.test_grid:
+        from .emulator import evaluate_emulator
+        metrics["held_out"] = evaluate_emulator(res.model, load_grid(args.test_grid))
+    res.metrics = metrics
+    provenance = {"grid": str(args.grid), "n_train": int(len(train["index"])), "n_valid": int(len(valid["index"])),
+                  "test_grid": args.test_grid, "label_names": list(train["label_names"]),
+                  "command": "stellarnn emulator train " + " ".join(sys.argv[3:])}
+    out = save_emulator(args.out, res, provenance)
+    manifest = out.parent / "manifest.json"
+    entries = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    import hashlib
+    entries[out.name] = {"sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "metrics": metrics,
+                         "provenance": provenance, "dtype": "float16 parameters, float32 buffers"}
+    manifest.write_text(json.dumps(entries, indent=1, default=float) + "\n")
+    print(json.dumps(metrics, indent=1, default=float))
+    print(f"wrote {out} and {manifest}", file=sys.stderr)
+    return 0
+
+
+def cmd_emulator_evaluate(args) -> int:
+    from .emulator import evaluate_emulator, load_emulator
+    from .grid_builder import load_grid
+
+    model, _ = load_emulator(args.weights)
+    metrics = evaluate_emulator(model, load_grid(args.grid))
+    print(json.dumps(metrics, indent=1))
+    if args.plot:
+        _plot_emulator_residuals(model, load_grid(args.grid), args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _plot_emulator_residuals(model, data: dict, out) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from ..spectra import apogee_wavelength
+
+    with torch.inference_mode():
+        pred = model(torch.as_tensor(data["labels"], dtype=torch.float32)).numpy()
+    resid = pred - data["flux"]
+    wl = apogee_wavelength()
+    fig, axes = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    i = int(np.argmin(np.abs(data["labels"][:, 0] - 4800) + 1000 * np.abs(data["labels"][:, 1] - 2.5)))
+    axes[0].plot(wl, data["flux"][i], "k-", lw=0.5, label="PySME (held out)")
+    axes[0].plot(wl, pred[i], "r-", lw=0.5, label="emulator")
+    t = data["labels"][i]
+    axes[0].set_title(f"Teff {t[0]:.0f} K, log g {t[1]:.2f}, [M/H] {t[2]:+.2f}")
+    axes[0].set_ylabel("normalised flux")
+    axes[0].legend(loc="lower left")
+    axes[1].plot(wl, np.nanmedian(np.abs(resid), axis=0), "k-", lw=0.5, label="median |Δflux| over spectra")
+    axes[1].plot(wl, np.nanpercentile(np.abs(resid), 99, axis=0), "r-", lw=0.5, alpha=0.6, label="99th percentile")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("vacuum wavelength [Å]")
+    axes[1].set_ylabel("|Δflux|")
+    axes[1].legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def cmd_fit(args) -> int:
+    import torch
+    from astropy.table import Table
+
+    from ..spectra import SpectrumFileError, apogee_continuum, kept_pixel_index, read_apstar
+    from ..spectra.apogee_grid import APOGEE_N_PIXELS
+    from .emulator import load_emulator
+    from .fitter import fit_spectra
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, payload = load_emulator(args.weights)
+    names = payload["provenance"].get("label_names") or [f"label_{i}" for i in range(model.label_min.numel())]
+    fluxes, ivars, ids, header_labels = [], [], [], []
+    for path in args.files:
+        try:
+            star = read_apstar(path)
+        except SpectrumFileError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            continue
+        spectra = [star.combined] + (star.visits if args.visits and star.nvisits > 1 else [])
+        norm = apogee_continuum(np.stack([s.flux for s in spectra]), np.stack([s.error for s in spectra]),
+                                np.stack([s.bitmask for s in spectra]))
+        kept = kept_pixel_index()
+        for i, s in enumerate(spectra):
+            f = np.ones(APOGEE_N_PIXELS)
+            iv = np.zeros(APOGEE_N_PIXELS)
+            ok = ~norm.not_normalised[i].numpy()
+            err = norm.error[i].numpy()
+            f[kept] = norm.flux[i].numpy()
+            iv[kept] = np.where(ok & (err > 0) & np.isfinite(err), 1.0 / np.maximum(err, 1e-6) ** 2, 0.0)
+            iv[kept[s.bitmask[kept] & BAD_BITS != 0]] = 0.0
+            fluxes.append(f)
+            ivars.append(iv)
+            ids.append((s.meta.get("apogee_id", Path(path).stem), s.meta.get("kind", "combined"), s.meta.get("row", 0)))
+            header_labels.append([star.header.get(k, np.nan) for k in ("rv_teff", "rv_logg", "rv_feh")])
+    if not fluxes:
+        print("no readable spectrum", file=sys.stderr)
+        return 1
+    res = fit_spectra(model, np.array(fluxes), np.array(ivars), continuum_degree=args.continuum_degree)
+    table = Table(rows=ids, names=("apogee_id", "kind", "row"))
+    for j, n in enumerate(names):
+        table[n] = res.labels[:, j]
+        table[f"e_{n}"] = res.label_errors[:, j]
+    table["rv"], table["e_rv"] = res.rv, res.rv_error
+    table["rv"].unit = table["e_rv"].unit = "km/s"
+    table["teff"].unit = table["e_teff"].unit = "K"
+    table["chi2_reduced"] = res.chi2 / np.maximum(res.dof, 1)
+    table["n_at_bound"] = res.at_bound.sum(1)
+    hl = np.array(header_labels, dtype=float)
+    table["doppler_teff"], table["doppler_logg"], table["doppler_feh"] = hl[:, 0], hl[:, 1], hl[:, 2]
+    show = ["apogee_id", "kind", "row", "teff", "e_teff", "logg", "e_logg", "m_h", "e_m_h", "rv", "chi2_reduced",
+            "doppler_teff", "doppler_logg", "doppler_feh"]
+    t = table[show]
+    for c in t.colnames[3:]:
+        t[c].info.format = ".3f" if c not in ("teff", "e_teff", "doppler_teff") else ".0f"
+    t.pprint(max_lines=-1, max_width=-1)
+    if args.output:
+        table.write(args.output, overwrite=True)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+#: APOGEE_PIXMASK bits that make a pixel unusable for the fit (BADPIX, CRPIX, SATPIX, ..., SIG_SKYLINE)
+BAD_BITS = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 12))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("grid", help="build and inspect synthetic APOGEE spectrum grids (PySME)")
     p.set_defaults(group_parser=p)
@@ -69,6 +230,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = s.add_parser("info", help="summary of a grid folder")
     q.add_argument("path")
     q.set_defaults(func=cmd_grid_info)
+
+    p = sub.add_parser("emulator", help="Payne-style neural emulator of a synthetic grid: train, evaluate")
+    p.set_defaults(group_parser=p)
+    s = p.add_subparsers(dest="emulator_command", metavar="ACTION")
+    q = s.add_parser("train", help="train on a grid (resumable), write a float16 checkpoint and manifest entry")
+    q.add_argument("--grid", default="grids/apogee/train")
+    q.add_argument("--test-grid", default=None, help="held-out grid evaluated after training")
+    q.add_argument("-o", "--out", default=str(DEFAULT_EMULATOR))
+    q.add_argument("--hidden", type=int, nargs="+", default=[300, 300], help="hidden widths (The Payne: 300 300)")
+    q.add_argument("--epochs", type=int, default=3000)
+    q.add_argument("--continuum-epochs", type=int, default=400)
+    q.add_argument("--batch-size", type=int, default=128)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--plateau-patience", type=int, default=60)
+    q.add_argument("--early-stop", type=int, default=250)
+    q.add_argument("--val-fraction", type=float, default=0.1)
+    q.add_argument("--max-seconds", type=float, default=None)
+    q.add_argument("--resume", default=None, help="resume file (written every epoch)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--threads", type=int, default=0)
+    q.add_argument("-q", "--quiet", action="store_true")
+    q.set_defaults(func=cmd_emulator_train)
+    q = s.add_parser("evaluate", help="|Δflux| statistics of an emulator on a (held-out) grid")
+    q.add_argument("--weights", default=str(DEFAULT_EMULATOR))
+    q.add_argument("--grid", default="grids/apogee/test")
+    q.add_argument("--plot", default=None, help="PNG of one spectrum and the residual statistics")
+    q.set_defaults(func=cmd_emulator_evaluate)
+
+    p = sub.add_parser("fit", help="least-squares labels + RV of apStar spectra with the emulator")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--weights", default=str(DEFAULT_EMULATOR))
+    p.add_argument("--visits", action="store_true", help="also fit the individual visits")
+    p.add_argument("--continuum-degree", type=int, default=2,
+                   help="per-chip Chebyshev continuum correction fitted with the labels (-1: none)")
+    p.add_argument("-o", "--output", help="table of all labels and errors (.fits or .csv)")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("synth", help="one PySME APOGEE spectrum (normalised, APOGEE LSF, 8575 px)")
     p.add_argument("teff", type=float)

@@ -74,8 +74,25 @@ class FitResult:
     at_bound: np.ndarray  # (n, n_labels) bool: label pinned to the training range
 
 
+def chip_continuum_design(n_pixels: int, degree: int) -> torch.Tensor:
+    """Chebyshev basis per APOGEE chip: (3 (degree+1), n_pixels), zero outside each chip."""
+    from ..spectra.apogee_grid import APOGEE_CHIP_SLICES
+
+    rows = []
+    for sl in APOGEE_CHIP_SLICES:
+        x = torch.linspace(-1.0, 1.0, sl.stop - sl.start)
+        cols = [torch.ones_like(x), x]
+        for _ in range(2, degree + 1):
+            cols.append(2 * x * cols[-1] - cols[-2])
+        for k in range(degree + 1):
+            r = torch.zeros(n_pixels)
+            r[sl] = cols[k]
+            rows.append(r)
+    return torch.stack(rows)
+
+
 def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: int = 40,
-                starts: tuple[float, ...] = (-0.25, 0.0, 0.25)) -> FitResult:
+                starts: tuple[float, ...] = (-0.25, 0.0, 0.25), continuum_degree: int = -1) -> FitResult:
     """Fit labels (+ RV) of normalised spectra with the emulator.
 
     Parameters
@@ -87,6 +104,10 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
         True for pixels to use (default: ivar > 0 and finite flux).
     starts : tuple of float
         Scaled-Teff starting values (other labels start at the centre); the best chi^2 wins.
+    continuum_degree : int
+        When >= 0, the model is multiplied by a Chebyshev polynomial of this degree per chip,
+        fitted with the labels (as The Payne does for observed spectra, whose pseudo-continuum
+        normalisation differs from the synthetic flux / true continuum); -1: no correction.
     """
     emulator.eval()
     f = torch.as_tensor(np.asarray(flux), dtype=torch.float32)
@@ -102,16 +123,25 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
     sw = torch.where(good, w, 0.0).sqrt()
     n, _ = f.shape
     n_lab = emulator.label_min.numel()
-    n_par = n_lab + (1 if fit_rv else 0)
+    n_rv = 1 if fit_rv else 0
+    design = chip_continuum_design(f.shape[1], continuum_degree) if continuum_degree >= 0 else None
+    n_cont = 0 if design is None else design.shape[0]
+    outside = None if design is None else 1.0 - design[::continuum_degree + 1].sum(0)
+    n_par = n_lab + n_rv + n_cont
     lo = torch.full((n_par,), -0.5 - LABEL_MARGIN)
     hi = torch.full((n_par,), 0.5 + LABEL_MARGIN)
     if fit_rv:
-        lo[-1], hi[-1] = -5.0, 5.0  # +-500 km/s
+        lo[n_lab], hi[n_lab] = -5.0, 5.0  # +-500 km/s
+    if n_cont:
+        lo[n_lab + n_rv:], hi[n_lab + n_rv:] = -2.0, 2.0
+        lo[n_lab + n_rv::continuum_degree + 1], hi[n_lab + n_rv::continuum_degree + 1] = 0.2, 5.0
 
-    def model(theta):  # theta (n_par,) -> residual-ready flux (n_pixels,)
+    def model(theta):  # theta (n_par,) -> model flux (n_pixels,)
         spec = emulator.forward_scaled(theta[:n_lab][None])
         if fit_rv:
-            spec = doppler_shift(spec, theta[n_lab:] * RV_SCALE)
+            spec = doppler_shift(spec, theta[n_lab:n_lab + 1] * RV_SCALE)
+        if n_cont:
+            spec = spec * (theta[n_lab + n_rv:] @ design + outside)
         return spec[0]
 
     jac = torch.func.vmap(torch.func.jacfwd(model))
@@ -131,7 +161,9 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
             theta = torch.zeros(n, n_par)
             theta[:, 0] = start
             if fit_rv:
-                theta[:, -1] = rv0 / RV_SCALE
+                theta[:, n_lab] = rv0 / RV_SCALE
+            if n_cont:
+                theta[:, n_lab + n_rv::continuum_degree + 1] = 1.0
             lam = torch.full((n,), 1e-2)
             chi2 = chi2_of(theta)
             for _ in range(n_iter):

@@ -1,0 +1,37 @@
+import json
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from stellarnn.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_GRID = REPO / "grids" / "apogee" / "test"
+
+
+def test_emulator_train_evaluate_and_fit(tmp_path, real_file, capsys):
+    weights = tmp_path / "emu.pt"
+    assert main(["emulator", "train", "--grid", str(TEST_GRID), "--hidden", "16", "--epochs", "2",
+                 "--continuum-epochs", "1", "--threads", "1", "-q", "-o", str(weights)]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["emu.pt"]["provenance"]["grid"] == str(TEST_GRID)
+    assert len(manifest["emu.pt"]["sha256"]) == 64
+    capsys.readouterr()
+    assert main(["emulator", "evaluate", "--weights", str(weights), "--grid", str(TEST_GRID),
+                 "--plot", str(tmp_path / "emu.png")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_spectra"] >= 100 and 0 < metrics["median_abs_dflux"] < 1
+    assert (tmp_path / "emu.png").stat().st_size > 10_000
+
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(b"not a fits file")
+    out = tmp_path / "fit.csv"
+    assert main(["fit", str(real_file("apstar-2M19485057")), str(bad), "--weights", str(weights),
+                 "--threads", "1", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "bad.fits" in err  # an unreadable file is reported and skipped
+    table = Table.read(out)
+    assert len(table) == 1 and table["apogee_id"][0] == "2M19485057+5005279"
+    assert np.isfinite(table["teff"][0]) and table["e_teff"][0] > 0
+    assert 3400 < table["teff"][0] < 8100 and np.isfinite(table["chi2_reduced"][0])
