@@ -94,3 +94,37 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
     assert rc == 0 and "stored" in capsys.readouterr().err
     stored = read_checkpoint(w)["normalisation"]["noise_model"]
     assert stored["labels"] == ["teff", "logg", "fe_h"] and stored["diagnostics"]["labels"]["teff"]["n_pairs"] == 12
+
+
+def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from stellarnn.synthesis.emulator import EmulatorTrainingResult, PayneEmulator, save_emulator
+    from stellarnn.synthesis.grid_builder import LABEL_NAMES
+
+    grid = tmp_path / "grid" / "pending"
+    grid.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    wl = np.arange(8575)
+    for i in range(10):
+        flux = 1 - 0.3 * np.exp(-0.5 * ((wl - 4000 - 10 * i) / 5.0) ** 2)
+        lab = [rng.uniform(4000, 6000), rng.uniform(1, 4), rng.uniform(-1, 0), 1.2] + [0.0] * (len(LABEL_NAMES) - 4)
+        np.savez(grid / f"{i:06d}.npz", index=i, labels=np.array(lab), flux=flux.astype(np.float16),
+                 continuum=np.ones(858, np.float16), continuum_median=np.float32(1e5), status="ok")
+    torch.manual_seed(0)
+    emu = PayneEmulator(n_labels=len(LABEL_NAMES), hidden=(8, 8))
+    emu.label_min.copy_(torch.tensor([3500.0, 0.0, -2.5, 0.3] + [-0.5] * (len(LABEL_NAMES) - 4)))
+    emu.label_max.copy_(torch.tensor([8000.0, 5.0, 0.5, 2.5] + [0.5] * (len(LABEL_NAMES) - 4)))
+    with torch.no_grad():
+        emu.flux_net[-1].weight.mul_(0.01)
+        emu.continuum_net[-1].weight.mul_(0.01)
+    ew = save_emulator(tmp_path / "emu.pt", EmulatorTrainingResult(emu, {}, {}), {"grid": "toy"})
+    out = tmp_path / "anet.pt"
+    rc = main(["train", "apogeenet", "--grid", str(tmp_path / "grid"), "--emulated", "6", "--emulator", str(ew),
+               "--epochs", "1", "--batch-size", "4", "-o", str(out), "-q", "--val-fraction", "0.25", "--manifest"])
+    assert rc == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
+    assert "6 emulator spectra" in manifest["training_data"]
+    assert manifest["metrics"]["n_train"] + manifest["metrics"]["n_val"] == 16

@@ -29,9 +29,12 @@ def _training_arrays(args) -> dict:
     if args.grid:
         obs = synthetic_observations(args.grid, args.snr, args.seed, args.copies)
         labels = grid_labels_to_astronn(obs["labels"], obs["label_names"])
-        return {"flux": obs["flux"], "ivar": obs["ivar"], "bitmask": None, "labels": labels, "errors": None,
+        data = {"flux": obs["flux"], "ivar": obs["ivar"], "bitmask": None, "labels": labels, "errors": None,
                 "provenance": {"training_data": f"synthetic grid {args.grid}, S/N {args.snr}, {args.copies} noise "
                                                 f"copies, seed {args.seed}"}, "input_flux": "continuum_normalised"}
+        if args.emulated:
+            data = _add_emulated(data, args)
+        return data
     if not (args.spectra and args.labels):
         raise ValueError("give either --grid DIR or both --spectra 'apStar*.fits' and --labels TABLE")
     data = load_apstar_training_set(args.spectra, args.labels, args.use, OUTPUT_LABELS)
@@ -39,6 +42,38 @@ def _training_arrays(args) -> dict:
     data["provenance"] = {"training_data": f"apStar files {args.spectra} with labels {args.labels} ({args.use})"}
     data["input_flux"] = "raw"
     return data
+
+
+def _add_emulated(data: dict, args) -> dict:
+    """Append ``args.emulated`` emulator spectra (S/N 30-300, bad pixels, chip gaps) to grid observations."""
+    import numpy as np
+
+    from ..synthesis.emulator import load_emulator
+    from ..synthesis.training_set import generate_training_set
+    from ..train import file_sha256
+    from .astronn.training import grid_labels_to_astronn
+
+    emulator, payload = load_emulator(args.emulator)
+    ts = generate_training_set(emulator, args.emulated, seed=args.seed + 1000)
+    ok = np.isfinite(ts.flux) & np.isfinite(ts.error) & (ts.error > 0)
+    ivar = np.where(ok, 1.0 / np.where(ok, ts.error, 1.0) ** 2, 0.0)
+    flux = np.where(ok, ts.flux, 0.0)
+    # the grid rows are at continuum level ~1; scale emulated rows to the same level (normalisation
+    # removes it anyway, this keeps the raw inputs comparable)
+    level = np.nanmedian(np.where(ok, ts.flux, np.nan), axis=1, keepdims=True)
+    flux, ivar = flux / level, ivar * level ** 2
+    n_grid = len(data["flux"])
+    bitmask = np.concatenate([np.zeros((n_grid, flux.shape[1]), dtype=np.int64), ts.bitmask])
+    out = dict(data)
+    out["flux"] = np.concatenate([data["flux"], flux])
+    out["ivar"] = np.concatenate([data["ivar"], ivar])
+    out["bitmask"] = bitmask
+    out["labels"] = np.concatenate([data["labels"], grid_labels_to_astronn(ts.labels, list(ts.label_names))])
+    out["provenance"] = {"training_data": data["provenance"]["training_data"]
+                         + f" + {args.emulated} emulator spectra ({args.emulator}, S/N 30-300 log-uniform, "
+                           f"bad-pixel clusters, chip gaps; seed {args.seed + 1000})",
+                         "emulator_sha256": file_sha256(args.emulator)}
+    return out
 
 
 def write_manifest(checkpoint, pipeline: str) -> Path:
@@ -231,6 +266,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--grid", help="train on a synthetic grid directory instead (grids/apogee/train)")
         q.add_argument("--snr", type=float, default=100.0, help="S/N of the noise added to grid spectra")
         q.add_argument("--copies", type=int, default=1, help="noise realisations per grid spectrum")
+        q.add_argument("--emulated", type=int, default=0,
+                       help="with --grid: add this many emulator spectra (S/N 30-300, bad pixels, gaps)")
+        q.add_argument("--emulator", default=str(Path(__file__).resolve().parents[3] / "weights" / "emulator"
+                                                 / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
         q.add_argument("-o", "--out", required=True, help="checkpoint to write (.pt)")
         q.add_argument("--epochs", type=int, default=60)
         q.add_argument("--batch-size", type=int, default=64)
