@@ -18,3 +18,45 @@ def test_main_job_outputs(tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG"
     csv = np.loadtxt(summary["csv"], delimiter=",", skiprows=1)
     assert csv.shape == (7514, 6)
+
+
+def test_label_stage_on_real_and_synthetic_apstar(tmp_path, monkeypatch):
+    import json
+
+    import torch
+    from astropy.table import Table
+
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.labels.astronn.network import build_astronn
+    from stellarnn.labels.cli import write_manifest
+    from stellarnn.main_job import DEFAULT_SYNTHETIC_GRID, run_labels
+    from stellarnn.train import save_checkpoint
+
+    # untrained weights of the shipped layout: this tests the plumbing, not the accuracy
+    torch.manual_seed(0)
+    weights = tmp_path / "weights"
+    (weights / "astronn").mkdir(parents=True)
+    (weights / "apogeenet").mkdir()
+    m, hp = build_astronn()
+    save_checkpoint(weights / "astronn" / "a.pt", m, "astronn", hp, normalisation={
+        "spectrum_mean": np.ones(7514), "label_mean": np.r_[4500.0, 2.5, np.zeros(20)],
+        "label_std": np.r_[500.0, 1.0, 0.2 * np.ones(20)]})
+    tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
+    save_checkpoint(weights / "apogeenet" / "g.pt", APOGEENetResNet(**tiny), "apogeenet", tiny)
+    write_manifest(weights / "astronn" / "a.pt", "astronn")
+    write_manifest(weights / "apogeenet" / "g.pt", "apogeenet")
+    monkeypatch.setenv("STELLARNN_WEIGHTS_DIR", str(weights))
+
+    out = tmp_path / "out"
+    result = run_labels(out, n_synthetic=5, synthetic_grid=DEFAULT_SYNTHETIC_GRID, workers=1, progress=False)
+    assert result["n_synthetic"] == 5
+    with fits.open(out / "synthetic_apstar" / "apStar-PYSME-00000.fits") as h:
+        assert h[1].data.shape == (1, 8575) or h[1].data.shape == (8575,)
+        assert 3500 <= h[0].header["TEFF"] <= 8000 and h[0].header["SNR"] >= 50
+    for name in ("apogeenet", "astronn"):
+        t = Table.read(result["exports"][name]["fits"])
+        assert len(t) == 2 + 3 + 5  # two real combined + the giant's 3 visits + 5 synthetic
+        assert result["synthetic_truth"][name]["n"] == 5
+        assert np.isfinite(result["synthetic_truth"][name]["teff"]["robust_scatter"])
+    assert (out / "synthetic_truth.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "main_summary.json").read_text())["n_synthetic"] == 5
