@@ -63,6 +63,19 @@ def cross_correlation_rv(template: torch.Tensor, flux: torch.Tensor, weight: tor
     return C_KMS * (10 ** (shift_px * APOGEE_DLOG10_LAMBDA) - 1)
 
 
+def _best_candidates(emulator, flux, weight, good, rv0, n_lab: int, n_candidates: int, n_starts: int) -> torch.Tensor:
+    """The ``n_starts`` lowest-chi^2 Sobol candidates per spectrum (scaled labels), (n, n_starts, n_lab)."""
+    sobol = torch.quasirandom.SobolEngine(3, scramble=True, seed=0).draw(max(n_candidates, n_starts))
+    cands = torch.zeros(sobol.shape[0], n_lab)
+    cands[:, :3] = 0.9 * (sobol - 0.5)  # Teff, log g, [M/H] within the central 90 % of the range
+    models = emulator.forward_scaled(cands)  # (K, n_pixels)
+    data = flux if rv0 is None else doppler_shift(torch.where(good, flux, 1.0), -rv0)
+    # chi2[i, k] = sum_p w (d - m)^2 = sum w d^2 - 2 (w d) . m + w . m^2
+    chi2 = ((weight * data ** 2).sum(1, keepdim=True) - 2 * (weight * data) @ models.T + weight @ (models ** 2).T)
+    best = chi2.argsort(dim=1)[:, :n_starts]
+    return cands[best]
+
+
 @dataclass
 class FitResult:
     labels: np.ndarray  # (n, n_labels) physical units
@@ -92,7 +105,7 @@ def chip_continuum_design(n_pixels: int, degree: int) -> torch.Tensor:
 
 
 def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: int = 40,
-                starts: tuple[float, ...] = (-0.25, 0.0, 0.25), continuum_degree: int = -1) -> FitResult:
+                n_starts: int = 2, n_candidates: int = 128, continuum_degree: int = -1) -> FitResult:
     """Fit labels (+ RV) of normalised spectra with the emulator.
 
     Parameters
@@ -102,8 +115,11 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
         Normalised flux and inverse variance (0 for pixels without information).
     mask : bool array (n, n_pixels), optional
         True for pixels to use (default: ivar > 0 and finite flux).
-    starts : tuple of float
-        Scaled-Teff starting values (other labels start at the centre); the best chi^2 wins.
+    n_starts, n_candidates : int
+        The chi^2 of ``n_candidates`` quasi-random (Sobol) points in scaled (Teff, log g, [M/H])
+        (other labels at the centre of their range) is computed for every spectrum at once
+        (matrix products, the data shifted to rest frame by the cross-correlation RV); the LM
+        iteration then starts from the ``n_starts`` best of them and the best chi^2 wins.
     continuum_degree : int
         When >= 0, the model is multiplied by a Chebyshev polynomial of this degree per chip,
         fitted with the labels (as The Payne does for observed spectra, whose pseudo-continuum
@@ -157,15 +173,17 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
         if fit_rv:  # a cross-correlation RV against the mid-grid model starts every run
             centre = emulator.forward_scaled(torch.zeros(1, n_lab)).expand(n, -1)
             rv0 = cross_correlation_rv(centre, torch.where(good, f, 1.0), sw ** 2)
-        for start in starts:
+        starts = _best_candidates(emulator, f, sw ** 2, good, rv0, n_lab, n_candidates, n_starts)  # (n, s, n_lab)
+        for k in range(starts.shape[1]):
             theta = torch.zeros(n, n_par)
-            theta[:, 0] = start
+            theta[:, :n_lab] = starts[:, k]
             if fit_rv:
                 theta[:, n_lab] = rv0 / RV_SCALE
             if n_cont:
                 theta[:, n_lab + n_rv::continuum_degree + 1] = 1.0
             lam = torch.full((n,), 1e-2)
             chi2 = chi2_of(theta)
+            prev_stalled = torch.zeros(n, dtype=torch.bool)
             for _ in range(n_iter):
                 J = jac(theta) * sw[:, :, None]  # (n, p, k)
                 r = (batched(theta) - f) * sw
@@ -177,9 +195,16 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
                 trial = torch.maximum(torch.minimum(theta + step, hi), lo)
                 trial_chi2 = chi2_of(trial)
                 better = trial_chi2 < chi2
+                gain = torch.where(better, chi2 - trial_chi2, torch.zeros_like(chi2))
                 theta = torch.where(better[:, None], trial, theta)
                 chi2 = torch.where(better, trial_chi2, chi2)
                 lam = torch.where(better, lam * 0.3, lam * 10).clamp(1e-7, 1e7)
+                # converged: a step improved chi^2 by less than 1e-3 (absolute; chi^2 ~ n_pixels) or
+                # the damping has grown so large that steps are negligible
+                stalled = (better & (gain < 1e-3)) | (lam >= 1e5)
+                if bool((stalled & prev_stalled).all()):  # two stalled iterations in a row: stop
+                    break
+                prev_stalled = stalled
             if best_theta is None:
                 best_theta, best_chi2 = theta, chi2
             else:
