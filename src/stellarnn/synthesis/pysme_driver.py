@@ -92,9 +92,16 @@ class PySMESynthesizer:
         Source of atmospheres (default: the ATLAS9 grid).
     resolution : float
         Sampling lambda / d lambda of the output high-resolution grid (default 300,000).
+    cull_threshold : float or None
+        If given, each :meth:`synthesize` call first drops the lines whose line-to-continuum
+        opacity ratio stays below this value at the star's labels
+        (:func:`stellarnn.synthesis.culling.cull_lines`; the measured default is
+        :data:`~stellarnn.synthesis.culling.DEFAULT_CULL_THRESHOLD`).  None (default) keeps every
+        line, so existing grids stay reproducible.  :attr:`last_n_lines` gives the count used.
     """
 
-    def __init__(self, wmin: float, wmax: float, lines: LineTable, atmospheres=None, resolution: float = 3e5):
+    def __init__(self, wmin: float, wmax: float, lines: LineTable, atmospheres=None, resolution: float = 3e5,
+                 cull_threshold: float | None = None):
         forbid_pysme_downloads()
         logging.getLogger("pysme").setLevel(logging.ERROR)
         self.wmin, self.wmax = float(wmin), float(wmax)
@@ -107,6 +114,10 @@ class PySMESynthesizer:
             atmospheres = AtmosphereGrid.load_atlas9()
         self.atmospheres = atmospheres
         self.wave = log_lambda_grid(self.wmin, self.wmax, resolution)
+        if cull_threshold is not None and cull_threshold < 0:
+            raise ValueError(f"cull_threshold must be >= 0 or None, got {cull_threshold}")
+        self.cull_threshold = cull_threshold
+        self.last_n_lines = len(self.lines)
 
     def synthesize(self, labels: StellarLabels) -> tuple[np.ndarray, np.ndarray]:
         """Normalised flux and continuum (erg/s/cm^2/A/sr as SME returns) on :attr:`wave`.
@@ -134,7 +145,16 @@ class PySMESynthesizer:
         sme.teff, sme.logg, sme.monh = lab["teff"], lab["logg"], lab["m_h"]
         sme.vmic, sme.vmac, sme.vsini = lab["v_micro"], 0.0, 0.0
         sme.abund = abund
-        sme.linelist = self._pysme_lines
+        if self.cull_threshold:
+            from .culling import cull_lines
+
+            kept = cull_lines(self.lines, lab["teff"], lab["logg"], lab["m_h"], threshold=self.cull_threshold,
+                              v_micro=lab["v_micro"], x_m=labels.x_m, atmosphere=atm)
+            sme.linelist = kept.to_pysme()
+            self.last_n_lines = len(kept)
+        else:
+            sme.linelist = self._pysme_lines
+            self.last_n_lines = len(self.lines)
         smeatm = SmeAtmosphere()
         smeatm.teff, smeatm.logg, smeatm.monh, smeatm.vturb = lab["teff"], lab["logg"], lab["m_h"], lab["v_micro"]
         smeatm.rhox = np.asarray(atm.rhox, dtype=np.float64)
