@@ -54,21 +54,27 @@ def _add_emulated(data: dict, args) -> dict:
     from .astronn.training import grid_labels_to_astronn
 
     emulator, payload = load_emulator(args.emulator)
-    ts = generate_training_set(emulator, args.emulated, seed=args.seed + 1000)
-    ok = np.isfinite(ts.flux) & np.isfinite(ts.error) & (ts.error > 0)
-    ivar = np.where(ok, 1.0 / np.where(ok, ts.error, 1.0) ** 2, 0.0)
-    flux = np.where(ok, ts.flux, 0.0)
-    # the grid rows are at continuum level ~1; scale emulated rows to the same level (normalisation
-    # removes it anyway, this keeps the raw inputs comparable)
-    level = np.nanmedian(np.where(ok, ts.flux, np.nan), axis=1, keepdims=True)
-    flux, ivar = flux / level, ivar * level ** 2
+    fluxes, ivars, bitmasks, labels = [], [], [], []
+    chunk = 2000  # generated in chunks and kept as float32: 20,000 spectra stay ~2 GB
+    for start in range(0, args.emulated, chunk):
+        ts = generate_training_set(emulator, min(chunk, args.emulated - start), seed=args.seed + 1000 + start)
+        ok = np.isfinite(ts.flux) & np.isfinite(ts.error) & (ts.error > 0)
+        # the grid rows are at continuum level ~1; scale emulated rows to the same level (normalisation
+        # removes it anyway, this keeps the raw inputs comparable)
+        level = np.nanmedian(np.where(ok, ts.flux, np.nan), axis=1, keepdims=True)
+        fluxes.append((np.where(ok, ts.flux, 0.0) / level).astype(np.float32))
+        ivars.append((np.where(ok, 1.0 / np.where(ok, ts.error, 1.0) ** 2, 0.0) * level ** 2).astype(np.float32))
+        bitmasks.append(ts.bitmask.astype(np.int32))
+        labels.append(grid_labels_to_astronn(ts.labels, list(ts.label_names)))
+        del ts
+    flux, ivar = np.concatenate(fluxes), np.concatenate(ivars)
     n_grid = len(data["flux"])
-    bitmask = np.concatenate([np.zeros((n_grid, flux.shape[1]), dtype=np.int64), ts.bitmask])
+    bitmask = np.concatenate([np.zeros((n_grid, flux.shape[1]), dtype=np.int32)] + bitmasks)
     out = dict(data)
-    out["flux"] = np.concatenate([data["flux"], flux])
-    out["ivar"] = np.concatenate([data["ivar"], ivar])
+    out["flux"] = np.concatenate([data["flux"].astype(np.float32), flux])
+    out["ivar"] = np.concatenate([data["ivar"].astype(np.float32), ivar])
     out["bitmask"] = bitmask
-    out["labels"] = np.concatenate([data["labels"], grid_labels_to_astronn(ts.labels, list(ts.label_names))])
+    out["labels"] = np.concatenate([data["labels"]] + labels)
     out["provenance"] = {"training_data": data["provenance"]["training_data"]
                          + f" + {args.emulated} emulator spectra ({args.emulator}, S/N 30-300 log-uniform, "
                            f"bad-pixel clusters, chip gaps; seed {args.seed + 1000})",

@@ -83,7 +83,7 @@ def synthetic_observations(grid, snr: float, seed: int = 0, copies: int = 1) -> 
 
 
 def _normalised(flux, ivar=None, bitmask=None) -> np.ndarray:
-    flux = np.asarray(flux, dtype=np.float64)
+    flux = np.asarray(flux)
     if flux.ndim != 2:
         raise ValueError(f"flux must be (N, pixels), got {flux.shape}")
     if flux.shape[1] == APOGEE_N_KEPT:
@@ -91,7 +91,11 @@ def _normalised(flux, ivar=None, bitmask=None) -> np.ndarray:
     if flux.shape[1] == APOGEE_N_PIXELS:
         if ivar is None:
             raise ValueError("apStar-grid flux (8575 px) needs its ivar for the continuum normalisation")
-        return normalise_apstar(flux, ivar, bitmask).numpy()
+        out = np.empty((flux.shape[0], APOGEE_N_KEPT))
+        for a in range(0, flux.shape[0], 2000):  # in chunks: apogee_continuum works in float64
+            b = a + 2000
+            out[a:b] = normalise_apstar(flux[a:b], ivar[a:b], None if bitmask is None else bitmask[a:b]).numpy()
+        return out
     raise ValueError(f"flux must have {APOGEE_N_KEPT} (normalised) or {APOGEE_N_PIXELS} (apStar) pixels, "
                      f"got {flux.shape[1]}")
 
