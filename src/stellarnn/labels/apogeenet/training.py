@@ -80,19 +80,27 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
     -------
     (model, metrics dict)
     """
-    flux = np.asarray(flux, dtype=np.float64)
-    ivar = np.asarray(ivar, dtype=np.float64)
+    flux = np.asarray(flux)
+    ivar = np.asarray(ivar)
     targets = physical_to_targets(labels)
     if flux.ndim != 2 or targets.shape[0] != flux.shape[0]:
         raise ValueError(f"flux (N, 8575) and labels (N, 3) must have the same N; got {flux.shape}, {targets.shape}")
     if flux.shape[0] < 2:
         raise ValueError("need at least 2 labelled spectra (one for validation)")
-    f, e = preprocess(flux, ivar, bitmask, input_flux)  # exactly as at inference
-    x = log_scale(f).to(torch.float32)
     rng = np.random.default_rng(seed)
     order = rng.permutation(flux.shape[0])
     n_val = max(1, int(round(val_fraction * flux.shape[0])))
     val, tr = order[:n_val], order[n_val:]
+    # preprocessing exactly as at inference, in chunks (float64 inside) to bound memory; the
+    # network input is kept as float32, the cleaned flux/error only for the validation rows
+    x = torch.empty(flux.shape, dtype=torch.float32)
+    for a in range(0, flux.shape[0], 2000):
+        b = a + 2000
+        fa, _ = preprocess(np.asarray(flux[a:b], dtype=np.float64), np.asarray(ivar[a:b], dtype=np.float64),
+                           None if bitmask is None else bitmask[a:b], input_flux)
+        x[a:b] = log_scale(fa).to(torch.float32)
+    f, e = preprocess(np.asarray(flux[val], dtype=np.float64), np.asarray(ivar[val], dtype=np.float64),
+                      None if bitmask is None else np.asarray(bitmask)[val], input_flux)
     y = torch.as_tensor(targets, dtype=torch.float32)
     hp = dict(APOGEENET_SMALL if hyperparameters is None else hyperparameters)
     model = APOGEENetResNet(**hp)
@@ -106,7 +114,7 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
     metrics = {"n_train": int(len(tr)), "n_val": int(len(val)), "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
                "train_seconds": history.seconds,
-               "validation": evaluate_apogeenet(model, f[val], e[val], np.asarray(labels, dtype=np.float64)[val],
+               "validation": evaluate_apogeenet(model, f, e, np.asarray(labels, dtype=np.float64)[val],
                                                 eval_draws, seed)}
     save_checkpoint(out_path, model, "apogeenet", {k: (list(v) if isinstance(v, tuple) else v) for k, v in hp.items()},
                     normalisation={"output_mean": list(APOGEENET_OUTPUT_MEAN), "output_std": list(APOGEENET_OUTPUT_STD),
