@@ -60,6 +60,25 @@ def parameters_to_targets(params: torch.Tensor) -> torch.Tensor:
                         params[..., 8]], dim=-1)
 
 
+def stokes_features(n_wavelengths: int, channels: int) -> tuple[nn.Sequential, int]:
+    """The convolutional feature extractor shared by the Stokes CNNs: (B, 4, n_λ) -> (B, 2c, n_λ/8).
+
+    Four Conv1d layers (kernels 7, 5, 5, 3; the last three with stride 2) with GELU; returns the
+    module and the flattened feature length.
+    """
+    c = channels
+    features = nn.Sequential(
+        nn.Conv1d(4, c, 7, padding=3), nn.GELU(),
+        nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
+        nn.Conv1d(c, 2 * c, 5, stride=2, padding=2), nn.GELU(),
+        nn.Conv1d(2 * c, 2 * c, 3, stride=2, padding=1), nn.GELU(),
+    )
+    length = n_wavelengths
+    for _ in range(3):
+        length = (length - 1) // 2 + 1
+    return features, 2 * c * length
+
+
 @register_model(MODEL_KIND)
 class MECNN(nn.Module):
     """Small 1D CNN: (B, 4, n_λ) standardised Stokes → (B, 2·n_targets) means and log-variances.
@@ -76,18 +95,9 @@ class MECNN(nn.Module):
 
     def __init__(self, n_wavelengths: int = 112, channels: int = 32, hidden: int = 256, n_targets: int = 10):
         super().__init__()
-        c = channels
         self.n_targets = n_targets
-        self.features = nn.Sequential(
-            nn.Conv1d(4, c, 7, padding=3), nn.GELU(),
-            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv1d(c, 2 * c, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv1d(2 * c, 2 * c, 3, stride=2, padding=1), nn.GELU(),
-        )
-        length = n_wavelengths
-        for _ in range(3):
-            length = (length - 1) // 2 + 1
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * c * length, hidden), nn.GELU(),
+        self.features, n_flat = stokes_features(n_wavelengths, channels)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(n_flat, hidden), nn.GELU(),
                                   nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 2 * n_targets))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

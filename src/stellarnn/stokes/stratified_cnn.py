@@ -21,6 +21,7 @@ from torch import nn
 
 from ..train import TrainConfig, Trainer, register_model, save_checkpoint
 from .lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES
+from .me_cnn import stokes_features
 from .milne_eddington import hinode_sp_wavelengths
 from .zeeman import HINODE_LINES, LARMOR_WAVELENGTH_CONSTANT
 
@@ -52,17 +53,8 @@ class StratifiedCNN(nn.Module):
     def __init__(self, n_wavelengths: int = 112, n_quantities: int = 6, n_nodes: int = 11, channels: int = 32,
                  hidden: int = 256):
         super().__init__()
-        c = channels
-        self.features = nn.Sequential(
-            nn.Conv1d(4, c, 7, padding=3), nn.GELU(),
-            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv1d(c, 2 * c, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv1d(2 * c, 2 * c, 3, stride=2, padding=1), nn.GELU(),
-        )
-        length = n_wavelengths
-        for _ in range(3):
-            length = (length - 1) // 2 + 1
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * c * length, hidden), nn.GELU(),
+        self.features, n_flat = stokes_features(n_wavelengths, channels)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(n_flat, hidden), nn.GELU(),
                                   nn.Linear(hidden, n_quantities * n_nodes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
