@@ -7,6 +7,17 @@ from astropy.table import Table
 from stellarnn.cli import main
 
 
+def write_toy_grid(folder, labels) -> None:
+    """A grid folder (pending spectra only) with one shifted absorption line per spectrum."""
+    grid = folder / "pending"
+    grid.mkdir(parents=True)
+    wl = np.arange(8575)
+    for i, lab in enumerate(labels):
+        flux = 1 - 0.3 * np.exp(-0.5 * ((wl - 4000 - 10 * i) / 5.0) ** 2)
+        np.savez(grid / f"{i:06d}.npz", index=i, labels=np.asarray(lab, dtype=float), flux=flux.astype(np.float16),
+                 continuum=np.ones(858, np.float16), continuum_median=np.float32(1e5), status="ok")
+
+
 @pytest.fixture(scope="module")
 def apstar_dir(tmp_path_factory, real_file):
     d = tmp_path_factory.mktemp("apstar")
@@ -78,14 +89,8 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
     from stellarnn.synthesis.grid_builder import LABEL_NAMES
     from stellarnn.train import read_checkpoint, save_checkpoint
 
-    grid = tmp_path / "grid" / "pending"
-    grid.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    wl = np.arange(8575)
-    for i in range(12):
-        flux = 1 - 0.3 * np.exp(-0.5 * ((wl - 4000 - 10 * i) / 5.0) ** 2)
-        np.savez(grid / f"{i:06d}.npz", index=i, labels=rng.uniform(0, 1, len(LABEL_NAMES)), flux=flux.astype(np.float16),
-                 continuum=np.ones(858, np.float16), continuum_median=np.float32(1e5), status="ok")
+    write_toy_grid(tmp_path / "grid", [rng.uniform(0, 1, len(LABEL_NAMES)) for _ in range(12)])
     torch.manual_seed(0)
     tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
     w = save_checkpoint(tmp_path / "w.pt", APOGEENetResNet(**tiny), "apogeenet", tiny)
@@ -104,15 +109,10 @@ def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
     from stellarnn.synthesis.emulator import EmulatorTrainingResult, PayneEmulator, save_emulator
     from stellarnn.synthesis.grid_builder import LABEL_NAMES
 
-    grid = tmp_path / "grid" / "pending"
-    grid.mkdir(parents=True)
     rng = np.random.default_rng(1)
-    wl = np.arange(8575)
-    for i in range(10):
-        flux = 1 - 0.3 * np.exp(-0.5 * ((wl - 4000 - 10 * i) / 5.0) ** 2)
-        lab = [rng.uniform(4000, 6000), rng.uniform(1, 4), rng.uniform(-1, 0), 1.2] + [0.0] * (len(LABEL_NAMES) - 4)
-        np.savez(grid / f"{i:06d}.npz", index=i, labels=np.array(lab), flux=flux.astype(np.float16),
-                 continuum=np.ones(858, np.float16), continuum_median=np.float32(1e5), status="ok")
+    write_toy_grid(tmp_path / "grid", [
+        [rng.uniform(4000, 6000), rng.uniform(1, 4), rng.uniform(-1, 0), 1.2] + [0.0] * (len(LABEL_NAMES) - 4)
+        for _ in range(10)])
     torch.manual_seed(0)
     emu = PayneEmulator(n_labels=len(LABEL_NAMES), hidden=(8, 8))
     emu.label_min.copy_(torch.tensor([3500.0, 0.0, -2.5, 0.3] + [-0.5] * (len(LABEL_NAMES) - 4)))
