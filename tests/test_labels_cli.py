@@ -18,6 +18,23 @@ def write_toy_grid(folder, labels) -> None:
                  continuum=np.ones(858, np.float16), continuum_median=np.float32(1e5), status="ok")
 
 
+def tiny_emulator(path):
+    """An untrained 8x8 emulator over the grid's label ranges (near-flat spectra), saved to ``path``."""
+    import torch
+
+    from stellarnn.synthesis.emulator import EmulatorTrainingResult, PayneEmulator, save_emulator
+    from stellarnn.synthesis.grid_builder import LABEL_NAMES
+
+    torch.manual_seed(0)
+    emu = PayneEmulator(n_labels=len(LABEL_NAMES), hidden=(8, 8))
+    emu.label_min.copy_(torch.tensor([3500.0, 0.0, -2.5, 0.3] + [-0.5] * (len(LABEL_NAMES) - 4)))
+    emu.label_max.copy_(torch.tensor([8000.0, 5.0, 0.5, 2.5] + [0.5] * (len(LABEL_NAMES) - 4)))
+    with torch.no_grad():
+        emu.flux_net[-1].weight.mul_(0.01)
+        emu.continuum_net[-1].weight.mul_(0.01)
+    return save_emulator(path, EmulatorTrainingResult(emu, {}, {}), {"grid": "toy"})
+
+
 @pytest.fixture(scope="module")
 def apstar_dir(tmp_path_factory, real_file):
     d = tmp_path_factory.mktemp("apstar")
@@ -106,21 +123,13 @@ def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
 
     import torch
 
-    from stellarnn.synthesis.emulator import EmulatorTrainingResult, PayneEmulator, save_emulator
     from stellarnn.synthesis.grid_builder import LABEL_NAMES
 
     rng = np.random.default_rng(1)
     write_toy_grid(tmp_path / "grid", [
         [rng.uniform(4000, 6000), rng.uniform(1, 4), rng.uniform(-1, 0), 1.2] + [0.0] * (len(LABEL_NAMES) - 4)
         for _ in range(10)])
-    torch.manual_seed(0)
-    emu = PayneEmulator(n_labels=len(LABEL_NAMES), hidden=(8, 8))
-    emu.label_min.copy_(torch.tensor([3500.0, 0.0, -2.5, 0.3] + [-0.5] * (len(LABEL_NAMES) - 4)))
-    emu.label_max.copy_(torch.tensor([8000.0, 5.0, 0.5, 2.5] + [0.5] * (len(LABEL_NAMES) - 4)))
-    with torch.no_grad():
-        emu.flux_net[-1].weight.mul_(0.01)
-        emu.continuum_net[-1].weight.mul_(0.01)
-    ew = save_emulator(tmp_path / "emu.pt", EmulatorTrainingResult(emu, {}, {}), {"grid": "toy"})
+    ew = tiny_emulator(tmp_path / "emu.pt")
     out = tmp_path / "anet.pt"
     rc = main(["train", "apogeenet", "--grid", str(tmp_path / "grid"), "--emulated", "6", "--emulator", str(ew),
                "--epochs", "1", "--batch-size", "4", "-o", str(out), "-q", "--val-fraction", "0.25", "--manifest"])
@@ -128,3 +137,23 @@ def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
     manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
     assert "6 emulator spectra" in manifest["training_data"]
     assert manifest["metrics"]["n_train"] + manifest["metrics"]["n_val"] == 16
+
+
+def test_calibrate_noise_on_emulated_repeat_visits(tmp_path, capsys):
+    import torch
+
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.train import read_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
+    w = save_checkpoint(tmp_path / "w.pt", APOGEENetResNet(**tiny), "apogeenet", tiny)
+    rc = main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--emulated", "10",
+               "--emulator", str(tiny_emulator(tmp_path / "emu.pt"))])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "10 repeat pairs" in err and "emulated" in err
+    stored = read_checkpoint(w)["normalisation"]["noise_model"]
+    assert stored["diagnostics"]["labels"]["teff"]["n_pairs"] == 10
+    assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w)]) == 1
+    assert "--emulated" in capsys.readouterr().err

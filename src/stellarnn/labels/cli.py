@@ -150,14 +150,26 @@ def cmd_calibrate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = get_pipeline(args.pipeline, weights=args.weights)
-    obs = synthetic_observations(args.grid, args.snr, args.seed, copies=2)
-    n = len(obs["flux"]) // 2
+    if args.emulated:  # repeat visits of emulated stars: S/N 30-300, bad pixels, chip gaps
+        from ..synthesis.emulator import load_emulator
+        from ..synthesis.training_set import generate_training_set
+
+        emulator, _ = load_emulator(args.emulator)
+        visits = generate_training_set(emulator, args.emulated, seed=args.seed, n_visits=2).spectra()
+        first, second = visits[0::2], visits[1::2]  # star-major order: (star 0 visit 0, star 0 visit 1, ...)
+        source = f"{args.emulated} emulated stars x 2 visits ({args.emulator})"
+    elif args.grid:
+        obs = synthetic_observations(args.grid, args.snr, args.seed, copies=2)
+        n = len(obs["flux"]) // 2
+        wl = apogee_wavelength()
+        first = [Spectrum(wl, obs["flux"][i], obs["ivar"][i]) for i in range(n)]
+        second = [Spectrum(wl, obs["flux"][n + i], obs["ivar"][n + i]) for i in range(n)]
+        source = f"grid {args.grid} x 2 noise realisations at S/N {args.snr}"
+    else:
+        raise ValueError("give --emulated N (repeat visits of emulated stars) or --grid DIR")
     if args.max_pairs:
-        n = min(n, args.max_pairs)
-    wl = apogee_wavelength()
-    first = [Spectrum(wl, obs["flux"][i], obs["ivar"][i]) for i in range(n)]
-    half = len(obs["flux"]) // 2
-    second = [Spectrum(wl, obs["flux"][half + i], obs["ivar"][half + i]) for i in range(n)]
+        first, second = first[:args.max_pairs], second[:args.max_pairs]
+    print(f"calibrating on {len(first)} repeat pairs: {source}", file=sys.stderr)
     labels = list(OUTPUT_LABELS) if args.pipeline == "astronn" else ["teff", "logg", "fe_h"]
     model = calibrate_pipeline_on_repeats(pipeline, first, second, labels)
     if not args.dry_run:
@@ -299,7 +311,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_calibrate)
     q.add_argument("pipeline", choices=PIPELINES)
     q.add_argument("--weights", required=True, help="checkpoint to calibrate (updated in place)")
-    q.add_argument("--grid", required=True, help="synthetic grid directory (never the training spectra' noise)")
+    q.add_argument("--emulated", type=int, default=0,
+                   help="calibrate on this many emulated stars observed twice (S/N 30-300, bad pixels)")
+    q.add_argument("--emulator", default=str(Path(__file__).resolve().parents[3] / "weights" / "emulator"
+                                             / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
+    q.add_argument("--grid", help="or: a synthetic grid directory, observed twice at --snr")
     q.add_argument("--snr", type=float, default=100.0)
     q.add_argument("--max-pairs", type=int, default=0)
     q.add_argument("--seed", type=int, default=12345)
