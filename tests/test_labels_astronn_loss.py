@@ -43,3 +43,24 @@ def test_all_missing_and_bad_shapes():
     assert missing_label_mask(torch.tensor([1.0, -9999.0, float("inf")])).tolist() == [False, True, True]
     with pytest.raises(ValueError):
         robust_heteroscedastic_loss(torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 3))
+
+
+def test_beta_nll_rescales_each_term_by_the_detached_variance():
+    import torch
+
+    from stellarnn.labels.astronn.loss import robust_heteroscedastic_loss
+
+    value = torch.tensor([[0.3, -1.0]], requires_grad=True)
+    log_var = torch.tensor([[1.2, -0.5]], requires_grad=True)
+    target = torch.tensor([[0.0, 0.5]])
+    loss = robust_heteroscedastic_loss(value, log_var, target, beta=0.5)
+    var = torch.exp(log_var.detach())
+    per = 0.5 * ((target - value.detach()) ** 2 / var + log_var.detach()) * var ** 0.5
+    assert torch.isclose(loss, per.mean())
+    loss.backward()
+    # d/dvalue of the beta-NLL: (value - y) / var * var^beta / n_labels
+    expected = (value.detach() - target) / var * var ** 0.5 / 2
+    assert torch.allclose(value.grad, expected)
+    # beta = 0 is the published loss
+    plain = robust_heteroscedastic_loss(value, log_var, target)
+    assert torch.isclose(plain, (0.5 * ((target - value.detach()) ** 2 / var + log_var.detach())).mean())

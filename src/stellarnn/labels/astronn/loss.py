@@ -8,6 +8,13 @@ zero where the label is missing (NaN, or the ASPCAP sentinel -9999 when labels a
 unnormalised), and rescaled by N / N_valid per label so that sparsely measured labels weigh as
 much as complete ones (astroNN's "magic correction").  The batch loss is the mean over labels
 that have at least one valid value in the batch.
+
+``beta`` > 0 gives the beta-NLL of Seitzer et al. (2022, ICLR, "On the pitfalls of heteroscedastic
+uncertainty estimation with probabilistic neural networks"): each term is multiplied by the
+stop-gradient factor (e^s + sigma_y^2)^beta.  With beta = 0 (the published AstroNN loss) a network
+can lower the loss by predicting a large variance for a hard label, which scales that label's
+mean gradient down by 1/variance and stalls its learning; beta = 0.5 removes most of that
+effect while the variance head still converges to the residual variance.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ def missing_label_mask(labels: torch.Tensor) -> torch.Tensor:
 
 
 def robust_heteroscedastic_loss(value: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor,
-                                target_error: torch.Tensor | None = None) -> torch.Tensor:
+                                target_error: torch.Tensor | None = None, beta: float = 0.0) -> torch.Tensor:
     """Mean robust heteroscedastic loss over a batch.
 
     Parameters
@@ -33,6 +40,8 @@ def robust_heteroscedastic_loss(value: torch.Tensor, log_var: torch.Tensor, targ
         Labels in the same space; NaN / -9999 mark missing ones.
     target_error : Tensor (B, L), optional
         1-sigma label uncertainties in the same space (NaN or negative treated as 0).
+    beta : float
+        beta-NLL exponent (0: the published loss).
 
     Returns
     -------
@@ -50,6 +59,8 @@ def robust_heteroscedastic_loss(value: torch.Tensor, log_var: torch.Tensor, targ
         sy = torch.where(torch.isfinite(target_error) & (target_error > 0), target_error, 0.0)
         var = var + sy ** 2
     per = 0.5 * ((y - value) ** 2 / var + torch.log(var))
+    if beta:
+        per = per * var.detach() ** beta
     per = torch.where(valid, per, 0.0)
     n_valid = valid.sum(dim=0)
     per_label = per.sum(dim=0) / n_valid.clamp_min(1)  # = mean * N / N_valid

@@ -122,7 +122,7 @@ def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, 
 
 def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=None, val_fraction: float = 0.1,
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
-                  provenance: dict | None = None, eval_passes: int = 30, seed: int = 0):
+                  provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.0):
     """Train ApogeeBCNNCensored and save a float16 checkpoint with its normalisation and metrics.
 
     Parameters
@@ -140,6 +140,8 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         Defaults: Adam 5e-4, ReduceLROnPlateau (patience 4), 60 epochs, batch 64.
     hyperparameters : dict
         Overrides of :data:`~.network.ASTRONN_FULL` (widths).
+    loss_beta : float
+        beta-NLL exponent of the loss (0: the published loss; see :mod:`.loss`).
 
     Returns
     -------
@@ -175,12 +177,12 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
     def loss_fn(m, batch):
         xb, yb, eb = batch
         value, log_var = m(xb)
-        return robust_heteroscedastic_loss(value, log_var, yb, eb)
+        return robust_heteroscedastic_loss(value, log_var, yb, eb, beta=loss_beta)
 
     history = Trainer(model, loss_fn, cfg, resume_path=resume_path).fit(tensors(tr), tensors(val))
     metrics = {"n_train": int(len(tr)), "n_val": int(len(val)), "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
-               "train_seconds": history.seconds,
+               "train_seconds": history.seconds, "loss_beta": loss_beta,
                "validation": evaluate_astronn(model, normed[val], labels[val], spectrum_mean, label_mean, label_std,
                                               eval_passes, seed)}
     save_checkpoint(out_path, model, "astronn", hp,
