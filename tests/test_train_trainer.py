@@ -51,3 +51,26 @@ def test_non_finite_loss_raises():
 
     with pytest.raises(FloatingPointError):
         Trainer(model, bad, TrainConfig(epochs=1, progress=False)).fit(_data())
+
+
+def test_val_fn_selects_the_best_weights_instead_of_the_loss():
+    import torch
+
+    from stellarnn.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    model = torch.nn.Linear(3, 1)
+    seen = []
+
+    def loss_fn(m, b):
+        return ((m(b[0]) - b[1]) ** 2).mean()
+
+    def val_fn(m, b):  # a criterion that prefers the earliest epoch: 0, 1, 2, ... calls per epoch
+        seen.append(1)
+        return torch.tensor(float(len(seen)))
+
+    hist = Trainer(model, loss_fn, TrainConfig(epochs=4, batch_size=64, lr=1e-2, progress=False),
+                   val_fn=val_fn).fit((x, y), (x, y))
+    assert hist.best_epoch == 0 and hist.val_loss == [1.0, 2.0, 3.0, 4.0]

@@ -120,7 +120,7 @@ def cmd_train(args) -> int:
         _, metrics = train_astronn(data["flux"], data["labels"], args.out, ivar=data["ivar"], bitmask=data["bitmask"],
                                    label_errors=data["errors"], val_fraction=args.val_fraction, config=config,
                                    resume_path=args.resume, provenance=provenance, seed=args.seed,
-                                   loss_beta=args.loss_beta)
+                                   loss_beta=args.loss_beta, select_on_values=args.select == "values")
     else:
         from .apogeenet.network import APOGEENET_FULL, APOGEENET_SMALL
         from .apogeenet.training import train_apogeenet
@@ -309,6 +309,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--loss-beta", type=float, default=0.5,
                            help="beta-NLL exponent (Seitzer et al. 2022); 0 is the published AstroNN loss, "
                                 "which can stall Teff/log g by inflating their predicted variance (default 0.5)")
+            q.add_argument("--select", choices=("values", "loss"), default="values",
+                           help="best epoch by validation MSE of the values (default) or by the loss")
 
     q = s.add_parser("calibrate-noise", help="calibrate and store a checkpoint's noise model on repeat pairs",
                      description="Two noise realisations of each synthetic grid spectrum act as repeat visits; "

@@ -70,12 +70,18 @@ class Trainer:
     """Train ``model`` to minimise ``loss_fn(model, batch) -> scalar tensor``.
 
     ``batch`` is whatever the data loader yields (a tuple of tensors already moved to the device).
+    ``val_fn(model, batch)``, when given, is the validation criterion that selects the best weights
+    and drives the learning-rate schedule instead of the loss (e.g. the error of the predicted
+    values when the loss also scores predicted variances).
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Sequence[torch.Tensor]], torch.Tensor],
-                 config: TrainConfig | None = None, resume_path: str | os.PathLike | None = None):
+                 config: TrainConfig | None = None, resume_path: str | os.PathLike | None = None,
+                 val_fn: Callable[[torch.nn.Module, Sequence[torch.Tensor]], torch.Tensor] | None = None):
         self.model = model
         self.loss_fn = loss_fn
+        # what selects the best weights and drives the learning-rate schedule (default: the loss)
+        self.val_fn = val_fn or loss_fn
         self.config = config or TrainConfig()
         self.device = pick_device(self.config.device)
         self.resume_path = Path(resume_path) if resume_path else None
@@ -96,7 +102,7 @@ class Trainer:
         for batch in self._loader(data, shuffle=False):
             batch = self._move(batch)
             n = batch[0].shape[0]
-            total += float(self.loss_fn(self.model, batch)) * n
+            total += float(self.val_fn(self.model, batch)) * n
             count += n
         return total / max(count, 1)
 

@@ -122,7 +122,8 @@ def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, 
 
 def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=None, val_fraction: float = 0.1,
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
-                  provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.0):
+                  provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.0,
+                  select_on_values: bool = False):
     """Train ApogeeBCNNCensored and save a float16 checkpoint with its normalisation and metrics.
 
     Parameters
@@ -142,6 +143,9 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         Overrides of :data:`~.network.ASTRONN_FULL` (widths).
     loss_beta : float
         beta-NLL exponent of the loss (0: the published loss; see :mod:`.loss`).
+    select_on_values : bool
+        Select the best epoch (and schedule the learning rate) on the validation mean squared
+        error of the predicted values (z-scored labels) instead of the validation loss.
 
     Returns
     -------
@@ -179,10 +183,18 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         value, log_var = m(xb)
         return robust_heteroscedastic_loss(value, log_var, yb, eb, beta=loss_beta)
 
-    history = Trainer(model, loss_fn, cfg, resume_path=resume_path).fit(tensors(tr), tensors(val))
+    def value_mse(m, batch):  # selection on accuracy: the NLL also rewards the variance head
+        xb, yb, _ = batch
+        value, _ = m(xb)
+        valid = ~missing_label_mask(yb)
+        return (torch.where(valid, value - torch.where(valid, yb, 0.0), 0.0) ** 2).sum() / valid.sum().clamp_min(1)
+
+    history = Trainer(model, loss_fn, cfg, resume_path=resume_path,
+                      val_fn=value_mse if select_on_values else None).fit(tensors(tr), tensors(val))
     metrics = {"n_train": int(len(tr)), "n_val": int(len(val)), "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
                "train_seconds": history.seconds, "loss_beta": loss_beta,
+               "selection": "value_mse" if select_on_values else "loss",
                "validation": evaluate_astronn(model, normed[val], labels[val], spectrum_mean, label_mean, label_std,
                                               eval_passes, seed)}
     save_checkpoint(out_path, model, "astronn", hp,
