@@ -4,12 +4,13 @@ For each emulator checkpoint: rms / max error per quantity (dex; T also in %) on
 sets of its training splits, (a) 10 % random models, (b) every other Teff column 4250–7250 K,
 (c) the log g = 0 plane, side by side with multilinear interpolation (raw log quantities and SVD
 coefficients) over the models the network could see; the SVD truncation floor; the fraction of
-monotone T(tau) profiles; then throughput (atmospheres per second, log10 profiles converted to cgs
-values on the 71-point tau scale) of the emulator and of linear interpolation at batch sizes 1, 1e3
-and 1e5, measured in this one run (medians over repeats).  Also the SVD reconstruction error at the
-grid points against the number of components.
+monotone T(tau) profiles; then throughput (atmospheres per second of ``Innterpol.atmosphere``: cgs
+depth arrays on the 71-point tau scale, with and without the out-of-grid indicator) of the emulator
+and of linear interpolation at batch sizes 1, 1e3 and 1e5, measured in this one run (medians over
+repeats).  Also the SVD reconstruction error at the grid points against the number of components.
 
     python bench/innterpol.py [--weights a.pt b.pt] [--plot-dir DIR] [--out bench/results/innterpol.json]
+    python bench/innterpol.py --throughput-only   # re-time only, merged into the existing JSON
 """
 from __future__ import annotations
 
@@ -42,6 +43,14 @@ def random_points_in_complete_cells(baseline: LinearBaseline, n: int, seed: int 
 
 
 def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
+    """Atmospheres per second of ``Innterpol.atmosphere`` and of linear interpolation, same run.
+
+    Emulator variants: the full API (numpy float64 depth arrays + the out-of-grid indicator), the
+    fast path without the indicator (``with_distance=False``), the same returning float32 arrays,
+    and the full API on one thread.  Linear: multilinear interpolation of the raw log quantities
+    (and of the SVD coefficients, then decoded), converted to cgs.  Each callable is warmed up
+    before timing; medians over ``repeats`` timings.
+    """
     splits = make_splits(grid)
     known = splits.train | splits.validation
     linear_raw = LinearBaseline(grid, known, grid.values)
@@ -50,11 +59,23 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
     out = {}
     for batch in (1, 1000, 100_000):
         pts = random_points_in_complete_cells(linear_raw, batch, seed=batch)
-        pts_t = torch.as_tensor(pts, dtype=torch.float32)
+        teff, logg, m_h = (pts[0, k] if batch == 1 else pts[:, k] for k in range(3))
 
         def emu():
-            with torch.inference_mode():
-                return emulator.profiles(pts_t)
+            return emulator.atmosphere(teff, logg, m_h)
+
+        def emu_fast():
+            return emulator.atmosphere(teff, logg, m_h, with_distance=False)
+
+        def emu_fast32():
+            return emulator.atmosphere(teff, logg, m_h, with_distance=False, dtype=np.float32)
+
+        def emu_1thread():
+            emulator.threads = 1
+            try:
+                return emulator.atmosphere(teff, logg, m_h)
+            finally:
+                emulator.threads = None
 
         def lin_raw():
             v, _ = linear_raw.interpolator(pts)
@@ -64,18 +85,27 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
             v, _ = linear_svd.interpolator(pts)
             return 10.0 ** emulator.basis.decode(v.reshape(len(pts), *coeff.shape[1:]))
 
-        emu(), lin_raw(), lin_svd()  # warm-up
+        fns = {"emulator": emu, "emulator_no_distance": emu_fast, "emulator_no_distance_float32": emu_fast32,
+               "emulator_1thread": emu_1thread, "linear_raw": lin_raw, "linear_svd": lin_svd}
+        for fn in fns.values():  # warm-up (first calls build the engine weights and the worker pool)
+            fn()
         min_s = 0.3 if batch < 100_000 else 0.0
         reps = repeats if batch < 100_000 else max(3, repeats // 2)
-        t_emu = time_call(emu, reps, min_s)
-        t_raw = time_call(lin_raw, reps, min_s)
-        t_svd = time_call(lin_svd, reps, min_s)
-        out[str(batch)] = {"emulator_atm_per_s": batch / t_emu, "linear_raw_atm_per_s": batch / t_raw,
-                           "linear_svd_atm_per_s": batch / t_svd,
-                           "emulator_seconds": t_emu, "linear_raw_seconds": t_raw, "linear_svd_seconds": t_svd,
-                           "ratio_emulator_over_linear_raw": t_raw / t_emu}
-        print(f"batch {batch:>6d}: emulator {batch / t_emu:12.0f} /s, linear {batch / t_raw:12.0f} /s, "
-              f"linear-SVD {batch / t_svd:12.0f} /s, speed-up vs linear {t_raw / t_emu:6.1f}x")
+        row = {"load_average": os.getloadavg()}
+        secs = {}
+        for name, fn in fns.items():
+            secs[name] = time_call(fn, reps, min_s)
+            row[f"{name}_atm_per_s"] = batch / secs[name]
+        for name, t in secs.items():
+            row[f"{name}_seconds"] = t
+        for name in ("emulator", "emulator_no_distance", "emulator_no_distance_float32"):
+            row[f"ratio_{name}_over_linear_raw"] = secs["linear_raw"] / secs[name]
+        out[str(batch)] = row
+        rate = {name: batch / t for name, t in secs.items()}
+        print(f"batch {batch:>6d}: emulator {rate['emulator']:10.3g} /s (no distance "
+              f"{rate['emulator_no_distance']:.3g}, float32 {rate['emulator_no_distance_float32']:.3g}, "
+              f"1 thread {rate['emulator_1thread']:.3g}), linear {rate['linear_raw']:10.3g} /s, "
+              f"linear-SVD {rate['linear_svd']:10.3g} /s, speed-up vs linear {secs['linear_raw'] / secs['emulator']:6.1f}x")
     return out
 
 
@@ -85,11 +115,15 @@ def main(argv=None) -> int:
     ap.add_argument("--plot-dir", default="/tmp/atmo_bench_plots")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "innterpol.json"))
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="time only (skip the held-out accuracy); merge into the existing --out JSON")
     args = ap.parse_args(argv)
     weights = args.weights or [str(p) for p in sorted(DEFAULT_WEIGHTS.parent.glob("innterpol_atlas9*.pt"))]
     if not weights:
         raise SystemExit(f"no checkpoints found in {DEFAULT_WEIGHTS.parent}")
     grid = atlas9_tau_grid()
+    if args.throughput_only:
+        return _throughput_only(weights, grid, args)
     result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                           "load_average_start": os.getloadavg()},
@@ -111,6 +145,28 @@ def main(argv=None) -> int:
     result["machine"]["load_average_end"] = os.getloadavg()
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+def _throughput_only(weights, grid, args) -> int:
+    """Re-time every checkpoint and merge into the existing JSON (accuracy figures kept)."""
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
+    machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "load_average_start": os.getloadavg()}
+    for w in weights:
+        name = Path(w).stem
+        print(f"== {name}")
+        emulator = Innterpol.load(w)
+        entry = result["checkpoints"].setdefault(name, {})
+        entry["throughput"] = throughput(emulator, grid, args.repeats)
+    machine["load_average_end"] = os.getloadavg()
+    machine["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    result["throughput_machine"] = machine
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
