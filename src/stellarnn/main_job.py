@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,11 +109,14 @@ def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from astropy.table import Table
+    from astropy.units import UnitsWarning
 
     stats, labels = {}, (("teff", "teff", "K"), ("logg", "logg", "dex"), ("fe_h", "m_h", "dex"))
     fig, axes = plt.subplots(len(summary_fits), 3, figsize=(12, 3.8 * len(summary_fits)), squeeze=False)
     for r, (name, path) in enumerate(summary_fits.items()):
-        t = Table.read(path)
+        with warnings.catch_warnings():  # 'dex' units are valid astropy units but not FITS-standard strings
+            warnings.simplefilter("ignore", UnitsWarning)
+            t = Table.read(path)
         ids = np.array([str(v) for v in t["object_id"]])
         sel = np.array([i in truth and k == "combined" for i, k in zip(ids, t["kind"])])
         stats[name] = {"n": int(sel.sum())}
