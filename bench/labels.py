@@ -6,17 +6,25 @@ Measured in one run (medians over ``--repeats``):
   network, uncertainties, noise model, flags) in spectra per second: AstroNN (published = shipped
   widths) with 100 MC-dropout passes; APOGEENet shipped (small) configuration with 20 noise
   draws, and the published ~72.6 M-parameter configuration on a few spectra;
-* AstroNN's factorised MC dropout (layers before the first dropout computed once per spectrum)
-  against the naive form (every pass through the whole network), same number of passes;
+* AstroNN's MC dropout on the network alone, same number of passes: factorised (layers before
+  the first dropout computed once per spectrum) with one dropout mask set per pass shared by the
+  spectra of a batch (the pipeline's form), factorised with independent masks per (spectrum,
+  pass), and the naive form (every pass through the whole network);
 * with ``--astronn-weights`` / ``--apogeenet-weights`` and ``--test-grid``: accuracy on held-out
   PySME spectra at S/N 50, 100, 200 (robust scatter, bias, std of (prediction - truth)/e);
+* on the same spectra and noise realisations, the least-squares (Payne-style) fitter
+  (:func:`stellarnn.synthesis.fitter.fit_spectra` with the emulator ``--emulator-weights``):
+  per-label robust scatter and bias side by side with the networks, its spectra per second and
+  the ratio of each pipeline's throughput to it.  The fitter gets the noisy flux divided by the
+  true continuum (the grid's), with ivar scaled alike, on all 8575 pixels, without RV (the grid
+  spectra are at rest) and without a continuum polynomial (the normalisation is exact);
 * both pipelines on the two real apStar spectra, next to the header Doppler labels.
 
 Without trained weights, timings use randomly initialised networks of the same size (speed does
-not depend on weight values) and accuracy is recorded as not measured.  The least-squares
-(Payne) fitter the issue asks to compare against does not exist yet in stellarnn; its ratio is
-recorded as not measured.  Timings are wall-clock on this machine with ``--threads`` torch
-threads; the load average at start and end is recorded (other jobs share the CPU).
+not depend on weight values) and network accuracy is recorded as not measured; without the
+emulator weights the fitter is skipped with the reason recorded.  Timings are wall-clock on this
+machine with ``--threads`` torch threads; the load average at start and end is recorded (other
+jobs share the CPU).
 """
 from __future__ import annotations
 
@@ -91,16 +99,19 @@ def bench_throughput(paths: dict, n_spectra: int, n_full: int, repeats: int) -> 
     out["astronn_mc100"] = {"n_spectra": n_spectra, "median_seconds": t, "spectra_per_second": n_spectra / t,
                             "target_spectra_per_second": 50,
                             "parameters": sum(q.numel() for q in p.model.parameters())}
-    # factorised vs naive MC dropout on the network alone
+    # factorised (shared / independent masks) vs naive MC dropout on the network alone
     x = torch.randn(16, 7514)
     model = p.model
     model.mc_dropout = True
     with torch.inference_mode():
         t_fact = _median_time(lambda: model.forward_mc(x, 100), repeats)
+        t_indep = _median_time(lambda: model.forward_mc(x, 100, shared_masks=False), repeats)
         t_naive = _median_time(lambda: model(x.repeat_interleave(100, dim=0)), repeats)
     model.mc_dropout = False
     out["astronn_mc_factorised_vs_naive"] = {"n_spectra": 16, "passes": 100, "factorised_seconds": t_fact,
-                                             "naive_seconds": t_naive, "speedup": t_naive / t_fact}
+                                             "factorised_independent_masks_seconds": t_indep,
+                                             "naive_seconds": t_naive, "speedup": t_naive / t_fact,
+                                             "speedup_shared_vs_independent_masks": t_indep / t_fact}
     p = get_pipeline("apogeenet", weights=paths["apogeenet_small"], n_draws=20)
     p.process(spectra[:2])
     t = _median_time(lambda: p.process(spectra), repeats)
@@ -114,35 +125,122 @@ def bench_throughput(paths: dict, n_spectra: int, n_full: int, repeats: int) -> 
     return out
 
 
+def true_continuum(grid) -> np.ndarray:
+    """The grid's relative continuum on all 8575 pixels, as ``synthetic_observations`` applies it."""
+    sparse = np.asarray(grid["continuum"], dtype=np.float64)
+    npx = np.asarray(grid["flux"]).shape[1]
+    step = int(np.ceil(npx / sparse.shape[1]))
+    xs = np.arange(sparse.shape[1]) * step
+    return np.stack([np.interp(np.arange(npx), xs, c) for c in sparse])
+
+
+def _label_stats(pred: np.ndarray, truth: np.ndarray, err: np.ndarray | None) -> dict:
+    from stellarnn.labels.astronn.training import robust_scatter
+
+    res = pred - truth
+    out = {"robust_scatter": float(robust_scatter(res[:, None])[0]), "bias": float(np.nanmedian(res))}
+    if err is not None:
+        out["std_z"] = float(np.nanstd(res / err))
+    return out
+
+
+def load_fitter(path) -> tuple[object, list[str] | None, str]:
+    """(emulator, its label names, '') or (None, None, reason)."""
+    if not path:
+        return None, None, "no --emulator-weights given"
+    if not Path(path).is_file():
+        return None, None, f"emulator weights {path} not found (the emulator is still being trained?)"
+    from stellarnn.synthesis.emulator import load_emulator
+
+    emulator, payload = load_emulator(path)
+    names = (payload.get("provenance") or {}).get("label_names")
+    return emulator, names, ""
+
+
 def bench_accuracy(args) -> dict:
-    if not (args.test_grid and (args.astronn_weights or args.apogeenet_weights)):
-        return {"measured": False, "reason": "no trained weights and/or no held-out PySME test grid given "
-                                             "(grids/apogee/test is still being synthesised)"}
-    from stellarnn.labels.astronn.training import grid_labels_to_astronn, robust_scatter, synthetic_observations
+    emulator, emulator_labels, fitter_reason = load_fitter(args.emulator_weights)
+    networks = [(n, w) for n, w in (("astronn", args.astronn_weights), ("apogeenet", args.apogeenet_weights)) if w]
+    if not args.test_grid:
+        return {"measured": False, "reason": "no held-out PySME test grid given (--test-grid)"}
+    if not (networks or emulator is not None):
+        return {"measured": False, "reason": "no trained network weights (--astronn-weights, --apogeenet-weights) "
+                                             f"and no emulator ({fitter_reason})"}
+    from stellarnn.labels.astronn.training import GRID_TO_ASTRONN, grid_labels_to_astronn, synthetic_observations
     from stellarnn.spectra import apogee_wavelength
+    from stellarnn.synthesis.fitter import fit_spectra
     from stellarnn.synthesis.grid_builder import load_grid
 
     grid = load_grid(args.test_grid)
+    if args.n_test:
+        grid = {k: (v[:args.n_test] if isinstance(v, np.ndarray) else v) for k, v in grid.items()}
     wl = apogee_wavelength()
-    result = {"measured": True, "test_grid": args.test_grid, "n_test": int(len(grid["index"]))}
+    result = {"measured": True, "test_grid": args.test_grid, "n_test": int(len(grid["index"])),
+              "networks": [n for n, _ in networks]}
+    if emulator is not None:
+        emulator_labels = emulator_labels or list(grid["label_names"])
+        result["fitter"] = {"emulator_weights": str(args.emulator_weights), "fit_rv": False, "continuum_degree": -1,
+                            "input": "noisy flux / true continuum, ivar x continuum^2, 8575 px"}
+        cont = true_continuum(grid)
+    else:
+        result["fitter"] = {"measured": False, "reason": fitter_reason}
+    fit_seconds, fit_n = 0.0, 0
     for snr in (50, 100, 200):
-        obs = synthetic_observations(grid, snr, seed=snr)
+        obs = synthetic_observations(grid, snr, seed=snr)  # the same noise realisations for every method
         truth = grid_labels_to_astronn(obs["labels"], obs["label_names"])
         spectra = [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])]
-        for name, w in (("astronn", args.astronn_weights), ("apogeenet", args.apogeenet_weights)):
-            if not w:
-                continue
+        side = {}
+        for name, w in networks:
             rows = get_pipeline(name, weights=w).process(spectra)
             labels = OUTPUT_LABELS if name == "astronn" else ("teff", "logg", "fe_h")
             per = {}
             for lab in labels:
-                pred = np.array([r[lab] for r in rows])
-                err = np.array([r[f"e_{lab}"] for r in rows])
-                res = pred - truth[:, OUTPUT_LABELS.index(lab)]
-                per[lab] = {"robust_scatter": float(robust_scatter(res[:, None])[0]), "bias": float(np.nanmedian(res)),
-                            "std_z": float(np.nanstd(res / err))}
+                j = OUTPUT_LABELS.index(lab)
+                per[lab] = _label_stats(np.array([r[lab] for r in rows]), truth[:, j],
+                                        np.array([r[f"e_{lab}"] for r in rows]))
+                side.setdefault(lab, {})[name] = per[lab]["robust_scatter"]
             result.setdefault(name, {})[f"snr_{snr}"] = per
+        if emulator is not None:
+            flux = obs["flux"] / cont
+            ivar = np.where(np.isfinite(flux), obs["ivar"] * cont ** 2, 0.0)
+            n_fit = len(flux) if not args.fitter_n else min(args.fitter_n, len(flux))
+            t0 = time.perf_counter()
+            fit = fit_spectra(emulator, flux[:n_fit], ivar[:n_fit], fit_rv=False)
+            fit_seconds += time.perf_counter() - t0
+            fit_n += n_fit
+            pred = grid_labels_to_astronn(fit.labels, emulator_labels)
+            pred_err = grid_labels_to_astronn(fit.label_errors, emulator_labels)
+            per = {}
+            for j, lab in enumerate(OUTPUT_LABELS):
+                if not np.isfinite(pred[:, j]).any():
+                    continue
+                # formal errors only for labels fitted directly ([X/H] = [X/M] + [M/H] would need covariances)
+                direct = lab in ("teff", "logg", "fe_h")
+                per[lab] = _label_stats(pred[:, j], truth[:n_fit, j], pred_err[:, j] if direct else None)
+                bound = fit.at_bound[:, emulator_labels.index(GRID_TO_ASTRONN[lab])]
+                per[lab]["fraction_at_bound"] = float(bound.mean())
+                side.setdefault(lab, {})["fitter"] = per[lab]["robust_scatter"]
+            per["n_spectra"] = n_fit
+            per["median_reduced_chi2"] = float(np.median(fit.chi2 / np.maximum(fit.dof, 1)))
+            result["fitter"][f"snr_{snr}"] = per
+        result.setdefault("side_by_side_robust_scatter", {})[f"snr_{snr}"] = side
+    if fit_n:
+        result["fitter"]["spectra_per_second"] = fit_n / fit_seconds
+        result["fitter"]["seconds"] = fit_seconds
+        result["fitter"]["n_fits"] = fit_n
     return result
+
+
+def fitter_comparison(throughput: dict, accuracy: dict) -> dict:
+    """Fitter speed and the network / fitter throughput ratios."""
+    fit = accuracy.get("fitter", {})
+    if "spectra_per_second" not in fit:
+        return {"measured": False, "reason": fit.get("reason") or accuracy.get("reason")}
+    rate = fit["spectra_per_second"]
+    return {"measured": True, "fitter_spectra_per_second": rate, "n_fits": fit["n_fits"],
+            "note": "fitter: fit_spectra(fit_rv=False) on normalised flux, timed within the accuracy runs; "
+                    "networks: end-to-end pipeline throughput from 'throughput'",
+            "ratio_network_to_fitter": {k: throughput[k]["spectra_per_second"] / rate
+                                        for k in ("astronn_mc100", "apogeenet_small_draws20") if k in throughput}}
 
 
 def bench_real(paths: dict, args) -> dict:
@@ -167,6 +265,12 @@ def main() -> None:
     ap.add_argument("--astronn-weights")
     ap.add_argument("--apogeenet-weights")
     ap.add_argument("--test-grid")
+    ap.add_argument("--emulator-weights", default=str(Path(__file__).resolve().parents[1] / "weights" / "emulator"
+                                                      / "payne_apogee.pt"),
+                    help="Payne emulator for the least-squares fitter comparison (skipped if missing)")
+    ap.add_argument("--n-test", type=int, default=0, help="use only the first N held-out spectra (0: all)")
+    ap.add_argument("--fitter-n", type=int, default=0,
+                    help="fit only the first N of them with the (slow) fitter at each S/N (0: all)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "labels.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -179,8 +283,7 @@ def main() -> None:
             paths["apogeenet_small"] = args.apogeenet_weights
         result["throughput"] = bench_throughput(paths, args.n_spectra, args.n_full, args.repeats)
         result["accuracy"] = bench_accuracy(args)
-        result["least_squares_fitter"] = {"measured": False,
-                                          "reason": "the Payne-style fitter (issue 5) is not in stellarnn yet"}
+        result["least_squares_fitter"] = fitter_comparison(result["throughput"], result["accuracy"])
         result["real_apstar"] = bench_real(paths, args)
     result["machine"]["load_average_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

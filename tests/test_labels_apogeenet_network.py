@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from stellarnn.labels.apogeenet.network import (APOGEENET_FULL, APOGEENET_SMALL, APOGEENetResNet, ChannelsLastConv1d,
-                                                ResidualBlock1d, count_parameters, positional_channel)
+                                                ResidualBlock1d, conv1d_channel_last, count_parameters,
+                                                fold_batch_norm, pool_max_channel_last, positional_channel)
 
 
 def test_full_configuration_has_published_size():
@@ -59,3 +60,68 @@ def test_channels_last_conv_equals_conv1d():
     ref.load_state_dict(fast.state_dict(), strict=True)
     x = torch.randn(2, 3, 200)
     assert torch.allclose(fast(x), ref(x), atol=1e-5)
+
+
+def _random_batch_norm_statistics(m):
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.normal_(0, 0.3)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.normal_(1, 0.2)
+            mod.bias.data.normal_(0, 0.2)
+
+
+@pytest.mark.parametrize("config", [APOGEENET_SMALL,
+                                    dict(APOGEENET_FULL, pool_length=16, head_width=32, n_head_layers=2),
+                                    dict(APOGEENET_SMALL, pool_length=100, kernel_size=7)])
+def test_inference_forward_equals_module_forward(config):
+    # eval mode runs the folded, channel-last, blocked-convolution path; it must equal the layer-by-layer one
+    torch.manual_seed(0)
+    m = APOGEENetResNet(**config)
+    _random_batch_norm_statistics(m)
+    m.eval()
+    x = torch.randn(2, 8575) * 0.2
+    with torch.inference_mode():
+        fast, ref = m(x), m.forward_modules(x)
+    assert torch.allclose(fast, ref, atol=1e-5, rtol=1e-4)
+    m.train()  # training mode (batch statistics) goes through the modules
+    torch.manual_seed(1)
+    y = m(x)
+    assert torch.equal(y, m.forward_modules(x))
+
+
+def test_state_dict_keys_are_unchanged():
+    # trained checkpoints must keep loading with strict=True
+    sd = APOGEENetResNet(**APOGEENET_SMALL).state_dict()
+    assert len(sd) == 7 + 4 * 12 + 8  # stem conv + BN, 4 blocks of 2 x (conv + BN), 4 linear layers
+    assert sd["stem.0.weight"].shape == (4, 2, 30) and sd["blocks.3.conv2.weight"].shape == (8, 8, 30)
+    assert sd["head.6.weight"].shape == (3, 128) and "blocks.0.bn1.running_var" in sd
+
+
+@pytest.mark.parametrize("c_in,c_out,k,left,right,block", [(1, 4, 30, 15, 15, None), (4, 8, 30, 15, 14, 4),
+                                                           (3, 5, 7, 0, 0, 3), (2, 4, 8, 3, 4, 1)])
+def test_channel_last_blocked_conv_equals_conv1d(c_in, c_out, k, left, right, block):
+    torch.manual_seed(0)
+    w, b = torch.randn(c_out, c_in, k), torch.randn(c_out)
+    x = torch.randn(2, 301, c_in)
+    ref = torch.nn.functional.conv1d(torch.nn.functional.pad(x.transpose(1, 2), (left, right)), w, b).transpose(1, 2)
+    out = conv1d_channel_last(x, w, b, left, right, block)
+    assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", [2, 3, 4, 6])
+def test_channel_last_max_pool(pool):
+    y = torch.randn(3, 50, 5)
+    ref = torch.nn.functional.max_pool1d(y.transpose(1, 2), pool).transpose(1, 2)
+    assert torch.equal(pool_max_channel_last(y, pool), ref)
+
+
+def test_fold_batch_norm():
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv1d(3, 4, 5, bias=True), torch.nn.BatchNorm1d(4)
+    _random_batch_norm_statistics(torch.nn.Sequential(bn))
+    bn.eval()
+    w, b = fold_batch_norm(conv, bn)
+    x = torch.randn(2, 3, 40)
+    with torch.no_grad():
+        assert torch.allclose(torch.nn.functional.conv1d(x, w, b), bn(conv(x)), atol=1e-5)

@@ -94,3 +94,101 @@ def test_dropout_rate_and_scaling():
     assert y.mean().item() == pytest.approx(1.0, abs=0.01)
     kept = y[y != 0]
     assert torch.allclose(kept, torch.full_like(kept, 1 / 0.7))
+
+
+def reference_forward(m, x, drop=None):
+    """The network written layer by layer with plain ops (channel-first conv1d, max_pool1d after ReLU,
+    transpose + flatten): what the optimised forward must equal.  ``drop`` applies dropout in the order
+    and shapes of the original implementation (per-row boolean masks)."""
+    import torch.nn.functional as F
+
+    drop = drop or (lambda t: t)
+    k = m.conv1.kernel_size[0]
+    h = F.relu(F.conv1d(F.pad(x[:, None], ((k - 1) // 2, k // 2)), m.conv1.weight, m.conv1.bias))
+    branches = [F.relu(m.branch_in[j](x.index_select(1, getattr(m, f"window_{j}")))) for j in range(19)]
+    h = F.conv1d(F.pad(drop(h), ((k - 1) // 2, k // 2)), m.conv2.weight, m.conv2.bias)
+    h = F.max_pool1d(F.relu(h), m.pool_length).transpose(1, 2).flatten(1)
+    h = F.relu(m.dense1(drop(h)))
+    h = F.relu(m.dense2(drop(h)))
+    tv, tl = m.trunk_value(h), m.trunk_log_var(h)
+    context = torch.cat([m.aux(h), tv], dim=1).detach()
+    values, log_vars = [tv], [tl]
+    for j, b in enumerate(branches):
+        b = torch.cat([drop(F.relu(m.branch_hidden[j](drop(b)))), context], dim=1)
+        values.append(m.branch_value[j](b))
+        log_vars.append(m.branch_log_var[j](b))
+    order = m.output_order
+    return torch.cat(values, 1).index_select(1, order), torch.cat(log_vars, 1).index_select(1, order)
+
+
+def test_state_dict_keys_are_unchanged(model):
+    # trained checkpoints must keep loading with strict=True
+    m, _ = model
+    expected = {f"{n}.{p}" for n in ("conv1", "conv2", "dense1", "dense2", "trunk_value", "trunk_log_var", "aux")
+                for p in ("weight", "bias")}
+    expected |= {f"{n}.{j}.{p}" for n in ("branch_in", "branch_hidden", "branch_value", "branch_log_var")
+                 for j in range(19) for p in ("weight", "bias")}
+    expected |= {f"window_{j}" for j in range(19)}
+    sd = m.state_dict()
+    assert set(sd) == expected
+    assert sd["conv1.weight"].shape == (2, 1, 8) and sd["conv2.weight"].shape == (4, 2, 8)
+    assert sd["dense1.weight"].shape == (192, 7512)
+
+
+@pytest.mark.parametrize("pool_length", [4, 3])
+def test_optimised_forward_equals_reference(pool_length):
+    torch.manual_seed(1)
+    m = ApogeeBCNNCensored(branch_pixel_counts=[6] * 19, pool_length=pool_length, dense_units=(16, 8))
+    m.set_windows([torch.arange(j, 7514, 1300)[:6] for j in range(19)])
+    x = torch.randn(3, 7514)
+    m.eval()
+    with torch.no_grad():
+        for a, b in zip(m(x), reference_forward(m, x)):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    # training mode: the same dropout masks for the same RNG state, the same outputs and gradients
+    m.train()
+    keep = 1 - m.dropout
+
+    def drop(t):
+        return t * torch.empty(t.shape, dtype=torch.bool).bernoulli_(keep) * (1 / keep)
+
+    torch.manual_seed(7)
+    v, s = m(x)
+    (v.square().sum() + s.sum()).backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    m.zero_grad()
+    torch.manual_seed(7)
+    rv, rs = reference_forward(m, x, drop)
+    assert torch.allclose(v, rv, atol=1e-5, rtol=1e-4) and torch.allclose(s, rs, atol=1e-5, rtol=1e-4)
+    (rv.square().sum() + rs.sum()).backward()
+    for n, p in m.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(grads[n], p.grad, atol=1e-5, rtol=1e-3), n
+
+
+def test_shared_masks_keep_each_spectrum_distribution():
+    torch.manual_seed(2)
+    m = ApogeeBCNNCensored(branch_pixel_counts=[8] * 19, dense_units=(32, 16)).eval()
+    m.mc_dropout = True
+    x = torch.randn(3, 7514)
+    n = 600
+    with torch.inference_mode():
+        torch.manual_seed(11)
+        shared, _ = m.forward_mc(x, n)
+        torch.manual_seed(12)
+        indep, _ = m.forward_mc(x, n, shared_masks=False)
+        # chunking does not change the result for a given seed
+        torch.manual_seed(11)
+        rechunked, _ = m.forward_mc(x, n, chunk_rows=7)
+        # two copies of a spectrum in one call see the same masks (shared) or not (independent)
+        torch.manual_seed(3)
+        twin, _ = m.forward_mc(x[[0, 0]], 5)
+        torch.manual_seed(3)
+        twin_ind, _ = m.forward_mc(x[[0, 0]], 5, shared_masks=False)
+    assert torch.allclose(shared, rechunked, atol=1e-5)
+    assert torch.allclose(twin[0], twin[1]) and not torch.allclose(twin_ind[0], twin_ind[1])
+    # per spectrum and label: mean over passes within MC noise, spread within 15 %
+    sd = indep.std(dim=1)
+    assert (sd > 0).all()
+    assert ((shared.mean(1) - indep.mean(1)).abs() < 5 * sd * (2 / n) ** 0.5 + 1e-6).all()
+    assert ((shared.std(1) / sd - 1).abs() < 0.15).all()

@@ -57,9 +57,10 @@ def test_short_training_on_synthetic_spectra(tmp_path):
     labels[::3, OUTPUT_LABELS.index("o_h")] = -9999.0  # missing labels
     model, metrics = train_astronn(obs["flux"], labels, tmp_path / "ann.pt", ivar=obs["ivar"], val_fraction=0.2,
                                    hyperparameters=NARROW, eval_passes=10,
-                                   config=TrainConfig(epochs=12, batch_size=8, lr=3e-3, progress=False))
+                                   config=TrainConfig(epochs=24, batch_size=8, lr=3e-3, progress=False))
     assert metrics["n_val"] == 8 and metrics["validation"]["o_h"]["n"] < 8
-    # [Fe/H] drives the line depths: the network must beat the prior scatter (0.375 dex for U(-1, 0.3))
+    # [Fe/H] drives the line depths: the network must beat the prior scatter (0.375 dex for U(-1, 0.3));
+    # 24 epochs: at 12 the scatter is 0.29-0.37 depending on the random stream (dropout masks, MC passes)
     assert metrics["validation"]["fe_h"]["robust_scatter"] < 0.3
     wl = apogee_wavelength()
     p = get_pipeline("astronn", weights=tmp_path / "ann.pt", mc_passes=10)

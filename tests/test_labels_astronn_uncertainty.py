@@ -12,7 +12,7 @@ class Known(torch.nn.Module):
         self.p = torch.nn.Parameter(torch.zeros(1))
         self.mc_dropout = False
 
-    def forward_mc(self, x, n):
+    def forward_mc(self, x, n, **kwargs):
         assert self.mc_dropout
         v = (torch.arange(n) % 2).to(x.dtype)[None, :, None].expand(x.shape[0], n, 2)
         return v, torch.full_like(v, float(torch.log(torch.tensor(4.0))))

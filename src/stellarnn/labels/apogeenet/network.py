@@ -13,11 +13,16 @@ widths (stem and block channels, pooled length, head width and depth, kernel siz
 hyper-parameters so that a smaller configuration of the same architecture can be trained and
 shipped on a CPU.  :data:`APOGEENET_FULL` is the published configuration,
 :data:`APOGEENET_SMALL` the shipped one.
+
+In eval mode the forward pass is evaluated faster with the same result
+(:meth:`APOGEENetResNet.forward_inference`: BatchNorm folded into the convolutions, channel-last
+blocked convolutions); training runs through the modules.  The state dict is unchanged.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ...train import register_model
 
@@ -50,6 +55,84 @@ class ChannelsLastConv1d(nn.Conv1d):
         return y.squeeze(2)
 
 
+def blocked_conv_weight(weight: torch.Tensor, block: int) -> tuple[torch.Tensor, int]:
+    """Rewrite a stride-1 Conv1d weight (c_out, c_in, k) as a convolution over blocks of ``block`` pixels.
+
+    With the input reshaped to (N, c_in * block, L / block) -- block channel index s * c_in + i for
+    pixel s of the block and input channel i -- the returned weight (block * c_out, block * c_in,
+    n_blocks) gives output channel r * c_out + o = the original output o at pixel r of the block
+    (zero weights where a tap falls outside the kernel).  Returns (weight, n_blocks).
+    """
+    c_out, c_in, k = weight.shape
+    n_blocks = (block + k - 2) // block + 1
+    r = torch.arange(block, device=weight.device)[:, None, None]
+    j = torch.arange(n_blocks, device=weight.device)[None, :, None]
+    s = torch.arange(block, device=weight.device)[None, None, :]
+    tap = j * block + s - r  # (r, j, s)
+    tap = torch.where((tap >= 0) & (tap < k), tap, torch.full_like(tap, k))  # k: an all-zero tap
+    w = F.pad(weight, (0, 1))[:, :, tap]  # (c_out, c_in, r, j, s)
+    return w.permute(2, 0, 4, 1, 3).reshape(block * c_out, block * c_in, n_blocks), n_blocks
+
+
+def pool_max_channel_last(y: torch.Tensor, pool: int) -> torch.Tensor:
+    """Max-pool (N, L, C) channel-last rows over windows of ``pool`` pixels -> (N, L // pool, C).
+
+    Equal to ``F.max_pool1d(y.transpose(1, 2), pool).transpose(1, 2)`` (trailing pixels dropped),
+    computed as elementwise maxima of contiguous halves of each window, several times faster on
+    CPUs than ``max_pool1d`` or ``amax`` over a length-``pool`` axis.
+    """
+    n, length, c = y.shape
+    n_pool = length // pool
+    v = y[:, :n_pool * pool].reshape(n, n_pool, pool * c)
+    while pool > 1 and pool % 2 == 0:
+        half = pool // 2 * c
+        v, pool = torch.maximum(v[..., :half], v[..., half:]), pool // 2
+    if pool > 1:
+        out = v[..., :c]
+        for i in range(1, pool):
+            out = torch.maximum(out, v[..., i * c:(i + 1) * c])
+        v = out
+    return v
+
+
+def conv_block_size(c_in: int, c_out: int) -> int:
+    """Pixels per block for :func:`conv1d_channel_last`: the smallest power of two giving >= 32 channels."""
+    p = 1
+    while p * max(c_in, c_out) < 32:
+        p *= 2
+    return p
+
+
+def conv1d_channel_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, left: int, right: int,
+                        block: int | None = None) -> torch.Tensor:
+    """Stride-1 ``F.conv1d`` with zero padding (left, right), on channel-last rows: (N, L, c_in) -> (N, L_out, c_out).
+
+    Evaluated as a blocked convolution (:func:`blocked_conv_weight`, ``block`` pixels per block,
+    default :func:`conv_block_size`): the same sums of products, with the channel counts that the
+    CPU (oneDNN) kernels handle well, and no layout conversion.  The result may be a view.
+    """
+    n, length, c_in = x.shape
+    c_out, _, k = weight.shape
+    p = block or conv_block_size(c_in, c_out)
+    out_len = length + left + right - k + 1
+    w, n_blocks = blocked_conv_weight(weight, p)
+    out_blocks = -(-out_len // p)
+    need = (out_blocks + n_blocks - 1) * p  # >= length + left + right: extra zeros only feed cropped outputs
+    xp = F.pad(x, (0, 0, left, need - length - left))
+    x4 = xp.reshape(n, need // p, p * c_in).transpose(1, 2).unsqueeze(2)  # channels-last (N, p c_in, 1, blocks)
+    y = F.conv2d(x4, w.unsqueeze(2), None if bias is None else bias.repeat(p))
+    return y.squeeze(2).transpose(1, 2).reshape(n, out_blocks * p, c_out)[:, :out_len]
+
+
+def fold_batch_norm(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of the convolution followed by BatchNorm in eval mode (running statistics), folded."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale[:, None, None], bias
+
+
 def positional_channel(n_pixels: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """The positional encoding sin(pixel index), i = 0 .. n_pixels - 1 (shape (n_pixels,))."""
     return torch.sin(torch.arange(n_pixels, dtype=torch.float64, device=device)).to(dtype)
@@ -78,6 +161,16 @@ class ResidualBlock1d(nn.Module):
         h = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
         shortcut = nn.functional.pad(x, (0, 0, 0, self.extra_channels)) if self.extra_channels else x
         return self.act(h + shortcut)
+
+    def forward_channel_last(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode forward on channel-last rows (N, L, c_in) -> (N, L, c_out), BatchNorm folded into the convs."""
+        w1, b1 = fold_batch_norm(self.conv1, self.bn1)
+        w2, b2 = fold_batch_norm(self.conv2, self.bn2)
+        alpha = self.act.alpha
+        h = F.elu(conv1d_channel_last(x, w1, b1, self.conv1.padding[0], self.conv1.padding[0]), alpha)
+        h = conv1d_channel_last(h, w2, b2, self.conv2.padding[0], self.conv2.padding[0])
+        shortcut = F.pad(x, (0, self.extra_channels)) if self.extra_channels else x
+        return F.elu(h + shortcut, alpha)
 
 
 @register_model("apogeenet")
@@ -128,16 +221,56 @@ class APOGEENetResNet(nn.Module):
         self.head = nn.Sequential(*layers)
 
     def forward(self, flux: torch.Tensor) -> torch.Tensor:
+        """(B, n_outputs) for flux (B, n_pixels) or (B, 1, n_pixels).
+
+        In training mode the layers run as the modules above (BatchNorm with batch statistics);
+        in eval mode as :meth:`forward_inference`, the same function evaluated faster.
+        """
         if flux.ndim == 3:
             if flux.shape[1] != 1:
                 raise ValueError(f"expected one flux channel, got shape {tuple(flux.shape)}")
             flux = flux[:, 0]
         if flux.ndim != 2:
             raise ValueError(f"flux must be (B, n_pixels), got shape {tuple(flux.shape)}")
+        if not self.training and self._inference_supported():
+            return self.forward_inference(flux)
+        return self.forward_modules(flux)
+
+    def forward_modules(self, flux: torch.Tensor) -> torch.Tensor:
+        """The forward pass layer by layer through the modules (training, and the reference for tests)."""
         pos = positional_channel(flux.shape[1], flux.dtype, flux.device).expand_as(flux)
         x = torch.stack([flux, pos], dim=1)
         x = self.blocks(self.stem(x))
         return self.head(self.pool(x).flatten(1))
+
+    def _inference_supported(self) -> bool:
+        bns = [self.stem[1]] + [m for blk in self.blocks for m in (blk.bn1, blk.bn2)]
+        return all(bn.affine and bn.running_var is not None for bn in bns)
+
+    def forward_inference(self, flux: torch.Tensor) -> torch.Tensor:
+        """Eval-mode forward (running BatchNorm statistics), equal to :meth:`forward_modules` up to rounding.
+
+        Channel-last activations (N, L, C) throughout; BatchNorm folded into the convolution
+        weights; convolutions as blocked convolutions (:func:`conv1d_channel_last`); the
+        positional channel's part of the stem convolution, the same for every spectrum, computed
+        once; ELU after the stem's max-pool (they commute, ELU being monotonic).
+        """
+        conv, bn = self.stem[0], self.stem[1]
+        w, b = fold_batch_norm(conv, bn)
+        pad = conv.padding[0]
+        pos = positional_channel(flux.shape[1], flux.dtype, flux.device)
+        pos_term = F.conv1d(pos[None, None], w[:, 1:], b, padding=pad)[0].t()  # (L_out, C), bias included
+        x = conv1d_channel_last(flux[:, :, None], w[:, :1].contiguous(), None, pad, pad) + pos_term
+        x = F.elu(pool_max_channel_last(x, self.stem[3].kernel_size), self.stem[2].alpha)
+        for blk in self.blocks:
+            x = blk.forward_channel_last(x)
+        n, length, c = x.shape
+        size = self.pool.output_size
+        if length % size == 0:
+            x = x.reshape(n, size, length // size, c).mean(dim=2).transpose(1, 2)
+        else:
+            x = F.adaptive_avg_pool1d(x.transpose(1, 2), size)
+        return self.head(x.flatten(1))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -106,7 +106,7 @@ class APOGEENetPipeline:
     fields = FIELDS
 
     def __init__(self, weights=None, n_draws: int = N_DRAWS_DEFAULT, batch_size: int = 32, device: str = "auto",
-                 seed: int = 0, chunk_size: int = 256):
+                 seed: int = 0, chunk_size: int = 128):
         path = resolve_shipped_weights("apogeenet", weights)
         self.device = pick_device(device)
         self.model, payload = load_checkpoint(path, expected_kind="apogeenet", device=self.device)

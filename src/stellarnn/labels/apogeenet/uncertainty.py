@@ -34,7 +34,7 @@ def noisy_network_inputs(flux: torch.Tensor, error: torch.Tensor, n_draws: int,
 @torch.inference_mode()
 def predict_with_noise_draws(model: torch.nn.Module, flux: torch.Tensor, error: torch.Tensor,
                              output_mean, output_std, n_draws: int = N_DRAWS_DEFAULT,
-                             generator: torch.Generator | None = None, chunk_size: int = 256):
+                             generator: torch.Generator | None = None, chunk_size: int = 128):
     """Physical predictions and raw uncertainties.
 
     Parameters

@@ -20,6 +20,13 @@ forward pass, so the effective weights always satisfy it.
 
 Dropout is active in training mode and, for Monte-Carlo dropout at inference, when
 ``mc_dropout`` is True (the network has no batch normalisation, so nothing else changes).
+
+Inference is organised for CPU speed without changing the function (tests compare it with a
+layer-by-layer reference): conv2 runs as a blocked convolution with max-pool before ReLU in
+channel-last layout, and :meth:`ApogeeBCNNCensored.forward_mc` computes the layers before the
+first dropout once per spectrum and shares each pass's dropout masks among the spectra of a call
+(each spectrum's passes keep their distribution).  The parameters and state dict are those of
+the plain layers above.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from torch.nn import functional as F
 
 from ...spectra import APOGEE_N_KEPT
 from ...train import register_model
-from ..apogeenet.network import ChannelsLastConv1d
+from ..apogeenet.network import ChannelsLastConv1d, blocked_conv_weight, pool_max_channel_last
 from .element_windows import BRANCH_ELEMENTS, BRANCH_PIXEL_COUNTS, element_window_indices
 
 #: output labels (field names), in network order
@@ -129,40 +136,138 @@ class ApogeeBCNNCensored(nn.Module):
                 raise ValueError(f"window {k} indices outside 0..{self.n_pixels - 1}")
             buf.copy_(w)
 
+    def _dropout_on(self) -> bool:
+        return (self.training or self.mc_dropout) and self.dropout > 0.0
+
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        """Inverted dropout (as F.dropout: zero with probability p, scale the rest by 1/(1-p)).
+        """Inverted dropout (as F.dropout: zero with probability p, scale the rest by 1/(1-p)), one mask per row.
 
         The Bernoulli mask is drawn as booleans, about twice as fast as ``F.dropout`` on CPUs.
         """
-        if not (self.training or self.mc_dropout) or self.dropout == 0.0:
+        if not self._dropout_on():
             return x
         keep = 1.0 - self.dropout
         mask = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(keep)
         return x * mask * (1.0 / keep)
 
+    def _drop_conv(self, conv: torch.Tensor) -> torch.Tensor:
+        """:meth:`_drop` for the padded channel-last conv1 output (N, padded, c1), one mask per row.
+
+        The mask is drawn on the (N, c1, n_pixels) pixels, exactly as in the channel-first form
+        (so a given RNG state gives the same masks, in training too), then laid out like ``conv``.
+        """
+        if not self._dropout_on():
+            return conv
+        keep = 1.0 - self.dropout
+        n, padded, c1 = conv.shape
+        left = self._conv2_geometry()[0]
+        mask = torch.empty((n, c1, self.n_pixels), dtype=torch.bool, device=conv.device).bernoulli_(keep)
+        mask = F.pad(mask.transpose(1, 2).to(conv.dtype), (0, 0, left, padded - left - self.n_pixels))
+        return conv * mask * (1.0 / keep)
+
+    def _pass_masks(self, n_passes: int, conv: torch.Tensor, branches: list[torch.Tensor]) -> dict:
+        """One set of inverted-dropout multipliers (0, or 1/(1-p)) per pass, for every dropout layer.
+
+        Shapes (n_passes, *features); see :meth:`forward_mc`.
+        """
+        keep = 1.0 - self.dropout
+
+        def draw(*shape):
+            mask = torch.empty((n_passes,) + shape, dtype=torch.bool, device=conv.device).bernoulli_(keep)
+            return mask.to(conv.dtype).mul_(1.0 / keep)
+
+        return {"conv": draw(*conv.shape[1:]), "flat": draw(self.dense1.in_features),
+                "dense1": draw(self.dense1.out_features),
+                "branch_in": [draw(t.shape[1]) for t in branches],
+                "branch_hidden": [draw(lin.out_features) for lin in self.branch_hidden]}
+
+    @staticmethod
+    def _expand_passes(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-spectrum rows (S, *f) times per-pass masks (P, *f) -> (S * P, *f), spectrum-major."""
+        return (x[:, None] * mask).flatten(0, 1)
+
+    @staticmethod
+    def _masked_passes(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(spectrum, pass) rows (S * P, *f) times per-pass masks (P, *f)."""
+        return (x.view((-1,) + tuple(mask.shape)) * mask).view(x.shape)
+
+    def _conv2_geometry(self) -> tuple[int, int, int]:
+        """(left padding, padded input length, n_blocks) of the blocked conv2 (see :meth:`_trunk_features`)."""
+        k, p = self.conv2.kernel_size[0], self.pool_length
+        n_blocks = (p + k - 2) // p + 1
+        return (k - 1) // 2, (self.n_pixels // p + n_blocks - 1) * p, n_blocks
+
     def _deterministic(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The parts before the first dropout: ReLU(conv1(x)) and each branch's first dense layer output."""
+        """The parts before the first dropout, once per spectrum.
+
+        Returns ReLU(conv1(x)) in channel-last layout, zero-padded on the left for conv2 (Keras
+        "same") and on the right to the length the blocked conv2 reads, (B, padded length, c1),
+        and each branch's first dense layer output after its ReLU.
+        """
         if x.ndim != 2 or x.shape[1] != self.n_pixels:
             raise ValueError(f"input must be (B, {self.n_pixels}), got {tuple(x.shape)}")
         k = self.conv1.kernel_size[0]
         conv = F.relu(self.conv1(F.pad(x[:, None], ((k - 1) // 2, k // 2))))  # Keras "same" padding
+        left, padded, _ = self._conv2_geometry()
+        # a negative right padding crops pixels no kept (pooled) output depends on
+        conv = F.pad(conv.transpose(1, 2), (0, 0, left, padded - left - self.n_pixels))  # (B, padded, c1)
         branches = [F.relu(self.branch_in[j](x.index_select(1, getattr(self, f"window_{j}"))))
                     for j in range(len(self.branch_in))]
         return conv, branches
 
-    def _stochastic(self, conv: torch.Tensor, branches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Everything from the first dropout on (rows may repeat a spectrum: each gets its own masks)."""
-        k = self.conv2.kernel_size[0]
-        h = self.conv2(F.pad(self._drop(conv), ((k - 1) // 2, k // 2)))
-        h = F.max_pool1d(F.relu(h), self.pool_length)
-        h = h.transpose(1, 2).flatten(1)  # channel-last flatten, as Keras
-        h = F.relu(self.dense1(self._drop(h)))
-        h = F.relu(self.dense2(self._drop(h)))
+    def _trunk_features(self, conv: torch.Tensor) -> torch.Tensor:
+        """conv2 -> ReLU -> MaxPool -> channel-last flatten of rows (N, padded length, c1) (:meth:`_deterministic`).
+
+        Evaluated as an equivalent blocked convolution: with P = pool_length, the input is cut into
+        blocks of P pixels (c1 * P channels) and conv2 becomes a convolution over blocks whose
+        c2 * P output channels are the P positions of each pooling window (weights from
+        :func:`blocked_conv_weight`); it is the same sum of products, but with channel counts that
+        the CPU convolution kernels handle several times faster than 2 -> 4.  Then max-pool and
+        ReLU (they commute, ReLU being monotonic), in channel-last order so that the flatten needs
+        no transpose.  The output pixels past the last full pooling window are never computed.
+        With autograd on (training) the plain conv2 and ``max_pool1d`` are used instead: their
+        backward passes are faster.
+        """
+        n, padded, c1 = conv.shape
+        p = self.pool_length
+        _, need, n_blocks = self._conv2_geometry()
+        if padded != need:
+            raise ValueError(f"conv2 input must have {need} padded pixels, got {padded}")
+        if torch.is_grad_enabled():
+            y = F.max_pool1d(F.relu(self.conv2(conv.transpose(1, 2))), p)
+            return y.transpose(1, 2).flatten(1)  # channel-last flatten, as Keras
+        weight, _ = blocked_conv_weight(self.conv2.weight, p)
+        bias = None if self.conv2.bias is None else self.conv2.bias.repeat(p)  # max(y + b) = max(y) + b
+        x4 = conv.reshape(n, need // p, p * c1).transpose(1, 2).unsqueeze(2)  # channels-last (N, p c1, 1, blocks)
+        y = F.conv2d(x4, weight.unsqueeze(2), bias).squeeze(2).transpose(1, 2)  # (N, n_pool, p * c2)
+        y = pool_max_channel_last(y.reshape(n, -1, self.conv2.out_channels), p)
+        return F.relu(y).flatten(1)
+
+    def _stochastic(self, conv: torch.Tensor, branches: list[torch.Tensor],
+                    masks: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything from the first dropout on.
+
+        Without ``masks`` every input row is one pass with its own dropout masks (training, or
+        ``forward_mc(..., shared_masks=False)``).  With ``masks`` (:meth:`_pass_masks`, P passes)
+        the inputs are per spectrum and each expands to P (spectrum, pass) rows, spectrum-major.
+        """
+        if masks is None:
+            h = self._trunk_features(self._drop_conv(conv))
+            h = F.relu(self.dense1(self._drop(h)))
+            h = F.relu(self.dense2(self._drop(h)))
+        else:
+            h = self._trunk_features(self._expand_passes(conv, masks["conv"]))
+            h = F.relu(self.dense1(self._masked_passes(h, masks["flat"])))
+            h = F.relu(self.dense2(self._masked_passes(h, masks["dense1"])))
         trunk_value, trunk_log_var = self.trunk_value(h), self.trunk_log_var(h)
         context = torch.cat([self.aux(h), trunk_value], dim=1).detach()  # gradients stopped
         values, log_vars = [trunk_value], [trunk_log_var]
         for j, b in enumerate(branches):
-            b = self._drop(F.relu(self.branch_hidden[j](self._drop(b))))
+            if masks is None:
+                b = self._drop(F.relu(self.branch_hidden[j](self._drop(b))))
+            else:
+                b = F.relu(self.branch_hidden[j](self._expand_passes(b, masks["branch_in"][j])))
+                b = self._masked_passes(b, masks["branch_hidden"][j])
             b = torch.cat([b, context], dim=1)
             values.append(self.branch_value[j](b))
             log_vars.append(self.branch_log_var[j](b))
@@ -174,19 +279,53 @@ class ApogeeBCNNCensored(nn.Module):
         """Return (value, log_variance), each (B, 22) in z-scored label space, OUTPUT_LABELS order."""
         return self._stochastic(*self._deterministic(x))
 
-    def forward_mc(self, x: torch.Tensor, n_passes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_mc(self, x: torch.Tensor, n_passes: int, shared_masks: bool = True,
+                   chunk_rows: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
         """``n_passes`` Monte-Carlo dropout passes per spectrum: (value, log_var), each (B, n_passes, 22).
 
-        Identical in distribution to running ``forward`` on ``n_passes`` copies of each spectrum
-        with dropout on, but the layers before the first dropout (conv1 and every branch's first
-        dense layer, which see the same input in every pass) are computed once per spectrum.
+        The layers before the first dropout (conv1 and every branch's first dense layer, which see
+        the same input in every pass) are computed once per spectrum; the passes are a batch
+        dimension, evaluated in chunks of about ``chunk_rows`` (spectrum, pass) rows.
+
+        ``shared_masks`` (default): pass p uses the same dropout masks for all the spectra of
+        ``x`` (one mask set per pass and call, all drawn first, so that the result does not
+        depend on ``chunk_rows``) rather than one per (spectrum, pass).  Each spectrum
+        still gets ``n_passes`` independent mask sets, so its passes -- hence its MC mean and
+        variance -- have exactly the distribution of the per-row form; only the Monte-Carlo noise
+        of different spectra of one call becomes correlated (its size, ~1/sqrt(n_passes) of the
+        MC spread, is unchanged).  Drawing B times fewer random numbers, and masking by
+        broadcasting instead of repeating the inputs, is several times faster on CPUs.
+        ``shared_masks=False`` draws independent masks for every row.  Without dropout (eval mode
+        and ``mc_dropout`` False) every pass is the deterministic prediction.
         """
         b = x.shape[0]
         conv, branches = self._deterministic(x)
-        conv = conv.repeat_interleave(n_passes, dim=0)
-        branches = [t.repeat_interleave(n_passes, dim=0) for t in branches]
-        value, log_var = self._stochastic(conv, branches)
-        return value.reshape(b, n_passes, -1), log_var.reshape(b, n_passes, -1)
+        if not self._dropout_on():
+            v, s = self._stochastic(conv, branches)
+            return v[:, None].expand(-1, n_passes, -1).clone(), s[:, None].expand(-1, n_passes, -1).clone()
+        values = torch.empty((b, n_passes, len(OUTPUT_LABELS)), dtype=conv.dtype, device=conv.device)
+        log_vars = torch.empty_like(values)
+        pass_chunk = max(1, min(n_passes, chunk_rows // max(b, 1)))
+        spec_chunk = max(1, chunk_rows // pass_chunk)
+        all_masks = self._pass_masks(n_passes, conv, branches) if shared_masks else None
+        for p0 in range(0, n_passes, pass_chunk):
+            pc = min(pass_chunk, n_passes - p0)
+            masks = None if all_masks is None else _slice_passes(all_masks, slice(p0, p0 + pc))
+            for s0 in range(0, b, spec_chunk):
+                sl = slice(s0, min(s0 + spec_chunk, b))
+                if masks is not None:
+                    v, s = self._stochastic(conv[sl], [t[sl] for t in branches], masks)
+                else:
+                    v, s = self._stochastic(conv[sl].repeat_interleave(pc, dim=0),
+                                            [t[sl].repeat_interleave(pc, dim=0) for t in branches])
+                values[sl, p0:p0 + pc] = v.view(-1, pc, v.shape[1])
+                log_vars[sl, p0:p0 + pc] = s.view(-1, pc, s.shape[1])
+        return values, log_vars
+
+
+def _slice_passes(masks: dict, passes: slice) -> dict:
+    """The masks of a range of passes (views)."""
+    return {k: ([m[passes] for m in v] if isinstance(v, list) else v[passes]) for k, v in masks.items()}
 
 
 def build_astronn(**overrides) -> tuple[ApogeeBCNNCensored, dict]:

@@ -7,6 +7,10 @@ m_p and its variance combines the model (MC) and the predictive (aleatoric) part
     sigma^2 = Var_p(m_p) + mean_p(exp(s_p)).
 
 Both are computed in z-scored space and converted with the label standard deviations.
+
+The passes of a group of spectra share their dropout masks (one mask set per pass, see
+``ApogeeBCNNCensored.forward_mc``): each spectrum's passes keep exactly their distribution, and
+the masks cost a fraction of the random numbers.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ MC_PASSES_DEFAULT = 100
 
 @torch.inference_mode()
 def predict_mc_dropout(model, x: torch.Tensor, label_mean, label_std, n_passes: int = MC_PASSES_DEFAULT,
-                       seed: int | None = 0, max_rows: int = 4096) -> dict:
+                       seed: int | None = 0, max_rows: int = 4096, chunk_rows: int = 128,
+                       shared_masks: bool = True) -> dict:
     """Physical predictions and raw uncertainties for network inputs ``x`` (B, 7514).
 
     Parameters
@@ -32,7 +37,12 @@ def predict_mc_dropout(model, x: torch.Tensor, label_mean, label_std, n_passes: 
     seed : int or None
         Seed of the dropout masks (global RNG state is left untouched), None for fresh masks.
     max_rows : int
-        Spectra are processed in groups of at most max_rows // n_passes.
+        Spectra are processed in groups of at most max_rows // n_passes (one set of dropout masks
+        per pass and group).
+    chunk_rows : int
+        (spectrum, pass) rows evaluated together inside a group (CPU cache-sized).
+    shared_masks : bool
+        Share each pass's masks among the spectra of a group (True), or draw them per row.
 
     Returns
     -------
@@ -55,7 +65,7 @@ def predict_mc_dropout(model, x: torch.Tensor, label_mean, label_std, n_passes: 
                 torch.manual_seed(seed)
             for start in range(0, x.shape[0], per_group):
                 xb = x[start:start + per_group].to(device=param.device, dtype=param.dtype)
-                value, log_var = model.forward_mc(xb, n_passes)
+                value, log_var = model.forward_mc(xb, n_passes, shared_masks=shared_masks, chunk_rows=chunk_rows)
                 value, log_var = value.to(torch.float64).cpu(), log_var.to(torch.float64).cpu()
                 var = value.var(dim=1, unbiased=False) + torch.exp(log_var).mean(dim=1)
                 values.append(value.mean(dim=1) * std + mean)
