@@ -18,6 +18,8 @@ Measured in one run (medians over ``--repeats``):
   the ratio of each pipeline's throughput to it.  The fitter gets the noisy flux divided by the
   true continuum (the grid's), with ivar scaled alike, on all 8575 pixels, without RV (the grid
   spectra are at rest) and without a continuum polynomial (the normalisation is exact);
+* the information limit: the fitter on the emulator's own noisy spectra (a perfect model) at the
+  held-out labels, which bounds what any method can reach with these 22 free labels;
 * both pipelines on the two real apStar spectra, next to the header Doppler labels.
 
 Without trained weights, timings use randomly initialised networks of the same size (speed does
@@ -230,6 +232,50 @@ def bench_accuracy(args) -> dict:
     return result
 
 
+def information_limit(args) -> dict:
+    """The fitter on the emulator's own spectra (a perfect forward model) at the held-out labels.
+
+    Gaussian noise at S/N 50, 100, 200 on the emulated flux; the fitter (same settings as in the
+    accuracy runs) then only suffers from noise and label degeneracies, so its scatter and formal
+    errors bound what any method can reach with these 22 free labels (Cramer-Rao-like).  Also the
+    fraction of fits whose chi^2 is at or below the chi^2 of the true labels (a global optimum).
+    """
+    emulator, emulator_labels, reason = load_fitter(args.emulator_weights)
+    if emulator is None or not args.test_grid:
+        return {"measured": False, "reason": reason or "no --test-grid"}
+    from stellarnn.labels.astronn.training import grid_labels_to_astronn
+    from stellarnn.synthesis.fitter import fit_spectra
+    from stellarnn.synthesis.grid_builder import load_grid
+
+    grid = load_grid(args.test_grid)
+    n = min(args.fitter_n or len(grid["index"]), len(grid["index"]))
+    labels = np.asarray(grid["labels"][:n], dtype=np.float64)
+    names = emulator_labels or list(grid["label_names"])
+    with torch.inference_mode():
+        clean = emulator(torch.as_tensor(labels, dtype=torch.float32)).double().numpy()
+    truth = grid_labels_to_astronn(labels, names)
+    out = {"measured": True, "n_spectra": n, "model": "emulator spectra + Gaussian noise, fitted with the emulator"}
+    rng = np.random.default_rng(12345)
+    for snr in (50, 100, 200):
+        flux = clean + rng.normal(0.0, 1.0 / snr, clean.shape)
+        ivar = np.full_like(flux, float(snr) ** 2)
+        fit = fit_spectra(emulator, flux, ivar, fit_rv=False)
+        with torch.inference_mode():
+            model = emulator(torch.as_tensor(fit.labels, dtype=torch.float32)).double().numpy()
+        chi2_fit = ((flux - model) ** 2 * ivar).sum(1)
+        chi2_true = ((flux - clean) ** 2 * ivar).sum(1)
+        pred = grid_labels_to_astronn(fit.labels, names)
+        err = grid_labels_to_astronn(fit.label_errors, names)
+        per = {}
+        for lab in ("teff", "logg", "fe_h"):
+            j = OUTPUT_LABELS.index(lab)
+            per[lab] = _label_stats(pred[:, j], truth[:, j], err[:, j])
+            per[lab]["median_formal_error"] = float(np.median(err[:, j]))
+        per["fraction_chi2_at_or_below_truth"] = float(np.mean(chi2_fit <= chi2_true * (1 + 1e-6)))
+        out[f"snr_{snr}"] = per
+    return out
+
+
 def fitter_comparison(throughput: dict, accuracy: dict) -> dict:
     """Fitter speed and the network / fitter throughput ratios."""
     fit = accuracy.get("fitter", {})
@@ -284,6 +330,7 @@ def main() -> None:
         result["throughput"] = bench_throughput(paths, args.n_spectra, args.n_full, args.repeats)
         result["accuracy"] = bench_accuracy(args)
         result["least_squares_fitter"] = fitter_comparison(result["throughput"], result["accuracy"])
+        result["information_limit"] = information_limit(args)
         result["real_apstar"] = bench_real(paths, args)
     result["machine"]["load_average_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -51,3 +51,37 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["stokes", "invert", str(tmp_path), "--weights", str(tmp_path / "no.pt"),
                  "--out", str(tmp_path / "o.fits")]) == 1
     assert main(["stokes", "plot", str(tmp_path / "missing.fits"), "--out", str(tmp_path / "o.png")]) == 1
+
+
+def test_stratified_train_and_invert(tmp_path, capsys):
+    from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES
+    from stellarnn.stokes.me_cnn import sample_parameters
+    from stellarnn.stokes.milne_eddington import MilneEddington
+    import torch
+
+    # stand-in chunk files: ME profiles with depth-independent targets (the format of the Lightweaver builder)
+    me = MilneEddington()
+    p = sample_parameters(120, torch.Generator().manual_seed(1))
+    stokes = me(p).float().numpy()
+    q = p.numpy()
+    targets = np.repeat(np.stack([5000 + 0 * q[:, 0], q[:, 3], q[:, 0] * np.cos(np.deg2rad(q[:, 1])),
+                                  q[:, 0] * np.sin(np.deg2rad(q[:, 1])), np.sin(np.deg2rad(2 * q[:, 2])),
+                                  np.cos(np.deg2rad(2 * q[:, 2]))], 1)[:, :, None], LOG_TAU_NODES.size, 2)
+    chunks = tmp_path / "set"
+    chunks.mkdir()
+    for k in range(2):
+        np.savez(chunks / f"lw_seed0_chunk{k:05d}_n60.npz", stokes=stokes[60 * k:60 * (k + 1)],
+                 targets=targets[60 * k:60 * (k + 1)].astype(np.float32), log_tau_nodes=LOG_TAU_NODES)
+    ckpt = tmp_path / "strat.pt"
+    assert main(["stokes", "train", "--stratified", str(chunks), "--out", str(ckpt), "--epochs", "1",
+                 "--physics-weight", "0.1", "--batch-size", "32"]) == 0
+    assert "120 Lightweaver profiles from 2 chunk files" in capsys.readouterr().out
+    raster = tmp_path / "raster"
+    assert main(["stokes", "synth", "--out", str(raster), "--nx", "2", "--ny", "3", "--seed", "1"]) == 0
+    assert main(["stokes", "invert", str(raster), "--method", "stratified", "--weights", str(ckpt),
+                 "--out", str(tmp_path / "s.fits"), "--plot", str(tmp_path / "s.png")]) == 0
+    maps, units = read_parameter_maps(tmp_path / "s.fits")
+    assert maps["temperature_logtau-1.0"].shape == (2, 3) and units["B_los_logtau+0.0"] == "G"
+    assert np.all((maps["chi_logtau-2.0"] >= 0) & (maps["chi_logtau-2.0"] < 180))
+    assert (tmp_path / "s.png").is_file()
+    assert main(["stokes", "train", "--out", str(tmp_path / "x.pt")]) == 1  # neither --data-dir nor --stratified

@@ -3,7 +3,7 @@ import pytest
 
 from stellarnn.stokes.lightweaver_driver import (CONTROL_NODES, LOG_TAU_NODES, PERTURBATION_PRIOR,
                                                  LightweaverSynthesizer, Stratification, build_stratified_set,
-                                                 stratification_targets)
+                                                 load_stratified_set, stratification_targets)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,37 @@ def test_builder_is_chunked_and_resumable(tmp_path, synthesizer):
     assert not np.allclose(first["stokes"][0], first["stokes"][1])
 
 
+@pytest.mark.slow
+def test_parallel_builder_matches_serial(tmp_path, synthesizer):
+    serial = build_stratified_set(tmp_path / "serial", 2, seed=7, chunk_size=1, progress=False, synthesizer=synthesizer)
+    parallel = build_stratified_set(tmp_path / "parallel", 2, seed=7, chunk_size=1, progress=False, workers=2)
+    assert np.allclose(parallel["stokes"], serial["stokes"], atol=1e-6)
+    assert np.array_equal(parallel["targets"], serial["targets"])
+    assert not list((tmp_path / "parallel").glob("*.part.npz"))
+
+
 def test_builder_rejects_bad_sizes(tmp_path):
     with pytest.raises(ValueError):
         build_stratified_set(tmp_path, 0)
+    with pytest.raises(ValueError):
+        build_stratified_set(tmp_path, 10, workers=0)
+
+
+def _fake_chunk(path, n, value):
+    np.savez(path, stokes=np.full((n, 4, 112), value, np.float32), targets=np.full((n, 6, LOG_TAU_NODES.size), value,
+             np.float32), log_tau_nodes=LOG_TAU_NODES)
+
+
+def test_load_stratified_set_reads_every_finished_chunk(tmp_path):
+    with pytest.raises(FileNotFoundError, match="build-set"):
+        load_stratified_set(tmp_path)
+    _fake_chunk(tmp_path / "lw_seed0_chunk00000_n3.npz", 3, 1.0)
+    _fake_chunk(tmp_path / "lw_seed1_chunk00000_n2.npz", 2, 2.0)
+    _fake_chunk(tmp_path / "lw_seed0_chunk00001_n3.npz.123.part.npz", 3, 9.0)  # in flight: ignored
+    data = load_stratified_set(tmp_path)
+    assert data["stokes"].shape == (5, 4, 112) and data["targets"].shape == (5, 6, LOG_TAU_NODES.size)
+    assert sorted(np.unique(data["stokes"])) == [1.0, 2.0] and len(data["files"]) == 2
+    np.savez(tmp_path / "lw_seed2_chunk00000_n1.npz", stokes=np.zeros((1, 4, 112)), targets=np.zeros((1, 6, 3)),
+             log_tau_nodes=np.arange(3.0))
+    with pytest.raises(ValueError, match="nodes"):
+        load_stratified_set(tmp_path)

@@ -1,4 +1,4 @@
-"""``stellarnn stokes synth|invert|train|plot``: ME synthesis, inversions, training and map plots."""
+"""``stellarnn stokes synth|invert|train|build-set|plot``: ME synthesis, inversions, training, the Lightweaver set, map plots."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,8 @@ import torch
 from .milne_eddington import PARAMETER_NAMES, PARAMETER_UNITS, MilneEddington, add_noise
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "stokes" / "me_cnn.pt"
+DEFAULT_STRATIFIED_WEIGHTS = DEFAULT_WEIGHTS.with_name("stratified_cnn.pt")
+DEFAULT_STRATIFIED_SET = DEFAULT_WEIGHTS.with_name("stratified_set")
 UNITS = dict(zip(PARAMETER_NAMES, PARAMETER_UNITS))
 
 
@@ -89,7 +91,23 @@ def cmd_invert(args) -> int:
     if bad.all():
         raise ValueError("no finite Stokes profiles in the input")
     t0 = time.perf_counter()
-    if args.method == "cnn":
+    units = {**UNITS, **{f"e_{k}": v for k, v in UNITS.items()}}
+    if args.method == "stratified":
+        from .stratified_cnn import STRATIFIED_UNITS, StratifiedInverter
+
+        weights = Path(args.weights if args.weights != str(DEFAULT_WEIGHTS) else DEFAULT_STRATIFIED_WEIGHTS)
+        if not weights.is_file():
+            raise FileNotFoundError(f"stratified-CNN weights {weights} not found (train with "
+                                    "`stellarnn stokes train --stratified DIR`)")
+        inverter = StratifiedInverter(weights)
+        strat = inverter.invert(torch.from_numpy(flat[~bad]).float())
+        res, units = {}, {}
+        for name, values in strat.items():
+            for j, node in enumerate(inverter.log_tau_nodes):
+                key = f"{name}_logtau{node:+.1f}"
+                res[key] = values[:, j]
+                units[key] = STRATIFIED_UNITS.get(name, "")
+    elif args.method == "cnn":
         from .me_cnn import MEInverter
 
         weights = Path(args.weights)
@@ -108,13 +126,14 @@ def cmd_invert(args) -> int:
         full = np.full(nx * ny, np.nan)
         full[~bad] = values
         maps[name] = full.reshape(nx, ny)
-    units = {**UNITS, **{f"e_{k}": v for k, v in UNITS.items()}}
     out = write_parameter_maps(args.out, maps, units, {"METHOD": args.method, "CONTCNT": sp.continuum_counts,
                                                        "NPROF": int((~bad).sum()), "SECONDS": round(seconds, 3)})
     print(f"inverted {int((~bad).sum())} profiles with {args.method} in {seconds:.2f} s "
           f"({(~bad).sum() / seconds:.0f} profiles/s); {int(bad.sum())} skipped (non-finite); wrote {out}")
     if args.plot:
-        print(f"wrote {plot_parameter_maps(maps, args.plot, units, ('B', 'gamma', 'chi', 'v_los'))}")
+        shown = (("temperature_logtau-1.0", "v_los_logtau-1.0", "B_los_logtau-1.0", "B_perp_logtau-1.0")
+                 if args.method == "stratified" else ("B", "gamma", "chi", "v_los"))
+        print(f"wrote {plot_parameter_maps(maps, args.plot, units, shown)}")
     return 0
 
 
@@ -122,12 +141,37 @@ def cmd_train(args) -> int:
     from .me_cnn import train_me_cnn
 
     torch.set_num_threads(args.threads)
+    if args.stratified:
+        from .lightweaver_driver import load_stratified_set
+        from .stratified_cnn import train_stratified_cnn
+
+        data = load_stratified_set(args.stratified)
+        out = args.out if args.out != str(DEFAULT_WEIGHTS) else str(DEFAULT_STRATIFIED_WEIGHTS)
+        print(f"{len(data['stokes'])} Lightweaver profiles from {len(data['files'])} chunk files")
+        metrics = train_stratified_cnn(data["stokes"], data["targets"], out, physics_weight=args.physics_weight,
+                                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                       resume_path=args.resume, seed=args.seed)
+        print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
+        for name in ("temperature", "v_los", "B_los"):
+            print(f"  Pearson r {name}: " + " ".join(f"{r:.2f}" for r in metrics["pearson_r"][name]))
+        return 0
+    if not args.data_dir:
+        raise ValueError("--data-dir is required for the ME-CNN (or give --stratified DIR)")
     metrics = train_me_cnn(args.out, args.data_dir, n_train=args.n_train, n_val=args.n_val, epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, resume_path=args.resume,
                            max_seconds=args.max_seconds, seed=args.seed)
     print(f"wrote {args.out}: best epoch {metrics['best_epoch']}, validation NLL {metrics['val_nll']:.4f}")
     for name, value in metrics["val_rmse"].items():
         print(f"  rmse {name}: {value:.4g}")
+    return 0
+
+
+def cmd_build_set(args) -> int:
+    from .lightweaver_driver import build_stratified_set
+
+    data = build_stratified_set(args.directory, args.n, seed=args.seed, chunk_size=args.chunk_size,
+                                workers=args.workers)
+    print(f"{len(data['stokes'])} profiles (seed {args.seed}) in {args.directory}")
     return 0
 
 
@@ -152,7 +196,8 @@ def cmd_plot(args) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("stokes", help="solar Stokes inversion: Milne-Eddington synthesis, LM and CNN inversions",
                               description="Milne-Eddington synthesis of Fe I 6301.5/6302.5 at Hinode SP sampling, "
-                                          "classical (Levenberg-Marquardt) and neural (ME-CNN) inversions.")
+                                          "classical (Levenberg-Marquardt) and neural (ME-CNN) inversions; Lightweaver "
+                                          "depth-stratified profiles and the stratified CNN.")
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="stokes_command", metavar="ACTION")
 
@@ -173,17 +218,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = s.add_parser("invert", help="invert level-1 SP slit files into ME parameter maps (FITS)")
     q.add_argument("input", help="directory of level-1 slit FITS files, or one file")
     q.add_argument("--out", required=True, help="output FITS of parameter maps")
-    q.add_argument("--method", choices=("cnn", "lm"), default="cnn")
-    q.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="ME-CNN checkpoint")
+    q.add_argument("--method", choices=("cnn", "lm", "stratified"), default="cnn",
+                   help="cnn: ME-CNN; lm: Levenberg-Marquardt ME fit; stratified: stratified CNN "
+                        "(maps per log tau node)")
+    q.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
+                   help=f"CNN checkpoint (default {DEFAULT_WEIGHTS.name}; {DEFAULT_STRATIFIED_WEIGHTS.name} "
+                        "for --method stratified)")
     q.add_argument("--starts", type=int, default=4, help="LM starts per profile")
     q.add_argument("--noise", type=float, default=1e-3, help="noise σ [Ic] for the LM χ²")
     q.add_argument("--continuum-counts", type=float, default=None, help="continuum counts (default: raster mean)")
     q.add_argument("--plot", help="PNG of the B, γ, χ, v_LOS maps")
     q.set_defaults(func=cmd_invert)
 
-    q = s.add_parser("train", help="train the ME-CNN on synthetic ME profiles (resumable)")
-    q.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="float16 checkpoint to write")
-    q.add_argument("--data-dir", required=True, help="directory for the chunked synthetic training set")
+    q = s.add_parser("train", help="train the ME-CNN on synthetic ME profiles, or the stratified CNN on the "
+                                   "Lightweaver set (--stratified); resumable")
+    q.add_argument("--out", default=str(DEFAULT_WEIGHTS),
+                   help=f"float16 checkpoint to write (default {DEFAULT_WEIGHTS.name}, or "
+                        f"{DEFAULT_STRATIFIED_WEIGHTS.name} with --stratified)")
+    q.add_argument("--data-dir", help="ME-CNN: directory for the chunked synthetic ME training set")
+    q.add_argument("--stratified", metavar="DIR", help="train the stratified CNN on the Lightweaver chunks in DIR")
+    q.add_argument("--physics-weight", type=float, default=0.0,
+                   help="stratified CNN: weight of the weak-field B_LOS consistency term (0: none)")
     q.add_argument("--resume", help="resume file (written after every epoch)")
     q.add_argument("--n-train", type=int, default=200000)
     q.add_argument("--n-val", type=int, default=10000)
@@ -194,6 +249,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--threads", type=int, default=1)
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_train)
+
+    q = s.add_parser("build-set", help="build Lightweaver depth-stratified profiles in resumable chunks")
+    q.add_argument("directory", nargs="?", default=str(DEFAULT_STRATIFIED_SET), help="chunk directory")
+    q.add_argument("--n", type=int, default=20000, help="profiles to have in the directory for this seed")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--chunk-size", type=int, default=50)
+    q.add_argument("--workers", type=int, default=1, help="processes (one single-threaded Lightweaver each)")
+    q.set_defaults(func=cmd_build_set)
 
     q = s.add_parser("plot", help="plot parameter maps (FITS from invert/synth) or one pixel's profiles")
     q.add_argument("input", help="parameter-map FITS, or a level-1 directory/file with --profile")

@@ -26,6 +26,7 @@ the blue), so −v_LOS is passed to it.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,47 +163,105 @@ def stratification_targets(strat: Stratification, log_tau: np.ndarray) -> np.nda
     return np.stack([np.interp(LOG_TAU_NODES, log_tau[order], r[order]) for r in rows])
 
 
+def _chunk_path(directory: Path, seed: int, k: int, chunk_size: int) -> Path:
+    return directory / f"lw_seed{seed}_chunk{k:05d}_n{chunk_size}.npz"
+
+
+def _write_chunk(path: Path, synthesizer: "LightweaverSynthesizer", seed: int, k: int, chunk_size: int,
+                 on_profile=None) -> None:
+    """Synthesise chunk ``k`` (rng ``default_rng(seed * 100003 + k)``) and write it atomically."""
+    rng = np.random.default_rng(seed * 100003 + k)
+    stokes, targets, nodes = [], [], []
+    for _ in range(chunk_size):
+        strat = synthesizer.random_stratification(rng)
+        s, t = synthesizer.synthesize(strat)
+        stokes.append(s)
+        targets.append(t)
+        nodes.append(np.concatenate([np.asarray(v) for v in strat.nodes.values()]))
+        if on_profile is not None:
+            on_profile()
+    # a per-process temporary name: two builders on one directory never write the same file
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part.npz")
+    np.savez(tmp, stokes=np.stack(stokes).astype(np.float32), targets=np.stack(targets).astype(np.float32),
+             nodes=np.stack(nodes), log_tau_nodes=LOG_TAU_NODES, control_nodes=CONTROL_NODES,
+             node_names=np.array(list(PERTURBATION_PRIOR)))
+    tmp.replace(path)
+
+
+_WORKER_SYNTHESIZER: "LightweaverSynthesizer | None" = None
+
+
+def _worker_chunk(job: tuple[str, int, int, int]) -> int:
+    """Pool worker: one Lightweaver context per process, reused across chunks."""
+    global _WORKER_SYNTHESIZER
+    directory, seed, k, chunk_size = job
+    if _WORKER_SYNTHESIZER is None:
+        _WORKER_SYNTHESIZER = LightweaverSynthesizer()
+    _write_chunk(_chunk_path(Path(directory), seed, k, chunk_size), _WORKER_SYNTHESIZER, seed, k, chunk_size)
+    return k
+
+
 def build_stratified_set(directory: str | Path, n_profiles: int, seed: int = 0, chunk_size: int = 50,
-                         progress: bool = True, synthesizer: LightweaverSynthesizer | None = None) -> dict:
+                         progress: bool = True, synthesizer: LightweaverSynthesizer | None = None,
+                         workers: int = 1) -> dict:
     """Build ``n_profiles`` Lightweaver profiles in resumable chunk files (``.npz``) under ``directory``.
 
     Chunk k uses ``numpy.random.default_rng(seed * 100003 + k)``; finished chunks are kept and
-    skipped, so the builder can be killed and restarted at any time (at most one chunk is lost).
+    skipped, so the builder can be killed and restarted at any time (at most one chunk per worker is
+    lost). ``workers > 1`` synthesises missing chunks in that many processes (one single-threaded
+    Lightweaver context each); the result does not depend on ``workers``.
     Returns the concatenated arrays of the first ``n_profiles`` profiles:
     ``stokes`` (n, 4, 112), ``targets`` (n, 6, n_nodes), ``log_tau_nodes``.
     """
+    import multiprocessing
+
     from tqdm.auto import tqdm
 
-    if n_profiles <= 0 or chunk_size <= 0:
-        raise ValueError("n_profiles and chunk_size must be positive")
+    if n_profiles <= 0 or chunk_size <= 0 or workers <= 0:
+        raise ValueError("n_profiles, chunk_size and workers must be positive")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     n_chunks = math.ceil(n_profiles / chunk_size)
-    stokes_all, targets_all = [], []
-    bar = tqdm(total=n_chunks * chunk_size, desc="Lightweaver profiles", unit="profile", disable=not progress)
-    for k in range(n_chunks):
-        path = directory / f"lw_seed{seed}_chunk{k:05d}_n{chunk_size}.npz"
-        if not path.is_file():
+    missing = [k for k in range(n_chunks) if not _chunk_path(directory, seed, k, chunk_size).is_file()]
+    bar = tqdm(total=n_chunks * chunk_size, initial=(n_chunks - len(missing)) * chunk_size,
+               desc="Lightweaver profiles", unit="profile", disable=not progress)
+    if workers > 1 and len(missing) > 1:
+        jobs = [(str(directory), seed, k, chunk_size) for k in missing]
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(missing))) as pool:
+            for _ in pool.imap_unordered(_worker_chunk, jobs):
+                bar.update(chunk_size)
+    else:
+        for k in missing:
             synthesizer = synthesizer or LightweaverSynthesizer()
-            rng = np.random.default_rng(seed * 100003 + k)
-            stokes, targets, nodes = [], [], []
-            for _ in range(chunk_size):
-                strat = synthesizer.random_stratification(rng)
-                s, t = synthesizer.synthesize(strat)
-                stokes.append(s)
-                targets.append(t)
-                nodes.append(np.concatenate([np.asarray(v) for v in strat.nodes.values()]))
-                bar.update(1)
-            tmp = path.with_name(path.name + ".part.npz")
-            np.savez(tmp, stokes=np.stack(stokes).astype(np.float32), targets=np.stack(targets).astype(np.float32),
-                     nodes=np.stack(nodes), log_tau_nodes=LOG_TAU_NODES, control_nodes=CONTROL_NODES,
-                     node_names=np.array(list(PERTURBATION_PRIOR)))
-            tmp.replace(path)
-        else:
-            bar.update(chunk_size)
-        with np.load(path) as f:
+            _write_chunk(_chunk_path(directory, seed, k, chunk_size), synthesizer, seed, k, chunk_size,
+                         on_profile=lambda: bar.update(1))
+    bar.close()
+    stokes_all, targets_all = [], []
+    for k in range(n_chunks):
+        with np.load(_chunk_path(directory, seed, k, chunk_size)) as f:
             stokes_all.append(f["stokes"])
             targets_all.append(f["targets"])
-    bar.close()
     return {"stokes": np.concatenate(stokes_all)[:n_profiles], "targets": np.concatenate(targets_all)[:n_profiles],
             "log_tau_nodes": LOG_TAU_NODES}
+
+
+def load_stratified_set(directory: str | Path) -> dict:
+    """Every finished chunk file (``lw_seed*_chunk*_n*.npz``) under ``directory``, concatenated in name order.
+
+    Returns ``stokes`` (n, 4, 112) float32, ``targets`` (n, 6, n_nodes) float32, ``log_tau_nodes`` and
+    ``files`` (the chunk files read). Raises ``FileNotFoundError`` when there is none.
+    """
+    files = sorted(Path(directory).glob("lw_seed*_chunk*_n*.npz"))
+    files = [f for f in files if not f.name.endswith(".part.npz")]
+    if not files:
+        raise FileNotFoundError(f"no Lightweaver chunk files (lw_seed*_chunk*_n*.npz) in {directory}; build them with "
+                                "`stellarnn stokes build-set`")
+    stokes, targets = [], []
+    for f in files:
+        with np.load(f) as d:
+            if not np.array_equal(d["log_tau_nodes"], LOG_TAU_NODES):
+                raise ValueError(f"{f}: log tau nodes differ from LOG_TAU_NODES")
+            stokes.append(d["stokes"].astype(np.float32))
+            targets.append(d["targets"].astype(np.float32))
+    return {"stokes": np.concatenate(stokes), "targets": np.concatenate(targets), "log_tau_nodes": LOG_TAU_NODES,
+            "files": [str(f) for f in files]}

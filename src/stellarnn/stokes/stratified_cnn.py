@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train import TrainConfig, Trainer, register_model, save_checkpoint
-from .lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES
+from ..train import TrainConfig, Trainer, load_checkpoint, register_model, save_checkpoint
+from .lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES, TARGET_UNITS
 from .me_cnn import stokes_features
 from .milne_eddington import hinode_sp_wavelengths
 from .zeeman import HINODE_LINES, LARMOR_WAVELENGTH_CONSTANT
@@ -132,3 +132,59 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                                    "target_mean": y_mean.numpy(), "target_std": y_std.numpy()},
                     metrics=metrics, provenance={"training_data": f"{n} Lightweaver profiles"}, half=True)
     return metrics
+
+
+class StratifiedInverter:
+    """Apply a trained ``stokes_stratified_cnn`` checkpoint to Stokes profiles.
+
+    Parameters
+    ----------
+    checkpoint : path to the checkpoint written by :func:`train_stratified_cnn`
+    device : torch device name
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu"):
+        self.model, payload = load_checkpoint(checkpoint, expected_kind=MODEL_KIND, device=device)
+        self.model.float().eval()
+        norm = payload["normalisation"]
+        self.device = torch.device(device)
+
+        def tensor(key):
+            return torch.as_tensor(np.asarray(norm[key], dtype=np.float32), device=self.device)
+
+        self.input_mean, self.input_std = tensor("input_mean"), tensor("input_std")
+        self.target_mean, self.target_std = tensor("target_mean"), tensor("target_std")
+        hyper = payload["hyperparameters"]
+        self.n_wavelengths, self.n_quantities, self.n_nodes = (int(hyper[k]) for k in
+                                                               ("n_wavelengths", "n_quantities", "n_nodes"))
+        self.log_tau_nodes = LOG_TAU_NODES[:self.n_nodes]
+        self.metrics = payload.get("metrics", {})
+
+    def predict(self, stokes, batch_size: int = 8192) -> torch.Tensor:
+        """(n, n_quantities, n_nodes) stratifications in physical units for (n, 4, n_λ) Stokes [I_c]."""
+        stokes = torch.as_tensor(stokes, dtype=torch.float32)
+        if stokes.ndim != 3 or tuple(stokes.shape[1:]) != (4, self.n_wavelengths):
+            raise ValueError(f"Stokes profiles must have shape (n, 4, {self.n_wavelengths}); got {tuple(stokes.shape)}")
+        if stokes.shape[0] == 0:
+            raise ValueError("no Stokes profiles given")
+        if not bool(torch.isfinite(stokes).all()):
+            raise ValueError("Stokes profiles contain NaN or infinity")
+        out = []
+        with torch.inference_mode():
+            for start in range(0, stokes.shape[0], batch_size):
+                x = (stokes[start:start + batch_size].to(self.device) - self.input_mean[:, None]) / self.input_std[:, None]
+                out.append((self.model(x) * self.target_std + self.target_mean).cpu())
+        return torch.cat(out).reshape(-1, self.n_quantities, self.n_nodes)
+
+    def invert(self, stokes, batch_size: int = 8192) -> dict[str, np.ndarray]:
+        """Named (n, n_nodes) arrays: the six targets plus the azimuth ``chi`` [deg, 0–180) and ``B`` [G]."""
+        pred = self.predict(stokes, batch_size).numpy().astype(np.float64)
+        out = {name: pred[:, k] for k, name in enumerate(TARGET_NAMES[:self.n_quantities])}
+        if self.n_quantities == len(TARGET_NAMES):
+            out["chi"] = np.rad2deg(0.5 * np.arctan2(out["sin2chi"], out["cos2chi"])) % 180.0
+            out["B"] = np.hypot(out["B_los"], out["B_perp"])
+        return out
+
+
+#: units of the named outputs of :meth:`StratifiedInverter.invert`
+STRATIFIED_UNITS = {**dict(zip(TARGET_NAMES, TARGET_UNITS)), "chi": "deg", "B": "G"}
