@@ -26,13 +26,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from timing import median_seconds
 from stellarnn.blase.continuum import normalise_continuum
 from stellarnn.blase.fitting import clone_spectrum, clone_to_air, transfer_spectrum
 from stellarnn.blase.line_finder import LineGuesses, find_lines
@@ -40,13 +40,6 @@ from stellarnn.blase.line_model import LineModel
 from stellarnn.blase.sources import load_clone_source, load_observed
 
 
-def _time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def sparse_vs_dense(model: LineModel, wavelength: np.ndarray, n_pixels: int, repeats: int) -> dict:
@@ -67,7 +60,7 @@ def sparse_vs_dense(model: LineModel, wavelength: np.ndarray, n_pixels: int, rep
         out.sum().backward()
 
     step(False), step(True)
-    t_sparse, t_dense = _time(lambda: step(False), repeats), _time(lambda: step(True), repeats)
+    t_sparse, t_dense = median_seconds(lambda: step(False), repeats), median_seconds(lambda: step(True), repeats)
     with torch.no_grad():
         diff = float((sub(wl) - sub.forward_dense(wl)).abs().max())
     return {"n_pixels": int(wl.numel()), "n_lines": int(keep.sum()), "profile": sub.profile,

@@ -21,13 +21,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from timing import median_seconds
 from stellarnn.synthesis.emulator import evaluate_emulator, load_emulator
 from stellarnn.synthesis.fitter import doppler_shift, fit_spectra
 from stellarnn.synthesis.grid_builder import load_grid
@@ -39,13 +39,6 @@ def robust_scatter(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -76,8 +69,8 @@ def main() -> None:
     lab1 = torch.as_tensor(data["labels"][:1], dtype=torch.float32)
     lab1000 = torch.as_tensor(np.resize(data["labels"], (1000, data["labels"].shape[1])), dtype=torch.float32)
     with torch.inference_mode():
-        t1 = median_time(lambda: model(lab1), args.repeats * 20)
-        t1000 = median_time(lambda: model(lab1000), args.repeats)
+        t1 = median_seconds(lambda: model(lab1), args.repeats * 20)
+        t1000 = median_seconds(lambda: model(lab1000), args.repeats)
 
     # fitter at S/N
     n = len(data["index"]) if not args.n_fit else min(args.n_fit, len(data["index"]))

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from timing import median_seconds
 from stellarnn.data import fetch
 from stellarnn.labels.apogeenet.network import APOGEENET_FULL, APOGEENET_SMALL, APOGEENetResNet, count_parameters
 from stellarnn.labels.astronn.network import OUTPUT_LABELS, build_astronn
@@ -50,13 +50,6 @@ from stellarnn.spectra import Spectrum, read_apstar
 from stellarnn.train import save_checkpoint
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def real_spectra() -> tuple[list[Spectrum], list[dict]]:
@@ -97,7 +90,7 @@ def bench_throughput(paths: dict, n_spectra: int, n_full: int, repeats: int) -> 
     out = {}
     p = get_pipeline("astronn", weights=paths["astronn"], mc_passes=100, batch_size=64)
     p.process(spectra[:2])
-    t = _median_time(lambda: p.process(spectra), repeats)
+    t = median_seconds(lambda: p.process(spectra), repeats)
     out["astronn_mc100"] = {"n_spectra": n_spectra, "median_seconds": t, "spectra_per_second": n_spectra / t,
                             "target_spectra_per_second": 50,
                             "parameters": sum(q.numel() for q in p.model.parameters())}
@@ -106,9 +99,9 @@ def bench_throughput(paths: dict, n_spectra: int, n_full: int, repeats: int) -> 
     model = p.model
     model.mc_dropout = True
     with torch.inference_mode():
-        t_fact = _median_time(lambda: model.forward_mc(x, 100), repeats)
-        t_indep = _median_time(lambda: model.forward_mc(x, 100, shared_masks=False), repeats)
-        t_naive = _median_time(lambda: model(x.repeat_interleave(100, dim=0)), repeats)
+        t_fact = median_seconds(lambda: model.forward_mc(x, 100), repeats)
+        t_indep = median_seconds(lambda: model.forward_mc(x, 100, shared_masks=False), repeats)
+        t_naive = median_seconds(lambda: model(x.repeat_interleave(100, dim=0)), repeats)
     model.mc_dropout = False
     out["astronn_mc_factorised_vs_naive"] = {"n_spectra": 16, "passes": 100, "factorised_seconds": t_fact,
                                              "factorised_independent_masks_seconds": t_indep,
@@ -116,12 +109,12 @@ def bench_throughput(paths: dict, n_spectra: int, n_full: int, repeats: int) -> 
                                              "speedup_shared_vs_independent_masks": t_indep / t_fact}
     p = get_pipeline("apogeenet", weights=paths["apogeenet_small"], n_draws=20)
     p.process(spectra[:2])
-    t = _median_time(lambda: p.process(spectra), repeats)
+    t = median_seconds(lambda: p.process(spectra), repeats)
     out["apogeenet_small_draws20"] = {"n_spectra": n_spectra, "median_seconds": t, "spectra_per_second": n_spectra / t,
                                       "target_spectra_per_second": 20, "config": APOGEENET_SMALL,
                                       "parameters": count_parameters(p.model)}
     p = get_pipeline("apogeenet", weights=paths["apogeenet_full"], n_draws=20)
-    t = _median_time(lambda: p.process(spectra[:n_full]), 1)
+    t = median_seconds(lambda: p.process(spectra[:n_full]), 1)
     out["apogeenet_full_draws20"] = {"n_spectra": n_full, "seconds": t, "spectra_per_second": n_full / t,
                                      "parameters": count_parameters(p.model), "repeats": 1}
     return out

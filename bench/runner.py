@@ -1,9 +1,11 @@
 """Survey runner benchmark -> bench/results/runner.json.
 
-1. Overhead: the runner (inline and with one worker process; SQLite store) against calling the
-   pipeline directly on the same apStar files (read each file, ``pipeline.process`` in batches of
-   the same size), medians over repeats.  The pipeline is a small 1D CNN (fixed random weights,
-   torch, one thread) standing in for a label network: APOGEENet/AstroNN weights are not shipped yet.
+1. Overhead: the runner (inline, and with one and two worker processes; SQLite store) against
+   calling the pipeline directly on the same apStar files (read each file, ``pipeline.process`` in
+   batches of the same size), medians over repeats.  The pipeline is APOGEENet with its shipped
+   weights (``--pipeline``, one torch thread per process; a small random 1D CNN, ``bench_cnn``,
+   when the weights are missing).  A worker process pays a one-off start (spawn, import torch,
+   load the weights), measured separately on a one-file run and reported both ways.
 2. Scale: 20,000 synthetic spectra (a grid folder in the grid_builder layout, float16 fluxes)
    through one run of a cheap statistics pipeline, with 1 and 2 local workers, each run in a
    fresh subprocess: throughput, peak RSS of the runner process and of its workers, and the
@@ -118,11 +120,22 @@ def write_grid(folder: Path, n: int, chunk: int = 500) -> Path:
     return folder
 
 
-def direct_run(paths, batch_size: int) -> float:
+def bench_pipeline(name: str) -> tuple[str, dict]:
+    """(registered pipeline name, its keyword arguments): the shipped weights when present."""
+    if name == "bench_cnn":
+        return name, {}
+    weights = Path(__file__).resolve().parents[1] / "weights" / name / f"{name}.pt"
+    if not weights.is_file():
+        return "bench_cnn", {}
+    return name, {"weights": str(weights)}
+
+
+def direct_run(paths, batch_size: int, pipeline: str, kwargs: dict) -> float:
     """Baseline: read every file and call the pipeline directly in batches (no runner, no database)."""
+    from stellarnn.labels.pipeline import get_pipeline
     from stellarnn.spectra import read_apstar
 
-    pipe = BenchCNNPipeline()
+    pipe = get_pipeline(pipeline, **kwargs)
     t0 = time.perf_counter()
     for i in range(0, len(paths), batch_size):
         spectra = [read_apstar(p).combined for p in paths[i:i + batch_size]]
@@ -131,15 +144,15 @@ def direct_run(paths, batch_size: int) -> float:
     return time.perf_counter() - t0
 
 
-def runner_run(paths, batch_size: int, workers: int, db: Path) -> dict:
+def runner_run(paths, batch_size: int, workers: int, db: Path, pipeline: str, kwargs: dict) -> dict:
     from stellarnn.runner.engine import run_pipeline
 
     db.unlink(missing_ok=True)
     for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         extra.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    rep = run_pipeline("bench_cnn", [str(p) for p in paths], f"sqlite:///{db}", batch_size=batch_size,
-                       workers=workers, progress=False)
+    rep = run_pipeline(pipeline, [str(p) for p in paths], f"sqlite:///{db}", batch_size=batch_size,
+                       workers=workers, pipeline_kwargs=kwargs, progress=False)
     wall = time.perf_counter() - t0
     assert rep.n_rows == len(paths) and rep.status == "finished"
     return {"wall": wall, "process": rep.process_seconds, "read": rep.read_seconds, "write": rep.write_seconds}
@@ -203,6 +216,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "runner.json"))
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test of the script)")
+    ap.add_argument("--pipeline", default="apogeenet", help="pipeline for the overhead runs (apogeenet, astronn, "
+                    "bench_cnn); its shipped weights are used")
     ap.add_argument("--child", nargs=4, metavar=("GRID", "WORKERS", "DB", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -211,28 +226,39 @@ def main() -> int:
         print(json.dumps(child_scale_run(grid, int(workers), db, int(batch))))
         return 0
 
+    load_start = os.getloadavg()
     scratch = Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "runner_bench"
     n_files, repeats, n_scale = (48, 2, 2000) if args.quick else (256, 3, 20000)
     batch = 32
     paths = write_apstars(scratch / "apstar", n_files)
-    direct_run(paths[:batch], batch)  # warm caches and imports
-    direct = [direct_run(paths, batch) for _ in range(repeats)]
-    inline = [runner_run(paths, batch, 0, scratch / "overhead.sqlite") for _ in range(repeats)]
-    pool1 = [runner_run(paths, batch, 1, scratch / "overhead.sqlite") for _ in range(repeats)]
+    pipeline, kwargs = bench_pipeline(args.pipeline)
+    direct_run(paths[:batch], batch, pipeline, kwargs)  # warm caches and imports
+    direct = [direct_run(paths, batch, pipeline, kwargs) for _ in range(repeats)]
+    db = scratch / "overhead.sqlite"
+    inline = [runner_run(paths, batch, 0, db, pipeline, kwargs) for _ in range(repeats)]
+    start1 = [runner_run(paths[:1], batch, 1, db, pipeline, kwargs) for _ in range(repeats)]
+    pool1 = [runner_run(paths, batch, 1, db, pipeline, kwargs) for _ in range(repeats)]
+    pool2 = [runner_run(paths, batch, 2, db, pipeline, kwargs) for _ in range(repeats)]
     med = statistics.median
+    direct_s = med(direct)
+    startup = med(r["wall"] for r in start1)
     overhead = {
-        "pipeline": "bench_cnn (small 1D CNN stand-in, 1 torch thread)", "n_spectra": n_files, "batch_size": batch,
-        "repeats": repeats,
-        "direct_read_and_process_s": med(direct),
+        "pipeline": pipeline, "pipeline_kwargs": {k: str(Path(v).name) for k, v in kwargs.items()},
+        "torch_threads_per_process": 1, "n_spectra": n_files, "batch_size": batch, "repeats": repeats,
+        "direct_read_and_process_s": direct_s,
         "runner_inline_s": med(r["wall"] for r in inline),
-        "runner_1_worker_process_s": med(r["wall"] for r in pool1),
         "runner_inline_write_s": med(r["write"] for r in inline),
+        "runner_1_worker_process_s": med(r["wall"] for r in pool1),
         "runner_1_worker_busy_s": med(r["read"] + r["process"] for r in pool1),
-        "note": "the 1-worker wall time includes starting a spawned worker process (imports torch) once per run",
+        "worker_start_s": startup,
+        "runner_2_workers_process_s": med(r["wall"] for r in pool2),
+        "note": "worker_start_s: wall time of a one-file run with one worker (spawn, imports, weights, one "
+                "spectrum): paid once per run, so it vanishes on survey-size runs",
     }
-    overhead["overhead_inline"] = overhead["runner_inline_s"] / overhead["direct_read_and_process_s"] - 1
-    overhead["overhead_1_worker_process"] = overhead["runner_1_worker_process_s"] / overhead["direct_read_and_process_s"] - 1
-
+    overhead["overhead_inline"] = overhead["runner_inline_s"] / direct_s - 1
+    overhead["overhead_1_worker_process"] = overhead["runner_1_worker_process_s"] / direct_s - 1
+    overhead["overhead_1_worker_process_after_start"] = (overhead["runner_1_worker_process_s"] - startup) / direct_s - 1
+    overhead["speedup_2_vs_1_workers"] = overhead["runner_1_worker_process_s"] / overhead["runner_2_workers_process_s"]
     grid = write_grid(scratch / f"grid{n_scale}", n_scale)
     scale = []
     for workers in (1, 2):
@@ -245,7 +271,8 @@ def main() -> int:
     result = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_at_end": os.getloadavg(),
-                    "note": "shared 2-core machine, loaded by a concurrent grid synthesis: absolute times are noisy"},
+                    "load_average_at_start": load_start,
+                    "note": "shared 2-core machine: absolute times are noisy; compare ratios"},
         "overhead": overhead,
         "scale": {"grid_spectra": n_scale, "batch_size": 200, "pipeline": "bench_stats", "runs": scale,
                   "throughput_ratio_2_vs_1_workers": scale[1]["throughput_spectra_per_s"]

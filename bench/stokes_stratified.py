@@ -1,0 +1,129 @@
+"""Benchmark: the stratified CNN on held-out Lightweaver profiles, with and without the physics term.
+
+Held-out profiles: the chunk files in ``--heldout`` (built with a seed never used for training,
+``stellarnn stokes build-set weights/stokes/stratified_heldout --seed 1``), with 1e-3 I_c white noise
+(fixed seed). For every checkpoint given (default: the shipped one trained with the weak-field
+physics term and the one trained without it) the Pearson r and RMSE per log τ500 node of T, v_LOS,
+B_LOS, B_⊥, sin 2χ and cos 2χ are reported, and the minimum r over log τ500 = −2.5 … 0 for T, v_LOS
+and B_LOS against the target r ≥ 0.9 (the seed, Milić & Gafeira 2020-style CNNs, reports ~0.8).
+Throughput: profiles per second of :class:`~stellarnn.stokes.stratified_cnn.StratifiedInverter`
+(median over repeats at ``--threads``). A plot of r and RMSE against log τ500 is written next to
+the JSON. Writes bench/results/stokes_stratified.json.
+
+Usage: python bench/stokes_stratified.py [--heldout DIR] [--weights A.pt B.pt] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES, TARGET_UNITS, load_stratified_set
+from stellarnn.stokes.stratified_cnn import StratifiedInverter, pearson_and_rmse
+from timing import repeat_seconds
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISE = 1e-3
+NOISE_SEED = 4242
+SCORED = ("temperature", "v_los", "B_los")
+SCORED_RANGE = (-2.5, 0.0)
+TARGET_R = 0.9
+
+
+def evaluate(weights: Path, stokes: np.ndarray, targets: np.ndarray, repeats: int) -> dict:
+    inverter = StratifiedInverter(weights)
+    observed = torch.from_numpy(stokes)
+    pred = inverter.predict(observed).numpy()
+    r, rmse = pearson_and_rmse(pred.astype(np.float64), targets.astype(np.float64))
+    in_range = (LOG_TAU_NODES >= SCORED_RANGE[0] - 1e-9) & (LOG_TAU_NODES <= SCORED_RANGE[1] + 1e-9)
+    times = repeat_seconds(lambda: inverter.predict(observed), repeats)
+    min_r = {name: float(r[TARGET_NAMES.index(name)][in_range].min()) for name in SCORED}
+    return {
+        "weights": str(weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights),
+        "physics_weight": inverter.metrics.get("physics_weight"),
+        "n_train": inverter.metrics.get("n_train"),
+        "pearson_r": {name: r[k].tolist() for k, name in enumerate(TARGET_NAMES)},
+        "rmse": {name: rmse[k].tolist() for k, name in enumerate(TARGET_NAMES)},
+        "min_r_log_tau_-2.5_to_0": min_r,
+        "target_r_met": {name: bool(v >= TARGET_R) for name, v in min_r.items()},
+        "profiles_per_second_median": len(stokes) / statistics.median(times),
+        "seconds_per_repeat": times,
+    }
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
+    for col, name in enumerate(SCORED):
+        unit = TARGET_UNITS[TARGET_NAMES.index(name)]
+        for res in results:
+            label = f"physics weight {res['physics_weight']}"
+            axes[0, col].plot(LOG_TAU_NODES, res["pearson_r"][name], marker="o", label=label)
+            axes[1, col].plot(LOG_TAU_NODES, res["rmse"][name], marker="o", label=label)
+        axes[0, col].axhline(TARGET_R, color="k", ls=":", lw=1)
+        axes[0, col].axvspan(*SCORED_RANGE, color="0.9", zorder=0)
+        axes[0, col].set_title(name)
+        axes[0, col].set_ylim(0, 1.02)
+        axes[1, col].set_xlabel(r"log $\tau_{500}$")
+        axes[1, col].set_ylabel(f"RMSE [{unit}]")
+    axes[0, 0].set_ylabel("Pearson r")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Stratified CNN on held-out Lightweaver profiles (1e-3 noise)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--heldout", default=str(ROOT / "weights/stokes/stratified_heldout"))
+    ap.add_argument("--weights", nargs="+", default=[str(ROOT / "weights/stokes/stratified_cnn.pt"),
+                                                     str(ROOT / "weights/stokes/stratified_cnn_no_physics.pt")])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(ROOT / "bench/results/stokes_stratified.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    data = load_stratified_set(args.heldout)
+    rng = np.random.default_rng(NOISE_SEED)
+    stokes = (data["stokes"] + rng.normal(0.0, NOISE, data["stokes"].shape)).astype(np.float32)
+    results = [evaluate(Path(w), stokes, data["targets"], args.repeats) for w in args.weights if Path(w).is_file()]
+    missing = [w for w in args.weights if not Path(w).is_file()]
+    if not results:
+        raise SystemExit(f"no stratified-CNN weights found among {args.weights}")
+    out = {
+        "description": __doc__.splitlines()[0],
+        "heldout": str(Path(args.heldout).relative_to(ROOT) if Path(args.heldout).is_relative_to(ROOT) else args.heldout),
+        "n_heldout": int(len(stokes)), "noise_ic": NOISE, "log_tau_nodes": LOG_TAU_NODES.tolist(),
+        "target": f"Pearson r >= {TARGET_R} for {', '.join(SCORED)} over log tau {SCORED_RANGE[0]} ... {SCORED_RANGE[1]}",
+        "models": results, "missing_weights": missing,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
+                    "torch": torch.__version__, "load_average_start": load_before, "load_average_end": os.getloadavg()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    plot(results, path.with_suffix(".png"))
+    for res in results:
+        print(f"{res['weights']}: min r over log tau -2.5..0 "
+              + ", ".join(f"{k} {v:.3f}" for k, v in res["min_r_log_tau_-2.5_to_0"].items())
+              + f"; {res['profiles_per_second_median']:.0f} profiles/s")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
