@@ -116,6 +116,16 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
     assert rc == 0 and "stored" in capsys.readouterr().err
     stored = read_checkpoint(w)["normalisation"]["noise_model"]
     assert stored["labels"] == ["teff", "logg", "fe_h"] and stored["diagnostics"]["labels"]["teff"]["n_pairs"] == 12
+    # accuracy floor on a labelled grid, keeping the stored precision model (twice: the floor is not compounded)
+    for _ in range(2):
+        assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+                     str(tmp_path / "grid"), "--accuracy-snr", "50", "100"]) == 0
+        assert "keeping the stored precision model" in capsys.readouterr().err
+        floor = read_checkpoint(w)["normalisation"]["noise_model"]
+        accuracy = floor["diagnostics"]["accuracy"]["labels"]
+        assert accuracy["teff"]["n"] == 24 and floor["scale"] == stored["scale"]
+        assert all(o >= p - 1e-12 for o, p in zip(floor["offset"], stored["offset"]))
+        assert [accuracy[k]["offset_precision"] for k in ("teff", "logg", "fe_h")] == pytest.approx(stored["offset"])
 
 
 def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from stellarnn.labels.noise_model import (NoiseModel, attach_noise_model, calibrate_noise_model,
-                                          standardised_differences)
+from stellarnn.labels.noise_model import (NoiseModel, attach_noise_model, calibrate_accuracy_offset,
+                                          calibrate_noise_model, precision_part, standardised_differences)
 
 
 def simulated_pairs(n, scale, offset, seed=0):
@@ -93,3 +93,28 @@ def test_calibrate_pipeline_on_repeats(real_file, tmp_path):
     assert 0.6 < nm.diagnostics["labels"]["logg"]["std_z_calibrated"] < 1.4
     with pytest.raises(ValueError, match="same length"):
         calibrate_pipeline_on_repeats(None, [1], [], ["teff"])
+
+
+def test_accuracy_offset_recovers_a_systematic_floor():
+    rng = np.random.default_rng(3)
+    n = 4000
+    raw = rng.uniform(0.5, 1.5, (n, 2))
+    truth = rng.normal(0, 10, (n, 2))
+    floor = np.array([2.0, 0.0])
+    values = truth + (1.3 * raw + floor) * rng.standard_normal((n, 2))
+    precision = NoiseModel(["a", "b"], [1.3, 1.3], [0.0, 0.5], {"calibrated": True})
+    model = calibrate_accuracy_offset(precision, values, truth, raw, source="test")
+    assert model.scale == pytest.approx(precision.scale)
+    assert model.offset[0] == pytest.approx(2.0, abs=0.15)
+    assert model.offset[1] == pytest.approx(0.5)  # never below the precision offset
+    z = (values - truth) / model.apply(raw)
+    assert np.std(z[:, 0]) == pytest.approx(1.0, abs=0.05) and np.std(z[:, 1]) < 1.0
+    acc = model.diagnostics["accuracy"]
+    assert acc["source"] == "test" and acc["labels"]["a"]["std_z_precision_model"] > 1.5
+    back = precision_part(model)
+    assert back.offset == pytest.approx(precision.offset) and "accuracy" not in back.diagnostics
+    assert precision_part(precision) is precision
+    with pytest.raises(ValueError, match="labelled"):
+        calibrate_accuracy_offset(precision, values[:5], truth[:5], raw[:5])
+    with pytest.raises(ValueError, match="shape"):
+        calibrate_accuracy_offset(precision, values[:, :1], truth, raw)

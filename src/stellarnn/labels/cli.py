@@ -145,12 +145,15 @@ def cmd_calibrate(args) -> int:
     from ..spectra import Spectrum, apogee_wavelength
     from .astronn.network import OUTPUT_LABELS
     from .astronn.training import synthetic_observations
-    from .noise_model import attach_noise_model, calibrate_pipeline_on_repeats
+    from .noise_model import (attach_noise_model, calibrate_accuracy_offset, calibrate_pipeline_on_repeats,
+                              precision_part)
     from .pipeline import get_pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = get_pipeline(args.pipeline, weights=args.weights)
+    labels = list(OUTPUT_LABELS) if args.pipeline == "astronn" else ["teff", "logg", "fe_h"]
+    first = second = None
     if args.emulated:  # repeat visits of emulated stars: S/N 30-300, bad pixels, chip gaps
         from ..synthesis.emulator import load_emulator
         from ..synthesis.training_set import generate_training_set
@@ -166,13 +169,33 @@ def cmd_calibrate(args) -> int:
         first = [Spectrum(wl, obs["flux"][i], obs["ivar"][i]) for i in range(n)]
         second = [Spectrum(wl, obs["flux"][n + i], obs["ivar"][n + i]) for i in range(n)]
         source = f"grid {args.grid} x 2 noise realisations at S/N {args.snr}"
+    elif args.accuracy_grid:
+        model = precision_part(pipeline.noise_model)
+        print("keeping the stored precision model (scale, offset from repeat pairs)", file=sys.stderr)
     else:
-        raise ValueError("give --emulated N (repeat visits of emulated stars) or --grid DIR")
-    if args.max_pairs:
-        first, second = first[:args.max_pairs], second[:args.max_pairs]
-    print(f"calibrating on {len(first)} repeat pairs: {source}", file=sys.stderr)
-    labels = list(OUTPUT_LABELS) if args.pipeline == "astronn" else ["teff", "logg", "fe_h"]
-    model = calibrate_pipeline_on_repeats(pipeline, first, second, labels)
+        raise ValueError("give --emulated N (repeat visits of emulated stars) or --grid DIR, and/or --accuracy-grid DIR")
+    if first is not None:
+        if args.max_pairs:
+            first, second = first[:args.max_pairs], second[:args.max_pairs]
+        print(f"calibrating on {len(first)} repeat pairs: {source}", file=sys.stderr)
+        model = calibrate_pipeline_on_repeats(pipeline, first, second, labels)
+    if args.accuracy_grid:
+        from .astronn.training import grid_labels_to_astronn
+
+        values, truth, raw = [], [], []
+        wl = apogee_wavelength()
+        for snr in args.accuracy_snr:
+            obs = synthetic_observations(args.accuracy_grid, snr, args.seed + int(snr))
+            rows = pipeline.process([Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])])
+            all_truth = grid_labels_to_astronn(obs["labels"], obs["label_names"])
+            truth.append(all_truth[:, [OUTPUT_LABELS.index(name) for name in labels]])
+            values.append([[r.get(name, np.nan) for name in labels] for r in rows])
+            raw.append([[r.get(f"raw_e_{name}", np.nan) for name in labels] for r in rows])
+        source = (f"labelled grid {args.accuracy_grid} ({len(obs['flux'])} spectra) at S/N "
+                  + ", ".join(f"{v:g}" for v in args.accuracy_snr))
+        print(f"accuracy floor from {source}", file=sys.stderr)
+        model = calibrate_accuracy_offset(model, np.concatenate(values), np.concatenate(truth), np.concatenate(raw),
+                                          source=source)
     if not args.dry_run:
         attach_noise_model(args.weights, model)
         if (Path(args.weights).parent / "manifest.json").is_file():
@@ -312,9 +335,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--select", choices=("values", "loss"), default="values",
                            help="best epoch by validation MSE of the values (default) or by the loss")
 
-    q = s.add_parser("calibrate-noise", help="calibrate and store a checkpoint's noise model on repeat pairs",
-                     description="Two noise realisations of each synthetic grid spectrum act as repeat visits; "
-                                 "scale and offset per label make (x1 - x2)/sqrt(e1^2 + e2^2) follow N(0, 1).")
+    q = s.add_parser("calibrate-noise", help="calibrate and store a checkpoint's noise model on repeat pairs "
+                                             "(and a labelled grid)",
+                     description="Two observations of each star (emulated visits, or two noise realisations of each "
+                                 "synthetic grid spectrum) act as repeat visits; scale and offset per label make "
+                                 "(x1 - x2)/sqrt(e1^2 + e2^2) follow N(0, 1).  With --accuracy-grid the offsets are "
+                                 "then raised so that (x - truth)/e has unit variance on a labelled grid never "
+                                 "used in training (the systematic floor the repeats cannot see).")
     q.set_defaults(func=cmd_calibrate)
     q.add_argument("pipeline", choices=PIPELINES)
     q.add_argument("--weights", required=True, help="checkpoint to calibrate (updated in place)")
@@ -325,6 +352,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--grid", help="or: a synthetic grid directory, observed twice at --snr")
     q.add_argument("--snr", type=float, default=100.0)
     q.add_argument("--max-pairs", type=int, default=0)
+    q.add_argument("--accuracy-grid", help="labelled PySME grid never trained on (e.g. grids/apogee/calib) for the "
+                                          "accuracy floor; alone, it keeps the stored precision model")
+    q.add_argument("--accuracy-snr", type=float, nargs="+", default=[50.0, 100.0, 200.0],
+                   help="S/N of the noisy observations of the accuracy grid")
     q.add_argument("--seed", type=int, default=12345)
     q.add_argument("--threads", type=int, default=0)
     q.add_argument("--dry-run", action="store_true", help="print the model, do not store it")

@@ -15,6 +15,16 @@ Calibration maximises the Gaussian likelihood of the differences,
 over s > 0, o >= 0 (r1, r2 the raw errors), which sets the mean of z^2 to 1 at the optimum
 (d(-ln L)/ds = 0).  Outlying pairs (|z| > ``clip_sigma`` after a fit, e.g. one visit with a
 failed reduction) are dropped and the fit repeated, a few times.
+
+Repeat pairs measure precision only: an error shared by both visits (the network's or the
+training spectra's systematics) cancels in x1 - x2.  :func:`calibrate_accuracy_offset` therefore
+adds a second, optional step on labelled spectra never used in training: with the scale kept, the
+offset of each label is raised (never lowered) to the maximum-likelihood value of
+
+    -ln L = sum_i [ ln(s r_i + o) + d_i^2 / (2 (s r_i + o)^2) ],   d_i = x_i - truth_i,
+
+so that (x - truth) / e has unit variance: the offset becomes the systematic floor that the
+repeats cannot see (as the published APOGEENet noise model's constant terms do).
 """
 from __future__ import annotations
 
@@ -173,6 +183,77 @@ def calibrate_noise_model(labels, value1, value2, raw_error1, raw_error2, clip_s
                                        "std_z_raw": float(np.std(z_raw)), "std_z_calibrated": float(np.std(z_cal)),
                                        "robust_std_z_calibrated": float(1.4826 * np.median(np.abs(z_cal - np.median(z_cal))))}
     return NoiseModel(labels, scale, offset, diagnostics)
+
+
+def precision_part(model: NoiseModel) -> NoiseModel:
+    """The model without an accuracy floor: offsets back to their repeat-pair values (if one was added)."""
+    accuracy = model.diagnostics.get("accuracy")
+    if not accuracy:
+        return model
+    offset = np.array([accuracy["labels"][name]["offset_precision"] for name in model.labels])
+    diagnostics = {k: v for k, v in model.diagnostics.items() if k != "accuracy"}
+    return NoiseModel(model.labels, model.scale, offset, diagnostics)
+
+
+def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip_sigma: float = 5.0,
+                              max_iterations: int = 5, source: str = "") -> NoiseModel:
+    """Raise each label's offset so that (value - truth) / (scale raw_e + offset) has unit variance.
+
+    Parameters
+    ----------
+    model : NoiseModel
+        The precision model (scale, offset) from repeat pairs; its scale is kept.
+    values, truth, raw_errors : array, shape (n, n_labels)
+        Predictions, true labels and raw errors on labelled spectra never used in training
+        (NaN truth, e.g. a missing label, is skipped).
+    clip_sigma, max_iterations : as in :func:`calibrate_noise_model`.
+    source : str
+        Description of the labelled spectra, stored in the diagnostics.
+
+    Returns
+    -------
+    NoiseModel
+        Same labels and scale; offset = max(precision offset, maximum-likelihood offset);
+        ``diagnostics["accuracy"]`` holds, per label, spectra used and std of (value - truth)/e
+        with the precision model and after.
+    """
+    v, t, r = (np.asarray(a, dtype=np.float64) for a in (values, truth, raw_errors))
+    n_labels = len(model.labels)
+    if not (v.shape == t.shape == r.shape) or v.ndim != 2 or v.shape[1] != n_labels:
+        raise ValueError(f"values, truth and raw errors must all have shape (n, {n_labels}); got "
+                         f"{[a.shape for a in (v, t, r)]}")
+    offset = model.offset.copy()
+    report = {"method": "maximum likelihood of (value - truth) with e = scale raw_e + offset, scale fixed",
+              "source": source, "labels": {}}
+    for j, name in enumerate(model.labels):
+        ok = np.isfinite(v[:, j]) & np.isfinite(t[:, j]) & np.isfinite(r[:, j]) & (r[:, j] > 0)
+        if ok.sum() < MIN_PAIRS:
+            raise ValueError(f"label {name!r}: only {int(ok.sum())} labelled spectra (need >= {MIN_PAIRS})")
+        d, e0 = v[ok, j] - t[ok, j], model.scale[j] * r[ok, j]
+        unit = float(np.median(e0))
+        keep = np.ones(d.size, dtype=bool)
+        o = offset[j]
+        for _ in range(max_iterations):
+            dk, ek = d[keep] / unit, e0[keep] / unit
+
+            def nll(x):
+                e = ek + x[0]
+                return float(np.sum(np.log(e) + 0.5 * dk ** 2 / e ** 2))
+
+            res = minimize(nll, [max(o / unit, 0.1)], method="L-BFGS-B", bounds=[(offset[j] / unit, 1e6)])
+            o = float(res.x[0]) * unit
+            new_keep = np.abs(d / (e0 + o)) <= clip_sigma
+            if new_keep.sum() < MIN_PAIRS or np.array_equal(new_keep, keep):
+                break
+            keep = new_keep
+        z_before, z_after = d / (e0 + offset[j]), d / (e0 + o)
+        report["labels"][name] = {"n": int(ok.sum()), "n_used": int(keep.sum()), "offset_precision": float(offset[j]),
+                                  "offset_accuracy": o, "std_z_precision_model": float(np.std(z_before)),
+                                  "std_z_calibrated": float(np.std(z_after))}
+        offset[j] = o
+    diagnostics = dict(model.diagnostics)
+    diagnostics["accuracy"] = report
+    return NoiseModel(model.labels, model.scale, offset, diagnostics)
 
 
 def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwargs) -> NoiseModel:
