@@ -75,6 +75,6 @@ def test_update_manifest(tmp_path):
                               InnterpolConfig(n_components=2, hidden=4, n_hidden_layers=1, epochs=1), progress=False)
     update_manifest(folder / "manifest.json", path, "m", "cmd", {"x": 1.0})
     entry = update_manifest(folder / "manifest.json", path, "m", "cmd2")
-    data = json.loads((folder / "manifest.json").read_text())
+    data = json.loads((folder / "manifest.json").read_text())["models"]
     assert len(data) == 1 and data[0]["command"] == "cmd2" and data[0]["file"] == "m.pt"
     assert entry["sha256"] == file_sha256(path) and entry["hyperparameters"]["n_inputs"] == 5

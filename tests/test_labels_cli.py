@@ -75,7 +75,7 @@ def test_train_apogeenet_and_run_csv(apstar_dir, tmp_path, capsys, monkeypatch):
 
     manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
     assert manifest["file"] == "anet.pt" and manifest["sha256"] == file_sha256(out)
-    assert "apStar" in manifest["training_data"] and manifest["metrics"]["n_train"] == 1
+    assert "apStar" in manifest["training_data"] and manifest["training_metrics"]["n_train"] == 1
     # a manifest in the weights directory makes these the default weights
     from stellarnn.labels.pipeline import get_pipeline
 
@@ -146,7 +146,7 @@ def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
     assert rc == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
     assert "6 emulator spectra" in manifest["training_data"]
-    assert manifest["metrics"]["n_train"] + manifest["metrics"]["n_val"] == 16
+    assert manifest["training_metrics"]["n_train"] + manifest["training_metrics"]["n_val"] == 16
 
 
 def test_calibrate_noise_on_emulated_repeat_visits(tmp_path, capsys):

@@ -74,8 +74,11 @@ def test_stratified_train_and_invert(tmp_path, capsys):
                  targets=targets[60 * k:60 * (k + 1)].astype(np.float32), log_tau_nodes=LOG_TAU_NODES)
     ckpt = tmp_path / "strat.pt"
     assert main(["stokes", "train", "--stratified", str(chunks), "--out", str(ckpt), "--epochs", "1",
-                 "--physics-weight", "0.1", "--batch-size", "32"]) == 0
+                 "--physics-weight", "0.1", "--batch-size", "32", "--manifest"]) == 0
     assert "120 Lightweaver profiles from 2 chunk files" in capsys.readouterr().out
+    import json
+    entry = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
+    assert entry["name"] == "strat" and entry["kind"] == "stokes_stratified_cnn" and "seed0" in entry["training_data"]
     raster = tmp_path / "raster"
     assert main(["stokes", "synth", "--out", str(raster), "--nx", "2", "--ny", "3", "--seed", "1"]) == 0
     assert main(["stokes", "invert", str(raster), "--method", "stratified", "--weights", str(ckpt),

@@ -14,9 +14,9 @@ def test_emulator_train_evaluate_and_fit(tmp_path, real_file, capsys):
     weights = tmp_path / "emu.pt"
     assert main(["emulator", "train", "--grid", str(TEST_GRID), "--hidden", "16", "--epochs", "2",
                  "--continuum-epochs", "1", "--threads", "1", "-q", "-o", str(weights)]) == 0
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["emu.pt"]["provenance"]["grid"] == str(TEST_GRID)
-    assert len(manifest["emu.pt"]["sha256"]) == 64
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
+    assert manifest["file"] == "emu.pt" and manifest["provenance"]["grid"] == str(TEST_GRID)
+    assert len(manifest["sha256"]) == 64
     capsys.readouterr()
     assert main(["emulator", "evaluate", "--weights", str(weights), "--grid", str(TEST_GRID),
                  "--plot", str(tmp_path / "emu.png")]) == 0

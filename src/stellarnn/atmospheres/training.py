@@ -158,23 +158,8 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
 def update_manifest(manifest_path, checkpoint_path, name: str, command: str, metrics: dict | None = None,
                     training_data: str = "ATLAS9 grid (astro-species 4.1.0 species/data/ATLAS9_grid.nc, "
                                           "stellarnn data entry 'atlas9-grid'), resampled onto 71 tau_Ross points") -> dict:
-    """Add or replace the entry ``name`` of a weights manifest (JSON list of entries).
+    """Add or replace the entry ``name`` of a weights manifest (:func:`stellarnn.train.update_manifest`),
+    with the ATLAS9 grid as the default training data."""
+    from ..train import update_manifest as update
 
-    Each entry: name, file (relative to the manifest), sha256, bytes, training data, the command that
-    regenerates it, the checkpoint's own metrics and the given (benchmark) metrics.
-    """
-    import json
-
-    from ..train import file_sha256, read_checkpoint
-
-    manifest_path, checkpoint_path = Path(manifest_path), Path(checkpoint_path)
-    entries = json.loads(manifest_path.read_text()) if manifest_path.is_file() else []
-    ck = read_checkpoint(checkpoint_path)
-    entry = {"name": name, "file": str(checkpoint_path.relative_to(manifest_path.parent)),
-             "sha256": file_sha256(checkpoint_path), "bytes": checkpoint_path.stat().st_size,
-             "kind": ck["kind"], "hyperparameters": ck["hyperparameters"], "training_data": training_data,
-             "command": command, "training_metrics": ck.get("metrics", {}), "metrics": metrics or {}}
-    entries = [e for e in entries if e.get("name") != name] + [entry]
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps(entries, indent=1) + "\n")
-    return entry
+    return update(manifest_path, checkpoint_path, name, command, training_data=training_data, metrics=metrics)

@@ -83,24 +83,19 @@ def _add_emulated(data: dict, args) -> dict:
 
 
 def write_manifest(checkpoint, pipeline: str) -> Path:
-    """Write ``manifest.json`` next to a checkpoint: name, file, sha256, training data, command, metrics.
+    """Write the ``pipeline`` entry of ``manifest.json`` next to a checkpoint (:func:`stellarnn.train.update_manifest`).
 
     The pipelines load ``weights/<pipeline>/manifest.json`` by default, so writing it next to a
     checkpoint under ``weights/<pipeline>/`` ships that checkpoint.
     """
-    from ..train import file_sha256, read_checkpoint
+    from ..train import read_checkpoint, update_manifest
 
     checkpoint = Path(checkpoint)
     payload = read_checkpoint(checkpoint)
     prov = payload.get("provenance", {})
-    entry = {"name": pipeline, "file": checkpoint.name, "sha256": file_sha256(checkpoint),
-             "bytes": checkpoint.stat().st_size, "kind": payload["kind"],
-             "hyperparameters": payload["hyperparameters"], "training_data": prov.get("training_data", ""),
-             "command": prov.get("command", ""), "created": prov.get("created", ""),
-             "metrics": payload.get("metrics", {}),
-             "noise_model": payload.get("normalisation", {}).get("noise_model")}
     path = checkpoint.parent / "manifest.json"
-    path.write_text(json.dumps({"models": [entry]}, indent=1, default=float) + "\n")
+    update_manifest(path, checkpoint, pipeline, prov.get("command", ""), training_data=prov.get("training_data", ""),
+                    created=prov.get("created", ""), noise_model=payload.get("normalisation", {}).get("noise_model"))
     return path
 
 

@@ -152,6 +152,19 @@ def cmd_train(args) -> int:
                                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        resume_path=args.resume, seed=args.seed)
         print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
+        if args.manifest:
+            import sys
+
+            from ..train import update_manifest
+
+            seeds = sorted({Path(f).name.split("_")[1] for f in data["files"]})
+            update_manifest(Path(out).parent / "manifest.json", out, Path(out).stem,
+                            "stellarnn " + " ".join(sys.argv[1:]),
+                            training_data=f"{len(data['stokes'])} Lightweaver profiles ({', '.join(seeds)}) in "
+                                          f"{args.stratified}: perturbed FAL-C, Fe I 6301.5/6302.5, Hinode SP "
+                                          "sampling; 1e-3 I_c noise per batch; 10 % validation split",
+                            dtype="float16")
+            print(f"wrote the {Path(out).stem} entry of {Path(out).parent / 'manifest.json'}")
         for name in ("temperature", "v_los", "B_los"):
             print(f"  Pearson r {name}: " + " ".join(f"{r:.2f}" for r in metrics["pearson_r"][name]))
         return 0
@@ -237,6 +250,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"{DEFAULT_STRATIFIED_WEIGHTS.name} with --stratified)")
     q.add_argument("--data-dir", help="ME-CNN: directory for the chunked synthetic ME training set")
     q.add_argument("--stratified", metavar="DIR", help="train the stratified CNN on the Lightweaver chunks in DIR")
+    q.add_argument("--manifest", action="store_true", help="stratified CNN: add/replace its entry in the "
+                   "manifest.json next to --out")
     q.add_argument("--physics-weight", type=float, default=0.0,
                    help="stratified CNN: weight of the weak-field B_LOS consistency term (0: none)")
     q.add_argument("--resume", help="resume file (written after every epoch)")

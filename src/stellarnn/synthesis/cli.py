@@ -106,12 +106,13 @@ def cmd_emulator_train(args) -> int:
                   "test_grid": args.test_grid, "label_names": list(train["label_names"]),
                   "command": "stellarnn emulator train " + " ".join(sys.argv[3:])}
     out = save_emulator(args.out, res, provenance)
+    from ..train import update_manifest
+
     manifest = out.parent / "manifest.json"
-    entries = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    import hashlib
-    entries[out.name] = {"sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "metrics": metrics,
-                         "provenance": provenance, "dtype": "float16 parameters, float32 buffers"}
-    manifest.write_text(json.dumps(entries, indent=1, default=float) + "\n")
+    update_manifest(manifest, out, out.stem, provenance["command"],
+                    training_data=f"PySME grid {args.grid} ({provenance['n_train']} training, "
+                                  f"{provenance['n_valid']} validation spectra)",
+                    metrics=metrics, provenance=provenance, dtype="float16 parameters, float32 buffers")
     print(json.dumps(metrics, indent=1, default=float))
     print(f"wrote {out} and {manifest}", file=sys.stderr)
     return 0

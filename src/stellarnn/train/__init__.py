@@ -5,7 +5,8 @@ blase, stokes) may use it.
 """
 from .checkpoint import (CheckpointError, file_sha256, load_checkpoint, read_checkpoint, register_model,
                          save_checkpoint)
+from .manifest import read_manifest, update_manifest
 from .trainer import History, TrainConfig, Trainer, pick_device
 
 __all__ = ["CheckpointError", "file_sha256", "load_checkpoint", "read_checkpoint", "register_model",
-           "save_checkpoint", "History", "TrainConfig", "Trainer", "pick_device"]
+           "save_checkpoint", "read_manifest", "update_manifest", "History", "TrainConfig", "Trainer", "pick_device"]
