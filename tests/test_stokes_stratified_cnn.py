@@ -47,6 +47,8 @@ def test_training_with_and_without_physics_term(tmp_path):
         m = train_stratified_cnn(stokes, targets, tmp_path / f"s{w}.pt", physics_weight=w, epochs=2, batch_size=32,
                                  channels=8, hidden=32, progress=False)
         assert m["physics_weight"] == w and len(m["pearson_r"]["B_los"]) == 11
+        # weak-field factor on ME profiles with depth-independent B: ~1.1 (the sampled dI/dλ, see weak_field_blos)
+        assert 0.95 < m["weak_field_factor_kappa"] < 1.25
         model, _ = load_checkpoint(tmp_path / f"s{w}.pt", expected_kind="stokes_stratified_cnn")
         assert isinstance(model, StratifiedCNN)
     with pytest.raises(ValueError):
