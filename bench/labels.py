@@ -11,7 +11,8 @@ Measured in one run (medians over ``--repeats``):
   spectra of a batch (the pipeline's form), factorised with independent masks per (spectrum,
   pass), and the naive form (every pass through the whole network);
 * with ``--astronn-weights`` / ``--apogeenet-weights`` and ``--test-grid``: accuracy on held-out
-  PySME spectra at S/N 50, 100, 200 (robust scatter, bias, std of (prediction - truth)/e);
+  PySME spectra at S/N 50, 100, 200 (robust scatter, bias, std and robust std (1.4826 MAD) of
+  (prediction - truth)/e);
 * on the same spectra and noise realisations, the least-squares (Payne-style) fitter
   (:func:`stellarnn.synthesis.fitter.fit_spectra` with the emulator ``--emulator-weights``):
   per-label robust scatter and bias side by side with the networks, its spectra per second and
@@ -135,7 +136,9 @@ def _label_stats(pred: np.ndarray, truth: np.ndarray, err: np.ndarray | None) ->
     res = pred - truth
     out = {"robust_scatter": float(robust_scatter(res[:, None])[0]), "bias": float(np.nanmedian(res))}
     if err is not None:
-        out["std_z"] = float(np.nanstd(res / err))
+        z = res / err
+        out["std_z"] = float(np.nanstd(z))
+        out["robust_std_z"] = float(1.4826 * np.nanmedian(np.abs(z - np.nanmedian(z))))
     return out
 
 
