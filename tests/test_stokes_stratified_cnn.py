@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from stellarnn.stokes.milne_eddington import MilneEddington
-from stellarnn.stokes.stratified_cnn import StratifiedCNN, pearson_and_rmse, train_stratified_cnn, weak_field_blos
+from stellarnn.stokes.stratified_cnn import (StratifiedCNN, augment_symmetries, pearson_and_rmse, train_stratified_cnn,
+                                            weak_field_blos)
 from stellarnn.train import load_checkpoint
 
 
@@ -57,3 +58,35 @@ def test_training_with_and_without_physics_term(tmp_path):
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         train_stratified_cnn(bad, targets, tmp_path / "y.pt")
+
+
+def test_augment_symmetries_match_transformed_me_profiles():
+    # rotating χ and mirroring (γ, χ) → (180 − γ, 180 − χ) in the forward model must give what
+    # augment_symmetries makes of the original profiles and targets
+    me = MilneEddington()
+    p = torch.tensor([[800.0, 35.0, 20.0, 0.5, 30.0, 8.0, 0.2, 0.2, 0.8],
+                      [1500.0, 120.0, 140.0, -1.0, 35.0, 6.0, 0.1, 0.3, 0.7],
+                      [300.0, 80.0, 75.0, 0.0, 28.0, 10.0, 0.2, 0.25, 0.75],
+                      [2000.0, 10.0, 170.0, 1.5, 32.0, 12.0, 0.3, 0.2, 0.8]], dtype=torch.float64)
+    p = p.repeat(4, 1)
+    stokes = me(p)
+
+    def targets_of(q):
+        g, c2 = torch.deg2rad(q[:, 1]), 2 * torch.deg2rad(q[:, 2])
+        rows = [torch.full_like(g, 5000.0), q[:, 3], q[:, 0] * torch.cos(g), q[:, 0] * torch.sin(g),
+                torch.sin(c2), torch.cos(c2)]
+        return torch.stack(rows, 1)[:, :, None].repeat(1, 1, 3)
+
+    b_wf = weak_field_blos(stokes)
+    aug, t_aug, b_aug = augment_symmetries(stokes, targets_of(p), b_wf, generator=torch.Generator().manual_seed(3))
+    sign = torch.sign(t_aug[:, 2, 0] / targets_of(p)[:, 2, 0])
+    assert (sign < 0).any() and (sign > 0).any()
+    chi_new = torch.rad2deg(0.5 * torch.atan2(t_aug[:, 4, 0], t_aug[:, 5, 0])) % 180.0
+    q = p.clone()
+    q[:, 1] = torch.where(sign < 0, 180.0 - p[:, 1], p[:, 1])
+    q[:, 2] = chi_new
+    expected = me(q)
+    assert torch.allclose(aug, expected, atol=1e-10)
+    assert torch.allclose(t_aug, targets_of(q), atol=1e-8)
+    assert torch.allclose(b_aug, weak_field_blos(expected), atol=1e-6)
+    assert not torch.allclose(aug[:, 1:3], stokes[:, 1:3], atol=1e-4)  # something was transformed

@@ -150,7 +150,8 @@ def cmd_train(args) -> int:
         print(f"{len(data['stokes'])} Lightweaver profiles from {len(data['files'])} chunk files")
         metrics = train_stratified_cnn(data["stokes"], data["targets"], out, physics_weight=args.physics_weight,
                                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                       resume_path=args.resume, seed=args.seed)
+                                       channels=args.channels, hidden=args.hidden, augment=not args.no_augment,
+                                       weight_decay=args.weight_decay, resume_path=args.resume, seed=args.seed)
         print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
         if args.manifest:
             import sys
@@ -254,6 +255,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "manifest.json next to --out")
     q.add_argument("--physics-weight", type=float, default=0.0,
                    help="stratified CNN: weight of the weak-field B_LOS consistency term (0: none)")
+    q.add_argument("--no-augment", action="store_true", help="stratified CNN: no azimuth-rotation / mirror "
+                   "augmentation of the training batches")
+    q.add_argument("--channels", type=int, default=32, help="stratified CNN: width of the first convolutions")
+    q.add_argument("--hidden", type=int, default=256, help="stratified CNN: width of the dense layer")
+    q.add_argument("--weight-decay", type=float, default=0.0, help="stratified CNN: Adam weight decay")
     q.add_argument("--resume", help="resume file (written after every epoch)")
     q.add_argument("--n-train", type=int, default=200000)
     q.add_argument("--n-val", type=int, default=10000)

