@@ -29,8 +29,11 @@ def _real(name, real_file):
 
 
 @pytest.mark.parametrize("air, lo, hi", [
+    (15163.067, 15150, 15185),  # K I (air; Smith et al. 2013, the APOGEE line list)
+    (15648.515, 15638, 15665),  # Fe I (g = 3)
     (15740.716, 15735, 15780),  # Mg I triplet (air, NIST)
     (15765.842, 15735, 15780),
+    (15960.063, 15950, 15975),  # Si I
     (16718.957, 16712, 16762),  # Al I
     (16750.564, 16712, 16762),
 ])
@@ -49,11 +52,18 @@ def test_strong_lines_at_vacuum_wavelengths_of_real_star(atmospheres, real_file,
     assert np.all(cont > 0)
 
 
-def test_molecular_giant_matches_real_cool_giant(atmospheres, real_file):
-    """CO/OH-rich window: a synthetic cool giant at the Doppler labels correlates with the real giant."""
+@pytest.fixture(scope="module")
+def cool_giant(atmospheres, real_file):
+    """The real cool giant and a synthetic one at its Doppler labels over a CO/OH-rich window."""
     wl, real, hdr = _real("apstar-2M17335483", real_file)
     labels = StellarLabels(max(hdr["rv_teff"], 3550.0), max(hdr["rv_logg"], 0.5), hdr["rv_feh"])
     _, _, _, synth = _window(atmospheres, 15530, 15620, labels)
+    return wl, real, hdr, synth
+
+
+def test_molecular_giant_matches_real_cool_giant(cool_giant):
+    """CO/OH-rich window: a synthetic cool giant at the Doppler labels correlates with the real giant."""
+    wl, real, hdr, synth = cool_giant
     grid = apogee_wavelength()
     m_s = (grid > 15540) & (grid < 15610)
     m_r = (wl > 15540) & (wl < 15610)
@@ -133,3 +143,39 @@ def test_synth_cli_high_resolution_mode(tmp_path):
     np.testing.assert_allclose(back.continuum, spec.continuum, rtol=1e-6)
     assert back.meta["labels"]["teff"] == 4700.0
     assert main(["synth", "4700", "4.5", "0.0", "--range", "8541", "8548", "-q", "-o", str(tmp_path / "x.fits")]) == 2
+
+
+def _local_minimum(wave, flux, centre, half_width=0.5):
+    near = np.abs(wave - centre) < half_width
+    return wave[near][np.argmin(flux[near])], flux[near].min()
+
+
+def test_oh_lines_and_co_bandhead_at_positions_of_real_cool_giant(cool_giant):
+    """The strongest OH lines and the CO (3-0) bandhead fall where the real 3700 K giant has them."""
+    wl, real, hdr, synth = cool_giant
+    grid = apogee_wavelength()
+    lines = load_line_list(15530, 15620)
+    species = np.asarray(lines.species).astype(str)
+    theta = 5040.0 / hdr["rv_teff"]
+
+    def strengths(name):
+        mol = np.char.startswith(species, name)
+        return lines.wavelength[mol], lines.loggf[mol] - theta * lines.excitation[mol]
+
+    wave_oh, s_oh = strengths("OH")
+    for vac in wave_oh[np.argsort(s_oh)[::-1][:4]]:
+        synth_min, synth_depth = _local_minimum(grid, synth, vac)
+        real_min, real_depth = _local_minimum(wl, real, vac)
+        assert synth_depth < 0.8 and real_depth < 0.8, vac
+        assert abs(synth_min - vac) < 0.3 and abs(real_min - vac) < 0.3, (vac, synth_min, real_min)
+    # the bandhead (the bluest of the strongest CO lines, where the R branch turns): the steepest
+    # blue-to-red drop of the flux lies within a pixel of it in both spectra
+    wave_co, s_co = strengths("CO")
+    head = wave_co[s_co > s_co.max() - 0.5].min()
+
+    def steepest_drop(wave, flux):
+        m = np.abs(wave - head) < 3.0
+        return wave[m][1:][np.argmin(np.diff(flux[m]))]
+
+    assert abs(steepest_drop(grid, synth) - head) < 0.5
+    assert abs(steepest_drop(wl, real) - head) < 0.5
