@@ -8,7 +8,8 @@ B_LOS, B_⊥, sin 2χ and cos 2χ are reported, and the minimum r over log τ500
 and B_LOS against the target r ≥ 0.9 (the seed, Milić & Gafeira 2020-style CNNs, reports ~0.8).
 Throughput: profiles per second of :class:`~stellarnn.stokes.stratified_cnn.StratifiedInverter`
 (median over repeats at ``--threads``). A plot of r and RMSE against log τ500 is written next to
-the JSON. Writes bench/results/stokes_stratified.json.
+the JSON, and truth against prediction for three held-out profiles (``*_examples.png``).
+Writes bench/results/stokes_stratified.json.
 
 Usage: python bench/stokes_stratified.py [--heldout DIR] [--weights A.pt B.pt] [--threads 2]
 """
@@ -85,6 +86,32 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_examples(weights: Path, stokes: np.ndarray, targets: np.ndarray, path: Path, n: int = 3) -> None:
+    """Truth and prediction of T, v_LOS and B_LOS against log τ500 for the first ``n`` held-out profiles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = StratifiedInverter(weights).predict(torch.from_numpy(stokes[:n])).numpy()
+    fig, axes = plt.subplots(n, 3, figsize=(12, 2.6 * n), sharex=True, squeeze=False)
+    for row in range(n):
+        for col, name in enumerate(SCORED):
+            k = TARGET_NAMES.index(name)
+            ax = axes[row, col]
+            ax.plot(LOG_TAU_NODES, targets[row, k], "k-o", ms=3, label="Lightweaver truth")
+            ax.plot(LOG_TAU_NODES, pred[row, k], "C1--s", ms=3, label="stratified CNN")
+            ax.axvspan(*SCORED_RANGE, color="0.92", zorder=0)
+            ax.set_ylabel(f"{name} [{TARGET_UNITS[k]}]")
+            if row == n - 1:
+                ax.set_xlabel(r"log $\tau_{500}$")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"Held-out profiles (1e-3 noise): {weights.name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heldout", default=str(ROOT / "weights/stokes/stratified_heldout"))
@@ -117,11 +144,13 @@ def main() -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     plot(results, path.with_suffix(".png"))
+    examples = path.with_name(path.stem + "_examples.png")
+    plot_examples(next(Path(w) for w in args.weights if Path(w).is_file()), stokes, data["targets"], examples)
     for res in results:
         print(f"{res['weights']}: min r over log tau -2.5..0 "
               + ", ".join(f"{k} {v:.3f}" for k, v in res["min_r_log_tau_-2.5_to_0"].items())
               + f"; {res['profiles_per_second_median']:.0f} profiles/s")
-    print(f"wrote {path} and {path.with_suffix('.png')}")
+    print(f"wrote {path}, {path.with_suffix('.png')} and {examples}")
     return 0
 
 

@@ -101,3 +101,25 @@ def test_load_stratified_set_reads_every_finished_chunk(tmp_path):
              log_tau_nodes=np.arange(3.0))
     with pytest.raises(ValueError, match="nodes"):
         load_stratified_set(tmp_path)
+
+
+@pytest.mark.slow
+def test_lightweaver_profiles_obey_the_training_symmetries(synthesizer):
+    """The augmentation of the stratified CNN (apply_symmetry) is what Lightweaver computes for the
+    rotated (χ + 30°) and mirrored ((γ, χ) → (180° − γ, 180° − χ)) atmospheres."""
+    import dataclasses
+
+    import torch
+
+    from stellarnn.stokes.stratified_cnn import apply_symmetry
+
+    strat = synthesizer.random_stratification(np.random.default_rng(7))
+    stokes, targets = synthesizer.synthesize(strat)
+    rotated = synthesizer.synthesize(dataclasses.replace(strat, chi=(strat.chi + 30.0) % 180.0))
+    mirrored = synthesizer.synthesize(dataclasses.replace(strat, gamma=180.0 - strat.gamma, chi=(180.0 - strat.chi) % 180.0))
+    s0, t0 = torch.from_numpy(stokes[None]), torch.from_numpy(targets[None])
+    for (s_true, t_true), alpha, mirror, tol in ((rotated, 30.0, False, 5e-4), (mirrored, 0.0, True, 1e-10)):
+        s_aug, t_aug, _ = apply_symmetry(s0, t0, alpha, mirror)
+        assert np.abs(s_aug[0].numpy() - s_true).max() < tol
+        assert np.allclose(t_aug[0].numpy(), t_true, atol=1e-9)
+    assert np.abs(stokes[1:3]).max() > 1e-2 and np.abs(stokes[3]).max() > 1e-2  # a polarised profile

@@ -74,19 +74,19 @@ class StratifiedCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def augment_symmetries(stokes: torch.Tensor, targets: torch.Tensor, b_wf: torch.Tensor | None = None,
-                       generator: torch.Generator | None = None):
-    """Randomly rotated and mirrored copies of (n, 4, n_λ) Stokes and (n, 6, n_nodes) physical targets.
+def apply_symmetry(stokes: torch.Tensor, targets: torch.Tensor, alpha_deg, mirror, b_wf: torch.Tensor | None = None):
+    """Stokes and physical targets of the same atmosphere rotated in azimuth by α and, where ``mirror``, mirrored.
 
-    Per profile: an azimuth rotation α ~ U(0, π) — Q' = Q cos 2α − U sin 2α, U' = Q sin 2α + U cos 2α,
-    (sin 2χ, cos 2χ) rotated by 2α — and, with probability 1/2, the mirror (γ, χ) → (π − γ, π − χ):
-    U, V, B_LOS and sin 2χ change sign (see the module docstring). ``b_wf`` (the weak-field B_LOS of
-    V) changes sign with V. Returns ``(stokes, targets, b_wf)``.
+    Rotation χ → χ + α: Q' = Q cos 2α − U sin 2α, U' = Q sin 2α + U cos 2α, (sin 2χ, cos 2χ) rotated by
+    2α. Mirror (γ, χ) → (π − γ, π − χ): U, V, B_LOS and sin 2χ change sign, and ``b_wf`` (the
+    weak-field B_LOS of V) with V (see the module docstring). ``alpha_deg`` and ``mirror`` are
+    scalars or (n,) per profile; (n, 4, n_λ) Stokes, (n, 6, n_nodes) targets. Returns
+    ``(stokes, targets, b_wf)``.
     """
     n = stokes.shape[0]
-    two_alpha = 2.0 * torch.pi * torch.rand(n, 1, generator=generator, dtype=stokes.dtype)
+    two_alpha = 2.0 * torch.deg2rad(torch.as_tensor(alpha_deg, dtype=stokes.dtype).expand(n))[:, None]
     c, s = torch.cos(two_alpha), torch.sin(two_alpha)
-    sign = torch.where(torch.rand(n, 1, generator=generator) < 0.5, -1.0, 1.0).to(stokes.dtype)
+    sign = torch.where(torch.as_tensor(mirror).expand(n), -1.0, 1.0).to(stokes.dtype)[:, None]
     q, u = stokes[:, 1], stokes[:, 2]
     stokes = torch.stack([stokes[:, 0], q * c - u * s, sign * (q * s + u * c), sign * stokes[:, 3]], 1)
     i_s, i_c = TARGET_NAMES.index("sin2chi"), TARGET_NAMES.index("cos2chi")
@@ -95,6 +95,15 @@ def augment_symmetries(stokes: torch.Tensor, targets: torch.Tensor, b_wf: torch.
     rows[i_s], rows[i_c] = sign * (t_s * c + t_c * s), t_c * c - t_s * s
     rows[TARGET_NAMES.index("B_los")] = sign * rows[TARGET_NAMES.index("B_los")]
     return stokes, torch.stack(rows, 1), None if b_wf is None else sign[:, 0] * b_wf
+
+
+def augment_symmetries(stokes: torch.Tensor, targets: torch.Tensor, b_wf: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None):
+    """:func:`apply_symmetry` with α ~ U(0°, 180°) and a mirror with probability 1/2, drawn per profile."""
+    n = stokes.shape[0]
+    alpha = 180.0 * torch.rand(n, generator=generator, dtype=torch.float64)
+    mirror = torch.rand(n, generator=generator) < 0.5
+    return apply_symmetry(stokes, targets, alpha, mirror, b_wf)
 
 
 def pearson_and_rmse(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
