@@ -2,8 +2,8 @@
 
 Held-out profiles: the chunk files in ``--heldout`` (built with a seed never used for training,
 ``stellarnn stokes build-set weights/stokes/stratified_heldout --seed 1``), with 1e-3 I_c white noise
-(fixed seed). For every checkpoint given (default: the shipped one trained with the weak-field
-physics term and the one trained without it) the Pearson r and RMSE per log τ500 node of T, v_LOS,
+(fixed seed). For every checkpoint given (default: the shipped ``stratified_cnn.pt``, trained without
+the physics term, and ``stratified_cnn_weak_field.pt``, trained with it) the Pearson r and RMSE per log τ500 node of T, v_LOS,
 B_LOS, B_⊥, sin 2χ and cos 2χ are reported, and the minimum r over log τ500 = −2.5 … 0 for T, v_LOS
 and B_LOS against the target r ≥ 0.9 (the seed, Milić & Gafeira 2020-style CNNs, reports ~0.8).
 Throughput: profiles per second of :class:`~stellarnn.stokes.stratified_cnn.StratifiedInverter`
@@ -116,7 +116,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heldout", default=str(ROOT / "weights/stokes/stratified_heldout"))
     ap.add_argument("--weights", nargs="+", default=[str(ROOT / "weights/stokes/stratified_cnn.pt"),
-                                                     str(ROOT / "weights/stokes/stratified_cnn_no_physics.pt")])
+                                                     str(ROOT / "weights/stokes/stratified_cnn_weak_field.pt")])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(ROOT / "bench/results/stokes_stratified.json"))

@@ -90,3 +90,28 @@ def test_augment_symmetries_match_transformed_me_profiles():
     assert torch.allclose(t_aug, targets_of(q), atol=1e-8)
     assert torch.allclose(b_aug, weak_field_blos(expected), atol=1e-6)
     assert not torch.allclose(aug[:, 1:3], stokes[:, 1:3], atol=1e-4)  # something was transformed
+
+
+def test_shipped_stratified_cnn_on_held_out_lightweaver_profiles():
+    # the shipped default (trained on seed 0) on 300 profiles of the held-out set (seed 1), 1e-3 noise
+    from pathlib import Path
+
+    from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES, load_stratified_set
+    from stellarnn.stokes.stratified_cnn import StratifiedInverter
+
+    root = Path(__file__).resolve().parents[1] / "weights" / "stokes"
+    data = load_stratified_set(root / "stratified_heldout")
+    stokes = data["stokes"][:300] + np.random.default_rng(0).normal(0, 1e-3, data["stokes"][:300].shape)
+    inverter = StratifiedInverter(root / "stratified_cnn.pt")
+    out = inverter.invert(stokes.astype(np.float32))
+    node = int(np.argmin(np.abs(LOG_TAU_NODES + 1.0)))  # log tau = -1, where the lines form
+    for name in ("temperature", "v_los", "B_los"):
+        r, _ = pearson_and_rmse(out[name][:, node:node + 1], data["targets"][:300, TARGET_NAMES.index(name), node:node + 1])
+        assert r[0] > 0.9, (name, r)
+    assert np.all((out["chi"] >= 0) & (out["chi"] < 180)) and np.all(out["B"] >= np.abs(out["B_los"]) - 1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        inverter.predict(np.zeros((2, 4, 100), np.float32))
+    bad = stokes[:2].astype(np.float32)
+    bad[0, 0, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        inverter.predict(bad)
