@@ -169,7 +169,7 @@ def test_oh_lines_and_co_bandhead_at_positions_of_real_cool_giant(cool_giant):
         assert synth_depth < 0.8 and real_depth < 0.8, vac
         assert abs(synth_min - vac) < 0.3 and abs(real_min - vac) < 0.3, (vac, synth_min, real_min)
     # the bandhead (the bluest of the strongest CO lines, where the R branch turns): the steepest
-    # blue-to-red drop of the flux lies within a pixel of it in both spectra
+    # blue-to-red drop of the flux lies within 0.5 A (about two apStar pixels) of it in both spectra
     wave_co, s_co = strengths("CO")
     head = wave_co[s_co > s_co.max() - 0.5].min()
 
