@@ -160,3 +160,24 @@ def test_scalar_fast_path(toy):
     assert not one.batched and one.grid_distance is None and one.n_layers == 71
     ref, _, _ = _reference(toy, 5000.0, 3.0, 0.0)
     np.testing.assert_allclose(np.log10(one.rhox), np.log10(ref[0, 0]), atol=2e-5)
+
+
+@pytest.mark.parametrize("mode", ["fused", "split"])
+@pytest.mark.parametrize("precision,atol", [("float32", 2e-5), ("float64", 1e-10)])
+def test_both_output_paths_match_reference(mode, precision, atol):
+    emu = _toy_emulator(seed=3, n_components=7, hidden=32, layers=2)
+    emu.output_mode, emu.chunk_size = mode, 100
+    assert emu.output_path() == mode
+    pts = _random_inputs(250, seed=21)
+    atm = emu.atmosphere(pts[:, 0], pts[:, 1], pts[:, 2], precision=precision)
+    ref, _, _ = _reference(emu, pts[:, 0], pts[:, 1], pts[:, 2])
+    for i, name in enumerate(("rhox", "temperature", "p_gas", "n_e")):
+        np.testing.assert_allclose(np.log10(getattr(atm, name)), np.log10(ref[:, i]), rtol=0, atol=atol)
+
+
+def test_output_path_picks_the_cheaper_product():
+    wide = _toy_emulator(n_components=24, hidden=128, layers=1)  # the shipped ATLAS9 shape: split
+    narrow = _toy_emulator(n_components=12, hidden=40, layers=1)  # the paper's shape: fused
+    assert wide.output_path() == "split" and narrow.output_path() == "fused"
+    wide.output_mode = "fused"
+    assert wide.output_path() == "fused"

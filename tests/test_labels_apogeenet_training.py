@@ -44,3 +44,28 @@ def test_short_training_reduces_loss_and_checkpoint_runs(tmp_path):
     p = get_pipeline("apogeenet", weights=tmp_path / "a.pt", n_draws=3)
     row = p.process([Spectrum(wl, flux[0], ivar[0])])[0]
     assert np.isfinite(row["teff"]) and row["reason"] == ""
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    from stellarnn.train import read_checkpoint
+
+    rng = np.random.default_rng(1)
+    n = 16
+    teff = rng.uniform(4000, 6000, n)
+    wl = apogee_wavelength()
+    flux = 100 * (1 - ((teff - 3500) / 3000)[:, None] * np.exp(-0.5 * ((wl - 16000) / 30) ** 2)[None])
+    ivar = np.full_like(flux, 1e4)
+    labels = np.stack([teff, np.full(n, 2.0), np.full(n, -0.5)], axis=1)
+    cfg = dict(batch_size=8, lr=3e-3, progress=False)
+    first, m1 = train_apogeenet(flux, ivar, labels, tmp_path / "a.pt", hyperparameters=TINY, val_fraction=0.25,
+                                config=TrainConfig(epochs=6, **cfg), eval_draws=2)
+    # zero epochs of fine-tuning: the new checkpoint holds exactly the starting weights
+    tuned, _ = train_apogeenet(flux, ivar, labels, tmp_path / "b.pt", hyperparameters=TINY, val_fraction=0.25,
+                               config=TrainConfig(epochs=0, **cfg), eval_draws=2, init_from=tmp_path / "a.pt")
+    a, b = read_checkpoint(tmp_path / "a.pt"), read_checkpoint(tmp_path / "b.pt")
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k])
+    assert b["provenance"]["init_from"] == str(tmp_path / "a.pt")
+    with pytest.raises(Exception, match="do not fit"):
+        train_apogeenet(flux, ivar, labels, tmp_path / "c.pt", hyperparameters=dict(TINY, head_width=8),
+                        val_fraction=0.25, config=TrainConfig(epochs=0, **cfg), init_from=tmp_path / "a.pt")

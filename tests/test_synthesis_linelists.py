@@ -47,3 +47,41 @@ def test_malformed_line(tmp_path):
         fh.write("  15000.0  26.0  1.0  -1.0\n  15001.0  26.0\n")
     with pytest.raises(ValueError, match="bad.gz:2: expected at least 4 columns"):
         read_moog_linelist(p)
+
+
+def test_hydrogen_quantum_numbers_of_brackett_and_paschen_lines():
+    from stellarnn.synthesis.linelists import hydrogen_quantum_numbers
+
+    # Br 11 (16811.1 A vacuum) and Pa delta (10052.1 A vacuum); E_low of n = 4 and n = 3
+    n_lo, n_up = hydrogen_quantum_numbers([16811.11, 10052.13, 8205.83], [12.748, 12.088, 12.078])
+    np.testing.assert_array_equal(n_lo, [4, 3, 0])  # the last sits beyond the Paschen limit: unidentified
+    np.testing.assert_array_equal(n_up, [11, 7, 0])
+
+
+def test_apogee_range_holds_brackett_11_to_21_and_sme_gets_their_numbers():
+    from stellarnn.synthesis.linelists import clean_hydrogen_lines, hydrogen_quantum_numbers
+
+    lines = load_line_list(15090, 17010)
+    clean, info = clean_hydrogen_lines(lines)
+    assert info == {"n_hydrogen": 11, "n_unidentified": 0, "n_duplicate": 0, "n_kept": 11}
+    h = lines.select(lines.species == "H 1")
+    n_lo, n_up = hydrogen_quantum_numbers(h.wavelength, h.excitation)
+    assert set(n_lo) == {4} and sorted(n_up) == list(range(11, 22))
+    frame = clean.to_pysme()._lines
+    hyd = frame[frame["species"] == "H 1"]
+    # the SME library reads n_lower from the Stark field and n_upper from the van der Waals field
+    np.testing.assert_array_equal(hyd["gamqst"].to_numpy(), n_lo)
+    np.testing.assert_array_equal(np.sort(hyd["gamvw"].to_numpy()), np.arange(11, 22))
+    assert (frame[frame["species"] != "H 1"]["gamqst"] == 0).all()
+
+
+def test_hydrogen_cleaning_drops_placeholders_and_repeats_in_the_near_infrared():
+    from stellarnn.synthesis.linelists import clean_hydrogen_lines
+
+    lines = load_line_list(8100, 12800)
+    clean, info = clean_hydrogen_lines(lines)
+    assert info["n_unidentified"] == 1 and info["n_duplicate"] == 2  # the 8205.8 A placeholder; Pa delta, Pa gamma twice
+    assert len(lines) - len(clean) == 3
+    with pytest.raises(ValueError, match="no hydrogen transition"):
+        lines.to_pysme()
+    clean.to_pysme()

@@ -179,3 +179,45 @@ def test_oh_lines_and_co_bandhead_at_positions_of_real_cool_giant(cool_giant):
 
     assert abs(steepest_drop(grid, synth) - head) < 0.5
     assert abs(steepest_drop(wl, real) - head) < 0.5
+
+
+def _brackett_11_depression(wave, flux):
+    """Median flux of the sides (16770-16790, 16845-16865 A) minus that of Br 11's core (16803-16819 A)."""
+    core = (wave > 16803) & (wave < 16819)
+    sides = ((wave > 16770) & (wave < 16790)) | ((wave > 16845) & (wave < 16865))
+    return float(np.median(flux[sides]) - np.median(flux[core]))
+
+
+@pytest.fixture(scope="module")
+def brackett_window(atmospheres):
+    lines = load_line_list(16700, 16920)
+    return {h: PySMESynthesizer(16740, 16880, lines, atmospheres=atmospheres, hydrogen_lines=h) for h in (False, True)}
+
+
+def test_sme_computes_brackett_11_when_asked(brackett_window):
+    """With hydrogen_lines, Br 11 (16811.1 A) appears with Stark wings and grows from a K dwarf to an F dwarf."""
+    grid = apogee_wavelength()
+    depression = {}
+    for teff, logg in ((4800, 4.6), (5777, 4.44), (6500, 4.2)):
+        for h, syn in brackett_window.items():
+            flux, _ = syn.synthesize(StellarLabels(teff, logg, 0.0))
+            depression[teff, h] = _brackett_11_depression(grid, ApogeeInstrument(syn.wave).apply(flux))
+    for teff in (4800, 5777, 6500):
+        assert abs(depression[teff, False]) < 0.004  # no hydrogen: only metal lines in the window
+    assert 0.005 < depression[4800, True] < depression[5777, True] < depression[6500, True]
+    assert depression[5777, True] > 0.04
+    syn = brackett_window[True]
+    flux, _ = syn.synthesize(StellarLabels(6500, 4.2, 0.0))
+    wing = np.abs(syn.wave - (16811.1 + 15.0)) < 0.05  # 15 A from the centre, clear of metal lines
+    assert flux[wing].max() < 0.97  # the Stark wing: the line is tens of Angstrom wide
+
+
+def test_real_k_dwarf_shows_no_brackett_11_depression(real_file):
+    """The fact behind hydrogen_lines=False by default: the real APOGEE K dwarf has no Br 11 depression.
+
+    2M19485057 (Doppler labels 5226 K, log g 5.0, S/N 137): LTE synthesis with H I at those labels
+    depresses the core by ~2 %, the real spectrum by less than 0.5 % (measured -0.2 %).
+    """
+    wl, real, hdr = _real("apstar-2M19485057", real_file)
+    assert hdr["rv_teff"] > 5000
+    assert abs(_brackett_11_depression(wl, real)) < 0.005

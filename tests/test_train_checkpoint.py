@@ -54,3 +54,19 @@ def test_wrong_kind_and_corrupt_file(tmp_path):
         load_checkpoint(tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not registered"):
         save_checkpoint(tmp_path / "x.pt", TinyMLP(), "unregistered-kind", {})
+
+
+def test_warm_start_copies_weights_and_refuses_other_widths(tmp_path):
+    from stellarnn.train import warm_start
+
+    src = TinyMLP(n_hidden=5)
+    path = save_checkpoint(tmp_path / "m.pt", src, "test-mlp", {"n_in": 3, "n_hidden": 5, "n_out": 2})
+    dst = TinyMLP(n_hidden=5)
+    info = warm_start(dst, path, "test-mlp")
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(dst(x), src(x))
+    assert info["init_from"] == str(path) and len(info["init_sha256"]) == 64
+    with pytest.raises(CheckpointError, match="do not fit"):
+        warm_start(TinyMLP(n_hidden=7), path, "test-mlp")
+    with pytest.raises(CheckpointError, match="expected"):
+        warm_start(TinyMLP(n_hidden=5), path, "astronn")

@@ -1,3 +1,6 @@
+import math
+
+import numpy as np
 import torch
 
 from stellarnn.train import TrainConfig, Trainer
@@ -74,3 +77,40 @@ def test_val_fn_selects_the_best_weights_instead_of_the_loss():
     hist = Trainer(model, loss_fn, TrainConfig(epochs=4, batch_size=64, lr=1e-2, progress=False),
                    val_fn=val_fn).fit((x, y), (x, y))
     assert hist.best_epoch == 0 and hist.val_loss == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_cosine_schedule_anneals_to_the_floor_and_resumes(tmp_path):
+    cfg = dict(epochs=20, batch_size=64, lr=0.01, schedule="cosine", min_lr=1e-4, progress=False)
+    torch.manual_seed(0)
+    full = torch.nn.Linear(3, 1)
+    hist = Trainer(full, mse, TrainConfig(**cfg)).fit(_data(), _data(64, 1))
+    assert hist.lr[0] == 0.01
+    assert all(a >= b for a, b in zip(hist.lr, hist.lr[1:]))  # monotone decay
+    assert abs(hist.lr[-1] - (1e-4 + (0.01 - 1e-4) * (1 + math.cos(math.pi * 19 / 20)) / 2)) < 1e-12
+    torch.manual_seed(0)
+    part = torch.nn.Linear(3, 1)
+    # interrupted after its first epoch (wall-time limit 0), then resumed to the end
+    Trainer(part, mse, TrainConfig(**cfg, max_seconds=0.0), resume_path=tmp_path / "r.pt").fit(_data(), _data(64, 1))
+    resumed = torch.nn.Linear(3, 1)
+    again = Trainer(resumed, mse, TrainConfig(**cfg), resume_path=tmp_path / "r.pt").fit(_data(), _data(64, 1))
+    np.testing.assert_allclose(again.lr, hist.lr, rtol=1e-12)
+    torch.testing.assert_close(resumed.weight, full.weight)
+
+
+def test_plateau_schedule_respects_the_floor():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, _ = _data()
+    g = torch.Generator().manual_seed(5)
+    # targets are independent noise: nothing to learn, the validation loss stalls within a few epochs
+    train, val = (x, torch.randn(len(x), 1, generator=g)), (x, torch.randn(len(x), 1, generator=g))
+    hist = Trainer(model, mse, TrainConfig(epochs=60, lr=0.01, plateau_patience=0, min_lr=2e-3,
+                                           progress=False)).fit(train, val)
+    assert min(hist.lr) == 2e-3 and hist.lr[0] == 0.01
+
+
+def test_unknown_schedule_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="schedule"):
+        Trainer(torch.nn.Linear(3, 1), mse, TrainConfig(epochs=1, schedule="step", progress=False)).fit(_data())

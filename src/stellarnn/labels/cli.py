@@ -30,7 +30,7 @@ def _training_arrays(args) -> dict:
         obs = synthetic_observations(args.grid, args.snr, args.seed, args.copies)
         labels = grid_labels_to_astronn(obs["labels"], obs["label_names"])
         data = {"flux": obs["flux"], "ivar": obs["ivar"], "bitmask": None, "labels": labels, "errors": None,
-                "provenance": {"training_data": f"synthetic grid {args.grid}, S/N {args.snr}, {args.copies} noise "
+                "provenance": {"training_data": f"synthetic grid {' + '.join(args.grid)}, S/N {args.snr}, {args.copies} noise "
                                                 f"copies, seed {args.seed}"}, "input_flux": "continuum_normalised"}
         if args.emulated:
             data = _add_emulated(data, args)
@@ -115,7 +115,8 @@ def cmd_train(args) -> int:
         _, metrics = train_astronn(data["flux"], data["labels"], args.out, ivar=data["ivar"], bitmask=data["bitmask"],
                                    label_errors=data["errors"], val_fraction=args.val_fraction, config=config,
                                    resume_path=args.resume, provenance=provenance, seed=args.seed,
-                                   loss_beta=args.loss_beta, select_on_values=args.select == "values")
+                                   loss_beta=args.loss_beta, select_on_values=args.select == "values",
+                                   init_from=args.init)
     else:
         from .apogeenet.network import APOGEENET_FULL, APOGEENET_SMALL
         from .apogeenet.training import train_apogeenet
@@ -125,7 +126,8 @@ def cmd_train(args) -> int:
         _, metrics = train_apogeenet(data["flux"], data["ivar"], data["labels"][:, cols], args.out,
                                      bitmask=data["bitmask"], input_flux=data["input_flux"],
                                      val_fraction=args.val_fraction, config=config, hyperparameters=hp,
-                                     resume_path=args.resume, provenance=provenance, seed=args.seed)
+                                     resume_path=args.resume, provenance=provenance, seed=args.seed,
+                                     init_from=args.init)
     print(json.dumps(metrics, indent=1, default=float))
     print(f"wrote {args.out}", file=sys.stderr)
     if args.manifest:
@@ -300,7 +302,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--labels", help="label table (FITS) with APOGEE_ID or FILE and TEFF, LOGG, FE_H, X_H/X_FE")
         q.add_argument("--use", choices=("combined", "visits", "all"), default="combined",
                        help="which spectra of each apStar file to train on")
-        q.add_argument("--grid", help="train on a synthetic grid directory instead (grids/apogee/train)")
+        q.add_argument("--grid", nargs="+",
+                       help="train on synthetic grid folder(s) instead (grids/apogee/train [grids/apogee/train2])")
         q.add_argument("--snr", type=float, default=100.0, help="S/N of the noise added to grid spectra")
         q.add_argument("--copies", type=int, default=1, help="noise realisations per grid spectrum")
         q.add_argument("--emulated", type=int, default=0,
@@ -308,6 +311,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--emulator", default=str(Path(__file__).resolve().parents[3] / "weights" / "emulator"
                                                  / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
         q.add_argument("-o", "--out", required=True, help="checkpoint to write (.pt)")
+        q.add_argument("--init", help="checkpoint of the same network to start from (fine-tuning), e.g. the shipped weights")
         q.add_argument("--epochs", type=int, default=60)
         q.add_argument("--batch-size", type=int, default=64)
         q.add_argument("--lr", type=float, default=None, help="Adam learning rate (5e-4 AstroNN, 1e-3 APOGEENet)")

@@ -12,7 +12,8 @@ import numpy as np
 def cmd_grid_build(args) -> int:
     from .grid_builder import GridSpec, build_grid
 
-    spec = GridSpec(name=f"apogee-{args.seed}", n=args.n, seed=args.seed, chunk_size=args.chunk_size)
+    spec = GridSpec(name=f"apogee-{args.seed}", n=args.n, seed=args.seed, chunk_size=args.chunk_size,
+                    hydrogen_lines=args.hydrogen)
     counts = build_grid(args.out, spec, processes=args.processes, progress=not args.quiet,
                         max_spectra=args.max_spectra)
     print(json.dumps(counts))
@@ -91,6 +92,7 @@ def cmd_emulator_train(args) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     train, valid = _split_grid(load_grid(args.grid), args.val_fraction, args.seed)
+    grids = " + ".join(args.grid)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, plateau_patience=args.plateau_patience,
                       early_stop_patience=args.early_stop, max_seconds=args.max_seconds, seed=args.seed,
                       progress=not args.quiet)
@@ -102,7 +104,7 @@ def cmd_emulator_train(args) -> int:
         from .emulator import evaluate_emulator
         metrics["held_out"] = evaluate_emulator(res.model, load_grid(args.test_grid))
     res.metrics = metrics
-    provenance = {"grid": str(args.grid), "n_train": int(len(train["index"])), "n_valid": int(len(valid["index"])),
+    provenance = {"grid": grids, "n_train": int(len(train["index"])), "n_valid": int(len(valid["index"])),
                   "test_grid": args.test_grid, "label_names": list(train["label_names"]),
                   "command": "stellarnn emulator train " + " ".join(sys.argv[3:])}
     out = save_emulator(args.out, res, provenance)
@@ -110,7 +112,7 @@ def cmd_emulator_train(args) -> int:
 
     manifest = out.parent / "manifest.json"
     update_manifest(manifest, out, out.stem, provenance["command"],
-                    training_data=f"PySME grid {args.grid} ({provenance['n_train']} training, "
+                    training_data=f"PySME grid {grids} ({provenance['n_train']} training, "
                                   f"{provenance['n_valid']} validation spectra)",
                     metrics=metrics, provenance=provenance, dtype="float16 parameters, float32 buffers")
     print(json.dumps(metrics, indent=1, default=float))
@@ -241,6 +243,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--processes", type=int, default=1)
     q.add_argument("--chunk-size", type=int, default=50)
     q.add_argument("--max-spectra", type=int, default=None, help="stop after this many new spectra")
+    q.add_argument("--hydrogen", action="store_true",
+                   help="compute the H I (Brackett) lines; the grids train, train2, test and calib drop them")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_grid_build)
     q = s.add_parser("info", help="summary of a grid folder")
@@ -251,7 +255,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="emulator_command", metavar="ACTION")
     q = s.add_parser("train", help="train on a grid (resumable), write a float16 checkpoint and manifest entry")
-    q.add_argument("--grid", default="grids/apogee/train")
+    q.add_argument("--grid", nargs="+", default=["grids/apogee/train"],
+                   help="grid folder(s); several are concatenated (same specification, e.g. train train2)")
     q.add_argument("--test-grid", default=None, help="held-out grid evaluated after training")
     q.add_argument("-o", "--out", default=str(DEFAULT_EMULATOR))
     q.add_argument("--hidden", type=int, nargs="+", default=[300, 300], help="hidden widths (The Payne: 300 300)")

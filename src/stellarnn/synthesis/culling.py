@@ -325,7 +325,7 @@ def cull_lines(lines: LineTable, teff: float, logg: float, m_h: float, threshold
     Returns
     -------
     LineTable
-        The kept lines (lines of species without atomic or molecular data here are always kept).
+        The kept lines (H I lines and lines of species without atomic or molecular data here are always kept).
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -342,7 +342,9 @@ def cull_lines(lines: LineTable, teff: float, logg: float, m_h: float, threshold
             atmospheres = AtmosphereGrid.load_atlas9()
         atmosphere = atmospheres.interpolate_linear(teff=teff, logg=logg, m_h=m_h)
     log_r = line_strength(lines, atmosphere, m_h=m_h, v_micro=v_micro, x_m=x_m)
-    keep = (log_r >= np.log10(threshold)) | ~_has_data(lines)
+    # H I lines are always kept: their Stark wings reach far beyond what the line-centre ratio measures
+    hydrogen = np.asarray(lines.species).astype(str) == "H 1"
+    keep = (log_r >= np.log10(threshold)) | ~_has_data(lines) | hydrogen
     return lines.select(keep)
 
 

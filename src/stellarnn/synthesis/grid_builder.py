@@ -60,6 +60,8 @@ class GridSpec:
     lsf_entry: str = "apvisit-5095-55844-128"
     line_lists: tuple[str, ...] = ("moog-atoms", "moog-co", "moog-cn", "moog-hydrides", "moog-h2o", "moog-feh",
                                    "moog-c2")
+    #: compute the H I (Brackett) lines; grids whose spec.json lacks the field were built without them
+    hydrogen_lines: bool = False
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -71,6 +73,7 @@ class GridSpec:
         d = dict(d)
         d["prior"] = LabelPrior(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["prior"].items()})
         d["line_lists"] = tuple(d["line_lists"])
+        d.setdefault("hydrogen_lines", False)  # specs written before the field existed: built without H I
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -114,7 +117,8 @@ def _init_worker(spec_json: dict, out_dir: str) -> None:
     spec = GridSpec.from_json(spec_json)
     lines = load_line_list(spec.wmin, spec.wmax, spec.line_lists)
     atmospheres = AtmosphereGrid.load_atlas9()
-    synth = PySMESynthesizer(spec.wmin, spec.wmax, lines, atmospheres=atmospheres, resolution=spec.resolution)
+    synth = PySMESynthesizer(spec.wmin, spec.wmax, lines, atmospheres=atmospheres, resolution=spec.resolution,
+                             hydrogen_lines=spec.hydrogen_lines)
     _WORKER.update(spec=spec, synth=synth, instrument=ApogeeInstrument(synth.wave, spec.lsf_entry),
                    atmospheres=atmospheres, out=Path(out_dir))
 
@@ -267,8 +271,41 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
     return counts
 
 
-def load_grid(out: str | Path, ok_only: bool = True) -> dict:
-    """All packed and pending spectra of a grid: index, labels (n, n_labels), flux (n, 8575) float32, ..."""
+#: GridSpec fields that may differ between grids that are concatenated by :func:`load_grid`
+_PER_GRID_FIELDS = ("name", "n", "seed")
+
+
+def load_grid(out, ok_only: bool = True) -> dict:
+    """All packed and pending spectra of a grid: index, labels (n, n_labels), flux (n, 8575) float32, ...
+
+    ``out`` is a grid folder or a sequence of folders.  Several folders are concatenated in the order
+    given, after checking that their ``spec.json`` agree in everything but name, size and seed
+    (same label prior, wavelength range, resolution, LSF and line lists); ``index`` then stays each
+    spectrum's index within its own grid and ``grid`` (n,) says which folder (0, 1, ...) it came from.
+    """
+    if not isinstance(out, (str, Path)):
+        folders = [Path(o) for o in out]
+        if not folders:
+            raise ValueError("load_grid needs at least one grid folder")
+        if len(folders) == 1:
+            return load_grid(folders[0], ok_only)
+        specs = []
+        for f in folders:
+            spec_file = f / "spec.json"
+            if not spec_file.exists():
+                raise FileNotFoundError(f"{f} has no spec.json: not a grid folder")
+            d = json.loads(spec_file.read_text())["spec"]
+            specs.append({k: v for k, v in d.items() if k not in _PER_GRID_FIELDS})
+        for f, s in zip(folders[1:], specs[1:]):
+            if s != specs[0]:
+                diff = sorted(k for k in set(s) | set(specs[0]) if s.get(k) != specs[0].get(k))
+                raise ValueError(f"grid {f} was built with another specification than {folders[0]} "
+                                 f"(differs in {', '.join(diff)}); it cannot be concatenated")
+        parts = [load_grid(f, ok_only) for f in folders]
+        data = {k: np.concatenate([d[k] for d in parts]) for k in parts[0] if k != "label_names"}
+        data["grid"] = np.concatenate([np.full(len(d["index"]), i, dtype=np.int16) for i, d in enumerate(parts)])
+        data["label_names"] = parts[0]["label_names"]
+        return data
     import h5py
 
     out = Path(out)

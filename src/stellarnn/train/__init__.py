@@ -4,9 +4,9 @@ This layer depends only on torch/numpy, so every job (atmospheres, synthesis, la
 blase, stokes) may use it.
 """
 from .checkpoint import (CheckpointError, file_sha256, load_checkpoint, read_checkpoint, register_model,
-                         save_checkpoint)
+                         save_checkpoint, warm_start)
 from .manifest import read_manifest, update_manifest
 from .trainer import History, TrainConfig, Trainer, pick_device
 
 __all__ = ["CheckpointError", "file_sha256", "load_checkpoint", "read_checkpoint", "register_model",
-           "save_checkpoint", "read_manifest", "update_manifest", "History", "TrainConfig", "Trainer", "pick_device"]
+           "save_checkpoint", "warm_start", "read_manifest", "update_manifest", "History", "TrainConfig", "Trainer", "pick_device"]

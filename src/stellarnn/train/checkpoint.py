@@ -131,6 +131,25 @@ def load_checkpoint(path: str | os.PathLike, expected_kind: str | None = None,
     return model, payload
 
 
+def warm_start(model: torch.nn.Module, path: str | os.PathLike, expected_kind: str) -> dict:
+    """Copy the weights of checkpoint ``path`` into ``model`` (``strict=True``) to start training from them.
+
+    The checkpoint must hold the same kind of network with the same hyper-parameters; returns
+    ``{"init_from": path, "init_sha256": ...}`` for the new checkpoint's provenance.
+
+    Raises
+    ------
+    CheckpointError
+        Another kind of model, or weights that do not fit ``model``.
+    """
+    source, _ = load_checkpoint(path, expected_kind=expected_kind)
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: its weights do not fit this network (other widths?): {exc}") from exc
+    return {"init_from": str(path), "init_sha256": file_sha256(path)}
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

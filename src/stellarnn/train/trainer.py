@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (Adam + optional ReduceLROnPlateau)."""
+    """Optimisation settings (Adam and a learning-rate schedule).
+
+    ``schedule``: ``"plateau"`` (default) halves the rate (``plateau_factor``) after
+    ``plateau_patience`` epochs without a better validation loss, never below ``min_lr``; with
+    ``plateau_patience=None`` the rate stays constant.  ``"cosine"`` anneals it from ``lr`` to
+    ``min_lr`` over ``epochs`` (Loshchilov & Hutter 2017, SGDR, without restarts), so ``epochs``
+    should be what the time budget allows.
+    """
 
     epochs: int = 100
     batch_size: int = 64
@@ -31,6 +38,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     plateau_patience: int | None = None  # ReduceLROnPlateau patience (epochs); None: constant lr
     plateau_factor: float = 0.5
+    schedule: str = "plateau"
+    min_lr: float = 0.0
     early_stop_patience: int | None = None
     grad_clip: float | None = None
     max_seconds: float | None = None  # stop (keeping the best weights) after this wall time
@@ -112,9 +121,14 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed)
         model = self.model.to(self.device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
-                                                            patience=cfg.plateau_patience)
-                 if cfg.plateau_patience is not None else None)
+        if cfg.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.min_lr)
+        elif cfg.schedule == "plateau":
+            sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                                patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+                     if cfg.plateau_patience is not None else None)
+        else:
+            raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r} (plateau or cosine)")
         history, start_epoch, best_state = History(), 0, None
         if self.resume_path is not None and self.resume_path.is_file():
             state = torch.load(self.resume_path, map_location=self.device, weights_only=False)
@@ -154,8 +168,10 @@ class Trainer:
             history.train_loss.append(train_loss)
             history.val_loss.append(val_loss)
             history.lr.append(opt.param_groups[0]["lr"])
-            if sched is not None:
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(val_loss)
+            elif sched is not None:
+                sched.step()
             if val_loss < history.best_val:
                 history.best_val, history.best_epoch = val_loss, epoch
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -58,7 +58,7 @@ def evaluate_apogeenet(model, flux, error, labels, n_draws: int = 20, seed: int 
 
 def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str = "raw", val_fraction: float = 0.1,
                     config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
-                    provenance: dict | None = None, seed: int = 0, eval_draws: int = 20):
+                    provenance: dict | None = None, seed: int = 0, eval_draws: int = 20, init_from=None):
     """Train the APOGEENet ResNet and save a float16 checkpoint.
 
     Parameters
@@ -75,6 +75,8 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
         the checkpoint so that inference preprocesses real spectra the same way.
     hyperparameters : dict
         Network widths (default :data:`~.network.APOGEENET_SMALL`; ``APOGEENET_FULL`` for the published size).
+    init_from : path, optional
+        An APOGEENet checkpoint of the same widths to start from (fine-tuning).
 
     Returns
     -------
@@ -104,6 +106,10 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
     y = torch.as_tensor(targets, dtype=torch.float32)
     hp = dict(APOGEENET_SMALL if hyperparameters is None else hyperparameters)
     model = APOGEENetResNet(**hp)
+    if init_from is not None:
+        from ...train import warm_start
+
+        provenance = {**(provenance or {}), **warm_start(model, init_from, "apogeenet")}
     cfg = config or TrainConfig(epochs=60, batch_size=32, lr=1e-3, plateau_patience=4, seed=seed)
 
     def loss_fn(m, batch):

@@ -123,7 +123,7 @@ def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, 
 def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=None, val_fraction: float = 0.1,
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
                   provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.0,
-                  select_on_values: bool = False):
+                  select_on_values: bool = False, init_from=None):
     """Train ApogeeBCNNCensored and save a float16 checkpoint with its normalisation and metrics.
 
     Parameters
@@ -146,6 +146,10 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
     select_on_values : bool
         Select the best epoch (and schedule the learning rate) on the validation mean squared
         error of the predicted values (z-scored labels) instead of the validation loss.
+    init_from : path, optional
+        An AstroNN checkpoint to start from (fine-tuning; its hyper-parameters are used unless
+        ``hyperparameters`` is given, and must then match).  The normalisation (training-mean
+        spectrum, label statistics) is recomputed on the new training set.
 
     Returns
     -------
@@ -175,7 +179,15 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
     def tensors(idx):
         return (x[idx], torch.as_tensor(z[idx], dtype=torch.float32), torch.as_tensor(ez[idx], dtype=torch.float32))
 
+    if init_from is not None and hyperparameters is None:
+        from ...train import read_checkpoint
+
+        hyperparameters = read_checkpoint(init_from)["hyperparameters"]
     model, hp = build_astronn(**(hyperparameters or {}))
+    if init_from is not None:
+        from ...train import warm_start
+
+        provenance = {**(provenance or {}), **warm_start(model, init_from, "astronn")}
     cfg = config or TrainConfig(epochs=60, batch_size=64, lr=5e-4, plateau_patience=4, seed=seed)
 
     def loss_fn(m, batch):
