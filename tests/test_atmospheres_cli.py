@@ -54,3 +54,16 @@ def test_evaluate_prints_table_and_json(tiny_weights, tmp_path, capsys):
 def test_group_without_action_shows_help(capsys):
     assert main(["atmosphere"]) == 2
     assert "get" in capsys.readouterr().out
+
+
+def test_train_with_cosine_schedule_records_it(tmp_path):
+    from stellarnn.train import read_checkpoint
+
+    path = tmp_path / "cos.pt"
+    rc = main(["atmosphere", "train", "-o", str(path), "--components", "4", "--hidden", "8", "--layers", "1",
+               "--epochs", "3", "--schedule", "cosine", "--min-lr", "1e-5", "--weight-decay", "1e-6", "-q"])
+    assert rc == 0
+    prov = read_checkpoint(path)["provenance"]
+    assert prov["config"]["schedule"] == "cosine" and prov["config"]["min_lr"] == 1e-5
+    assert prov["config"]["weight_decay"] == 1e-6
+    assert "--schedule cosine" in prov["command"] and "--weight-decay 1e-06" in prov["command"]

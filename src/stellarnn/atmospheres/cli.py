@@ -67,12 +67,13 @@ def cmd_train(args) -> int:
     splits = make_splits(grid, seed=args.seed)
     cfg = InnterpolConfig(n_components=args.components, hidden=args.hidden, n_hidden_layers=args.layers,
                           epochs=args.epochs, lr=args.lr, max_seconds=args.max_seconds, seed=args.seed,
-                          schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size)
+                          schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size,
+                          weight_decay=args.weight_decay)
     command = ("stellarnn atmosphere train " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in
         dict(components=args.components, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr,
              schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size,
-             seed=args.seed, max_seconds=args.max_seconds).items() if v is not None) + f" -o {args.output}")
+             weight_decay=args.weight_decay or None, seed=args.seed, max_seconds=args.max_seconds).items() if v is not None) + f" -o {args.output}")
     path, history = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume,
                                     provenance={"training_data": "ATLAS9 grid (astro-species 4.1.0 "
                                                                  "ATLAS9_grid.nc), 71-point tau_Ross resampling",
@@ -121,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="learning rate: halve on a validation plateau (100 epochs), or cosine to --min-lr over --epochs")
     q.add_argument("--min-lr", type=float, default=0.0, help="floor of the learning rate (0)")
     q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty of Adam (0)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best weights kept)")
     q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")

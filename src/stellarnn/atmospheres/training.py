@@ -100,6 +100,7 @@ class InnterpolConfig:
     plateau_patience: int | None = 100
     schedule: str = "plateau"
     min_lr: float = 0.0
+    weight_decay: float = 0.0
     max_seconds: float | None = None
     seed: int = 0
 
@@ -141,8 +142,8 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
              "n_hidden_layers": cfg.n_hidden_layers, "negative_slope": cfg.negative_slope}
     model = InnterpolMLP(**hyper)
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, plateau_patience=cfg.plateau_patience,
-                       schedule=cfg.schedule, min_lr=cfg.min_lr, max_seconds=cfg.max_seconds, seed=cfg.seed,
-                       device="cpu", progress=progress)
+                       schedule=cfg.schedule, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
+                       max_seconds=cfg.max_seconds, seed=cfg.seed, device="cpu", progress=progress)
     tr, va = torch.as_tensor(splits.train), torch.as_tensor(splits.validation)
     val_data = (x[va], y[va]) if splits.validation.any() else None
     history = Trainer(model, _mse, tcfg, resume_path=resume_path).fit((x[tr], y[tr]), val_data)
