@@ -76,6 +76,14 @@ def test_train_apogeenet_and_run_csv(apstar_dir, tmp_path, capsys, monkeypatch):
     manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
     assert manifest["file"] == "anet.pt" and manifest["sha256"] == file_sha256(out)
     assert "apStar" in manifest["training_data"] and manifest["training_metrics"]["n_train"] == 1
+    # fine-tuning from it: the manifest names the starting checkpoint and its sha256
+    tuned = tmp_path / "tuned" / "anet2.pt"
+    tuned.parent.mkdir()
+    assert main(["train", "apogeenet", "--spectra", str(apstar_dir / "apStar*.fits"), "--labels",
+                 str(apstar_dir / "labels.fits"), "--epochs", "1", "-o", str(tuned), "-q", "--val-fraction", "0.5",
+                 "--init", str(out), "--manifest"]) == 0
+    entry = json.loads((tuned.parent / "manifest.json").read_text())["models"][0]
+    assert f"fine-tuned from {out} (sha256 {file_sha256(out)})" in entry["training_data"]
     # a manifest in the weights directory makes these the default weights
     from stellarnn.labels.pipeline import get_pipeline
 

@@ -94,7 +94,10 @@ def write_manifest(checkpoint, pipeline: str) -> Path:
     payload = read_checkpoint(checkpoint)
     prov = payload.get("provenance", {})
     path = checkpoint.parent / "manifest.json"
-    update_manifest(path, checkpoint, pipeline, prov.get("command", ""), training_data=prov.get("training_data", ""),
+    training_data = prov.get("training_data", "")
+    if prov.get("init_from"):
+        training_data += f"; fine-tuned from {prov['init_from']} (sha256 {prov.get('init_sha256', '?')})"
+    update_manifest(path, checkpoint, pipeline, prov.get("command", ""), training_data=training_data,
                     created=prov.get("created", ""), noise_model=payload.get("normalisation", {}).get("noise_model"))
     return path
 
