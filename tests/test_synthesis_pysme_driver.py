@@ -212,7 +212,7 @@ def test_sme_computes_brackett_11_when_asked(brackett_window):
     assert flux[wing].max() < 0.97  # the Stark wing: the line is tens of Angstrom wide
 
 
-def test_real_k_dwarf_shows_no_brackett_11_depression(real_file):
+def test_real_k_dwarf_shows_no_brackett_11_depression(real_file, brackett_window):
     """The fact behind hydrogen_lines=False by default: the real APOGEE K dwarf has no Br 11 depression.
 
     2M19485057 (Doppler labels 5226 K, log g 5.0, S/N 137): LTE synthesis with H I at those labels
@@ -221,3 +221,6 @@ def test_real_k_dwarf_shows_no_brackett_11_depression(real_file):
     wl, real, hdr = _real("apstar-2M19485057", real_file)
     assert hdr["rv_teff"] > 5000
     assert abs(_brackett_11_depression(wl, real)) < 0.005
+    syn = brackett_window[True]
+    flux, _ = syn.synthesize(StellarLabels(hdr["rv_teff"], min(hdr["rv_logg"], 5.0), hdr["rv_feh"]))
+    assert 0.015 < _brackett_11_depression(apogee_wavelength(), ApogeeInstrument(syn.wave).apply(flux)) < 0.025
