@@ -216,7 +216,7 @@ def test_real_k_dwarf_shows_no_brackett_11_depression(real_file, brackett_window
     """The fact behind hydrogen_lines=False by default: the real APOGEE K dwarf has no Br 11 depression.
 
     2M19485057 (Doppler labels 5226 K, log g 5.0, S/N 137): LTE synthesis with H I at those labels
-    depresses the core by ~2 %, the real spectrum by less than 0.5 % (measured -0.2 %).
+    depresses the core by 1.5-2.5 %, the real spectrum by less than 0.5 %.
     """
     wl, real, hdr = _real("apstar-2M19485057", real_file)
     assert hdr["rv_teff"] > 5000

@@ -14,8 +14,8 @@ are kept with n_lower, n_upper from their energy and wavelength
 in the APOGEE range) is in the spectrum.  With ``hydrogen_lines=False`` (the default, and the grids
 ``train``, ``train2``, ``test``, ``calib``) they are dropped.  Why not on by default: at the Doppler
 labels of the real APOGEE K dwarf 2M19485057 (5226 K, log g 5.0), LTE Br 11 depresses 16803-16819 A
-by 1.9 % against its sides (1.0 % at 4800 K), while the real spectrum shows none (-0.2 %, S/N 137);
-see ``tests/test_synthesis_pysme_driver.py``.  :func:`synthesize_high_resolution` always drops them:
+by 1.5-2.5 % against its sides, while the real spectrum (S/N 137) shows less than 0.5 %; both bounds
+are asserted in ``tests/test_synthesis_pysme_driver.py``.  :func:`synthesize_high_resolution` always drops them:
 its chunks take lines within 10.6 A only, narrower than the Paschen wings.
 
 Two modes: the APOGEE mode (:class:`PySMESynthesizer` on a log-lambda grid, then
