@@ -40,6 +40,11 @@ def test_grids_of_other_physics_are_not_concatenated(tmp_path):
     _with_spec(b, hydrogen_lines=True)
     with pytest.raises(ValueError, match="hydrogen_lines"):
         load_grid([a, b])
+    old = json.loads((a / "spec.json").read_text())
+    del old["spec"]["hydrogen_lines"]  # a spec written before the field existed means no H I lines
+    (a / "spec.json").write_text(json.dumps(old))
+    _with_spec(b, hydrogen_lines=False)
+    assert len(load_grid([a, b])["index"]) == 8
     with pytest.raises(ValueError, match="at least one"):
         load_grid([])
     (b / "spec.json").unlink()

@@ -73,7 +73,8 @@ def cmd_train(args) -> int:
         f"--{k.replace('_', '-')} {v}" for k, v in
         dict(components=args.components, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr,
              schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size,
-             weight_decay=args.weight_decay or None, seed=args.seed, max_seconds=args.max_seconds).items() if v is not None) + f" -o {args.output}")
+             weight_decay=args.weight_decay or None, seed=args.seed, max_seconds=args.max_seconds).items()
+        if v is not None) + f" -o {args.output}")
     path, history = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume,
                                     provenance={"training_data": "ATLAS9 grid (astro-species 4.1.0 "
                                                                  "ATLAS9_grid.nc), 71-point tau_Ross resampling",

@@ -295,6 +295,7 @@ def load_grid(out, ok_only: bool = True) -> dict:
             if not spec_file.exists():
                 raise FileNotFoundError(f"{f} has no spec.json: not a grid folder")
             d = json.loads(spec_file.read_text())["spec"]
+            d.setdefault("hydrogen_lines", False)  # as GridSpec.from_json reads specs older than the field
             specs.append({k: v for k, v in d.items() if k not in _PER_GRID_FIELDS})
         for f, s in zip(folders[1:], specs[1:]):
             if s != specs[0]:
