@@ -67,3 +67,20 @@ def test_train_with_cosine_schedule_records_it(tmp_path):
     assert prov["config"]["schedule"] == "cosine" and prov["config"]["min_lr"] == 1e-5
     assert prov["config"]["weight_decay"] == 1e-6
     assert "--schedule cosine" in prov["command"] and "--weight-decay 1e-06" in prov["command"]
+
+
+def test_train_polish_from_init_records_the_recipe(tmp_path, capsys):
+    from stellarnn.train import read_checkpoint
+
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    common = ["--components", "4", "--hidden", "8", "--layers", "1", "--activation", "silu", "-q"]
+    assert main(["atmosphere", "train", "-o", str(first), "--epochs", "2", *common]) == 0
+    capsys.readouterr()
+    assert main(["atmosphere", "train", "-o", str(second), "--epochs", "0", "--polish-epochs", "2",
+                 "--polish-iterations", "5", "--init", str(first), *common]) == 0
+    assert "L-BFGS polish best at step" in capsys.readouterr().out
+    ck = read_checkpoint(second)
+    assert f"--init {first}" in ck["provenance"]["command"] and "--polish-epochs 2" in ck["provenance"]["command"]
+    assert ck["hyperparameters"]["activation"] == "silu"
+    m = ck["metrics"]
+    assert m["best_val_mse"] == min(m["adam_best_val_mse"], m["polish_best_val_mse"])

@@ -47,7 +47,7 @@ def test_train_5d_grid_checkpoint_and_inference(tmp_path):
     assert history.val_loss[-1] < 0.5 * history.val_loss[0]
     ck = read_checkpoint(path)
     assert ck["hyperparameters"] == {"n_inputs": 5, "n_outputs": 12, "hidden": 24, "n_hidden_layers": 2,
-                                     "negative_slope": 0.2}
+                                     "negative_slope": 0.2, "activation": "leaky_relu"}
     assert all(v.dtype == torch.float16 for v in ck["state_dict"].values())
     assert ck["normalisation"]["axis_names"] == ["teff", "logg", "m_h", "c_m", "o_m"]
     em = Innterpol.load(path)
@@ -61,6 +61,35 @@ def test_train_5d_grid_checkpoint_and_inference(tmp_path):
     # resumable: a second call with the finished state trains no further epoch
     _, again = train_innterpol(grid, splits, tmp_path / "e2.pt", cfg, resume_path=tmp_path / "r.pt", progress=False)
     assert len(again.train_loss) == len(history.train_loss)
+
+
+def test_lbfgs_polish_from_a_checkpoint_improves_validation_and_keeps_the_basis(tmp_path):
+    torch.set_num_threads(1)
+    grid = synthetic_5d_grid()
+    splits = make_splits(grid, teff_range=(4250.0, 5750.0))
+    cfg = InnterpolConfig(n_components=3, hidden=24, n_hidden_layers=2, epochs=40, lr=3e-3, plateau_patience=None,
+                          activation="silu")
+    first, h1 = train_innterpol(grid, splits, tmp_path / "a.pt", cfg, progress=False)
+    polish = InnterpolConfig(n_components=3, hidden=24, n_hidden_layers=2, epochs=0, activation="silu",
+                             polish_epochs=8, polish_iterations=20)
+    second, h2 = train_innterpol(grid, splits, tmp_path / "b.pt", polish, progress=False, init_path=first,
+                                 resume_path=tmp_path / "r.pt")
+    a, b = read_checkpoint(first), read_checkpoint(second)
+    assert b["hyperparameters"]["activation"] == "silu"
+    assert b["metrics"]["polish_best_val_mse"] < 0.5 * h1.best_val  # L-BFGS goes much further than 40 Adam epochs
+    assert b["metrics"]["adam_best_val_mse"] == pytest.approx(h1.best_val, rel=1e-2)  # measured on the float16 init
+    assert b["provenance"]["init_sha256"] and b["provenance"]["init_from"] == str(first)
+    assert torch.equal(a["normalisation"]["svd_components"], b["normalisation"]["svd_components"])
+    assert (tmp_path / "r.pt.lbfgs").is_file()
+    # the fast engine (in-place SiLU) and the differentiable path agree
+    em = Innterpol.load(second)
+    p = torch.tensor([[4600.0, 2.0, -0.5, 0.0, 0.25], [5900.0, 3.0, 0.0, 0.2, 0.1]])
+    fast = em.atmosphere(p[:, 0].numpy(), p[:, 1].numpy(), p[:, 2].numpy(), c_m=p[:, 3].numpy(), o_m=p[:, 4].numpy())
+    slow = em.profiles(p).detach().numpy()
+    assert np.allclose(fast.temperature, slow[:, 1], rtol=1e-5)
+    with pytest.raises(ValueError, match="components"):
+        train_innterpol(grid, splits, tmp_path / "c.pt", InnterpolConfig(n_components=4, hidden=24, n_hidden_layers=2,
+                                                                         epochs=0), progress=False, init_path=first)
 
 
 def test_update_manifest(tmp_path):

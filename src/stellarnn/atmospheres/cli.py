@@ -60,6 +60,7 @@ def cmd_train(args) -> int:
     import torch
 
     from .resample import atlas9_tau_grid
+    from ..train import read_checkpoint
     from .training import InnterpolConfig, make_splits, train_innterpol
 
     torch.set_num_threads(args.threads)
@@ -68,19 +69,27 @@ def cmd_train(args) -> int:
     cfg = InnterpolConfig(n_components=args.components, hidden=args.hidden, n_hidden_layers=args.layers,
                           epochs=args.epochs, lr=args.lr, max_seconds=args.max_seconds, seed=args.seed,
                           schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size,
-                          weight_decay=args.weight_decay)
+                          weight_decay=args.weight_decay, activation=args.activation,
+                          polish_epochs=args.polish_epochs, polish_iterations=args.polish_iterations)
     command = ("stellarnn atmosphere train " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in
         dict(components=args.components, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr,
              schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size,
-             weight_decay=args.weight_decay or None, seed=args.seed, max_seconds=args.max_seconds).items()
+             weight_decay=args.weight_decay or None, activation=args.activation,
+             polish_epochs=args.polish_epochs or None,
+             polish_iterations=args.polish_iterations if args.polish_epochs else None,
+             seed=args.seed, max_seconds=args.max_seconds).items()
         if v is not None) + f" -o {args.output}")
-    path, history = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume,
+    if args.init:
+        command += f" --init {args.init}"
+    path, _ = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume, init_path=args.init,
                                     provenance={"training_data": "ATLAS9 grid (astro-species 4.1.0 "
                                                                  "ATLAS9_grid.nc), 71-point tau_Ross resampling",
                                                 "command": command}, progress=not args.quiet)
-    print(f"wrote {path}: best validation MSE {history.best_val:.3g} at epoch {history.best_epoch} "
-          f"({len(history.train_loss)} epochs, {history.seconds:.0f} s)")
+    m = read_checkpoint(path)["metrics"]
+    polished = f", L-BFGS polish best at step {m['polish_best_epoch']}" if "polish_best_epoch" in m else ""
+    print(f"wrote {path}: best validation MSE {m['best_val_mse']:.3g} (Adam: epoch {m['best_epoch']} of "
+          f"{m['epochs_run']}{polished}; {m['train_seconds']:.0f} s)")
     return 0
 
 
@@ -124,9 +133,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--min-lr", type=float, default=0.0, help="floor of the learning rate (0)")
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty of Adam (0)")
+    q.add_argument("--activation", choices=("leaky_relu", "silu"), default="leaky_relu",
+                   help="hidden-layer non-linearity (leaky_relu, slope 0.2: the paper's)")
+    q.add_argument("--polish-epochs", type=int, default=0,
+                   help="full-batch L-BFGS steps after Adam, kept if they improve validation (0: none)")
+    q.add_argument("--polish-iterations", type=int, default=50, help="L-BFGS iterations per polish step (50)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best weights kept)")
     q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")
+    q.add_argument("--init", help="start from this checkpoint (same widths and components; its SVD basis is kept)")
     q.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_train)

@@ -2,7 +2,9 @@
 
 Network (Westendorp Plaza et al. 2023, A&A; PCA12 version): an MLP from the d grid axes to
 Q x C SVD coefficients, ``Linear(d, 40)``, 12 hidden ``Linear(40, 40)``, ``Linear(40, Q*C)``,
-LeakyReLU(0.2) after every layer but the last (width, depth and slope configurable).
+LeakyReLU(0.2) after every layer but the last (width, depth and slope configurable; ``activation="silu"``
+takes SiLU, x sigmoid(x) (Elfwing et al. 2018), instead: smooth, so the emulator is smooth in the axes
+and its full-batch L-BFGS polish (:class:`stellarnn.train.TrainConfig`) converges).
 Axis-agnostic: d is whatever the grid has (3 for ATLAS9, 5 for ATLAS9-APOGEE with [C/M], [O/M]).
 
 Scalings stored in the checkpoint's ``normalisation``:
@@ -18,7 +20,7 @@ steps, per-axis median node spacing) to the nearest model the network was traine
 
 Inference (:meth:`Innterpol.atmosphere` without gradients) runs a dedicated engine: the batch is
 cut into chunks of :attr:`Innterpol.chunk_size` rows that stay in cache; per chunk, in place,
-``addmm`` + ``leaky_relu_`` for each hidden layer, one fused matmul for the output layer and the SVD
+``addmm`` + in-place activation for each hidden layer, one fused matmul for the output layer and the SVD
 decoding of all quantities, ``exp(x ln 10)`` and the nearest-model query (KD tree, exact).  Each
 thread taking part runs torch with one intra-op thread (the OpenMP barrier of per-op threading
 stalls for milliseconds when another process holds a core: batch 1e3 ran 10-70x slower with 2
@@ -63,16 +65,26 @@ class InnterpolMLP(nn.Module):
         Number of hidden Linear(hidden, hidden) layers (12).
     negative_slope : float
         LeakyReLU slope (0.2).
+    activation : {"leaky_relu", "silu"}
+        The non-linearity after every layer but the last (default ``"leaky_relu"``, the paper's).
     """
 
+    ACTIVATIONS = ("leaky_relu", "silu")
+
     def __init__(self, n_inputs: int = 3, n_outputs: int = 48, hidden: int = 40, n_hidden_layers: int = 12,
-                 negative_slope: float = 0.2):
+                 negative_slope: float = 0.2, activation: str = "leaky_relu"):
         super().__init__()
         if min(n_inputs, n_outputs, hidden) < 1 or n_hidden_layers < 0:
             raise ValueError("n_inputs, n_outputs, hidden must be >= 1 and n_hidden_layers >= 0")
-        layers: list[nn.Module] = [nn.Linear(n_inputs, hidden), nn.LeakyReLU(negative_slope)]
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {self.ACTIVATIONS}, got {activation!r}")
+
+        def act() -> nn.Module:
+            return nn.LeakyReLU(negative_slope) if activation == "leaky_relu" else nn.SiLU()
+
+        layers: list[nn.Module] = [nn.Linear(n_inputs, hidden), act()]
         for _ in range(n_hidden_layers):
-            layers += [nn.Linear(hidden, hidden), nn.LeakyReLU(negative_slope)]
+            layers += [nn.Linear(hidden, hidden), act()]
         layers.append(nn.Linear(hidden, n_outputs))
         self.net = nn.Sequential(*layers)
         self.n_inputs, self.n_outputs = n_inputs, n_outputs
@@ -212,6 +224,8 @@ class Innterpol:
                         slopes.append(None)
                     elif isinstance(m, nn.LeakyReLU):
                         slopes[-1] = float(m.negative_slope)
+                    elif isinstance(m, nn.SiLU):
+                        slopes[-1] = "silu"
                     else:  # pragma: no cover - the architecture is fixed
                         raise TypeError(f"unsupported layer {m}")
                 last = self.model.net[-1]
@@ -238,7 +252,9 @@ class Innterpol:
         x = (p - lo) / width
         for (w, b), slope in layers:
             x = torch.addmm(b, x, w)
-            if slope is not None:
+            if slope == "silu":
+                torch.nn.functional.silu(x, inplace=True)
+            elif slope is not None:
                 torch.nn.functional.leaky_relu_(x, slope)
         if output[0] == "split":
             _, w_c, b_c, comps, mean = output

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..train import TrainConfig, Trainer, save_checkpoint
+from ..train import TrainConfig, Trainer, read_checkpoint, save_checkpoint, warm_start
 from .emulator import MODEL_KIND, InnterpolMLP
 from .resample import QUANTITIES, TauSampledGrid
 from .svd import SVDBasis
@@ -94,6 +94,7 @@ class InnterpolConfig:
     hidden: int = 40
     n_hidden_layers: int = 12
     negative_slope: float = 0.2
+    activation: str = "leaky_relu"
     epochs: int = 2000
     batch_size: int = 64
     lr: float = 3e-4
@@ -103,6 +104,9 @@ class InnterpolConfig:
     weight_decay: float = 0.0
     max_seconds: float | None = None
     seed: int = 0
+    #: full-batch L-BFGS steps after Adam (0: none), each of up to ``polish_iterations`` iterations
+    polish_epochs: int = 0
+    polish_iterations: int = 50
 
 
 def _mse(model, batch):
@@ -111,7 +115,7 @@ def _mse(model, batch):
 
 
 def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: InnterpolConfig | None = None,
-                    resume_path=None, provenance: dict | None = None, progress: bool = True):
+                    resume_path=None, provenance: dict | None = None, progress: bool = True, init_path=None):
     """Fit the SVD basis on the training models, train the MLP, write a float16 checkpoint.
 
     Parameters
@@ -122,6 +126,9 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
         the best epoch.
     out_path : path of the checkpoint to write.
     resume_path : optional path of the Trainer's resumable state (resumes if it exists).
+    init_path : optional checkpoint to start from (same widths, ``strict=True``); its SVD basis and
+        scalings are reused, so its weights keep their meaning (``epochs=0`` with ``polish_epochs``
+        polishes a trained emulator with L-BFGS only).
 
     Returns
     -------
@@ -130,33 +137,72 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
     cfg = config or InnterpolConfig()
     torch.manual_seed(cfg.seed)
     train_values = grid.values[splits.train]
-    basis = SVDBasis.fit(train_values, cfg.n_components)
-    coeffs = basis.encode(grid.values)  # (n, Q, C)
-    scale = np.sqrt((coeffs[splits.train] ** 2).mean(axis=(0, 2)))
     params = grid.params
-    axis_min = np.array([np.min(grid.axes[k]) for k in grid.axis_names], dtype=float)
-    axis_max = np.array([np.max(grid.axes[k]) for k in grid.axis_names], dtype=float)
+    init = None
+    if init_path is not None:
+        init = read_checkpoint(init_path)
+        norm = init["normalisation"]
+        if list(norm["axis_names"]) != list(grid.axis_names):
+            raise ValueError(f"{init_path}: trained on axes {norm['axis_names']}, this grid has {grid.axis_names}")
+        basis = SVDBasis(_array(norm["svd_mean"]), _array(norm["svd_components"]))
+        if basis.n_components != cfg.n_components:
+            raise ValueError(f"{init_path}: {basis.n_components} SVD components, the configuration asks for "
+                             f"{cfg.n_components}")
+        scale = _array(norm["coefficient_scale"])
+        axis_min, axis_max = _array(norm["axis_min"]), _array(norm["axis_max"])
+        coeffs = basis.encode(grid.values)
+    else:
+        basis = SVDBasis.fit(train_values, cfg.n_components)
+        coeffs = basis.encode(grid.values)  # (n, Q, C)
+        scale = np.sqrt((coeffs[splits.train] ** 2).mean(axis=(0, 2)))
+        axis_min = np.array([np.min(grid.axes[k]) for k in grid.axis_names], dtype=float)
+        axis_max = np.array([np.max(grid.axes[k]) for k in grid.axis_names], dtype=float)
     x = torch.as_tensor((params - axis_min) / (axis_max - axis_min), dtype=torch.float32)
     y = torch.as_tensor((coeffs / scale[None, :, None]).reshape(len(grid), -1), dtype=torch.float32)
     hyper = {"n_inputs": len(grid.axis_names), "n_outputs": int(y.shape[1]), "hidden": cfg.hidden,
-             "n_hidden_layers": cfg.n_hidden_layers, "negative_slope": cfg.negative_slope}
+             "n_hidden_layers": cfg.n_hidden_layers, "negative_slope": cfg.negative_slope,
+             "activation": cfg.activation}
     model = InnterpolMLP(**hyper)
+    init_info = warm_start(model, init_path, MODEL_KIND) if init_path is not None else {}
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, plateau_patience=cfg.plateau_patience,
                        schedule=cfg.schedule, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
                        max_seconds=cfg.max_seconds, seed=cfg.seed, device="cpu", progress=progress)
     tr, va = torch.as_tensor(splits.train), torch.as_tensor(splits.validation)
     val_data = (x[va], y[va]) if splits.validation.any() else None
     history = Trainer(model, _mse, tcfg, resume_path=resume_path).fit((x[tr], y[tr]), val_data)
+    polish = None
+    if cfg.polish_epochs > 0:
+        # L-BFGS from the best Adam weights; kept only if it improves the validation loss
+        adam_best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if not np.isfinite(history.best_val) and val_data is not None:  # no Adam epoch: the initial weights
+            history.best_val = Trainer(model, _mse, tcfg).evaluate(val_data)
+        pcfg = TrainConfig(epochs=cfg.polish_epochs, optimizer="lbfgs", lr=1.0, lbfgs_iterations=cfg.polish_iterations,
+                           batch_size=max(cfg.batch_size, 4096), seed=cfg.seed, device="cpu", progress=progress)
+        polish_resume = Path(str(resume_path) + ".lbfgs") if resume_path else None
+        polish = Trainer(model, _mse, pcfg, resume_path=polish_resume).fit((x[tr], y[tr]), val_data)
+        if not polish.best_val < history.best_val:
+            model.load_state_dict(adam_best, strict=True)
     normalisation = {"axis_names": list(grid.axis_names), "axis_min": axis_min, "axis_max": axis_max,
                      "coefficient_scale": scale, "svd_mean": basis.mean, "svd_components": basis.components,
                      "grid_nodes": params[splits.train | splits.validation], "log_tau": grid.log_tau,
                      "quantities": list(QUANTITIES)}
     metrics = {"best_val_mse": history.best_val, "best_epoch": history.best_epoch,
                "epochs_run": len(history.train_loss), "train_seconds": history.seconds}
-    prov = {"config": asdict(cfg), "splits": splits.description, "grid_notes": list(grid.notes), **(provenance or {})}
+    if polish is not None:
+        metrics.update({"adam_best_val_mse": history.best_val, "best_val_mse": min(history.best_val, polish.best_val),
+                        "polish_best_val_mse": polish.best_val, "polish_best_epoch": polish.best_epoch,
+                        "polish_epochs_run": len(polish.train_loss),
+                        "train_seconds": history.seconds + polish.seconds})
+        history.best_val = metrics["best_val_mse"]
+    prov = {"config": asdict(cfg), "splits": splits.description, "grid_notes": list(grid.notes), **init_info,
+            **(provenance or {})}
     path = save_checkpoint(Path(out_path), model, MODEL_KIND, hyper, normalisation=normalisation,
                            metrics=metrics, provenance=prov, half=True)
     return path, history
+
+
+def _array(x) -> np.ndarray:
+    return x.double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
 
 
 def update_manifest(manifest_path, checkpoint_path, name: str, command: str, metrics: dict | None = None,

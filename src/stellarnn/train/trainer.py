@@ -23,13 +23,20 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (Adam and a learning-rate schedule).
+    """Optimisation settings (Adam and a learning-rate schedule, or full-batch L-BFGS).
 
     ``schedule``: ``"plateau"`` (default) halves the rate (``plateau_factor``) after
     ``plateau_patience`` epochs without a better validation loss, never below ``min_lr``; with
     ``plateau_patience=None`` the rate stays constant.  ``"cosine"`` anneals it from ``lr`` to
     ``min_lr`` over ``epochs`` (Loshchilov & Hutter 2017, SGDR, without restarts), so ``epochs``
     should be what the time budget allows.
+
+    ``optimizer``: ``"adam"`` (default, minibatches of ``batch_size``) or ``"lbfgs"``: full-batch
+    L-BFGS with a strong-Wolfe line search (Nocedal & Wright 2006, algorithms 7.5 and 3.5), for small
+    in-memory regression problems, typically to polish weights found by Adam.  An L-BFGS "epoch"
+    is one ``torch.optim.LBFGS.step`` of up to ``lbfgs_iterations`` iterations over the whole
+    training set (``lr`` is the line search's initial step, 1 is customary); no schedule,
+    ``batch_size`` only sets the evaluation batches.
     """
 
     epochs: int = 100
@@ -46,6 +53,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    optimizer: str = "adam"
+    lbfgs_iterations: int = 50
+    lbfgs_history: int = 100
 
 
 @dataclass
@@ -120,8 +130,19 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         model = self.model.to(self.device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.schedule == "cosine":
+        if cfg.optimizer == "lbfgs":
+            if cfg.weight_decay or cfg.grad_clip:
+                raise ValueError("the L-BFGS optimizer takes no weight_decay or grad_clip")
+            opt = torch.optim.LBFGS(model.parameters(), lr=cfg.lr, max_iter=cfg.lbfgs_iterations,
+                                    history_size=cfg.lbfgs_history, line_search_fn="strong_wolfe",
+                                    tolerance_grad=1e-12, tolerance_change=1e-15)
+        elif cfg.optimizer == "adam":
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam or lbfgs)")
+        if cfg.optimizer == "lbfgs":
+            sched = None
+        elif cfg.schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.min_lr)
         elif cfg.schedule == "plateau":
             sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
@@ -141,6 +162,10 @@ class Trainer:
             start_epoch = state["epoch"] + 1
             gen.set_state(state["generator"])
         loader = self._loader(train_data, shuffle=True, generator=gen)
+        full_batch = None
+        if cfg.optimizer == "lbfgs":  # the whole training set, once, in its stored order
+            dataset = _as_dataset(train_data)
+            full_batch = self._move(next(iter(DataLoader(dataset, batch_size=max(len(dataset), 1)))))
         t0 = time.perf_counter() - history.seconds
         since_best = 0
         from tqdm.auto import tqdm
@@ -150,7 +175,9 @@ class Trainer:
         for epoch in bar:
             model.train()
             total, count = 0.0, 0
-            for batch in loader:
+            if full_batch is not None:
+                total, count = self._lbfgs_epoch(model, opt, full_batch, epoch), 1
+            for batch in (loader if full_batch is None else ()):
                 batch = self._move(batch)
                 opt.zero_grad(set_to_none=True)
                 loss = self.loss_fn(model, batch)
@@ -191,6 +218,19 @@ class Trainer:
             model.load_state_dict(best_state, strict=True)
         model.eval()
         return history
+
+    def _lbfgs_epoch(self, model, opt, batch, epoch) -> float:
+        """One L-BFGS step over the full batch; returns the loss at its start."""
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = self.loss_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch}")
+            loss.backward()
+            return loss
+
+        return float(opt.step(closure).detach())
 
     def _save_resume(self, epoch, opt, sched, history, best_state, gen) -> None:
         payload = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
