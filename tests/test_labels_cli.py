@@ -134,6 +134,18 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
         assert accuracy["teff"]["n"] == 24 and floor["scale"] == stored["scale"]
         assert all(o >= p - 1e-12 for o, p in zip(floor["offset"], stored["offset"]))
         assert [accuracy[k]["offset_precision"] for k in ("teff", "logg", "fe_h")] == pytest.approx(stored["offset"])
+    # --raise-scale: the scale is fitted too, never below the repeat-pair one, and the next
+    # calibration starts again from the precision model (scale and offset)
+    for _ in range(2):
+        assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+                     str(tmp_path / "grid"), "--accuracy-snr", "50", "100", "--raise-scale"]) == 0
+        raised = read_checkpoint(w)["normalisation"]["noise_model"]
+        accuracy = raised["diagnostics"]["accuracy"]
+        assert "scale and offset" in accuracy["method"]
+        assert [accuracy["labels"][k]["scale_precision"] for k in ("teff", "logg", "fe_h")] == pytest.approx(
+            stored["scale"])
+        assert all(s >= p - 1e-12 for s, p in zip(raised["scale"], stored["scale"]))
+        assert raised["scale"] == pytest.approx([accuracy["labels"][k]["scale_accuracy"] for k in ("teff", "logg", "fe_h")])
 
 
 def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):

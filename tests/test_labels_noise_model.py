@@ -118,3 +118,29 @@ def test_accuracy_offset_recovers_a_systematic_floor():
         calibrate_accuracy_offset(precision, values[:5], truth[:5], raw[:5])
     with pytest.raises(ValueError, match="shape"):
         calibrate_accuracy_offset(precision, values[:, :1], truth, raw)
+
+
+def test_accuracy_step_can_raise_the_scale_when_accuracy_errors_grow_with_raw_errors():
+    # repeats saw a small scale (0.25: the raw errors overstate precision), but the accuracy errors
+    # are 1.0 raw_e + 3: a constant floor alone leaves the spectra with large raw_e underestimated
+    rng = np.random.default_rng(5)
+    n = 6000
+    raw = np.exp(rng.uniform(np.log(0.5), np.log(20.0), (n, 1)))
+    truth = rng.normal(0, 10, (n, 1))
+    values = truth + (1.0 * raw + 3.0) * rng.standard_normal((n, 1))
+    precision = NoiseModel(["a"], [0.25], [0.5], {"calibrated": True})
+    fixed = calibrate_accuracy_offset(precision, values, truth, raw)
+    free = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True)
+    assert fixed.scale == pytest.approx([0.25])
+    assert free.scale[0] == pytest.approx(1.0, abs=0.06) and free.offset[0] == pytest.approx(3.0, abs=0.3)
+    noisy = raw[:, 0] > 10
+    z_fixed = ((values - truth) / fixed.apply(raw))[noisy, 0]
+    z_free = ((values - truth) / free.apply(raw))[noisy, 0]
+    assert np.std(z_fixed) > 1.3 and np.std(z_free) == pytest.approx(1.0, abs=0.06)
+    lab = free.diagnostics["accuracy"]["labels"]["a"]
+    assert lab["scale_precision"] == 0.25 and lab["scale_accuracy"] == pytest.approx(free.scale[0])
+    back = precision_part(free)  # both parts return to their repeat-pair values
+    assert back.scale == pytest.approx([0.25]) and back.offset == pytest.approx([0.5])
+    # a scale above the maximum-likelihood one stays: never lowered
+    high = NoiseModel(["a"], [2.0], [0.5], {"calibrated": True})
+    assert calibrate_accuracy_offset(high, values, truth, raw, raise_scale=True).scale[0] == pytest.approx(2.0)

@@ -195,7 +195,12 @@ def cmd_calibrate(args) -> int:
                   + ", ".join(f"{v:g}" for v in args.accuracy_snr))
         print(f"accuracy floor from {source}", file=sys.stderr)
         model = calibrate_accuracy_offset(model, np.concatenate(values), np.concatenate(truth), np.concatenate(raw),
-                                          source=source)
+                                          source=source, raise_scale=args.raise_scale)
+    command = "stellarnn train calibrate-noise " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else [args.pipeline])
+    if first is not None:
+        model.diagnostics["command"] = command
+    if args.accuracy_grid:
+        model.diagnostics["accuracy"]["command"] = command
     if not args.dry_run:
         attach_noise_model(args.weights, model)
         if (Path(args.weights).parent / "manifest.json").is_file():
@@ -356,6 +361,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-pairs", type=int, default=0)
     q.add_argument("--accuracy-grid", help="labelled PySME grid never trained on (e.g. grids/apogee/calib) for the "
                                           "accuracy floor; alone, it keeps the stored precision model")
+    q.add_argument("--raise-scale", action="store_true",
+                   help="with --accuracy-grid: fit the scale too (never below the repeat-pair scale), not the "
+                        "offset alone; for raw errors that overstate precision but grow with the accuracy errors")
     q.add_argument("--accuracy-snr", type=float, nargs="+", default=[50.0, 100.0, 200.0],
                    help="S/N of the noisy observations of the accuracy grid")
     q.add_argument("--seed", type=int, default=12345)

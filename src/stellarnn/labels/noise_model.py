@@ -24,7 +24,11 @@ offset of each label is raised (never lowered) to the maximum-likelihood value o
     -ln L = sum_i [ ln(s r_i + o) + d_i^2 / (2 (s r_i + o)^2) ],   d_i = x_i - truth_i,
 
 so that (x - truth) / e has unit variance: the offset becomes the systematic floor that the
-repeats cannot see (as the published APOGEENet noise model's constant terms do).
+repeats cannot see (as the published APOGEENet noise model's constant terms do).  With
+``raise_scale=True`` the scale is fitted too, in the same likelihood, bounded below by its
+repeat-pair value: for a network whose raw errors overstate its precision (small repeat-pair scale)
+but whose accuracy errors still grow with them (lower S/N), a constant floor alone leaves the
+noisiest spectra with too small errors.
 """
 from __future__ import annotations
 
@@ -191,13 +195,16 @@ def precision_part(model: NoiseModel) -> NoiseModel:
     if not accuracy:
         return model
     offset = np.array([accuracy["labels"][name]["offset_precision"] for name in model.labels])
+    scale = np.array([accuracy["labels"][name].get("scale_precision", model.scale[j])
+                      for j, name in enumerate(model.labels)])
     diagnostics = {k: v for k, v in model.diagnostics.items() if k != "accuracy"}
-    return NoiseModel(model.labels, model.scale, offset, diagnostics)
+    return NoiseModel(model.labels, scale, offset, diagnostics)
 
 
 def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip_sigma: float = 5.0,
-                              max_iterations: int = 5, source: str = "") -> NoiseModel:
-    """Raise each label's offset so that (value - truth) / (scale raw_e + offset) has unit variance.
+                              max_iterations: int = 5, source: str = "", raise_scale: bool = False) -> NoiseModel:
+    """Raise each label's offset (and with ``raise_scale`` its scale) so that
+    (value - truth) / (scale raw_e + offset) has unit variance.
 
     Parameters
     ----------
@@ -209,11 +216,15 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
     clip_sigma, max_iterations : as in :func:`calibrate_noise_model`.
     source : str
         Description of the labelled spectra, stored in the diagnostics.
+    raise_scale : bool
+        Fit scale and offset together (each bounded below by its precision value) instead of the
+        offset alone.
 
     Returns
     -------
     NoiseModel
-        Same labels and scale; offset = max(precision offset, maximum-likelihood offset);
+        Same labels; scale kept (or, with ``raise_scale``, the maximum-likelihood scale >= the
+        precision scale); offset = max(precision offset, maximum-likelihood offset);
         ``diagnostics["accuracy"]`` holds, per label, spectra used and std of (value - truth)/e
         with the precision model and after.
     """
@@ -222,8 +233,9 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
     if not (v.shape == t.shape == r.shape) or v.ndim != 2 or v.shape[1] != n_labels:
         raise ValueError(f"values, truth and raw errors must all have shape (n, {n_labels}); got "
                          f"{[a.shape for a in (v, t, r)]}")
-    offset = model.offset.copy()
-    report = {"method": "maximum likelihood of (value - truth) with e = scale raw_e + offset, scale fixed",
+    offset, scale = model.offset.copy(), model.scale.copy()
+    report = {"method": "maximum likelihood of (value - truth) with e = scale raw_e + offset, "
+                        + ("scale and offset bounded below by the precision model" if raise_scale else "scale fixed"),
               "source": source, "labels": {}}
     for j, name in enumerate(model.labels):
         ok = np.isfinite(v[:, j]) & np.isfinite(t[:, j]) & np.isfinite(r[:, j]) & (r[:, j] > 0)
@@ -232,28 +244,31 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
         d, e0 = v[ok, j] - t[ok, j], model.scale[j] * r[ok, j]
         unit = float(np.median(e0))
         keep = np.ones(d.size, dtype=bool)
-        o = offset[j]
+        o, k = offset[j], 1.0  # e = k e0 + o, k >= 1 (scale = k * precision scale)
         for _ in range(max_iterations):
             dk, ek = d[keep] / unit, e0[keep] / unit
 
             def nll(x):
-                e = ek + x[0]
+                e = (x[1] if raise_scale else 1.0) * ek + x[0]
                 return float(np.sum(np.log(e) + 0.5 * dk ** 2 / e ** 2))
 
-            res = minimize(nll, [max(o / unit, 0.1)], method="L-BFGS-B", bounds=[(offset[j] / unit, 1e6)])
-            o = float(res.x[0]) * unit
-            new_keep = np.abs(d / (e0 + o)) <= clip_sigma
+            res = minimize(nll, [max(o / unit, 0.1), k], method="L-BFGS-B",
+                           bounds=[(offset[j] / unit, 1e6), (1.0, 1e6) if raise_scale else (1.0, 1.0)])
+            o, k = float(res.x[0]) * unit, float(res.x[1])
+            new_keep = np.abs(d / (k * e0 + o)) <= clip_sigma
             if new_keep.sum() < MIN_PAIRS or np.array_equal(new_keep, keep):
                 break
             keep = new_keep
-        z_before, z_after = d / (e0 + offset[j]), d / (e0 + o)
+        z_before, z_after = d / (e0 + offset[j]), d / (k * e0 + o)
         report["labels"][name] = {"n": int(ok.sum()), "n_used": int(keep.sum()), "offset_precision": float(offset[j]),
-                                  "offset_accuracy": o, "std_z_precision_model": float(np.std(z_before)),
+                                  "offset_accuracy": o, "scale_precision": float(model.scale[j]),
+                                  "scale_accuracy": float(k * model.scale[j]),
+                                  "std_z_precision_model": float(np.std(z_before)),
                                   "std_z_calibrated": float(np.std(z_after))}
-        offset[j] = o
+        offset[j], scale[j] = o, k * model.scale[j]
     diagnostics = dict(model.diagnostics)
     diagnostics["accuracy"] = report
-    return NoiseModel(model.labels, model.scale, offset, diagnostics)
+    return NoiseModel(model.labels, scale, offset, diagnostics)
 
 
 def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwargs) -> NoiseModel:
