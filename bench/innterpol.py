@@ -112,7 +112,7 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", nargs="*", default=None, help="checkpoints (default: the shipped weights)")
-    ap.add_argument("--plot-dir", default="/tmp/atmo_bench_plots")
+    ap.add_argument("--plot-dir", default=str(Path(__file__).parent / "results" / "innterpol_plots"))
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "innterpol.json"))
     ap.add_argument("--throughput-only", action="store_true",
