@@ -134,6 +134,9 @@ def main(argv=None) -> int:
         name = Path(w).stem
         print(f"== {name}")
         res = evaluate_checkpoint(w, grid, plot_dir=Path(args.plot_dir) / name)
+        root = Path(__file__).resolve().parents[1]
+        res["plots"] = [str(Path(q).resolve().relative_to(root)) if Path(q).resolve().is_relative_to(root) else q
+                        for q in res.get("plots", [])]
         from stellarnn.atmospheres.evaluation import format_table
 
         print(format_table(res))
