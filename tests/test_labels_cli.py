@@ -142,6 +142,8 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
         raised = read_checkpoint(w)["normalisation"]["noise_model"]
         accuracy = raised["diagnostics"]["accuracy"]
         assert "scale and offset" in accuracy["method"]
+        assert accuracy["command"] == (f"stellarnn train calibrate-noise apogeenet --weights {w} --accuracy-grid "
+                                       f"{tmp_path / 'grid'} --accuracy-snr 50 100 --raise-scale --seed 12345")
         assert [accuracy["labels"][k]["scale_precision"] for k in ("teff", "logg", "fe_h")] == pytest.approx(
             stored["scale"])
         assert all(s >= p - 1e-12 for s, p in zip(raised["scale"], stored["scale"]))

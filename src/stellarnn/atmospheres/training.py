@@ -138,10 +138,8 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
     torch.manual_seed(cfg.seed)
     train_values = grid.values[splits.train]
     params = grid.params
-    init = None
     if init_path is not None:
-        init = read_checkpoint(init_path)
-        norm = init["normalisation"]
+        norm = read_checkpoint(init_path)["normalisation"]
         if list(norm["axis_names"]) != list(grid.axis_names):
             raise ValueError(f"{init_path}: trained on axes {norm['axis_names']}, this grid has {grid.axis_names}")
         basis = SVDBasis(_array(norm["svd_mean"]), _array(norm["svd_components"]))
