@@ -17,6 +17,9 @@ def test_emulator_train_evaluate_and_fit(tmp_path, real_file, capsys):
     manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
     assert manifest["file"] == "emu.pt" and manifest["provenance"]["grid"] == str(TEST_GRID)
     assert len(manifest["sha256"]) == 64
+    # the recorded command is the one given to main(), not the test runner's argv
+    assert manifest["command"] == (f"stellarnn emulator train --grid {TEST_GRID} --hidden 16 --epochs 2 "
+                                   f"--continuum-epochs 1 --threads 1 -q -o {weights}")
     capsys.readouterr()
     assert main(["emulator", "evaluate", "--weights", str(weights), "--grid", str(TEST_GRID),
                  "--plot", str(tmp_path / "emu.png")]) == 0

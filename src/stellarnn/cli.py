@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 
 # (module, required): optional modules are skipped if a job is not built yet
@@ -46,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = parser.parse_args(argv)
+    #: the command as given (what checkpoints and manifests record as their regenerating command)
+    args.command_line = "stellarnn " + shlex.join(argv)
     func = getattr(args, "func", None)
     if func is None:
         # a group without a sub-command: show that group's help

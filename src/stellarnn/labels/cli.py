@@ -111,7 +111,7 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     data = _training_arrays(args)
     config = _train_config(args)
-    provenance = dict(data["provenance"], command=" ".join(["stellarnn"] + sys.argv[1:]))
+    provenance = dict(data["provenance"], command=args.command_line)
     if args.pipeline == "astronn":
         from .astronn.training import train_astronn
 
@@ -196,7 +196,7 @@ def cmd_calibrate(args) -> int:
         print(f"accuracy floor from {source}", file=sys.stderr)
         model = calibrate_accuracy_offset(model, np.concatenate(values), np.concatenate(truth), np.concatenate(raw),
                                           source=source, raise_scale=args.raise_scale)
-    command = _calibrate_command(args)
+    command = args.command_line
     if first is not None:
         model.diagnostics["command"] = command
     if args.accuracy_grid:
@@ -208,22 +208,6 @@ def cmd_calibrate(args) -> int:
     print(json.dumps(model.to_dict(), indent=1))
     print(("would store" if args.dry_run else "stored") + f" the noise model in {args.weights}", file=sys.stderr)
     return 0
-
-
-def _calibrate_command(args) -> str:
-    """The ``stellarnn train calibrate-noise`` command line that reproduces this calibration."""
-    parts = [f"stellarnn train calibrate-noise {args.pipeline} --weights {args.weights}"]
-    if args.emulated:
-        parts.append(f"--emulated {args.emulated} --emulator {args.emulator}")
-    elif args.grid:
-        parts.append(f"--grid {args.grid} --snr {args.snr:g}")
-    if args.max_pairs:
-        parts.append(f"--max-pairs {args.max_pairs}")
-    if args.accuracy_grid:
-        parts.append(f"--accuracy-grid {args.accuracy_grid} --accuracy-snr "
-                     + " ".join(f"{v:g}" for v in args.accuracy_snr) + (" --raise-scale" if args.raise_scale else ""))
-    parts.append(f"--seed {args.seed}")
-    return " ".join(parts)
 
 
 def _spectra_from_files(files, which: str):

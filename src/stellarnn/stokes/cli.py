@@ -154,13 +154,11 @@ def cmd_train(args) -> int:
                                        weight_decay=args.weight_decay, resume_path=args.resume, seed=args.seed)
         print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
         if args.manifest:
-            import sys
-
             from ..train import update_manifest
 
             seeds = sorted({Path(f).name.split("_")[1] for f in data["files"]})
             update_manifest(Path(out).parent / "manifest.json", out, Path(out).stem,
-                            "stellarnn " + " ".join(sys.argv[1:]),
+                            args.command_line,
                             training_data=f"{len(data['stokes'])} Lightweaver profiles ({', '.join(seeds)}) in "
                                           f"{args.stratified}: perturbed FAL-C, Fe I 6301.5/6302.5, Hinode SP "
                                           "sampling; 1e-3 I_c noise per batch; 10 % validation split",

@@ -106,7 +106,7 @@ def cmd_emulator_train(args) -> int:
     res.metrics = metrics
     provenance = {"grid": grids, "n_train": int(len(train["index"])), "n_valid": int(len(valid["index"])),
                   "test_grid": args.test_grid, "label_names": list(train["label_names"]),
-                  "command": "stellarnn emulator train " + " ".join(sys.argv[3:])}
+                  "command": args.command_line}
     out = save_emulator(args.out, res, provenance)
     from ..train import update_manifest
 
