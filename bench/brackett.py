@@ -32,20 +32,8 @@ import numpy as np
 from stellarnn.data import fetch
 from stellarnn.spectra import apogee_continuum, apogee_wavelength, kept_pixel_index, read_apstar
 from stellarnn.synthesis.linelists import load_line_list
-from stellarnn.synthesis.pysme_driver import ApogeeInstrument, PySMESynthesizer, StellarLabels
-
-CORE = (16803.0, 16819.0)
-SIDES = ((16770.0, 16790.0), (16845.0, 16865.0))
-
-
-def brackett_11_depression(wave: np.ndarray, flux: np.ndarray) -> float:
-    """Median flux of Br 11's sides minus that of its core (normalised flux units)."""
-    core = (wave > CORE[0]) & (wave < CORE[1])
-    sides = np.zeros(wave.shape, dtype=bool)
-    for lo, hi in SIDES:
-        sides |= (wave > lo) & (wave < hi)
-    return float(np.median(flux[sides]) - np.median(flux[core]))
-
+from stellarnn.synthesis.pysme_driver import (ApogeeInstrument, PySMESynthesizer, StellarLabels,
+                                              brackett_11_depression)
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

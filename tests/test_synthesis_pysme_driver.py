@@ -5,8 +5,9 @@ import pytest
 from stellarnn.spectra import apogee_continuum, apogee_wavelength, kept_pixel_index, read_apstar
 from stellarnn.synthesis.linelists import air_to_vacuum, load_line_list
 from stellarnn.synthesis.pysme_driver import (ApogeeInstrument, HighResolutionSpectrum, PySMEDownloadError,
-                                              PySMESynthesizer, StellarLabels, forbid_pysme_downloads, linear_grid,
-                                              microturbulence_apogee, synthesize_high_resolution)
+                                              PySMESynthesizer, StellarLabels, brackett_11_depression,
+                                              forbid_pysme_downloads, linear_grid, microturbulence_apogee,
+                                              synthesize_high_resolution)
 
 
 @pytest.fixture(scope="module")
@@ -181,11 +182,15 @@ def test_oh_lines_and_co_bandhead_at_positions_of_real_cool_giant(cool_giant):
     assert abs(steepest_drop(wl, real) - head) < 0.5
 
 
-def _brackett_11_depression(wave, flux):
-    """Median flux of the sides (16770-16790, 16845-16865 A) minus that of Br 11's core (16803-16819 A)."""
-    core = (wave > 16803) & (wave < 16819)
-    sides = ((wave > 16770) & (wave < 16790)) | ((wave > 16845) & (wave < 16865))
-    return float(np.median(flux[sides]) - np.median(flux[core]))
+def test_brackett_11_depression_measures_a_line_and_refuses_other_ranges():
+    wave = np.linspace(16700.0, 16900.0, 4001)
+    flux = 1.0 - 0.03 * np.exp(-0.5 * ((wave - 16811.1) / 3.0) ** 2)
+    assert brackett_11_depression(wave, np.ones_like(wave)) == 0.0
+    # sides at the continuum; the core (16803-16819 A, i.e. +-8 A) has its median 4 A from the centre:
+    # 0.03 exp(-0.5 (4/3)^2) = 0.0123
+    assert brackett_11_depression(wave, flux) == pytest.approx(0.03 * np.exp(-0.5 * (4 / 3) ** 2), rel=0.03)
+    with pytest.raises(ValueError, match="Br 11"):
+        brackett_11_depression(np.linspace(15100.0, 15200.0, 100), np.ones(100))
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +206,7 @@ def test_sme_computes_brackett_11_when_asked(brackett_window):
     for teff, logg in ((4800, 4.6), (5777, 4.44), (6500, 4.2)):
         for h, syn in brackett_window.items():
             flux, _ = syn.synthesize(StellarLabels(teff, logg, 0.0))
-            depression[teff, h] = _brackett_11_depression(grid, ApogeeInstrument(syn.wave).apply(flux))
+            depression[teff, h] = brackett_11_depression(grid, ApogeeInstrument(syn.wave).apply(flux))
     for teff in (4800, 5777, 6500):
         assert abs(depression[teff, False]) < 0.004  # no hydrogen: only metal lines in the window
     assert 0.005 < depression[4800, True] < depression[5777, True] < depression[6500, True]
@@ -212,7 +217,7 @@ def test_sme_computes_brackett_11_when_asked(brackett_window):
     assert flux[wing].max() < 0.97  # the Stark wing: the line is tens of Angstrom wide
 
 
-def test_real_k_dwarf_shows_no_brackett_11_depression(real_file, brackett_window):
+def test_real_k_dwarf_shows_nobrackett_11_depression(real_file, brackett_window):
     """The fact behind hydrogen_lines=False by default: the real APOGEE K dwarf has no Br 11 depression.
 
     2M19485057 (Doppler labels 5226 K, log g 5.0, S/N 137): LTE synthesis with H I at those labels
@@ -220,7 +225,7 @@ def test_real_k_dwarf_shows_no_brackett_11_depression(real_file, brackett_window
     """
     wl, real, hdr = _real("apstar-2M19485057", real_file)
     assert hdr["rv_teff"] > 5000
-    assert abs(_brackett_11_depression(wl, real)) < 0.005
+    assert abs(brackett_11_depression(wl, real)) < 0.005
     syn = brackett_window[True]
     flux, _ = syn.synthesize(StellarLabels(hdr["rv_teff"], min(hdr["rv_logg"], 5.0), hdr["rv_feh"]))
-    assert 0.015 < _brackett_11_depression(apogee_wavelength(), ApogeeInstrument(syn.wave).apply(flux)) < 0.025
+    assert 0.015 < brackett_11_depression(apogee_wavelength(), ApogeeInstrument(syn.wave).apply(flux)) < 0.025

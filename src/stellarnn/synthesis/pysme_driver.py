@@ -92,6 +92,27 @@ class StellarLabels:
         return out
 
 
+#: Br 11 (16811.1 A, vacuum): core and side windows [A] of :func:`brackett_11_depression`
+BRACKETT_11_CORE = (16803.0, 16819.0)
+BRACKETT_11_SIDES = ((16770.0, 16790.0), (16845.0, 16865.0))
+
+
+def brackett_11_depression(wave, flux) -> float:
+    """Depth of Br 11 in a normalised spectrum: median flux of its sides minus that of its core.
+
+    Windows :data:`BRACKETT_11_CORE` and :data:`BRACKETT_11_SIDES` (vacuum A); the measure behind the
+    ``hydrogen_lines`` default (``bench/brackett.py``, ``tests/test_synthesis_pysme_driver.py``).
+    """
+    wave, flux = np.asarray(wave, dtype=float), np.asarray(flux, dtype=float)
+    core = (wave > BRACKETT_11_CORE[0]) & (wave < BRACKETT_11_CORE[1])
+    sides = np.zeros(wave.shape, dtype=bool)
+    for lo, hi in BRACKETT_11_SIDES:
+        sides |= (wave > lo) & (wave < hi)
+    if not core.any() or not sides.any():
+        raise ValueError("the wavelengths do not cover Br 11's core and side windows (16770-16865 A)")
+    return float(np.median(flux[sides]) - np.median(flux[core]))
+
+
 def log_lambda_grid(wmin: float, wmax: float, resolution: float) -> np.ndarray:
     """Wavelengths uniform in log lambda with lambda / d lambda = ``resolution``."""
     step = np.log(1 + 1 / resolution)
