@@ -5,7 +5,8 @@ sets of its training splits, (a) 10 % random models, (b) every other Teff column
 (c) the log g = 0 plane, side by side with multilinear interpolation (raw log quantities and SVD
 coefficients) over the models the network could see; the SVD truncation floor; the fraction of
 monotone T(tau) profiles; then throughput (atmospheres per second of ``Innterpol.atmosphere``: cgs
-depth arrays on the 71-point tau scale, with and without the out-of-grid indicator) of the emulator
+depth arrays on the 71-point tau scale, with and without the out-of-grid indicator, float32 and the
+``precision="bfloat16"`` engine, whose held-out errors are recorded too) of the emulator
 and of linear interpolation at batch sizes 1, 1e3 and 1e5, measured in this one run (medians over
 repeats).  Also the SVD reconstruction error at the grid points against the number of components.
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from stellarnn.atmospheres.emulator import DEFAULT_WEIGHTS, Innterpol
-from stellarnn.atmospheres.evaluation import LinearBaseline, evaluate_checkpoint, time_call
+from stellarnn.atmospheres.evaluation import LinearBaseline, error_table, evaluate_checkpoint, time_call
 from stellarnn.atmospheres.resample import atlas9_tau_grid
 from stellarnn.atmospheres.svd import reconstruction_error
 from stellarnn.atmospheres.training import make_splits
@@ -40,6 +41,20 @@ def random_points_in_complete_cells(baseline: LinearBaseline, n: int, seed: int 
     lo = np.stack([interp.axes[k][cells[:, k]] for k in range(interp.ndim)], 1)
     hi = np.stack([interp.axes[k][cells[:, k] + 1] for k in range(interp.ndim)], 1)
     return lo + frac * (hi - lo)
+
+
+def bfloat16_accuracy(emulator: Innterpol, grid) -> dict:
+    """Error table of the ``precision="bfloat16"`` engine on the checkpoint's three held-out sets."""
+    seed = emulator.checkpoint.get("provenance", {}).get("splits", {}).get("seed", 0)
+    splits = make_splits(grid, seed=seed)
+    out = {"bfloat16_float32_layers": list(emulator.bfloat16_float32_layers), "sets": {}}
+    for name in ("random", "teff_columns", "edge"):
+        mask = getattr(splits, name)
+        p, truth = grid.params[mask], grid.values[mask]
+        atm = emulator.atmosphere(p[:, 0], p[:, 1], p[:, 2], with_distance=False, precision="bfloat16")
+        pred = np.log10(np.stack([atm.rhox, atm.temperature, atm.p_gas, atm.n_e], axis=1))
+        out["sets"][name] = error_table(pred, truth)
+    return out
 
 
 def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
@@ -70,6 +85,9 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
         def emu_fast32():
             return emulator.atmosphere(teff, logg, m_h, with_distance=False, dtype=np.float32)
 
+        def emu_bf16():
+            return emulator.atmosphere(teff, logg, m_h, with_distance=False, dtype=np.float32, precision="bfloat16")
+
         def emu_1thread():
             emulator.threads = 1
             try:
@@ -86,7 +104,7 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
             return 10.0 ** emulator.basis.decode(v.reshape(len(pts), *coeff.shape[1:]))
 
         fns = {"emulator": emu, "emulator_no_distance": emu_fast, "emulator_no_distance_float32": emu_fast32,
-               "emulator_1thread": emu_1thread, "linear_raw": lin_raw, "linear_svd": lin_svd}
+               "emulator_no_distance_bfloat16": emu_bf16, "emulator_1thread": emu_1thread, "linear_raw": lin_raw, "linear_svd": lin_svd}
         for fn in fns.values():  # warm-up (first calls build the engine weights and the worker pool)
             fn()
         min_s = 0.3 if batch < 100_000 else 0.0
@@ -98,12 +116,14 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
             row[f"{name}_atm_per_s"] = batch / secs[name]
         for name, t in secs.items():
             row[f"{name}_seconds"] = t
-        for name in ("emulator", "emulator_no_distance", "emulator_no_distance_float32"):
+        for name in ("emulator", "emulator_no_distance", "emulator_no_distance_float32",
+                     "emulator_no_distance_bfloat16"):
             row[f"ratio_{name}_over_linear_raw"] = secs["linear_raw"] / secs[name]
         out[str(batch)] = row
         rate = {name: batch / t for name, t in secs.items()}
         print(f"batch {batch:>6d}: emulator {rate['emulator']:10.3g} /s (no distance "
               f"{rate['emulator_no_distance']:.3g}, float32 {rate['emulator_no_distance_float32']:.3g}, "
+              f"bfloat16 {rate['emulator_no_distance_bfloat16']:.3g}, "
               f"1 thread {rate['emulator_1thread']:.3g}), linear {rate['linear_raw']:10.3g} /s, "
               f"linear-SVD {rate['linear_svd']:10.3g} /s, speed-up vs linear {secs['linear_raw'] / secs['emulator']:6.1f}x")
     return out
@@ -141,6 +161,10 @@ def main(argv=None) -> int:
 
         print(format_table(res))
         emulator = Innterpol.load(w)
+        res["bfloat16_engine"] = bfloat16_accuracy(emulator, grid)
+        for set_name, row in res["bfloat16_engine"]["sets"].items():
+            t = row["temperature_percent"]
+            print(f"  bfloat16 engine, {set_name}: T rms {t['rms']:.3f} %, max {t['max']:.2f} %")
         res["throughput"] = throughput(emulator, grid, args.repeats)
         res["checkpoint_metrics"] = emulator.checkpoint.get("metrics", {})
         res["hyperparameters"] = emulator.checkpoint.get("hyperparameters", {})

@@ -181,3 +181,24 @@ def test_output_path_picks_the_cheaper_product():
     assert wide.output_path() == "split" and narrow.output_path() == "fused"
     wide.output_mode = "fused"
     assert wide.output_path() == "fused"
+
+
+def test_bfloat16_engine_rounds_only_the_hidden_layers():
+    emu = _toy_emulator(seed=4, n_components=6, hidden=32, layers=3)
+    pts = _random_inputs(300, seed=8)
+    args = (pts[:, 0], pts[:, 1], pts[:, 2])
+    f32 = emu.atmosphere(*args, dtype=np.float32)
+    b16 = emu.atmosphere(*args, precision="bfloat16", dtype=np.float32)
+    layers, _, _, _ = emu._engine_weights("bfloat16")
+    # input Linear float32, the hidden x hidden layers bfloat16
+    assert [w.dtype for (w, _), _ in layers] == [torch.float32] + [torch.bfloat16] * 3
+    assert b16.temperature.dtype == np.float32 and b16.grid_distance is not None
+    d = np.abs(np.log10(b16.temperature) - np.log10(f32.temperature))
+    assert 0 < np.median(d) < 5e-3 and d.max() < 0.1  # bfloat16 rounding (8-bit mantissa), not float32's ~1e-7
+    # keeping every layer float32 gives the float32 engine exactly
+    emu.bfloat16_float32_layers = (10, 0)
+    same = emu.atmosphere(*args, precision="bfloat16", dtype=np.float32)
+    np.testing.assert_array_equal(same.n_e, f32.n_e)
+    t = emu.atmosphere(torch.as_tensor(pts[:5, 0]), torch.as_tensor(pts[:5, 1]), torch.as_tensor(pts[:5, 2]),
+                       precision="bfloat16")
+    assert t.temperature.dtype == torch.float32

@@ -125,6 +125,9 @@ class Innterpol:
         self._engine: dict = {}
         #: "auto" (default), "fused" or "split": see :meth:`output_path`
         self.output_mode = "auto"
+        #: ``precision="bfloat16"``: how many hidden Linear layers at the start and at the end of the trunk
+        #: stay float32 (the rest take bfloat16 weights and activations; see :meth:`atmosphere`)
+        self.bfloat16_float32_layers = (1, 0)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -211,16 +214,20 @@ class Innterpol:
 
     def _engine_weights(self, precision: str) -> tuple:
         """Contiguous (W^T, b) per hidden Linear, the fused output (W, b), and the input scaling."""
-        key = (precision, self.output_path())
+        key = (precision, self.output_path(), tuple(self.bfloat16_float32_layers))
         if key not in self._engine:
-            dt = {"float32": torch.float32, "float64": torch.float64}.get(precision)
+            dt = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.float32}.get(precision)
             if dt is None:
-                raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+                raise ValueError(f"precision must be 'float32', 'float64' or 'bfloat16', got {precision!r}")
+            n_linear = sum(isinstance(m, nn.Linear) for m in self._trunk)
+            first, last = self.bfloat16_float32_layers
             layers, slopes = [], []
             with torch.no_grad():
                 for m in self._trunk:
                     if isinstance(m, nn.Linear):
-                        layers.append((m.weight.detach().T.to(dt).contiguous(), m.bias.detach().to(dt).clone()))
+                        i = len(layers)
+                        ldt = torch.bfloat16 if precision == "bfloat16" and first <= i < n_linear - last else dt
+                        layers.append((m.weight.detach().T.to(ldt).contiguous(), m.bias.detach().to(ldt).clone()))
                         slopes.append(None)
                     elif isinstance(m, nn.LeakyReLU):
                         slopes[-1] = float(m.negative_slope)
@@ -251,17 +258,23 @@ class Innterpol:
         layers, output, lo, width = engine
         x = (p - lo) / width
         for (w, b), slope in layers:
+            if w.dtype != x.dtype:  # bfloat16 engine: round the activations entering a bf16 layer
+                x = x.to(w.dtype)
             x = torch.addmm(b, x, w)
             if slope == "silu":
                 torch.nn.functional.silu(x, inplace=True)
             elif slope is not None:
                 torch.nn.functional.leaky_relu_(x, slope)
+        if x.dtype != out.dtype and x.dtype == torch.bfloat16:
+            x = x.float()
         if output[0] == "split":
             _, w_c, b_c, comps, mean = output
             q, c, k = comps.shape
             coeff = torch.addmm(b_c, x, w_c).reshape(-1, q, c).transpose(0, 1)  # (Q, m, C)
-            logs = torch.baddbmm(mean, coeff, comps)  # (Q, m, K)
-            out.view(-1, q, k).copy_(logs.transpose(0, 1))
+            if out.dtype == coeff.dtype:  # straight into the (m, Q, K) rows, seen as (Q, m, K)
+                torch.baddbmm(mean, coeff, comps, out=out.view(-1, q, k).transpose(0, 1))
+            else:
+                out.view(-1, q, k).copy_(torch.baddbmm(mean, coeff, comps).transpose(0, 1))
             out.mul_(np.log(10.0)).exp_()
             return
         _, w_out, b_out = output
@@ -278,7 +291,7 @@ class Innterpol:
         """
         n, d = p32.shape
         engine = self._engine_weights(precision)
-        comp = torch.float32 if precision == "float32" else torch.float64
+        comp = torch.float64 if precision == "float64" else torch.float32
         out = np.empty((n, *self._mean.shape), dtype=dtype)
         out_t = torch.from_numpy(out.reshape(n, -1))
         p_t = torch.from_numpy(p32).to(comp)
@@ -363,10 +376,16 @@ class Innterpol:
         with_distance : bool
             Compute the out-of-grid indicator (default).  ``False`` skips the nearest-model query
             (``grid_distance`` is then None): the fast path for callers that check the range themselves.
-        precision : {"float32", "float64"}
+        precision : {"float32", "float64", "bfloat16"}
             Arithmetic of the network.  The shipped weights are float16/float32, so "float32"
             (default) loses nothing that matters (float64 differs by ~1e-6 dex); "float64" runs the
-            same weights in double precision.  Tensor inputs that require grad always use float32.
+            same weights in double precision.  "bfloat16" runs the hidden (hidden x hidden) layers with
+            bfloat16 weights and activations (8-bit mantissa; products accumulate in float32), keeping the
+            input layer, the output layer, the SVD decoding and the profiles float32
+            (:attr:`bfloat16_float32_layers`): faster only on CPUs with bfloat16 matrix units (Intel AMX,
+            AVX512-BF16), slower elsewhere, and less accurate -- the rounding of the activations adds an
+            error of its own (``bench/innterpol.py`` measures both).  Tensor inputs that require grad
+            always use float32.
         dtype : numpy dtype
             Dtype of the returned numpy depth arrays (float64 default: the float32 results widened;
             ``np.float32`` returns them as computed and saves the conversion).  Ignored for tensors.
@@ -385,7 +404,7 @@ class Innterpol:
             dist = self.grid_distance(params) if with_distance else None
         elif as_tensor:
             p32 = params.detach().cpu().numpy()
-            out, dist = self._infer(p32, precision, np.float32 if precision == "float32" else np.float64,
+            out, dist = self._infer(p32, precision, np.float64 if precision == "float64" else np.float32,
                                     with_distance)
             lin = torch.from_numpy(out)
         else:

@@ -195,7 +195,8 @@ def cmd_calibrate(args) -> int:
                   + ", ".join(f"{v:g}" for v in args.accuracy_snr))
         print(f"accuracy floor from {source}", file=sys.stderr)
         model = calibrate_accuracy_offset(model, np.concatenate(values), np.concatenate(truth), np.concatenate(raw),
-                                          source=source, raise_scale=args.raise_scale)
+                                          source=source, raise_scale=args.raise_scale,
+                                          clip_sigma=args.clip_sigma)
     command = args.command_line
     if first is not None:
         model.diagnostics["command"] = command
@@ -364,6 +365,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--raise-scale", action="store_true",
                    help="with --accuracy-grid: fit the scale too (never below the repeat-pair scale), not the "
                         "offset alone; for raw errors that overstate precision but grow with the accuracy errors")
+    q.add_argument("--clip-sigma", type=float, default=5.0,
+                   help="with --accuracy-grid: spectra beyond this many e from the truth are left out of the fit "
+                        "(iterated; default 5); a large value fits the plain variance, outliers included")
     q.add_argument("--accuracy-snr", type=float, nargs="+", default=[50.0, 100.0, 200.0],
                    help="S/N of the noisy observations of the accuracy grid")
     q.add_argument("--seed", type=int, default=12345)

@@ -236,7 +236,7 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
     offset, scale = model.offset.copy(), model.scale.copy()
     report = {"method": "maximum likelihood of (value - truth) with e = scale raw_e + offset, "
                         + ("scale and offset bounded below by the precision model" if raise_scale else "scale fixed"),
-              "source": source, "labels": {}}
+              "source": source, "clip_sigma": float(clip_sigma), "labels": {}}
     for j, name in enumerate(model.labels):
         ok = np.isfinite(v[:, j]) & np.isfinite(t[:, j]) & np.isfinite(r[:, j]) & (r[:, j] > 0)
         if ok.sum() < MIN_PAIRS:
