@@ -144,3 +144,20 @@ def test_accuracy_step_can_raise_the_scale_when_accuracy_errors_grow_with_raw_er
     # a scale above the maximum-likelihood one stays: never lowered
     high = NoiseModel(["a"], [2.0], [0.5], {"calibrated": True})
     assert calibrate_accuracy_offset(high, values, truth, raw, raise_scale=True).scale[0] == pytest.approx(2.0)
+
+
+def test_accuracy_clip_sigma_decides_whether_outliers_count():
+    # 2 % of the spectra miss by 20 e: clipped at 5 sigma, the fit sees the Gaussian core; unclipped,
+    # it raises the floor until the plain variance, outliers included, is one
+    rng = np.random.default_rng(11)
+    n = 5000
+    raw = np.ones((n, 1))
+    truth = np.zeros((n, 1))
+    values = rng.standard_normal((n, 1))
+    values[: n // 50] = 20.0
+    precision = NoiseModel(["a"], [1.0], [0.0], {"calibrated": True})
+    clipped = calibrate_accuracy_offset(precision, values, truth, raw)
+    plain = calibrate_accuracy_offset(precision, values, truth, raw, clip_sigma=1e6)
+    assert clipped.offset[0] < 0.1 and clipped.diagnostics["accuracy"]["clip_sigma"] == 5.0
+    assert np.std(values / plain.apply(raw)) == pytest.approx(1.0, abs=0.03)
+    assert plain.diagnostics["accuracy"]["clip_sigma"] == 1e6
