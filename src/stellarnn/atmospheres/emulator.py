@@ -26,6 +26,8 @@ thread taking part runs torch with one intra-op thread (the OpenMP barrier of pe
 stalls for milliseconds when another process holds a core: batch 1e3 ran 10-70x slower with 2
 intra-op threads on a busy 2-core machine); chunks are shared dynamically between the calling
 thread and ``threads - 1`` pool workers.  Same float32 arithmetic as :meth:`Innterpol.profiles`.
+``precision="bfloat16"`` runs the hidden x hidden products with bfloat16 weights and activations (the CPU's
+bfloat16 matrix units where it has them), the rest as float32; ``precision="float64"`` all in double.
 """
 from __future__ import annotations
 
