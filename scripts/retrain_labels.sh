@@ -6,6 +6,8 @@
 #   5. bench/emulator.py and bench/labels.py re-measured
 # Wall-time limits are generous: a session that ends mid-step is resumed by the rerun, not cut short.
 # Each finished step leaves logs/retrain_v3/STEP.done; a rerun skips those and resumes the one in progress.
+# New checkpoints (and their manifests) are staged in logs/retrain_v3/weights/ and copied into weights/ only once
+# all three are trained and calibrated, so the shipped weights never hold a half-finished chain.
 # Usage: nohup scripts/retrain_labels.sh > logs/retrain_v3.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,8 @@ STATE=logs/retrain_v3
 mkdir -p "$STATE"
 GRIDS="grids/apogee/train grids/apogee/train2 grids/apogee/train3"
 S=.venv/bin/stellarnn
+W=$STATE/weights
+mkdir -p $W/emulator $W/apogeenet $W/astronn
 
 step() {  # step NAME COMMAND...
     local name=$1; shift
@@ -28,17 +32,21 @@ done
 
 step emulator $S emulator train --grid $GRIDS --test-grid grids/apogee/test --epochs 2000 --batch-size 64 \
     --plateau-patience 80 --early-stop 400 --max-seconds 9000 --resume $STATE/emulator.resume.pt --threads 2 -q \
-    -o weights/emulator/payne_apogee.pt
-step apogeenet $S train apogeenet --grid $GRIDS --copies 2 --snr 100 --emulated 20000 --threads 2 --epochs 12 \
+    -o $W/emulator/payne_apogee.pt
+step apogeenet $S train apogeenet --grid $GRIDS --copies 2 --snr 100 --emulated 20000 --emulator $W/emulator/payne_apogee.pt --threads 2 --epochs 12 \
     --batch-size 32 --lr 3e-4 --plateau-patience 3 --max-seconds 5400 --init weights/apogeenet/apogeenet.pt \
-    --resume $STATE/apogeenet.resume.pt --manifest -q -o weights/apogeenet/apogeenet.pt
-step astronn $S train astronn --grid $GRIDS --copies 2 --snr 100 --emulated 20000 --threads 2 --epochs 20 --lr 2e-4 \
+    --resume $STATE/apogeenet.resume.pt --manifest -q -o $W/apogeenet/apogeenet.pt
+step astronn $S train astronn --grid $GRIDS --copies 2 --snr 100 --emulated 20000 --emulator $W/emulator/payne_apogee.pt --threads 2 --epochs 20 --lr 2e-4 \
     --plateau-patience 3 --max-seconds 5400 --loss-beta 0.5 --select values --init weights/astronn/astronn.pt \
-    --resume $STATE/astronn.resume.pt --manifest -q -o weights/astronn/astronn.pt
-step calibrate_apogeenet $S train calibrate-noise apogeenet --weights weights/apogeenet/apogeenet.pt --emulated 400 \
+    --resume $STATE/astronn.resume.pt --manifest -q -o $W/astronn/astronn.pt
+step calibrate_apogeenet $S train calibrate-noise apogeenet --weights $W/apogeenet/apogeenet.pt --emulated 400 --emulator $W/emulator/payne_apogee.pt \
     --accuracy-grid grids/apogee/calib --accuracy-snr 50 100 200
-step calibrate_astronn $S train calibrate-noise astronn --weights weights/astronn/astronn.pt --emulated 400 \
+step calibrate_astronn $S train calibrate-noise astronn --weights $W/astronn/astronn.pt --emulated 400 --emulator $W/emulator/payne_apogee.pt \
     --accuracy-grid grids/apogee/calib --accuracy-snr 50 100 200 --raise-scale
+install() {
+    for d in emulator apogeenet astronn; do cp $W/$d/*.pt $W/$d/manifest.json weights/$d/; done
+}
+step install install
 step bench_emulator .venv/bin/python bench/emulator.py
 step bench_labels .venv/bin/python bench/labels.py --threads 2 --astronn-weights weights/astronn/astronn.pt \
     --apogeenet-weights weights/apogeenet/apogeenet.pt --test-grid grids/apogee/test --fitter-n 60
