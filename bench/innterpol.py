@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from stellarnn.atmospheres.emulator import DEFAULT_WEIGHTS, Innterpol
-from stellarnn.atmospheres.evaluation import LinearBaseline, error_table, evaluate_checkpoint, time_call
+from stellarnn.atmospheres.evaluation import SETS, LinearBaseline, error_table, evaluate_checkpoint, time_call
 from stellarnn.atmospheres.resample import atlas9_tau_grid
 from stellarnn.atmospheres.svd import reconstruction_error
 from stellarnn.atmospheres.training import make_splits
@@ -48,7 +48,7 @@ def bfloat16_accuracy(emulator: Innterpol, grid) -> dict:
     seed = emulator.checkpoint.get("provenance", {}).get("splits", {}).get("seed", 0)
     splits = make_splits(grid, seed=seed)
     out = {"bfloat16_float32_layers": list(emulator.bfloat16_float32_layers), "sets": {}}
-    for name in ("random", "teff_columns", "edge"):
+    for name in SETS:
         mask = getattr(splits, name)
         p, truth = grid.params[mask], grid.values[mask]
         atm = emulator.atmosphere(p[:, 0], p[:, 1], p[:, 2], with_distance=False, precision="bfloat16")

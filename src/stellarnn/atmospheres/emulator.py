@@ -127,8 +127,9 @@ class Innterpol:
         self._engine: dict = {}
         #: "auto" (default), "fused" or "split": see :meth:`output_path`
         self.output_mode = "auto"
-        #: ``precision="bfloat16"``: how many hidden Linear layers at the start and at the end of the trunk
-        #: stay float32 (the rest take bfloat16 weights and activations; see :meth:`atmosphere`)
+        #: ``precision="bfloat16"``: how many Linear layers of the trunk, counted from its start (the input
+        #: layer is the first) and from its end, stay float32; the rest take bfloat16 weights and activations
+        #: (see :meth:`atmosphere`).  The output layer is never in the trunk: it is always float32.
         self.bfloat16_float32_layers = (1, 0)
 
     # ------------------------------------------------------------------ loading
@@ -267,7 +268,7 @@ class Innterpol:
                 torch.nn.functional.silu(x, inplace=True)
             elif slope is not None:
                 torch.nn.functional.leaky_relu_(x, slope)
-        if x.dtype != out.dtype and x.dtype == torch.bfloat16:
+        if x.dtype == torch.bfloat16:  # the output layer and SVD decoding are float32
             x = x.float()
         if output[0] == "split":
             _, w_c, b_c, comps, mean = output
