@@ -199,6 +199,10 @@ def test_bfloat16_engine_rounds_only_the_hidden_layers():
     emu.bfloat16_float32_layers = (10, 0)
     same = emu.atmosphere(*args, precision="bfloat16", dtype=np.float32)
     np.testing.assert_array_equal(same.n_e, f32.n_e)
+    emu.bfloat16_float32_layers = (-1, 0)
+    with pytest.raises(ValueError, match="bfloat16_float32_layers"):
+        emu.atmosphere(*args, precision="bfloat16")
+    emu.bfloat16_float32_layers = (1, 0)
     t = emu.atmosphere(torch.as_tensor(pts[:5, 0]), torch.as_tensor(pts[:5, 1]), torch.as_tensor(pts[:5, 2]),
                        precision="bfloat16")
     assert t.temperature.dtype == torch.float32

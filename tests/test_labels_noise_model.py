@@ -161,3 +161,11 @@ def test_accuracy_clip_sigma_decides_whether_outliers_count():
     assert clipped.offset[0] < 0.1 and clipped.diagnostics["accuracy"]["clip_sigma"] == 5.0
     assert np.std(values / plain.apply(raw)) == pytest.approx(1.0, abs=0.03)
     assert plain.diagnostics["accuracy"]["clip_sigma"] == 1e6
+
+
+def test_accuracy_clip_sigma_must_be_positive():
+    precision = NoiseModel(["a"], [1.0], [0.0], {"calibrated": True})
+    ones = np.ones((50, 1))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="clip_sigma"):
+            calibrate_accuracy_offset(precision, ones, ones, ones, clip_sigma=bad)

@@ -217,7 +217,7 @@ def test_sme_computes_brackett_11_when_asked(brackett_window):
     assert flux[wing].max() < 0.97  # the Stark wing: the line is tens of Angstrom wide
 
 
-def test_real_k_dwarf_shows_nobrackett_11_depression(real_file, brackett_window):
+def test_real_k_dwarf_shows_no_brackett_11_depression(real_file, brackett_window):
     """The fact behind hydrogen_lines=False by default: the real APOGEE K dwarf has no Br 11 depression.
 
     2M19485057 (Doppler labels 5226 K, log g 5.0, S/N 137): LTE synthesis with H I at those labels

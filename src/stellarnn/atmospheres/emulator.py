@@ -224,6 +224,9 @@ class Innterpol:
                 raise ValueError(f"precision must be 'float32', 'float64' or 'bfloat16', got {precision!r}")
             n_linear = sum(isinstance(m, nn.Linear) for m in self._trunk)
             first, last = self.bfloat16_float32_layers
+            if not (isinstance(first, int) and isinstance(last, int) and first >= 0 and last >= 0):
+                raise ValueError("bfloat16_float32_layers must be two non-negative layer counts, got "
+                                 f"{self.bfloat16_float32_layers!r}")
             layers, slopes = [], []
             with torch.no_grad():
                 for m in self._trunk:

@@ -229,6 +229,8 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
         with the precision model and after.
     """
     v, t, r = (np.asarray(a, dtype=np.float64) for a in (values, truth, raw_errors))
+    if not clip_sigma > 0:
+        raise ValueError(f"clip_sigma must be a positive number of sigma, got {clip_sigma!r}")
     n_labels = len(model.labels)
     if not (v.shape == t.shape == r.shape) or v.ndim != 2 or v.shape[1] != n_labels:
         raise ValueError(f"values, truth and raw errors must all have shape (n, {n_labels}); got "
