@@ -16,6 +16,8 @@ mkdir -p "$STATE"
 GRIDS="grids/apogee/train grids/apogee/train2 grids/apogee/train3"
 S=.venv/bin/stellarnn
 W=$STATE/weights
+# Wall-time limit per network fine-tune (seconds); lower it to fit the chain into one session.
+NET_SECONDS=${NET_SECONDS:-5400}
 mkdir -p $W/emulator $W/apogeenet $W/astronn
 
 step() {  # step NAME COMMAND...
@@ -34,10 +36,10 @@ step emulator $S emulator train --grid $GRIDS --test-grid grids/apogee/test --ep
     --plateau-patience 80 --early-stop 400 --max-seconds 9000 --resume $STATE/emulator.resume.pt --threads 2 -q \
     -o $W/emulator/payne_apogee.pt
 step apogeenet $S train apogeenet --grid $GRIDS --copies 2 --snr 100 --emulated 20000 --emulator $W/emulator/payne_apogee.pt --threads 2 --epochs 12 \
-    --batch-size 32 --lr 3e-4 --plateau-patience 3 --max-seconds 5400 --init weights/apogeenet/apogeenet.pt \
+    --batch-size 32 --lr 3e-4 --plateau-patience 3 --max-seconds $NET_SECONDS --init weights/apogeenet/apogeenet.pt \
     --resume $STATE/apogeenet.resume.pt --manifest -q -o $W/apogeenet/apogeenet.pt
 step astronn $S train astronn --grid $GRIDS --copies 2 --snr 100 --emulated 20000 --emulator $W/emulator/payne_apogee.pt --threads 2 --epochs 20 --lr 2e-4 \
-    --plateau-patience 3 --max-seconds 5400 --loss-beta 0.5 --select values --init weights/astronn/astronn.pt \
+    --plateau-patience 3 --max-seconds $NET_SECONDS --loss-beta 0.5 --select values --init weights/astronn/astronn.pt \
     --resume $STATE/astronn.resume.pt --manifest -q -o $W/astronn/astronn.pt
 step calibrate_apogeenet $S train calibrate-noise apogeenet --weights $W/apogeenet/apogeenet.pt --emulated 400 --emulator $W/emulator/payne_apogee.pt \
     --accuracy-grid grids/apogee/calib --accuracy-snr 50 100 200

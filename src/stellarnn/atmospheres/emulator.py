@@ -21,7 +21,8 @@ steps, per-axis median node spacing) to the nearest model the network was traine
 Inference (:meth:`Innterpol.atmosphere` without gradients) runs a dedicated engine: the batch is
 cut into chunks of :attr:`Innterpol.chunk_size` rows that stay in cache; per chunk, in place,
 ``addmm`` + in-place activation for each hidden layer, one fused matmul for the output layer and the SVD
-decoding of all quantities, ``exp(x ln 10)`` and the nearest-model query (KD tree, exact).  Each
+decoding of all quantities, ``exp(x ln 10)`` and the nearest-model query (exact: a lattice look-up, a KD tree for
+queries nearest a hole; :mod:`stellarnn.atmospheres.grid_distance`).  Each
 thread taking part runs torch with one intra-op thread (the OpenMP barrier of per-op threading
 stalls for milliseconds when another process holds a core: batch 1e3 ran 10-70x slower with 2
 intra-op threads on a busy 2-core machine); chunks are shared dynamically between the calling
@@ -42,6 +43,7 @@ import torch
 from torch import nn
 
 from ..train import load_checkpoint, register_model
+from .grid_distance import NearestModelDistance
 from .model import Atmosphere
 from .resample import QUANTITIES
 from .svd import SVDBasis
@@ -116,10 +118,8 @@ class Innterpol:
         self._components = torch.as_tensor(basis.components, dtype=torch.float32)
         self._mean = torch.as_tensor(basis.mean, dtype=torch.float32)
         self._fuse_output()
-        from scipy.spatial import cKDTree
-
         self.steps = np.array([_median_step(self.grid_nodes[:, k]) for k in range(self.grid_nodes.shape[1])])
-        self._tree = cKDTree(self.grid_nodes / self.steps)
+        self._distance = NearestModelDistance(self.grid_nodes / self.steps)
         #: rows per chunk of the inference engine (activations of a chunk stay in L2 cache)
         self.chunk_size = 1024
         #: threads sharing the chunks of a large batch (None: torch.get_num_threads() of the caller)
@@ -317,7 +317,7 @@ class Innterpol:
                     s, e = i * chunk, min(n, (i + 1) * chunk)
                     self._run_chunk(engine, p_t[s:e], out_t[s:e])
                     if with_distance:
-                        dist[s:e] = self._tree.query(scaled[s:e])[0]
+                        dist[s:e] = self._distance(scaled[s:e])
 
         threads = self.threads or torch.get_num_threads()
         threads = max(1, min(int(threads), n_chunks))
@@ -339,7 +339,7 @@ class Innterpol:
     def grid_distance(self, params) -> np.ndarray:
         """Out-of-grid indicator: distance (typical grid steps) to the nearest training model."""
         p = params.detach().cpu().numpy() if isinstance(params, torch.Tensor) else np.asarray(params, dtype=float)
-        return self._tree.query(np.atleast_2d(p) / self.steps)[0]
+        return self._distance(np.atleast_2d(p) / self.steps)
 
     def _params(self, coords: dict) -> tuple[torch.Tensor | np.ndarray, bool, bool]:
         """Axis values (n, d): a float32 tensor when any input is a tensor, else a float32 numpy array."""

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .grid_distance import NearestModelDistance
+
 
 class OutOfGridError(ValueError):
     """A requested point lies outside the grid or in a cell with a missing model."""
@@ -93,11 +95,9 @@ class MultilinearInterpolator:
             cells &= self.present[sl]
         self.complete_cells = cells
         self._cell_lo = np.argwhere(cells)  # (n_cells, d) lower-corner indices
-        from scipy.spatial import cKDTree
-
         nodes = np.argwhere(self.present)
         coords = np.stack([self.axes[k][nodes[:, k]] for k in range(self.ndim)], axis=1)
-        self._node_tree = cKDTree(coords / self.steps)
+        self._node_distance = NearestModelDistance(coords / self.steps)
 
     # ------------------------------------------------------------------
     def _locate(self, points):
@@ -139,8 +139,7 @@ class MultilinearInterpolator:
     def grid_distance(self, points) -> np.ndarray:
         """Distance from each point (n, d) to the nearest present node, in scaled axis units."""
         points = self._check_points(points)
-        d, _ = self._node_tree.query(points / self.steps)
-        return d
+        return self._node_distance(points / self.steps)
 
     def _check_points(self, points):
         points = np.asarray(points, dtype=float)
@@ -203,5 +202,5 @@ class MultilinearInterpolator:
             contrib = np.where(w[..., None] == 0, 0.0, corner_values * w[..., None])
             out[sl] = contrib.sum(axis=1)
         info = InterpolationInfo(in_complete_cell=good, used_fallback=used_fallback,
-                                 grid_distance=self._node_tree.query(points / self.steps)[0])
+                                 grid_distance=self._node_distance(points / self.steps))
         return out.reshape((n,) + self.feature_shape), info
