@@ -37,6 +37,16 @@ def test_get_emulator_prints_table_and_writes_deck(tiny_weights, tmp_path, capsy
     assert read_kurucz(deck).n_layers == 71
 
 
+def test_short_form_without_get_is_the_same_command(tiny_weights, capsys):
+    # the form: `stellarnn atmosphere TEFF LOGG MH`
+    assert main(["atmosphere", "get", "5000", "3", "-0.5", "--weights", str(tiny_weights)]) == 0
+    with_get = capsys.readouterr().out
+    assert main(["atmosphere", "5000", "3", "-0.5", "--weights", str(tiny_weights)]) == 0
+    assert capsys.readouterr().out == with_get
+    with pytest.raises(SystemExit):  # a word that is not a number is still read as an action name
+        main(["atmosphere", "sideways", "3", "0"])
+
+
 def test_get_out_of_grid_is_a_one_line_error(capsys):
     assert main(["atmosphere", "get", "12000", "0.5", "0", "--linear"]) == 1
     assert "out of grid" in capsys.readouterr().err

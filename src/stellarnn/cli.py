@@ -45,10 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_default_action(argv: list[str]) -> list[str]:
+    """``stellarnn atmosphere TEFF LOGG MH ...`` is short for ``stellarnn atmosphere get TEFF LOGG MH ...``."""
+    if len(argv) >= 2 and argv[0] == "atmosphere":
+        try:
+            float(argv[1])
+        except ValueError:
+            return argv
+        return [argv[0], "get", *argv[1:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_with_default_action(argv))
     #: the command as given (what checkpoints and manifests record as their regenerating command)
     args.command_line = "stellarnn " + shlex.join(argv)
     func = getattr(args, "func", None)
