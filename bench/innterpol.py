@@ -3,7 +3,8 @@
 For each emulator checkpoint: rms / max error per quantity (dex; T also in %) on the three held-out
 sets of its training splits, (a) 10 % random models, (b) every other Teff column 4250–7250 K,
 (c) the log g = 0 plane, side by side with multilinear interpolation (raw log quantities and SVD
-coefficients) over the models the network could see; the SVD truncation floor; the fraction of
+coefficients) over the models the network could see; the SVD truncation floor; how smooth the grid
+itself is along Teff (1D linear and cubic interpolation of the held-out models from their own column); the fraction of
 monotone T(tau) profiles; then throughput (atmospheres per second of ``Innterpol.atmosphere``: cgs
 depth arrays on the 71-point tau scale, with and without the out-of-grid indicator, float32 and the
 ``precision="bfloat16"`` engine, whose held-out errors are recorded too) of the emulator
@@ -41,6 +42,55 @@ def random_points_in_complete_cells(baseline: LinearBaseline, n: int, seed: int 
     lo = np.stack([interp.axes[k][cells[:, k]] for k in range(interp.ndim)], 1)
     hi = np.stack([interp.axes[k][cells[:, k] + 1] for k in range(interp.ndim)], 1)
     return lo + frac * (hi - lo)
+
+
+def teff_axis_interpolation(grid, seed: int = 0) -> dict:
+    """How smooth the grid is along Teff: 1D Lagrange interpolation of each held-out model from its own column.
+
+    For every model of the held-out sets (a) and (b) whose Teff neighbours at node offsets -1, +1 (linear) or
+    -3, -1, +1, +3 (cubic) are all models the network may see (same log g and [M/H]), the log profiles are
+    interpolated along Teff alone and compared with the model (T error in %).  The figures say how far the
+    grid is from a low-order polynomial in Teff at its node spacing; they are a reference, not a bound, for an
+    emulator, which also draws on the other axes.
+    """
+    splits = make_splits(grid, seed=seed)
+    known = splits.train | splits.validation
+    k_teff = grid.axis_names.index("teff")
+    axis = np.asarray(grid.axes["teff"], dtype=float)
+    where = {tuple(p): i for i, p in enumerate(grid.params)}
+    out = {}
+    for name in ("random", "teff_columns"):
+        rows = {}
+        for label, offsets in (("linear", (-1, 1)), ("cubic", (-3, -1, 1, 3))):
+            errors = []
+            for i in np.flatnonzero(getattr(splits, name)):
+                node = int(np.searchsorted(axis, grid.params[i, k_teff]))
+                if min(node + o for o in offsets) < 0 or max(node + o for o in offsets) >= len(axis):
+                    continue
+                xs = axis[[node + o for o in offsets]]
+                idx = []
+                for x in xs:
+                    q = grid.params[i].copy()
+                    q[k_teff] = x
+                    j = where.get(tuple(q))
+                    if j is None or not known[j]:
+                        break
+                    idx.append(j)
+                if len(idx) < len(offsets):
+                    continue
+                t = grid.params[i, k_teff]
+                weights = [np.prod([(t - xs[b]) / (xs[a] - xs[b]) for b in range(len(xs)) if b != a])
+                           for a in range(len(xs))]
+                log_t = np.tensordot(np.array(weights), grid.values[idx, 1], 1)
+                errors.append(100 * np.abs(10 ** (log_t - grid.values[i, 1]) - 1))
+            e = np.array(errors)
+            rows[label] = ({"n_models": len(e), "T_rms_percent": float(np.sqrt(np.mean(e ** 2))),
+                            "T_max_percent": float(e.max()),
+                            "T_median_per_model_rms_percent": float(np.median(np.sqrt(np.mean(e ** 2, axis=1))))}
+                           if len(e) else {"n_models": 0})
+        rows["n_held_out"] = int(getattr(splits, name).sum())
+        out[name] = rows
+    return out
 
 
 def bfloat16_accuracy(emulator: Innterpol, grid) -> dict:
@@ -149,7 +199,14 @@ def main(argv=None) -> int:
                           "load_average_start": os.getloadavg()},
               "grid": {"n_models": len(grid), "notes": grid.notes},
               "svd_reconstruction_vs_components": reconstruction_error(grid.values, 24),
+              "teff_axis_interpolation": teff_axis_interpolation(grid),
               "checkpoints": {}}
+    for set_name, rows in result["teff_axis_interpolation"].items():
+        for label in ("linear", "cubic"):
+            r = rows[label]
+            if r["n_models"]:
+                print(f"grid along Teff, {set_name}, {label} from its own column ({r['n_models']} models): "
+                      f"T rms {r['T_rms_percent']:.2f} %, max {r['T_max_percent']:.1f} %")
     for w in weights:
         name = Path(w).stem
         print(f"== {name}")
