@@ -10,17 +10,15 @@ count, no information, an exception in its batch) gets ``flag_runtime_exception`
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ...spectra import APOGEE_N_PIXELS, Spectrum
+from ...spectra import Spectrum
 from ...train import file_sha256, load_checkpoint, pick_device
 from ..noise_model import NoiseModel
-from ..pipeline import register_pipeline
+from ..pipeline import failed_row, process_in_batches, register_pipeline, resolve_shipped_weights
 from . import network  # noqa: F401  (registers the "apogeenet" model kind)
 from .flags import FIELDS, FLAG_RUNTIME_EXCEPTION, flag_bad, flag_warn, result_flags
 from .network import APOGEENET_OUTPUT_MEAN, APOGEENET_OUTPUT_STD
@@ -33,57 +31,6 @@ LABELS = ("teff", "logg", "fe_h")
 #: the published APOGEENet noise model (Astra): e = scale * raw_e + offset
 PUBLISHED_NOISE_MODEL = NoiseModel(list(LABELS), [1.25, 1.25, 1.0], [10.0, 0.01, 0.01],
                                    {"calibrated": False, "source": "Astra APOGEENet documentation"})
-WEIGHTS_ENV = "STELLARNN_WEIGHTS_DIR"
-
-
-def default_weights_dir(name: str) -> Path:
-    """``$STELLARNN_WEIGHTS_DIR/<name>`` or the repository's ``weights/<name>``."""
-    root = os.environ.get(WEIGHTS_ENV)
-    return Path(root) / name if root else Path(__file__).resolve().parents[4] / "weights" / name
-
-
-def resolve_shipped_weights(name: str, weights=None) -> Path:
-    """The checkpoint to load: ``weights`` if given, else the one named by ``weights/<name>/manifest.json``."""
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"{name} weights {path} do not exist")
-        return path
-    import json
-
-    manifest = default_weights_dir(name) / "manifest.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"no shipped {name} weights: {manifest} is missing; train a network "
-                                f"(`stellarnn train {name} ...`) and pass weights=PATH (CLI: --weights PATH)")
-    entries = json.loads(manifest.read_text())
-    entries = entries if isinstance(entries, list) else entries.get("models", [entries])
-    path = manifest.parent / entries[0]["file"]
-    if not path.is_file():
-        raise FileNotFoundError(f"{manifest} names {path.name}, which is missing")
-    return path
-
-
-def spectrum_problem(spectrum) -> str:
-    """Why a spectrum cannot go through an apStar-grid pipeline ('' if it can)."""
-    if not isinstance(spectrum, Spectrum):
-        return f"not a Spectrum (got {type(spectrum).__name__})"
-    if spectrum.flux.shape != (APOGEE_N_PIXELS,):
-        return f"has {spectrum.flux.shape[0]} pixels, expected {APOGEE_N_PIXELS} (apStar grid)"
-    if not np.any(np.isfinite(spectrum.ivar) & (spectrum.ivar > 0)):
-        return "no pixel with positive inverse variance"
-    return ""
-
-
-def failed_row(fields, flag: int, reason: str, flag_bad_value: bool, flag_warn_value: bool) -> dict:
-    """A row of NaN values carrying ``flag`` and ``reason``."""
-    row = {}
-    for key, info in fields.items():
-        row[key] = np.nan if info.dtype.startswith("float") else None
-    row.update(result_flags=int(flag), flag_warn=bool(flag_warn_value), flag_bad=bool(flag_bad_value),
-               reason=reason)
-    return row
-
-
 @register_pipeline("apogeenet")
 class APOGEENetPipeline:
     """APOGEENet III: Teff, log g, [Fe/H] with noise-draw uncertainties and flags.
@@ -158,25 +105,6 @@ class APOGEENetPipeline:
 
     def process(self, spectra: Sequence[Spectrum]) -> list[dict]:
         """One row per spectrum, in order; unusable spectra get flag_runtime_exception and a reason."""
-        rows: list[dict | None] = [None] * len(spectra)
-        good = []
-        for i, s in enumerate(spectra):
-            problem = spectrum_problem(s)
-            if problem:
-                rows[i] = self._failed(problem)
-            else:
-                good.append(i)
         generator = torch.Generator().manual_seed(int(self.seed))
-        for start in range(0, len(good), self.batch_size):
-            idx = good[start:start + self.batch_size]
-            try:
-                for i, row in zip(idx, self._run_batch([spectra[i] for i in idx], generator)):
-                    rows[i] = row
-            except Exception as exc:  # isolate the offending spectrum; the others still get results
-                log.warning("apogeenet batch failed (%s: %s); retrying one by one", type(exc).__name__, exc)
-                for i in idx:
-                    try:
-                        rows[i] = self._run_batch([spectra[i]], generator)[0]
-                    except Exception as exc_i:
-                        rows[i] = self._failed(f"{type(exc_i).__name__}: {exc_i}")
-        return rows
+        return process_in_batches(spectra, self.batch_size, lambda batch: self._run_batch(batch, generator),
+                                  self._failed, log)

@@ -17,9 +17,8 @@ import torch
 
 from ...spectra import Spectrum
 from ...train import file_sha256, load_checkpoint, pick_device
-from ..apogeenet.pipeline import failed_row, resolve_shipped_weights, spectrum_problem
 from ..noise_model import NoiseModel
-from ..pipeline import register_pipeline
+from ..pipeline import failed_row, process_in_batches, register_pipeline, resolve_shipped_weights
 from . import network  # noqa: F401  (registers the "astronn" model kind)
 from .flags import FIELDS, FLAG_NO_RESULT, flag_bad, flag_warn, result_flags
 from .network import OUTPUT_LABELS
@@ -109,24 +108,4 @@ class AstroNNPipeline:
 
     def process(self, spectra: Sequence[Spectrum]) -> list[dict]:
         """One row per spectrum, in order; unusable spectra get flag_no_result and a reason."""
-        rows: list[dict | None] = [None] * len(spectra)
-        good = []
-        for i, s in enumerate(spectra):
-            problem = spectrum_problem(s)
-            if problem:
-                rows[i] = self._failed(problem)
-            else:
-                good.append(i)
-        for start in range(0, len(good), self.batch_size):
-            idx = good[start:start + self.batch_size]
-            try:
-                for i, row in zip(idx, self._run_batch([spectra[i] for i in idx])):
-                    rows[i] = row
-            except Exception as exc:  # isolate the offending spectrum; the others still get results
-                log.warning("astronn batch failed (%s: %s); retrying one by one", type(exc).__name__, exc)
-                for i in idx:
-                    try:
-                        rows[i] = self._run_batch([spectra[i]])[0]
-                    except Exception as exc_i:
-                        rows[i] = self._failed(f"{type(exc_i).__name__}: {exc_i}")
-        return rows
+        return process_in_batches(spectra, self.batch_size, self._run_batch, self._failed, log)
