@@ -92,6 +92,30 @@ def test_lbfgs_polish_from_a_checkpoint_improves_validation_and_keeps_the_basis(
                                                                          epochs=0), progress=False, init_path=first)
 
 
+def test_quantity_weights_shift_the_fit_towards_temperature(tmp_path):
+    torch.set_num_threads(1)
+    grid = synthetic_5d_grid()
+    splits = make_splits(grid, teff_range=(4250.0, 5750.0))
+    errors = {}
+    for name, weights in (("equal", None), ("T", (0.05, 20.0, 0.05, 0.05))):
+        torch.manual_seed(0)
+        cfg = InnterpolConfig(n_components=3, hidden=8, n_hidden_layers=1, epochs=150, batch_size=16, lr=3e-3,
+                              plateau_patience=None, quantity_weights=weights)
+        path, _ = train_innterpol(grid, splits, tmp_path / f"{name}.pt", cfg, progress=False)
+        em = Innterpol.load(path)
+        with torch.no_grad():  # the network's own targets: the scaled SVD coefficients
+            pred = em.coefficients(torch.as_tensor(grid.params[splits.train], dtype=torch.float32)).double().numpy()
+        err = (pred - em.basis.encode(grid.values[splits.train])) / em.coefficient_scale.numpy()[None, :, None]
+        errors[name] = np.sqrt((err ** 2).mean(axis=(0, 2)))  # per quantity, relative to its spread
+    # the temperature's share of the (relative) error falls when T weighs 400 times the others
+    share = {k: v[1] / v.sum() for k, v in errors.items()}
+    assert share["T"] < 0.5 * share["equal"]
+    assert errors["T"][1] < errors["equal"][1]
+    with pytest.raises(ValueError, match="4 positive numbers"):
+        train_innterpol(grid, splits, tmp_path / "bad.pt", InnterpolConfig(n_components=3, hidden=8, n_hidden_layers=1,
+                        epochs=1, quantity_weights=(1.0, 2.0)), progress=False)
+
+
 def test_update_manifest(tmp_path):
     import json
 

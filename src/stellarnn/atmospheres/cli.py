@@ -70,7 +70,8 @@ def cmd_train(args) -> int:
                           epochs=args.epochs, lr=args.lr, max_seconds=args.max_seconds, seed=args.seed,
                           schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size,
                           weight_decay=args.weight_decay, activation=args.activation,
-                          polish_epochs=args.polish_epochs, polish_iterations=args.polish_iterations)
+                          polish_epochs=args.polish_epochs, polish_iterations=args.polish_iterations,
+                          quantity_weights=tuple(args.quantity_weights) if args.quantity_weights else None)
     command = ("stellarnn atmosphere train " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in
         dict(components=args.components, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr,
@@ -78,7 +79,8 @@ def cmd_train(args) -> int:
              weight_decay=args.weight_decay or None, activation=args.activation,
              polish_epochs=args.polish_epochs or None,
              polish_iterations=args.polish_iterations if args.polish_epochs else None,
-             seed=args.seed, max_seconds=args.max_seconds).items()
+             seed=args.seed, max_seconds=args.max_seconds,
+             quantity_weights=" ".join(f"{w:g}" for w in args.quantity_weights) if args.quantity_weights else None).items()
         if v is not None) + f" -o {args.output}")
     if args.init:
         command += f" --init {args.init}"
@@ -139,6 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="full-batch L-BFGS steps after Adam, kept if they improve validation (0: none)")
     q.add_argument("--polish-iterations", type=int, default=50, help="L-BFGS iterations per polish step (50)")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--quantity-weights", type=float, nargs=4, metavar=("RHOX", "T", "PGAS", "NE"),
+                   help="loss weight of each quantity (default: 1 1 1 1)")
     q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best weights kept)")
     q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")
     q.add_argument("--init", help="start from this checkpoint (same widths and components; its SVD basis is kept)")

@@ -107,11 +107,26 @@ class InnterpolConfig:
     #: full-batch L-BFGS steps after Adam (0: none), each of up to ``polish_iterations`` iterations
     polish_epochs: int = 0
     polish_iterations: int = 50
+    #: loss weight of each quantity (``QUANTITIES`` order); None weighs all four alike.  The targets are the
+    #: coefficients of each quantity divided by their rms, so equal weights balance the quantities' errors
+    #: relative to their spread; a larger weight on log T spends more of the network on T.
+    quantity_weights: tuple | None = None
 
 
 def _mse(model, batch):
     x, y = batch
     return torch.mean((model(x) - y) ** 2)
+
+
+def weighted_mse(column_weights: torch.Tensor):
+    """Mean squared error with one weight per output column (weights normalised to mean 1)."""
+    w = column_weights / column_weights.mean()
+
+    def loss(model, batch):
+        x, y = batch
+        return torch.mean((model(x) - y) ** 2 * w)
+
+    return loss
 
 
 def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: InnterpolConfig | None = None,
@@ -161,23 +176,30 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
              "n_hidden_layers": cfg.n_hidden_layers, "negative_slope": cfg.negative_slope,
              "activation": cfg.activation}
     model = InnterpolMLP(**hyper)
+    loss_fn = _mse
+    if cfg.quantity_weights is not None:
+        qw = np.asarray(cfg.quantity_weights, dtype=float)
+        if qw.shape != (len(QUANTITIES),) or not (np.isfinite(qw).all() and (qw > 0).all()):
+            raise ValueError(f"quantity_weights must be {len(QUANTITIES)} positive numbers ({', '.join(QUANTITIES)}), "
+                             f"got {cfg.quantity_weights!r}")
+        loss_fn = weighted_mse(torch.as_tensor(np.repeat(qw, basis.n_components), dtype=torch.float32))
     init_info = warm_start(model, init_path, MODEL_KIND) if init_path is not None else {}
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, plateau_patience=cfg.plateau_patience,
                        schedule=cfg.schedule, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
                        max_seconds=cfg.max_seconds, seed=cfg.seed, device="cpu", progress=progress)
     tr, va = torch.as_tensor(splits.train), torch.as_tensor(splits.validation)
     val_data = (x[va], y[va]) if splits.validation.any() else None
-    history = Trainer(model, _mse, tcfg, resume_path=resume_path).fit((x[tr], y[tr]), val_data)
+    history = Trainer(model, loss_fn, tcfg, resume_path=resume_path).fit((x[tr], y[tr]), val_data)
     polish = None
     if cfg.polish_epochs > 0:
         # L-BFGS from the best Adam weights; kept only if it improves the validation loss
         adam_best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if not np.isfinite(history.best_val) and val_data is not None:  # no Adam epoch: the initial weights
-            history.best_val = Trainer(model, _mse, tcfg).evaluate(val_data)
+            history.best_val = Trainer(model, loss_fn, tcfg).evaluate(val_data)
         pcfg = TrainConfig(epochs=cfg.polish_epochs, optimizer="lbfgs", lr=1.0, lbfgs_iterations=cfg.polish_iterations,
                            batch_size=max(cfg.batch_size, 4096), seed=cfg.seed, device="cpu", progress=progress)
         polish_resume = Path(str(resume_path) + ".lbfgs") if resume_path else None
-        polish = Trainer(model, _mse, pcfg, resume_path=polish_resume).fit((x[tr], y[tr]), val_data)
+        polish = Trainer(model, loss_fn, pcfg, resume_path=polish_resume).fit((x[tr], y[tr]), val_data)
         if not polish.best_val < history.best_val:
             model.load_state_dict(adam_best, strict=True)
     normalisation = {"axis_names": list(grid.axis_names), "axis_min": axis_min, "axis_max": axis_max,
