@@ -43,6 +43,13 @@ def test_five_axes_and_single_node_axes():
     np.testing.assert_allclose(NearestModelDistance(nodes)(pts), cKDTree(nodes).query(pts)[0], rtol=1e-12)
 
 
+def test_non_finite_points_get_nan_not_an_error():
+    nodes = np.array([[0.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    for limit in (10**7, 1):
+        d = NearestModelDistance(nodes, max_lattice_points=limit)([[np.nan, 0.0], [2.0, 2.0], [np.inf, 1.0]])
+        assert np.isnan(d[0]) and np.isnan(d[2]) and d[1] == 2.0
+
+
 def test_refuses_bad_input():
     with pytest.raises(ValueError, match="non-empty"):
         NearestModelDistance(np.zeros((0, 3)))

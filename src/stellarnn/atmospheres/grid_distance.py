@@ -50,12 +50,18 @@ class NearestModelDistance:
             self.present[index @ self._strides] = True
 
     def __call__(self, points) -> np.ndarray:
-        """Distances (n,) from ``points`` (n, d) to their nearest model."""
+        """Distances (n,) from ``points`` (n, d) to their nearest model (NaN for a point with a NaN coordinate)."""
         points = np.asarray(points, dtype=float)
         if points.ndim == 1:
             points = points[None]
         if points.ndim != 2 or points.shape[1] != self.ndim:
             raise ValueError(f"points must have shape (n, {self.ndim}), got {points.shape}")
+        finite = np.isfinite(points).all(axis=1)
+        if not finite.all():  # NaN/inf coordinates have no nearest model: NaN distance
+            dist = np.full(len(points), np.nan)
+            if finite.any():
+                dist[finite] = self(points[finite])
+            return dist
         if self.present is None:
             return self.tree.query(points)[0]
         flat = np.zeros(len(points), dtype=np.int64)
