@@ -20,6 +20,18 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path, title: str | None) -> Path:
+    """Title, lay out, write (creating the folder) and close a figure; returns its path."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_parameter_maps(maps: dict[str, np.ndarray], path: str | Path, units: dict[str, str] | None = None,
                         names: tuple[str, ...] | None = None, title: str | None = None) -> Path:
     """Image grid of 2-D parameter maps (rows: slit positions x, columns: along the slit y)."""
@@ -45,14 +57,7 @@ def plot_parameter_maps(maps: dict[str, np.ndarray], path: str | Path, units: di
         ax.set_xlabel("slit position x [px]")
         ax.set_ylabel("along slit y [px]")
         fig.colorbar(im, ax=ax, shrink=0.85)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
 
 
 def plot_stokes_profiles(wavelengths: np.ndarray, observed: np.ndarray, path: str | Path,
@@ -71,11 +76,4 @@ def plot_stokes_profiles(wavelengths: np.ndarray, observed: np.ndarray, path: st
         if k >= 2:
             ax.set_xlabel("wavelength [Å]")
     axes[0, 0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
