@@ -179,6 +179,16 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
     return out
 
 
+def bfloat16_cpu_flags() -> list[str]:
+    """The CPU's bfloat16 matrix/vector flags (amx_*, avx512_bf16) from /proc/cpuinfo: what the bfloat16 engine can use."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in set(flags) if f.startswith("amx") or f == "avx512_bf16")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", nargs="*", default=None, help="checkpoints (default: the shipped weights)")
@@ -196,7 +206,7 @@ def main(argv=None) -> int:
         return _throughput_only(weights, grid, args)
     result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "load_average_start": os.getloadavg()},
+                          "bfloat16_cpu_flags": bfloat16_cpu_flags(), "load_average_start": os.getloadavg()},
               "grid": {"n_models": len(grid), "notes": grid.notes},
               "svd_reconstruction_vs_components": reconstruction_error(grid.values, 24),
               "teff_axis_interpolation": teff_axis_interpolation(grid),
@@ -241,7 +251,7 @@ def _throughput_only(weights, grid, args) -> int:
     result = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
     machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "load_average_start": os.getloadavg()}
+               "bfloat16_cpu_flags": bfloat16_cpu_flags(), "load_average_start": os.getloadavg()}
     for w in weights:
         name = Path(w).stem
         print(f"== {name}")
