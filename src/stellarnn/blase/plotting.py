@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..spectra.plotting import save_figure
+
 
 def plot_fit(path: str | Path, wavelength: np.ndarray, data: np.ndarray, model: np.ndarray,
              segment: np.ndarray | None = None, extra: dict[str, np.ndarray] | None = None,
@@ -41,9 +43,4 @@ def plot_fit(path: str | Path, wavelength: np.ndarray, data: np.ndarray, model: 
             top.legend(loc="lower left", fontsize=8)
             top.set_title(title)
     axes[-1, 0].set_xlabel("wavelength [Å]")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

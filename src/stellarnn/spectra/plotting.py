@@ -10,6 +10,18 @@ from .continuum import ContinuumResult
 from .spectrum import Spectrum
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path written."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_apogee_spectrum(spectrum: Spectrum, normalised: ContinuumResult, out: str | Path, index: int = 0,
                          title: str | None = None) -> Path:
     """Two panels: raw flux (+ continuum, masked pixels in red) and the normalised flux.
@@ -57,9 +69,4 @@ def plot_apogee_spectrum(spectrum: Spectrum, normalised: ContinuumResult, out: s
     meta = spectrum.meta
     axes[0].set_title(title or f"{meta.get('apogee_id', '')} {meta.get('kind', '')} row {meta.get('row', '')}  "
                       f"S/N={meta.get('snr', float('nan')):.0f}")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..spectra.plotting import save_figure
+
 _MAP_STYLE = {
     "B": ("magma", None), "gamma": ("RdBu_r", (0.0, 180.0)), "chi": ("twilight", (0.0, 180.0)),
     "v_los": ("RdBu_r", "symmetric"),
@@ -18,18 +20,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(plt, fig, path: str | Path, title: str | None) -> Path:
-    """Title, lay out, write (creating the folder) and close a figure; returns its path."""
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def plot_parameter_maps(maps: dict[str, np.ndarray], path: str | Path, units: dict[str, str] | None = None,
@@ -57,7 +47,9 @@ def plot_parameter_maps(maps: dict[str, np.ndarray], path: str | Path, units: di
         ax.set_xlabel("slit position x [px]")
         ax.set_ylabel("along slit y [px]")
         fig.colorbar(im, ax=ax, shrink=0.85)
-    return _save(plt, fig, path, title)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
 
 
 def plot_stokes_profiles(wavelengths: np.ndarray, observed: np.ndarray, path: str | Path,
@@ -76,4 +68,6 @@ def plot_stokes_profiles(wavelengths: np.ndarray, observed: np.ndarray, path: st
         if k >= 2:
             ax.set_xlabel("wavelength [Å]")
     axes[0, 0].legend(fontsize=8)
-    return _save(plt, fig, path, title)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
