@@ -24,7 +24,7 @@ run: data
 	$(BIN)/stellarnn main --out $(OUT)
 
 test: data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest  # -q comes from addopts in pyproject.toml (a second -q would hide the summary line)
 
 clean-venv:
 	rm -rf $(VENV)
