@@ -113,13 +113,8 @@ class InnterpolConfig:
     quantity_weights: tuple | None = None
 
 
-def _mse(model, batch):
-    x, y = batch
-    return torch.mean((model(x) - y) ** 2)
-
-
 def weighted_mse(column_weights: torch.Tensor):
-    """Mean squared error with one weight per output column (weights normalised to mean 1)."""
+    """Mean squared error with one weight per output column (weights normalised to mean 1; all equal: the plain MSE)."""
     w = column_weights / column_weights.mean()
 
     def loss(model, batch):
@@ -176,13 +171,11 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
              "n_hidden_layers": cfg.n_hidden_layers, "negative_slope": cfg.negative_slope,
              "activation": cfg.activation}
     model = InnterpolMLP(**hyper)
-    loss_fn = _mse
-    if cfg.quantity_weights is not None:
-        qw = np.asarray(cfg.quantity_weights, dtype=float)
-        if qw.shape != (len(QUANTITIES),) or not (np.isfinite(qw).all() and (qw > 0).all()):
-            raise ValueError(f"quantity_weights must be {len(QUANTITIES)} positive numbers ({', '.join(QUANTITIES)}), "
-                             f"got {cfg.quantity_weights!r}")
-        loss_fn = weighted_mse(torch.as_tensor(np.repeat(qw, basis.n_components), dtype=torch.float32))
+    qw = np.ones(len(QUANTITIES)) if cfg.quantity_weights is None else np.asarray(cfg.quantity_weights, dtype=float)
+    if qw.shape != (len(QUANTITIES),) or not (np.isfinite(qw).all() and (qw > 0).all()):
+        raise ValueError(f"quantity_weights must be {len(QUANTITIES)} positive numbers ({', '.join(QUANTITIES)}), "
+                         f"got {cfg.quantity_weights!r}")
+    loss_fn = weighted_mse(torch.as_tensor(np.repeat(qw, basis.n_components), dtype=torch.float32))
     init_info = warm_start(model, init_path, MODEL_KIND) if init_path is not None else {}
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, plateau_patience=cfg.plateau_patience,
                        schedule=cfg.schedule, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
