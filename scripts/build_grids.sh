@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Background grid synthesis (resumable): train then test. A rerun skips finished spectra.
+# Background grid synthesis (resumable): a rerun skips finished spectra; an interruption loses at most
+# the spectra in flight.  PROCESSES (default 2) worker processes.
+#
+# The APOGEE-like grids (current physics: --prior apogee-like, H I lines, v_macro and v sin i, fixed
+# R = 300,000 transfer grid; grids/apogee_like/README.md): held-out test and calibration grids first,
+# stratified by population, then the training grid.
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
-.venv/bin/stellarnn grid build apogee --n 2000 --seed 1 --out grids/apogee/train --processes 2 -q
-.venv/bin/stellarnn grid build apogee --n 300 --seed 2 --out grids/apogee/test --processes 2 -q
-.venv/bin/stellarnn grid build apogee --n 200 --seed 3 --out grids/apogee/calib --processes 1 -q   # noise-model accuracy calibration (never trained on)
-.venv/bin/stellarnn grid build apogee --n 2000 --seed 4 --out grids/apogee/train2 --processes 1 -q   # second training grid (emulator/network retraining)
-.venv/bin/stellarnn grid build apogee --n 2000 --seed 5 --out grids/apogee/train3 --processes 1 -q   # third training grid
+P=${PROCESSES:-2}
+G=.venv/bin/stellarnn
+$G grid build apogee --n 600   --seed 21 --stratify --out grids/apogee_like/test  --processes "$P" -q
+$G grid build apogee --n 300   --seed 22 --stratify --out grids/apogee_like/calib --processes "$P" -q
+$G grid build apogee --n 12000 --seed 23            --out grids/apogee_like/train --processes "$P" -q
+if [ "${OLD_GRIDS:-0}" = 1 ]; then
+  # The first grids (uniform box, no H I lines, SME's adaptive transfer grid), kept for comparison.
+  OLD="--prior box --no-hydrogen --transfer-resolution 0"
+  $G grid build apogee $OLD --n 2000 --seed 1 --out grids/apogee/train  --processes "$P" -q
+  $G grid build apogee $OLD --n 300  --seed 2 --out grids/apogee/test   --processes "$P" -q
+  $G grid build apogee $OLD --n 200  --seed 3 --out grids/apogee/calib  --processes "$P" -q
+  $G grid build apogee $OLD --n 2000 --seed 4 --out grids/apogee/train2 --processes "$P" -q
+  $G grid build apogee $OLD --n 2000 --seed 5 --out grids/apogee/train3 --processes "$P" -q
+fi

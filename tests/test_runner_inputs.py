@@ -25,13 +25,13 @@ def write_test_grid(folder: Path, n_chunk: int = 4, pending=(4,), failed=(1,), n
     status = np.array([b"failed" if i in failed else b"ok" for i in range(n_chunk)], dtype="S8")
     with h5py.File(folder / "chunks" / "chunk_0000.h5", "w") as h:
         h["index"] = np.arange(n_chunk)
-        h["labels"] = rng.random((n_chunk, 4))
+        h["labels"] = rng.random((n_chunk, 21))  # the 21 labels of the first grids
         h["flux"] = flux[:n_chunk]
         h["continuum"] = np.ones((n_chunk, 858), np.float16)
         h["continuum_median"] = np.ones(n_chunk, np.float32)
         h["status"] = status
     for k, i in enumerate(pending):
-        np.savez(folder / "pending" / f"{i:06d}.npz", index=i, labels=rng.random(4), flux=flux[n_chunk + k],
+        np.savez(folder / "pending" / f"{i:06d}.npz", index=i, labels=rng.random(21), flux=flux[n_chunk + k],
                  continuum=np.ones(858, np.float16), continuum_median=np.float32(1), status="ok", reason="",
                  seconds=1.0)
     return flux

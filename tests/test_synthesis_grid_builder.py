@@ -11,7 +11,7 @@ from test_runner_inputs import write_test_grid
 
 
 def _with_spec(folder, **changes):
-    spec = {**GridSpec(name=folder.name, n=5, seed=1).to_json(), **changes}
+    spec = {**GridSpec(name=folder.name, n=5, seed=1, broadening_labels=False).to_json(), **changes}
     (folder / "spec.json").write_text(json.dumps({"spec": spec}))
 
 
@@ -37,6 +37,7 @@ def test_grids_of_other_physics_are_not_concatenated(tmp_path):
     write_test_grid(a, seed=1)
     write_test_grid(b, seed=2)
     _with_spec(a)
+    _with_spec(a, hydrogen_lines=False)
     _with_spec(b, hydrogen_lines=True)
     with pytest.raises(ValueError, match="hydrogen_lines"):
         load_grid([a, b])
@@ -57,6 +58,61 @@ def test_specs_written_before_the_hydrogen_field_mean_no_hydrogen_lines():
     del old["hydrogen_lines"]
     assert GridSpec.from_json(old).hydrogen_lines is False
     assert GridSpec.from_json({**old, "hydrogen_lines": True}).hydrogen_lines is True
+
+
+def test_old_specs_read_with_the_physics_they_were_built_with():
+    from stellarnn.synthesis.label_priors import LabelPrior
+
+    old = GridSpec(name="apogee-1", n=2000, seed=1).to_json()
+    for k in ("broadening_labels", "transfer_resolution", "hydrogen_lines"):
+        del old[k]
+    old["prior"] = {"teff": [3500, 8000], "logg": [0, 5], "m_h": [-2.5, 0.5], "x_m": [-0.5, 0.5],
+                    "v_micro_scatter": 0.2}  # a box prior as the first grids wrote it (no name)
+    spec = GridSpec.from_json(old)
+    assert isinstance(spec.prior, LabelPrior)
+    assert (spec.broadening_labels, spec.transfer_resolution, spec.hydrogen_lines) == (False, None, False)
+    assert len(spec.label_names) == 21
+    new = GridSpec(name="x", n=1, seed=1)
+    assert new.hydrogen_lines and new.broadening_labels and new.transfer_resolution == 3e5
+    assert new.label_names[-2:] == ("v_macro", "v_sini")
+    assert GridSpec.from_json(new.to_json()) == new  # round trip, prior included
+
+
+def test_unknown_prior_is_refused():
+    from stellarnn.synthesis.label_priors import make_prior, prior_from_json
+
+    with pytest.raises(ValueError, match="unknown label prior 'uniform'"):
+        make_prior("uniform")
+    with pytest.raises(ValueError, match="stratify"):
+        make_prior("box", stratify=True)
+    with pytest.raises(ValueError, match="unknown label prior"):
+        prior_from_json({"name": "gaia"})
+
+
+def test_grid_of_other_physics_is_not_resumed_in_the_same_folder(tmp_path):
+    from stellarnn.synthesis.grid_builder import build_grid
+    from stellarnn.synthesis.label_priors import LabelPrior
+
+    spec = GridSpec(name="a", n=1, seed=1)
+    (tmp_path / "spec.json").write_text(json.dumps({"spec": spec.to_json()}))
+    other = GridSpec(name="a", n=1, seed=1, prior=LabelPrior(), broadening_labels=False)
+    with pytest.raises(ValueError, match="different specification"):
+        build_grid(tmp_path, other, progress=False)
+
+
+def test_truncated_chunk_is_detected_and_set_aside(tmp_path):
+    from stellarnn.synthesis.grid_builder import _checksum_path, _sha256, corrupt_chunks
+
+    write_test_grid(tmp_path)
+    chunk = tmp_path / "chunks" / "chunk_0000.h5"
+    _checksum_path(chunk).write_text(f"{_sha256(chunk)}  {chunk.name}\n")
+    assert corrupt_chunks(tmp_path) == []
+    assert len(load_grid(tmp_path)["index"]) == 4
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk or a killed copy
+    assert corrupt_chunks(tmp_path) == [chunk]
+    with pytest.raises(ValueError, match="sha256.*rebuilds it"):
+        load_grid(tmp_path)
 
 
 def test_committed_grids_share_one_specification():

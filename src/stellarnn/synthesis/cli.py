@@ -11,9 +11,17 @@ import numpy as np
 
 def cmd_grid_build(args) -> int:
     from .grid_builder import GridSpec, build_grid
+    from .label_priors import make_prior
 
-    spec = GridSpec(name=f"apogee-{args.seed}", n=args.n, seed=args.seed, chunk_size=args.chunk_size,
-                    hydrogen_lines=args.hydrogen)
+    if args.n < 1 or args.chunk_size < 1 or args.processes < 1:
+        raise ValueError("--n, --chunk-size and --processes must be >= 1")
+    if args.transfer_resolution is not None and args.transfer_resolution < 0:
+        raise ValueError(f"--transfer-resolution must be > 0 (or 0 for SME's adaptive grid), "
+                         f"got {args.transfer_resolution}")
+    prior = make_prior(args.prior, stratify=args.stratify)
+    spec = GridSpec(name=f"apogee-{args.seed}", n=args.n, seed=args.seed, chunk_size=args.chunk_size, prior=prior,
+                    hydrogen_lines=args.hydrogen, broadening_labels=args.prior != "box",
+                    transfer_resolution=args.transfer_resolution or None)
     counts = build_grid(args.out, spec, processes=args.processes, progress=not args.quiet,
                         max_spectra=args.max_spectra)
     print(json.dumps(counts))
@@ -243,8 +251,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--processes", type=int, default=1)
     q.add_argument("--chunk-size", type=int, default=50)
     q.add_argument("--max-spectra", type=int, default=None, help="stop after this many new spectra")
-    q.add_argument("--hydrogen", action="store_true",
-                   help="compute the H I (Brackett) lines; the grids train, train2, test and calib drop them")
+    q.add_argument("--prior", default="apogee-like", metavar="NAME",
+                   help="label prior: apogee-like (default; synthesis/label_priors.py) or box (the first grids)")
+    q.add_argument("--stratify", action="store_true",
+                   help="equal numbers per population (giants, metal_poor_giants, warm_giants, dwarfs, m_dwarfs, "
+                        "hot): for held-out and calibration grids")
+    q.add_argument("--hydrogen", action=argparse.BooleanOptionalAction, default=True,
+                   help="compute the H I (Brackett) lines (default; the first grids used --no-hydrogen)")
+    q.add_argument("--transfer-resolution", type=float, default=3e5,
+                   help="fixed PySME transfer grid lambda/dlambda (default 300000; 0: SME's adaptive grid, "
+                        "as the first grids)")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_grid_build)
     q = s.add_parser("info", help="summary of a grid folder")

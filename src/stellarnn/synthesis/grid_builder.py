@@ -25,35 +25,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .pysme_driver import ASTRONN_ELEMENTS, StellarLabels, microturbulence_apogee
+from .label_priors import (ASTRONN_ELEMENTS, ApogeeLikePrior, LabelPrior, matches_population, prior_from_json,
+                           wanted_population)
+from .pysme_driver import StellarLabels
 
 CONTINUUM_STEP = 10
 LABEL_NAMES = ("teff", "logg", "m_h", "v_micro") + tuple(f"{e.lower()}_m" for e in ASTRONN_ELEMENTS)
-
-
-@dataclass
-class LabelPrior:
-    """Label ranges of the APOGEE training grid (giants and dwarfs)."""
-
-    teff: tuple[float, float] = (3500.0, 8000.0)
-    logg: tuple[float, float] = (0.0, 5.0)
-    m_h: tuple[float, float] = (-2.5, 0.5)
-    x_m: tuple[float, float] = (-0.5, 0.5)
-    v_micro_scatter: float = 0.2  # km/s, Gaussian around the APOGEE relation
-
-    def plausible(self, teff: float, logg: float) -> bool:
-        """Reject hot low-gravity corners where no real stars (and few ATLAS9 models) are:
-        log g >= 1.2 (Teff - 5000 K) / 1000 K (0 at 5000 K, 3.6 at 8000 K)."""
-        return logg >= 1.2 * (teff - 5000.0) / 1000.0
+#: labels stored after :data:`LABEL_NAMES` by grids with ``broadening_labels`` (the apogee-like grids)
+BROADENING_LABELS = ("v_macro", "v_sini")
 
 
 @dataclass
 class GridSpec:
+    """What a grid is: its size and seed and the physics every spectrum shares.
+
+    The defaults are the current physics (APOGEE-like prior, H I lines, v_macro and v sin i as labels,
+    transfer on a fixed R = 300,000 grid).  Fields missing from an older ``spec.json`` take the values
+    those grids were built with (:meth:`from_json`).
+    """
+
     name: str
     n: int
     seed: int
     chunk_size: int = 50
-    prior: LabelPrior = field(default_factory=LabelPrior)
+    prior: LabelPrior | ApogeeLikePrior = field(default_factory=ApogeeLikePrior)
     wmin: float = 15090.0
     wmax: float = 17010.0
     resolution: float = 3e5
@@ -61,47 +56,61 @@ class GridSpec:
     line_lists: tuple[str, ...] = ("moog-atoms", "moog-co", "moog-cn", "moog-hydrides", "moog-h2o", "moog-feh",
                                    "moog-c2")
     #: compute the H I (Brackett) lines; grids whose spec.json lacks the field were built without them
-    hydrogen_lines: bool = False
+    hydrogen_lines: bool = True
+    #: store v_macro and v_sini after LABEL_NAMES (and synthesise with them)
+    broadening_labels: bool = True
+    #: fixed transfer grid lambda / d lambda for PySME (None: SME's adaptive grid, as the first grids)
+    transfer_resolution: float | None = 3e5
+
+    #: values of fields that a spec.json written before the field existed was built with
+    LEGACY = {"hydrogen_lines": False, "broadening_labels": False, "transfer_resolution": None}
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return LABEL_NAMES + (BROADENING_LABELS if self.broadening_labels else ())
 
     def to_json(self) -> dict:
         d = asdict(self)
+        d["prior"] = self.prior.to_json()
         d["line_lists"] = list(self.line_lists)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "GridSpec":
-        d = dict(d)
-        d["prior"] = LabelPrior(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["prior"].items()})
+        d = {**cls.LEGACY, **dict(d)}
+        d["prior"] = prior_from_json(d["prior"])
         d["line_lists"] = tuple(d["line_lists"])
-        d.setdefault("hydrogen_lines", False)  # specs written before the field existed: built without H I
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def sample_labels(index: int, seed: int, prior: LabelPrior | None = None, atmospheres=None,
-                  max_tries: int = 1000) -> StellarLabels:
+def sample_labels(index: int, seed: int, prior=None, atmospheres=None, max_tries: int = 5000) -> StellarLabels:
     """Labels of grid spectrum ``index``: deterministic in (seed, index).
 
-    Teff, log g, [M/H] uniform in the prior box, kept when plausible (:meth:`LabelPrior.plausible`)
-    and, when ``atmospheres`` is given, when the atmosphere grid can interpolate them; [X/M] uniform;
-    v_micro from the APOGEE relation plus Gaussian scatter, clipped to 0.3-4 km/s.
+    Candidates come from ``prior.draw`` (:mod:`~stellarnn.synthesis.label_priors`: the uniform box by
+    default, or the APOGEE-like population) and are kept when plausible (no hot low-gravity corner), inside
+    the prior's box, in the population the index is conditioned on (stratified priors) and, when
+    ``atmospheres`` is given, when the atmosphere grid can interpolate them.
     """
     prior = prior or LabelPrior()
     rng = np.random.default_rng([seed, index])
+    population = wanted_population(prior, index)
     for _ in range(max_tries):
-        teff = rng.uniform(*prior.teff)
-        logg = rng.uniform(*prior.logg)
-        m_h = rng.uniform(*prior.m_h)
-        x_m = {el: float(rng.uniform(*prior.x_m)) for el in ASTRONN_ELEMENTS}
-        vmic = float(np.clip(microturbulence_apogee(logg) + prior.v_micro_scatter * rng.standard_normal(), 0.3, 4.0))
-        if not prior.plausible(teff, logg):
+        star = prior.draw(rng)
+        if not prior.plausible(star["teff"], star["logg"]):
+            continue
+        if hasattr(prior, "in_box") and not prior.in_box(star):
+            continue
+        if not matches_population(star, population):
             continue
         if atmospheres is not None:
             try:
-                atmospheres.interpolate_linear(teff=teff, logg=logg, m_h=m_h)
+                atmospheres.interpolate_linear(teff=star["teff"], logg=star["logg"], m_h=star["m_h"])
             except Exception:  # OutOfGridError or a hole: draw again
                 continue
-        return StellarLabels(float(teff), float(logg), float(m_h), vmic, x_m)
-    raise RuntimeError(f"no plausible in-grid labels after {max_tries} draws (seed {seed}, index {index})")
+        return StellarLabels(float(star["teff"]), float(star["logg"]), float(star["m_h"]), float(star["v_micro"]),
+                             star["x_m"], float(star["v_macro"]), float(star["v_sini"]))
+    raise RuntimeError(f"no plausible in-grid labels after {max_tries} draws (seed {seed}, index {index}"
+                       + (f", population {population}" if population else "") + ")")
 
 
 # ---------------------------------------------------------------- worker side
@@ -118,9 +127,15 @@ def _init_worker(spec_json: dict, out_dir: str) -> None:
     lines = load_line_list(spec.wmin, spec.wmax, spec.line_lists)
     atmospheres = AtmosphereGrid.load_atlas9()
     synth = PySMESynthesizer(spec.wmin, spec.wmax, lines, atmospheres=atmospheres, resolution=spec.resolution,
-                             hydrogen_lines=spec.hydrogen_lines)
+                             hydrogen_lines=spec.hydrogen_lines, transfer_resolution=spec.transfer_resolution)
     _WORKER.update(spec=spec, synth=synth, instrument=ApogeeInstrument(synth.wave, spec.lsf_entry),
                    atmospheres=atmospheres, out=Path(out_dir))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
@@ -139,8 +154,10 @@ def compute_one(index: int) -> tuple[int, str]:
     spec, synth, inst = _WORKER["spec"], _WORKER["synth"], _WORKER["instrument"]
     t0 = time.perf_counter()
     labels = sample_labels(index, spec.seed, spec.prior, _WORKER["atmospheres"])
+    if not spec.broadening_labels:  # grids without the labels were synthesised without the broadening
+        labels.v_macro = labels.v_sini = 0.0
     lab = labels.as_dict()
-    label_vec = np.array([lab[k] for k in LABEL_NAMES], dtype=np.float64)
+    label_vec = np.array([lab[k] for k in spec.label_names], dtype=np.float64)
     try:
         flux, cont = synth.synthesize(labels)
         flux_a = inst.apply(flux)
@@ -161,6 +178,31 @@ def compute_one(index: int) -> tuple[int, str]:
 # ---------------------------------------------------------------- parent side
 def _chunk_path(out: Path, k: int) -> Path:
     return out / "chunks" / f"chunk_{k:04d}.h5"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checksum_path(chunk: Path) -> Path:
+    return chunk.with_name(chunk.name + ".sha256")
+
+
+def corrupt_chunks(out) -> list[Path]:
+    """Chunk files whose sha256 differs from the one written beside them when they were packed
+    (a truncated or altered file).  Chunks packed before checksums existed have none and are not checked."""
+    bad = []
+    for p in sorted((Path(out) / "chunks").glob("chunk_*.h5")):
+        c = _checksum_path(p)
+        if c.exists() and c.read_text().split()[0] != _sha256(p):
+            bad.append(p)
+    return bad
 
 
 def done_indices(out: Path) -> set[int]:
@@ -194,7 +236,7 @@ def pack_chunks(out: Path, spec: GridSpec) -> list[Path]:
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
         os.close(fd)
         with h5py.File(tmp, "w") as h:
-            h.attrs["label_names"] = json.dumps(list(LABEL_NAMES))
+            h.attrs["label_names"] = json.dumps(list(spec.label_names))
             h.attrs["continuum_step"] = CONTINUUM_STEP
             h.create_dataset("index", data=np.array([int(r["index"]) for r in recs]))
             h.create_dataset("labels", data=np.stack([r["labels"] for r in recs]))
@@ -205,7 +247,9 @@ def pack_chunks(out: Path, spec: GridSpec) -> list[Path]:
             h.create_dataset("status", data=np.array([str(r["status"]) for r in recs], dtype="S8"))
             h.create_dataset("reason", data=np.array([str(r["reason"]) for r in recs], dtype="S500"))
             h.create_dataset("seconds", data=np.array([float(r["seconds"]) for r in recs]))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        _checksum_path(path).write_text(f"{_sha256(path)}  {path.name}\n")
         for f in files:
             f.unlink()
         written.append(path)
@@ -234,10 +278,16 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
                 {k: v for k, v in spec.to_json().items() if k != "n"}:
             raise ValueError(f"{out} holds a grid built with a different specification; use another folder")
         spec = GridSpec.from_json({**existing.to_json(), "n": max(spec.n, existing.n)})
-    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(LABEL_NAMES),
+    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
                                      "provenance": provenance()}, indent=2))
     for stale in (out / "pending").glob("*.part.npz"):
         stale.unlink()
+    for bad in corrupt_chunks(out):  # truncated or altered: its spectra are computed again
+        import warnings
+
+        warnings.warn(f"{bad} does not match its sha256; it is set aside as {bad.name}.corrupt and rebuilt")
+        os.replace(bad, bad.with_name(bad.name + ".corrupt"))
+        _checksum_path(bad).unlink()
     pack_chunks(out, spec)
     todo = [i for i in range(spec.n) if i not in done_indices(out)]
     if max_spectra is not None:
@@ -295,7 +345,7 @@ def load_grid(out, ok_only: bool = True) -> dict:
             if not spec_file.exists():
                 raise FileNotFoundError(f"{f} has no spec.json: not a grid folder")
             d = json.loads(spec_file.read_text())["spec"]
-            d.setdefault("hydrogen_lines", False)  # as GridSpec.from_json reads specs older than the field
+            d = {**GridSpec.LEGACY, **d}  # as GridSpec.from_json reads specs older than a field
             specs.append({k: v for k, v in d.items() if k not in _PER_GRID_FIELDS})
         for f, s in zip(folders[1:], specs[1:]):
             if s != specs[0]:
@@ -310,6 +360,10 @@ def load_grid(out, ok_only: bool = True) -> dict:
     import h5py
 
     out = Path(out)
+    bad = corrupt_chunks(out)
+    if bad:
+        raise ValueError(f"{', '.join(map(str, bad))}: chunk file does not match its sha256 (truncated or altered); "
+                         f"`stellarnn grid build` on {out} with the same settings sets it aside and rebuilds it")
     parts = {k: [] for k in ("index", "labels", "flux", "continuum", "continuum_median", "status")}
     for p in sorted((out / "chunks").glob("chunk_*.h5")):
         with h5py.File(p, "r") as h:
@@ -331,5 +385,21 @@ def load_grid(out, ok_only: bool = True) -> dict:
         keep = data["status"] == "ok"
         data = {k: v[keep] for k, v in data.items()}
     data["flux"] = data["flux"].astype(np.float32)
-    data["label_names"] = list(LABEL_NAMES)
+    declared = grid_label_names(out)
+    if declared is not None and data["labels"].shape[1] != len(declared):
+        raise ValueError(f"{out}: spectra carry {data['labels'].shape[1]} labels, spec.json names {len(declared)}")
+    data["label_names"] = declared if declared is not None else list(LABEL_NAMES)
     return data
+
+
+def grid_label_names(out) -> list[str] | None:
+    """Names of the label columns a grid folder's ``spec.json`` declares (None when it declares none)."""
+    spec_file = Path(out) / "spec.json"
+    if not spec_file.exists():
+        return None
+    d = json.loads(spec_file.read_text())
+    if "label_names" in d:
+        return list(d["label_names"])
+    if "prior" in d.get("spec", {}):
+        return list(GridSpec.from_json(d["spec"]).label_names)
+    return None

@@ -8,18 +8,19 @@ downloader by one that raises, and the atmosphere is always passed embedded (RHO
 
 Hydrogen lines: SME computes an H I line only when it knows the line's principal quantum numbers
 (the SME library reads them from the Stark and van der Waals fields of a hydrogen line; without them
-it skips the line).  With ``hydrogen_lines=True`` (``stellarnn grid build --hydrogen``) the H I lines
-are kept with n_lower, n_upper from their energy and wavelength
-(:func:`stellarnn.synthesis.linelists.hydrogen_quantum_numbers`), so the Brackett series (Br 11-21
-in the APOGEE range) is in the spectrum.  With ``hydrogen_lines=False`` (the default, and the grids
-``train``, ``train2``, ``test``, ``calib``) they are dropped.  Why not on by default: at the Doppler
-labels of the real APOGEE K dwarf 2M19485057 (5226 K, log g 5.0), LTE Br 11 depresses 16803-16819 A
-by 1.5-2.5 % against its sides, while the real spectrum (S/N 137) shows less than 0.5 %; both bounds
-are asserted in ``tests/test_synthesis_pysme_driver.py``.  ``bench/brackett.py`` measures it also at the
-labels the shipped networks give the star (about 4950 K, log g 4.8): still 1.7 %, against -0.2 % in
-the real spectrum, and a Teff scan at the header [M/H] finds no Teff from 4500 to 5500 K (log g 4.6 or 5.0)
-where the LTE synthesis is as shallow as the real line (``bench/results/brackett.json``).  :func:`synthesize_high_resolution` always drops them:
-its chunks take lines within 10.6 A only, narrower than the Paschen wings.
+it skips the line).  With ``hydrogen_lines=True`` the H I lines are kept with n_lower, n_upper from their
+energy and wavelength (:func:`stellarnn.synthesis.linelists.hydrogen_quantum_numbers`), so the Brackett
+series (Br 11-21 in the APOGEE range) is in the spectrum.  The current grids (``stellarnn grid build``,
+``grids/apogee_like``) compute them; the first grids (``grids/apogee``: ``train``, ``train2``, ``train3``,
+``test``, ``calib``) dropped them, and so does this class by default (``hydrogen_lines=False``) and
+:func:`synthesize_high_resolution` always (its chunks take lines within 30 A only, narrower than the
+Brackett and Paschen wings).  An open question for the Brackett lines: at the Doppler labels of the real
+APOGEE K dwarf 2M19485057 (5226 K, log g 5.0), LTE Br 11 depresses 16803-16819 A by 1.5-2.5 % against its
+sides, while the real spectrum (S/N 137) shows less than 0.5 %; both bounds are asserted in
+``tests/test_synthesis_pysme_driver.py``.  ``bench/brackett.py`` measures it also at the labels the shipped
+networks give the star (about 4950 K, log g 4.8): still 1.7 %, against -0.2 % in the real spectrum, and a
+Teff scan at the header [M/H] finds no Teff from 4500 to 5500 K (log g 4.6 or 5.0) where the LTE synthesis
+is as shallow as the real line (``bench/results/brackett.json``).
 
 Two modes: the APOGEE mode (:class:`PySMESynthesizer` on a log-lambda grid, then
 :class:`ApogeeInstrument`) and a high-resolution mode for blase (:func:`synthesize_high_resolution`:
@@ -36,10 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .label_priors import ASTRONN_ELEMENTS, microturbulence_apogee  # noqa: F401 (re-exported)
 from .linelists import LineTable
 
-#: the elements with H-band lines whose [X/M] AstroNN reports (Leung & Bovy 2019), Fe set by [M/H]
-ASTRONN_ELEMENTS = ("C", "N", "O", "Na", "Mg", "Al", "Si", "P", "S", "K", "Ca", "Ti", "V", "Cr", "Mn", "Co", "Ni")
 
 SOLAR_PATTERN = "asplund2009"
 
@@ -67,13 +67,6 @@ def forbid_pysme_downloads() -> None:
     _GUARD_INSTALLED = True
 
 
-def microturbulence_apogee(logg):
-    """APOGEE DR13 micro-turbulence relation [km/s] (Holtzman et al. 2018, AJ 156, 125, eq. 2):
-    log10 v_micro = 0.226 - 0.0228 logg + 0.0297 logg^2 - 0.0113 logg^3."""
-    g = np.asarray(logg, dtype=np.float64)
-    return 10 ** (0.226 - 0.0228 * g + 0.0297 * g ** 2 - 0.0113 * g ** 3)
-
-
 @dataclass
 class StellarLabels:
     """Labels of one synthetic star."""
@@ -83,12 +76,15 @@ class StellarLabels:
     m_h: float
     v_micro: float | None = None  # km/s; default: APOGEE relation in log g
     x_m: dict = field(default_factory=dict)  # element -> [X/M]
+    v_macro: float = 0.0  # km/s, radial-tangential macro-turbulence (SME's vmac)
+    v_sini: float = 0.0  # km/s, projected rotation (SME's vsini)
 
     def as_dict(self) -> dict:
         out = {"teff": self.teff, "logg": self.logg, "m_h": self.m_h,
                "v_micro": float(microturbulence_apogee(self.logg)) if self.v_micro is None else self.v_micro}
         for el in ASTRONN_ELEMENTS:
             out[f"{el.lower()}_m"] = float(self.x_m.get(el, 0.0))
+        out["v_macro"], out["v_sini"] = float(self.v_macro), float(self.v_sini)
         return out
 
 
@@ -153,10 +149,17 @@ class PySMESynthesizer:
     hydrogen_lines : bool
         Keep the H I lines (identified transitions, each once: :func:`~stellarnn.synthesis.linelists.
         clean_hydrogen_lines`) and let SME compute them; False (default) drops them (module notes).
+    transfer_resolution : float or None
+        None (default): SME chooses its adaptive transfer grid.  A number R: the radiative transfer is
+        solved on a fixed log-lambda grid of lambda / d lambda = R (2 A beyond each end), then disk-integrated
+        and interpolated to :attr:`wave` as before.  With the H I lines on, SME's adaptive grid is the cost:
+        at 4700 K / log g 2.5 it took 29 s, R = 300,000 took 12 s and differs from it after the APOGEE LSF by
+        1.6e-4 rms, 1.1e-3 at most (R = 150,000: 1.1e-3 rms, too coarse); measured 2026-12-04 on this machine.
     """
 
     def __init__(self, wmin: float, wmax: float, lines: LineTable, atmospheres=None, resolution: float = 3e5,
-                 cull_threshold: float | None = None, wave: np.ndarray | None = None, hydrogen_lines: bool = False):
+                 cull_threshold: float | None = None, wave: np.ndarray | None = None, hydrogen_lines: bool = False,
+                 transfer_resolution: float | None = None):
         forbid_pysme_downloads()
         logging.getLogger("pysme").setLevel(logging.ERROR)
         self.wmin, self.wmax = float(wmin), float(wmax)
@@ -187,6 +190,11 @@ class PySMESynthesizer:
             raise ValueError(f"cull_threshold must be >= 0 or None, got {cull_threshold}")
         self.cull_threshold = cull_threshold
         self.last_n_lines = len(self.lines)
+        if transfer_resolution is not None and not transfer_resolution > 0:
+            raise ValueError(f"transfer_resolution must be > 0 or None, got {transfer_resolution}")
+        self.transfer_resolution = transfer_resolution
+        self.transfer_wave = (None if transfer_resolution is None
+                              else log_lambda_grid(self.wave[0] - 2.0, self.wave[-1] + 2.0, transfer_resolution))
 
     def synthesize(self, labels: StellarLabels) -> tuple[np.ndarray, np.ndarray]:
         """Normalised flux and continuum (erg/s/cm^2/A/sr as SME returns) on :attr:`wave`.
@@ -212,7 +220,9 @@ class PySMESynthesizer:
                 abund.set_xm(el, offset)
         sme = SME_Structure()
         sme.teff, sme.logg, sme.monh = lab["teff"], lab["logg"], lab["m_h"]
-        sme.vmic, sme.vmac, sme.vsini = lab["v_micro"], 0.0, 0.0
+        if lab["v_macro"] < 0 or lab["v_sini"] < 0 or lab["v_micro"] < 0:
+            raise ValueError(f"broadening velocities must be >= 0 km/s, got {lab}")
+        sme.vmic, sme.vmac, sme.vsini = lab["v_micro"], lab["v_macro"], lab["v_sini"]
         sme.abund = abund
         if self.cull_threshold:
             from .culling import cull_lines
@@ -236,6 +246,8 @@ class PySMESynthesizer:
         sme.atmo = smeatm
         sme.wran = [[self.wmin, self.wmax]]
         sme.wave = [self.wave]
+        if self.transfer_wave is not None:
+            sme.wint = [self.transfer_wave]
         sme.normalize_by_continuum = False
         sme.iptype = None
         sme.vrad_flag, sme.cscale_flag = "none", "none"

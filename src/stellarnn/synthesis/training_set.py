@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..spectra.apogee_grid import APOGEE_N_PIXELS
-from .grid_builder import LabelPrior, sample_labels, LABEL_NAMES
+from .grid_builder import BROADENING_LABELS, LABEL_NAMES, LabelPrior, sample_labels
 
 #: apStar pixels that hold data in real DR17 files (the three detectors), [start, stop)
 APSTAR_DATA_RANGES = ((246, 3274), (3585, 6080), (6344, 8335))
@@ -75,9 +75,11 @@ def generate_training_set(emulator, n_stars: int, seed: int = 0, snr_range=(30.0
         Passed to :func:`sample_labels` to keep only labels the atmosphere grid covers.
     """
     rng = np.random.default_rng(seed)
+    # the emulator's labels: the 21 of the first grids, then v_macro, v_sini for the apogee-like grids
+    names = (LABEL_NAMES + BROADENING_LABELS)[:emulator.label_min.numel()]
     if labels is None:
-        labels = np.array([[v for v in sample_labels(i, 10_000 + seed, prior, atmospheres).as_dict().values()]
-                           for i in range(n_stars)])
+        labels = np.array([[lab[k] for k in names] for lab in
+                           (sample_labels(i, 10_000 + seed, prior, atmospheres).as_dict() for i in range(n_stars))])
     labels = np.asarray(labels, dtype=np.float64)
     lab_t = torch.as_tensor(labels, dtype=torch.float32)
     norm = emulator(lab_t).numpy().astype(np.float64)
@@ -107,4 +109,4 @@ def generate_training_set(emulator, n_stars: int, seed: int = 0, snr_range=(30.0
         gap[a:b] = False
     flux[:, gap] = np.nan
     error[:, gap] = np.nan
-    return TrainingSet(labels[star], flux, error, bitmask, norm[star], snr, star, visit)
+    return TrainingSet(labels[star], flux, error, bitmask, norm[star], snr, star, visit, tuple(names))
