@@ -1,0 +1,67 @@
+"""Tests of stellarnn.synthesis.label_priors and .populations: the APOGEE-like population and its bins."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from stellarnn.synthesis.grid_builder import sample_labels
+from stellarnn.synthesis.label_priors import (ApogeeLikePrior, LabelPrior, macroturbulence_dwarfs,
+                                              microturbulence_dwarfs)
+from stellarnn.synthesis.populations import POPULATIONS, population_masks, population_of
+
+
+def _draw(prior, n, seed=5):
+    rows = [sample_labels(i, seed, prior).as_dict() for i in range(n)]
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+
+def test_population_edges():
+    teff = [4500, 4500, 5500, 5000, 3700, 7000, 3600, 4500, 4999.9, 3800]
+    logg = [2.5, 2.5, 2.5, 4.5, 4.8, 4.0, 1.0, 4.5, 3.49, 3.5]
+    m_h = [0.0, -1.0, -2.0, -0.5, 0.0, -2.0, 0.0, -1.5, -0.999, 0.0]
+    assert list(population_of(teff, logg, m_h)) == ["giants", "metal_poor_giants", "warm_giants", "dwarfs",
+                                                    "m_dwarfs", "hot", "", "", "giants", "m_dwarfs"]
+    masks = population_masks(teff, logg, m_h)
+    assert sum(m.astype(int) for m in masks.values()).max() == 1  # disjoint
+    assert list(population_of([np.nan], [2.0], [0.0])) == [""]
+
+
+def test_apogee_like_prior_looks_like_a_survey():
+    lab = _draw(ApogeeLikePrior(), 1500)
+    pops = collections.Counter(population_of(lab["teff"], lab["logg"], lab["m_h"]))
+    assert pops["giants"] / 1500 > 0.35  # the survey's stars, not the box's ~16 %
+    assert all(pops[p] > 0 for p in POPULATIONS)  # the broad part keeps every corner populated
+    frac_disc = np.mean((lab["m_h"] > -1) & (lab["m_h"] < 0.4))
+    assert frac_disc > 0.75 and lab["m_h"].min() < -2.0
+    # alpha elements rise at low metallicity; giants show the first dredge-up in C and N
+    lo, hi = lab["m_h"] < -0.8, lab["m_h"] > -0.2
+    assert np.median(lab["mg_m"][lo]) > np.median(lab["mg_m"][hi]) + 0.1
+    giants = population_masks(lab["teff"], lab["logg"], lab["m_h"])["giants"]
+    assert np.median(lab["n_m"][giants]) - np.median(lab["c_m"][giants]) > 0.3
+    # broadening labels: mostly slow rotators, a tail for hot stars
+    assert np.median(lab["v_sini"]) < 3.0 and np.percentile(lab["v_sini"][lab["teff"] > 6500], 75) > 8.0
+    assert np.all(lab["v_macro"] >= 0) and np.all(lab["v_micro"] >= 0.3)
+
+
+def test_stratified_prior_fills_each_population_equally():
+    lab = _draw(ApogeeLikePrior(stratify=True), 24, seed=9)
+    pops = population_of(lab["teff"], lab["logg"], lab["m_h"])
+    assert list(pops[:6]) == list(POPULATIONS)
+    assert collections.Counter(pops) == {p: 4 for p in POPULATIONS}
+
+
+def test_box_prior_is_unchanged_and_deterministic():
+    a = sample_labels(7, 1, LabelPrior()).as_dict()
+    assert a == sample_labels(7, 1, None).as_dict()
+    assert a["v_macro"] == 0 and a["v_sini"] == 0
+    assert 3500 <= a["teff"] <= 8000 and -0.5 <= a["c_m"] <= 0.5
+
+
+def test_cited_broadening_relations():
+    # Tsantaki et al. 2013 at the Sun: 6.932e-4 * 5777 - 0.348 * 4.44 - 1.437 = 1.0225 km/s
+    assert microturbulence_dwarfs(5777, 4.44) == pytest.approx(1.0225, abs=1e-3)
+    # Doyle et al. 2014 at the Sun: 3.21 km/s; below 5200 K it is held at its 5200 K value
+    assert macroturbulence_dwarfs(5777, 4.44) == pytest.approx(3.21)
+    assert macroturbulence_dwarfs(4000, 4.6) == pytest.approx(macroturbulence_dwarfs(5200, 4.6))
