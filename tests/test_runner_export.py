@@ -70,3 +70,53 @@ def test_errors(db, tmp_path):
     with pytest.raises(KeyError, match="never run"):
         export_results(db, "runner_test_flaky", "csv", tmp_path / "x.csv")
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_csv_cells_that_would_be_formulas_are_escaped_numbers_are_not():
+    from stellarnn.runner.export import csv_safe_cell
+
+    for text in ('=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-2+3+cmd", "@SUM(1+1)", "\t=1", "\r=1",
+                 "-", "+", "-1.5abc", "- 1"):
+        assert csv_safe_cell(text) == "'" + text
+    for text in ("-1.5", "+3", "-2e-5", "+.5", "-7.", "1e3", "plain", "a=b", "", "'=quoted"):
+        assert csv_safe_cell(text) == text
+    for number in (-1.5, 3, -7, float("-inf"), True):
+        assert csv_safe_cell(number) is number
+    assert csv_safe_cell(None) == ""
+
+
+def test_csv_export_escapes_formulas_from_headers_and_values(tmp_path):
+    from stellarnn.labels.pipeline import FieldInfo
+    from stellarnn.runner.export import write_csv
+    from stellarnn.spectra.apstar import write_apstar
+
+    fields = {'=HYPERLINK("http://evil","x")': FieldInfo("", "a header"), "teff": FieldInfo("K", "Teff"),
+              "note": FieldInfo("", "text", "str")}
+    rows = [{'=HYPERLINK("http://evil","x")': 1.0, "teff": -1.5, "note": "@SUM(A1)"},
+            {'=HYPERLINK("http://evil","x")': None, "teff": 4500.0, "note": "-3"}]
+    write_csv([rows], fields, str(tmp_path / "t.csv"))
+    with open(tmp_path / "t.csv", newline="") as fh:
+        table = list(csv.reader(fh))
+    assert table == [["'=HYPERLINK(\"http://evil\",\"x\")", "teff", "note"], ["1.0", "-1.5", "'@SUM(A1)"],
+                     ["", "4500.0", "-3"]]
+    # end to end: an object identifier from a FITS header
+    write_apstar(tmp_path / "apStar-evil.fits", np.ones((1, 8575)), np.full((1, 8575), 0.01),
+                 header={"OBJID": "=2+5+cmd|calc!A0"})
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    run_pipeline("runner_test_stats", [str(tmp_path / "apStar-evil.fits")], url, workers=0, progress=False)
+    with open(export_results(url, "runner_test_stats", "csv", tmp_path / "e.csv"), newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert row["object_id"] == "'=2+5+cmd|calc!A0"
+    assert all(not v.startswith(("=", "+", "@")) for v in row.values())
+
+
+def test_export_file_mode_follows_the_umask(db, tmp_path):
+    import os
+
+    for mask, expected in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(mask)
+        try:
+            path = export_results(db, "runner_test_stats", "csv", tmp_path / f"m{mask:o}.csv", "stats-1")
+        finally:
+            os.umask(old)
+        assert path.stat().st_mode & 0o777 == expected

@@ -70,3 +70,42 @@ def test_warm_start_copies_weights_and_refuses_other_widths(tmp_path):
         warm_start(TinyMLP(n_hidden=7), path, "test-mlp")
     with pytest.raises(CheckpointError, match="expected"):
         warm_start(TinyMLP(n_hidden=5), path, "astronn")
+
+
+def test_crafted_checkpoint_runs_nothing_and_is_a_one_line_error(tmp_path):
+    import os
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.mkdir, (str(tmp_path / "marker"),))
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "stellarnn-checkpoint", "kind": "test-mlp", "hyperparameters": {}, "x": RunsCode()}, bad)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(bad)
+    assert not (tmp_path / "marker").exists()
+    assert "\n" not in str(err.value) and "posix.mkdir" in str(err.value)
+
+
+def test_numpy_values_are_stored_as_weights_only_types(tmp_path):
+    import numpy as np
+
+    path = save_checkpoint(tmp_path / "m.pt", TinyMLP(), "test-mlp", {"n_hidden": np.int64(8)},
+                           normalisation={"mean": np.arange(3.0)}, metrics={"rms": np.float32(0.5)},
+                           provenance={"n": np.int64(4)})
+    m, payload = load_checkpoint(path)  # weights_only=True: raises if a numpy object was pickled
+    assert payload["metrics"]["rms"] == 0.5 and type(payload["metrics"]["rms"]) is float
+    assert payload["hyperparameters"]["n_hidden"] == 8 and payload["provenance"]["n"] == 4
+    assert torch.equal(payload["normalisation"]["mean"], torch.arange(3.0, dtype=torch.float64))
+
+
+def test_checkpoint_mode_follows_the_umask(tmp_path):
+    import os
+
+    for mask, expected in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(mask)
+        try:
+            path = save_checkpoint(tmp_path / f"m{mask:o}.pt", TinyMLP(), "test-mlp", {})
+        finally:
+            os.umask(old)
+        assert path.stat().st_mode & 0o777 == expected

@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..atomic_files import atomic_write
 from .registry import ENTRIES, DataEntry, Package, get_entry
 
 CACHE_ENV = "STELLARNN_CACHE"
@@ -61,14 +62,8 @@ def is_cached(entry: DataEntry, root: Path | None = None) -> bool:
 
 def _atomic_write(dest: Path, source_stream) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source_stream, out)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dest) as tmp, open(tmp, "wb") as out:
+        shutil.copyfileobj(source_stream, out)
 
 
 def _archive_for(package: Package, root: Path) -> Path:

@@ -7,16 +7,21 @@ pipeline fields of an unreadable input): NaN for floats, FITS ``TNULL`` (masked)
 empty strings for text, and ``False`` for FITS logical columns, which have no null that astropy
 writes (such rows always carry a non-zero ``runner_flags``); CSV leaves them empty and Parquet
 stores nulls.
+
+CSV text cells that a spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return; OWASP, "CSV Injection") are written with a leading single
+quote; numbers, including text that is a plain number such as ``-1.5`` or ``+3``, stay as they are.
 """
 from __future__ import annotations
 
 import csv
 import os
-import tempfile
+import re
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import atomic_write
 from ..labels.pipeline import FieldInfo
 from .store import ResultsStore
 from .task import field_kind
@@ -52,12 +57,6 @@ def column_array(values: list, info: FieldInfo):
     return np.array(["" if v is None else str(v) for v in values], dtype=str)
 
 
-def atomic_path(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
 def export_results(db_url: str, pipeline: str, fmt: str, out_path: str | os.PathLike | None = None,
                    version: str | None = None, chunk_rows: int = 50_000) -> Path:
     """Write a pipeline's results as a FITS, Parquet or CSV table.
@@ -89,27 +88,42 @@ def export_results(db_url: str, pipeline: str, fmt: str, out_path: str | os.Path
         table_cols = [c.name for c in store.results_table(pipeline).columns]
         fields = {k: v for k, v in fields.items() if k in table_cols}
         chunks = store.iter_results(pipeline, query_version, chunk_rows, columns=list(fields))
-        tmp = atomic_path(out)
-        try:
+        with atomic_write(out) as tmp:
             if fmt == "csv":
                 write_csv(chunks, fields, tmp)
             elif fmt == "parquet":
                 write_parquet(chunks, fields, tmp, pipeline, query_version)
             else:
                 write_fits(chunks, fields, tmp, pipeline, query_version)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return out
+
+
+#: first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection")
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_safe_cell(value):
+    """A CSV cell that no spreadsheet evaluates as a formula.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+    single quote, as OWASP recommends against spreadsheet formula injection ("CSV Injection",
+    owasp.org); numbers and text that is a plain decimal number (``-1.5``, ``+3``, ``-2e-5``) are
+    returned unchanged, and ``None`` becomes an empty cell.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def write_csv(chunks, fields: dict[str, FieldInfo], path: str) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(list(fields))
+        w.writerow([csv_safe_cell(c) for c in fields])
         for rows in chunks:
-            w.writerows([["" if r[c] is None else r[c] for c in fields] for r in rows])
+            w.writerows([[csv_safe_cell(r[c]) for c in fields] for r in rows])
 
 
 def arrow_type(info: FieldInfo):

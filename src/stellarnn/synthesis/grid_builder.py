@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import atomic_write
 from .label_priors import (ASTRONN_ELEMENTS, ApogeeLikePrior, LabelPrior, matches_population, prior_from_json,
                            wanted_population)
 from .pysme_driver import StellarLabels
@@ -132,21 +132,9 @@ def _init_worker(spec_json: dict, out_dir: str) -> None:
                    atmospheres=atmospheres, out=Path(out_dir))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_savez(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part.npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path, suffix=".part.npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def compute_one(index: int) -> tuple[int, str]:
@@ -233,9 +221,7 @@ def pack_chunks(out: Path, spec: GridSpec) -> list[Path]:
         if not all(f.exists() for f in files):
             continue
         recs = [np.load(f) for f in files]
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-        os.close(fd)
-        with h5py.File(tmp, "w") as h:
+        with atomic_write(path) as tmp, h5py.File(tmp, "w") as h:
             h.attrs["label_names"] = json.dumps(list(spec.label_names))
             h.attrs["continuum_step"] = CONTINUUM_STEP
             h.create_dataset("index", data=np.array([int(r["index"]) for r in recs]))
@@ -247,8 +233,6 @@ def pack_chunks(out: Path, spec: GridSpec) -> list[Path]:
             h.create_dataset("status", data=np.array([str(r["status"]) for r in recs], dtype="S8"))
             h.create_dataset("reason", data=np.array([str(r["reason"]) for r in recs], dtype="S500"))
             h.create_dataset("seconds", data=np.array([float(r["seconds"]) for r in recs]))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
         _checksum_path(path).write_text(f"{_sha256(path)}  {path.name}\n")
         for f in files:
             f.unlink()

@@ -6,7 +6,8 @@ blase, stokes) may use it.
 from .checkpoint import (CheckpointError, file_sha256, load_checkpoint, read_checkpoint, register_model,
                          save_checkpoint, warm_start)
 from .manifest import read_manifest, update_manifest
-from .trainer import History, TrainConfig, Trainer, pick_device
+from .trainer import History, ResumeStateError, TrainConfig, Trainer, pick_device, read_resume_state
 
 __all__ = ["CheckpointError", "file_sha256", "load_checkpoint", "read_checkpoint", "register_model",
-           "save_checkpoint", "warm_start", "read_manifest", "update_manifest", "History", "TrainConfig", "Trainer", "pick_device"]
+           "save_checkpoint", "warm_start", "read_manifest", "update_manifest", "History", "TrainConfig", "Trainer", "pick_device",
+           "ResumeStateError", "read_resume_state"]

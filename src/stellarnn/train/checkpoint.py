@@ -15,12 +15,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import tempfile
+import pickle
+import re
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from ..atomic_files import atomic_write
 
 FORMAT = "stellarnn-checkpoint"
 FORMAT_VERSION = 1
@@ -30,6 +33,20 @@ _BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {}
 
 class CheckpointError(RuntimeError):
     """A file that is not a valid stellarnn checkpoint, or one that does not match its model."""
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file.
+
+    A file holding pickled objects other than tensors and plain values (a crafted file, or one
+    written for full unpickling) is reported with the first such object's name.
+    """
+    if isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL\s+([\w.]+)", str(exc))
+        what = f" (it refers to {found.group(1)})" if found else ""
+        return f"it holds objects other than tensors and plain values, which are never loaded{what}"
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def register_model(kind: str):
@@ -45,8 +62,12 @@ def register_model(kind: str):
 
 
 def _to_storable(obj: Any) -> Any:
+    """``obj`` with numpy arrays as tensors and numpy scalars as Python numbers (recursively): what
+    ``torch.load(weights_only=True)`` reads back."""
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
     if isinstance(obj, dict):
         return {k: _to_storable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -72,22 +93,16 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, kind: str,
              for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-        "hyperparameters": dict(hyperparameters), "state_dict": state,
-        "normalisation": _to_storable(normalisation or {}), "metrics": dict(metrics or {}),
-        "provenance": {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                       **(provenance or {})},
+        "hyperparameters": _to_storable(dict(hyperparameters)), "state_dict": state,
+        "normalisation": _to_storable(normalisation or {}), "metrics": _to_storable(dict(metrics or {})),
+        "provenance": _to_storable({"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                    **(provenance or {})}),
         "stellarnn_version": __version__,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -98,8 +113,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt/truncated/not a torch file
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
+    except Exception as exc:  # corrupt/truncated/not a torch file, or objects refused by weights_only
+        raise CheckpointError(f"{path} is not a readable checkpoint: {describe_load_error(exc)}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a stellarnn checkpoint (missing format tag)")
     if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -5,13 +5,17 @@ It trains any ``nn.Module`` with a user-given loss on in-memory tensors or any
 and resumed: with ``resume_path`` set, the full state (model, optimiser, scheduler,
 epoch, history, best weights, RNG) is written atomically after every epoch and
 picked up by the next call.
+
+The resume file holds only tensors, numbers, strings, lists, tuples and dicts (RNG states as
+byte tensors), and it is read with ``torch.load(weights_only=True)``: a crafted file cannot run
+code through ``--resume``.  A file that does not load that way (not a resume file, written by
+something else, or corrupt) raises :class:`ResumeStateError` saying to delete it.
 """
 from __future__ import annotations
 
 import copy
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +23,56 @@ from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ..atomic_files import atomic_write
+from .checkpoint import CheckpointError, _to_storable, describe_load_error
+
+#: tag of the trainer's resume files
+RESUME_FORMAT = "stellarnn-trainer-state"
+_RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "best_state", "generator")
+
+
+class ResumeStateError(CheckpointError):
+    """A ``--resume`` file that cannot be (safely) resumed from: delete it to start again."""
+
+
+def read_resume_state(path: str | os.PathLike, map_location=None) -> dict:
+    """Read a trainer resume file with ``torch.load(weights_only=True)`` and check its layout.
+
+    Parameters
+    ----------
+    path : path-like
+        The resume file.
+    map_location : optional
+        Passed to ``torch.load``.
+
+    Returns
+    -------
+    dict
+        The resume state (``epoch``, ``model``, ``optimizer``, ``scheduler``, ``history``,
+        ``best_state``, ``generator``, optionally ``torch_rng`` / ``cuda_rng``).
+
+    Raises
+    ------
+    ResumeStateError
+        The file does not load without unpickling arbitrary objects, is corrupt, or is not a
+        stellarnn resume file.  Never retried with full unpickling.
+    """
+    path = Path(path)
+    advice = "delete it to start the training again"
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # objects refused by weights_only, truncated, not a torch file, unreadable
+        raise ResumeStateError(f"resume file {path} is not a readable stellarnn trainer state: "
+                               f"{describe_load_error(exc)}; {advice}") from exc
+    if not isinstance(state, dict) or state.get("format", RESUME_FORMAT) != RESUME_FORMAT:
+        raise ResumeStateError(f"resume file {path} is not a stellarnn trainer state; {advice}")
+    missing = [k for k in _RESUME_KEYS if k not in state]
+    if missing:
+        raise ResumeStateError(f"resume file {path} lacks {', '.join(missing)}; {advice}")
+    if not isinstance(state["epoch"], int) or not isinstance(state["history"], dict):
+        raise ResumeStateError(f"resume file {path} has a malformed epoch or history; {advice}")
+    return state
 
 
 @dataclass
@@ -152,15 +206,24 @@ class Trainer:
             raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r} (plateau or cosine)")
         history, start_epoch, best_state = History(), 0, None
         if self.resume_path is not None and self.resume_path.is_file():
-            state = torch.load(self.resume_path, map_location=self.device, weights_only=False)
-            model.load_state_dict(state["model"], strict=True)
-            opt.load_state_dict(state["optimizer"])
-            if sched is not None and state.get("scheduler"):
-                sched.load_state_dict(state["scheduler"])
-            history = History(**state["history"])
+            state = read_resume_state(self.resume_path, map_location=self.device)
+            try:
+                model.load_state_dict(state["model"], strict=True)
+                opt.load_state_dict(state["optimizer"])
+                if sched is not None and state.get("scheduler"):
+                    sched.load_state_dict(state["scheduler"])
+                history = History(**state["history"])
+                gen.set_state(state["generator"].cpu())
+                if state.get("torch_rng") is not None:
+                    torch.set_rng_state(state["torch_rng"].cpu())
+                if state.get("cuda_rng") and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+            except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ResumeStateError(f"resume file {self.resume_path} does not fit this training (another "
+                                       f"network or optimiser?): {describe_load_error(exc)}; delete it to start "
+                                       "again") from exc
             best_state = state["best_state"]
             start_epoch = state["epoch"] + 1
-            gen.set_state(state["generator"])
         loader = self._loader(train_data, shuffle=True, generator=gen)
         full_batch = None
         if cfg.optimizer == "lbfgs":  # the whole training set, once, in its stored order
@@ -233,12 +296,12 @@ class Trainer:
         return float(opt.step(closure).detach())
 
     def _save_resume(self, epoch, opt, sched, history, best_state, gen) -> None:
-        payload = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
-                   "scheduler": sched.state_dict() if sched is not None else None,
-                   "history": history.as_dict(), "best_state": best_state, "generator": gen.get_state()}
+        payload = {"format": RESUME_FORMAT, "epoch": epoch, "model": self.model.state_dict(),
+                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
+                   "history": history.as_dict(), "best_state": best_state, "generator": gen.get_state(),
+                   "torch_rng": torch.get_rng_state(),
+                   "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         path = self.resume_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-        os.close(fd)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            torch.save(_to_storable(payload), tmp)
