@@ -4,3 +4,12 @@ The version below is the package's single source of version (``pyproject.toml`` 
 user-visible change bumps it with an entry in ``CHANGELOG.md``, and checkpoints record it.
 """
 __version__ = "0.2.0"
+
+
+def __getattr__(name):
+    """The public API, imported on first use (``import stellarnn`` stays light)."""
+    if name == "predict_labels":
+        from .labels.predict import predict_labels
+
+        return predict_labels
+    raise AttributeError(f"module 'stellarnn' has no attribute {name!r}")
