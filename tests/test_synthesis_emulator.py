@@ -46,3 +46,36 @@ def test_train_save_load_accuracy(tmp_path):
         torch.testing.assert_close(model.label_min, res.model.label_min)  # buffers keep float32
     assert payload["metrics"]["median_abs_dflux"] == res.metrics["median_abs_dflux"]
     assert evaluate_emulator(model, valid)["median_abs_dflux"] < 6e-3
+
+
+def test_silu_emulator_round_trips_and_old_checkpoints_default_to_leaky_relu(tmp_path):
+    import torch
+
+    from stellarnn.synthesis.emulator import EmulatorTrainingResult, PayneEmulator, load_emulator, save_emulator
+
+    model = PayneEmulator(3, 50, hidden=(8,), n_continuum=0, activation="silu")
+    assert isinstance(model.flux_net[1], torch.nn.SiLU)
+    path = save_emulator(tmp_path / "e.pt", EmulatorTrainingResult(model, {}, {}), {})
+    loaded, payload = load_emulator(path)
+    assert loaded.activation == "silu" and payload["hyperparameters"]["activation"] == "silu"
+    assert PayneEmulator(3, 50, hidden=(8,), n_continuum=0).activation == "leaky_relu"
+    import pytest
+
+    with pytest.raises(ValueError, match="activation"):
+        PayneEmulator(3, 50, activation="tanh")
+
+
+def test_emulator_error_by_population_in_units_of_the_noise():
+    import torch
+
+    from stellarnn.synthesis.emulator import PayneEmulator, emulator_error_by_population
+
+    model = PayneEmulator(3, 8575, hidden=(4,), n_continuum=0)
+    for p in model.flux_net.parameters():
+        torch.nn.init.zeros_(p)
+    labels = np.array([[4500.0, 2.5, 0.0], [5800.0, 4.4, 0.0], [7000.0, 4.0, 0.0]])
+    flux = np.full((3, 8575), 1.0 - 0.003, dtype=np.float32)  # the model says 1.0: an error of 3e-3 everywhere
+    flux[:, :100] = np.nan  # gaps do not count
+    out = emulator_error_by_population(model, {"labels": labels, "flux": flux})
+    assert out["giants"]["n"] == 1 and out["giants"]["rms_over_sigma_snr100"] == pytest.approx(0.3, rel=1e-3)
+    assert out["hot"]["n"] == 1 and out["m_dwarfs"] == {"n": 0}

@@ -36,14 +36,22 @@ class PayneEmulator(nn.Module):
         LeakyReLU slope (The Payne: 0.01).
     n_continuum : int
         Length of the relative continuum vector (0 disables the continuum head).
+    activation : {"leaky_relu", "silu"}
+        Hidden activation of the flux network: The Payne's LeakyReLU (default), or SiLU (smooth, so the
+        emulated spectrum and its Jacobian vary smoothly with the labels; Elfwing et al. 2018).
     """
 
+    ACTIVATIONS = ("leaky_relu", "silu")
+
     def __init__(self, n_labels: int = 21, n_pixels: int = 8575, hidden=(300, 300), negative_slope: float = 0.01,
-                 n_continuum: int = 858):
+                 n_continuum: int = 858, activation: str = "leaky_relu"):
         super().__init__()
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {self.ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
         layers, width = [], n_labels
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope) if activation == "leaky_relu" else nn.SiLU()]
             width = h
         layers.append(nn.Linear(width, n_pixels))
         self.flux_net = nn.Sequential(*layers)
@@ -89,7 +97,8 @@ def _l1_flux_loss(model, batch):
 
 
 def train_emulator(train: dict, valid: dict, hidden=(300, 300), config: TrainConfig | None = None,
-                   resume_path: str | Path | None = None, continuum_epochs: int = 300) -> EmulatorTrainingResult:
+                   resume_path: str | Path | None = None, continuum_epochs: int = 300,
+                   activation: str = "leaky_relu") -> EmulatorTrainingResult:
     """Train the flux emulator (L1) and its continuum head (MSE) on grid dictionaries from ``load_grid``.
 
     Label min/max come from the training labels; the mean training flux is subtracted so the
@@ -100,7 +109,7 @@ def train_emulator(train: dict, valid: dict, hidden=(300, 300), config: TrainCon
     v_labels = torch.as_tensor(valid["labels"], dtype=torch.float32)
     v_flux = torch.as_tensor(np.nan_to_num(valid["flux"], nan=1.0), dtype=torch.float32)
     n_cont = train["continuum"].shape[1]
-    model = PayneEmulator(labels.shape[1], flux.shape[1], tuple(hidden), n_continuum=n_cont)
+    model = PayneEmulator(labels.shape[1], flux.shape[1], tuple(hidden), n_continuum=n_cont, activation=activation)
     model.label_min.copy_(labels.min(0).values)
     model.label_max.copy_(torch.where(labels.max(0).values > labels.min(0).values, labels.max(0).values,
                                       labels.min(0).values + 1))
@@ -143,11 +152,37 @@ def evaluate_emulator(model: PayneEmulator, data: dict) -> dict:
             "max_abs_dflux": float(err.max()), "worst_spectrum_median_abs_dflux": float(per_spec.max())}
 
 
+@torch.inference_mode()
+def emulator_error_by_population(model: PayneEmulator, data: dict, snr: float = 100.0) -> dict:
+    """Per population (:mod:`~stellarnn.synthesis.populations`), the emulator's per-spectrum rms error
+    (emulated minus PySME normalised flux over the pipelines' 7514 pixels, finite truth only) in units of
+    the noise sigma = 1/``snr``: median, 90th percentile and max over the population's spectra, and the count."""
+    from ..spectra.apogee_grid import kept_pixel_index
+    from .populations import POPULATIONS, population_masks
+
+    model.eval()
+    pix = kept_pixel_index()
+    pred = model(torch.as_tensor(data["labels"], dtype=torch.float32)).numpy()[:, pix]
+    truth = data["flux"][:, pix].astype(np.float32)
+    good = np.isfinite(truth)
+    rms = np.sqrt(np.sum(np.where(good, (pred - truth) ** 2, 0.0), axis=1) / np.maximum(good.sum(1), 1))
+    lab = data["labels"]
+    masks = population_masks(lab[:, 0], lab[:, 1], lab[:, 2])
+    out = {}
+    for name in POPULATIONS:
+        r = rms[masks[name]] * snr
+        out[name] = ({"n": int(r.size), "rms_over_sigma_snr100" if snr == 100 else f"rms_over_sigma_snr{snr:g}":
+                      float(np.median(r)), "p90_rms_over_sigma": float(np.percentile(r, 90)),
+                      "max_rms_over_sigma": float(r.max()), "median_rms": float(np.median(r) / snr)}
+                     if r.size else {"n": 0})
+    return out
+
+
 def save_emulator(path, result: EmulatorTrainingResult, provenance: dict) -> Path:
     m = result.model
     hp = {"n_labels": int(m.label_min.numel()), "n_pixels": int(m.flux_mean.numel()),
           "hidden": [l.out_features for l in m.flux_net if isinstance(l, nn.Linear)][:-1],
-          "n_continuum": int(m.n_continuum)}
+          "n_continuum": int(m.n_continuum), "activation": m.activation}
     return save_checkpoint(path, m, EMULATOR_KIND, hp, metrics=result.metrics, provenance=provenance, half=True)
 
 
