@@ -3,7 +3,7 @@
 The shipped checkpoints live in ``weights/<group>/`` of the repository, each group with a
 ``manifest.json`` that names its files with their sha256.  One resolver finds them for every job:
 
-1. the folder in the environment variable ``STELLARNN_WEIGHTS`` (laid out like ``weights/``), when set;
+1. the folder in the environment variable ``STELLARNN_WEIGHTS_DIR`` (laid out like ``weights/``), when set;
 2. the repository checkout (an editable install or running from the source tree);
 3. the installed copy: a wheel puts the checkpoints and manifests under ``<sys.prefix>/share/stellarnn/weights``
    (``pyproject.toml``, ``[tool.setuptools.data-files]``).
@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-WEIGHTS_ENV = "STELLARNN_WEIGHTS"
+WEIGHTS_ENV = "STELLARNN_WEIGHTS_DIR"  # the variable the label pipelines already read
 _VERIFIED: set[tuple[str, int, float]] = set()
 
 
