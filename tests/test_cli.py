@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from stellarnn.cli import main
 from stellarnn.data import ENTRIES
 
@@ -39,3 +41,12 @@ def test_spectra_info_and_plot(tmp_path, real_file, capsys):
 def test_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "stellarnn.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "stellarnn" in out.stdout
+
+
+def test_debug_is_a_global_option_that_shows_the_exception(capsys):
+    assert main(["data", "path", "nope"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1  # one line without --debug
+    with pytest.raises(KeyError, match="no data entry named 'nope'"):
+        main(["--debug", "data", "path", "nope"])
+    with pytest.raises(KeyError):
+        main(["data", "path", "nope", "--debug"])

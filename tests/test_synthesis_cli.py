@@ -31,10 +31,11 @@ def test_emulator_train_evaluate_and_fit(tmp_path, real_file, capsys):
     bad.write_bytes(b"not a fits file")
     out = tmp_path / "fit.csv"
     assert main(["fit", str(real_file("apstar-2M19485057")), str(bad), "--weights", str(weights),
-                 "--threads", "1", "-o", str(out)]) == 0
+                 "--threads", "1", "-o", str(out)]) == 1  # non-zero: an input failed
     err = capsys.readouterr().err
-    assert "bad.fits" in err  # an unreadable file is reported and skipped
+    assert "bad.fits" in err  # an unreadable file is reported, flagged, and the good one still fitted
     table = Table.read(out)
-    assert len(table) == 1 and table["apogee_id"][0] == "2M19485057+5005279"
+    assert len(table) == 2 and table["apogee_id"][0] == "2M19485057+5005279"
+    assert [str(v) for v in table["flag_bad"]] == ["False", "True"] and np.isnan(table["teff"][1]) and "bad.fits" in table["reason"][1]
     assert np.isfinite(table["teff"][0]) and table["e_teff"][0] > 0
     assert 3400 < table["teff"][0] < 8100 and np.isfinite(table["chi2_reduced"][0])

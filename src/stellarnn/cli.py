@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"stellarnn {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of a one-line message "
+                             "(accepted anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -56,10 +59,59 @@ def _with_default_action(argv: list[str]) -> list[str]:
     return argv
 
 
+def _take_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """Remove ``--debug`` from anywhere before a ``--`` separator; say whether it was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    return [a for a in argv[:end] if a != "--debug"] + argv[end:], debug
+
+
+def error_message(exc: BaseException) -> str:
+    """One line describing ``exc``: the file it concerns where known, then what went wrong.
+
+    OS errors name their file (``PermissionError``, file name too long, read-only folder...);
+    errors that say little by themselves (``IndexError``, ``AssertionError`` from torch...) are
+    prefixed with their type; multi-line messages (SQLAlchemy) are cut to their first line.
+    """
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else exc.filename
+        text = f"{where}: {exc.strerror or exc}"
+        if exc.filename2 is not None:
+            text += f" ({exc.filename2})"
+    elif isinstance(exc, ImportError) and exc.name:
+        text = f"cannot import {exc.name!r}: {exc}"
+    elif isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]
+    else:
+        text = str(exc)
+        if not isinstance(exc, (ValueError, RuntimeError, FileNotFoundError)) or not text:
+            text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _printable_file_names() -> None:
+    """Print file names that are not valid UTF-8 (surrogate-escaped by Python) as escapes, never fail on them."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text stream we may reconfigure
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _printable_file_names()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = parser.parse_args(_with_default_action(argv))
+    argv, debug = _take_debug_flag(argv)
+    try:
+        args = parser.parse_args(_with_default_action(argv))
+    except Exception as exc:  # an argument type that failed in an unforeseen way (argparse's own errors exit 2)
+        if debug:
+            raise
+        print(f"stellarnn: error: {error_message(exc)}", file=sys.stderr)
+        return 2
+    args.debug = debug or getattr(args, "debug", False)
     #: the command as given (what checkpoints and manifests record as their regenerating command)
     args.command_line = "stellarnn " + shlex.join(argv)
     func = getattr(args, "func", None)
@@ -78,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:
-        if getattr(args, "debug", False):
+    except Exception as exc:  # every failure of a command: one line (the traceback with --debug)
+        if args.debug:
             raise
-        print(f"stellarnn: error: {exc}", file=sys.stderr)
+        print(f"stellarnn: error: {error_message(exc)}", file=sys.stderr)
         return 1
 
 

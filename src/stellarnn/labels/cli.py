@@ -9,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_arguments import non_negative_int, output_file, positive_float, positive_int, torch_device
+
 PIPELINES = ("apogeenet", "astronn")
+
+#: table formats ``run -o`` writes (by extension)
+RUN_TABLE_SUFFIXES = (".fits", ".fit", ".csv")
 
 
 def _train_config(args):
@@ -212,7 +217,11 @@ def cmd_calibrate(args) -> int:
 
 
 def _spectra_from_files(files, which: str):
-    """(spectrum or None, source, reason) for each requested spectrum; unreadable files give None."""
+    """(spectrum or None, source, reason) for each requested spectrum; unreadable files give None.
+
+    Any failure of the reader on one file (not only :class:`SpectrumFileError`) becomes that
+    file's reason, naming it, so that one bad file never drops the others.
+    """
     from ..spectra import SpectrumFileError, read_apstar
 
     items = []
@@ -221,6 +230,9 @@ def _spectra_from_files(files, which: str):
             star = read_apstar(path)
         except SpectrumFileError as exc:
             items.append((None, str(path), str(exc)))
+            continue
+        except Exception as exc:  # a reader failure we did not foresee: still this file's, not the batch's
+            items.append((None, str(path), f"{path}: {type(exc).__name__}: {exc}"))
             continue
         chosen = {"combined": [star.combined], "visits": star.visits, "all": [star.combined] + star.visits}[which]
         for s in chosen:
@@ -232,12 +244,17 @@ def _spectra_from_files(files, which: str):
 def _write_table(rows, fields, path: Path) -> None:
     from astropy.table import Table
 
+    from ..cli_arguments import encodable_text
+
     names = ["source"] + list(fields) + ["reason"]
+    encoding = "utf-8" if path.suffix.lower() == ".csv" else "ascii"  # FITS strings are ASCII
     cols = {}
     for name in names:
         values = [r.get(name) for r in rows]
         if name in fields and fields[name].dtype.startswith("float"):
             values = [np.nan if v is None else v for v in values]
+        if name not in fields or fields[name].dtype == "str":
+            values = [encodable_text("" if v is None else v, encoding) for v in values]
         cols[name] = np.asarray(values, dtype=fields[name].dtype if name in fields else str)
     table = Table(cols)
     for name in fields:
@@ -262,6 +279,10 @@ def cmd_run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     kwargs = {"weights": args.weights, "device": args.device, "seed": args.seed}
+    if args.output is not None:  # checked at parse time too; again here for callers that build args themselves
+        from ..cli_arguments import check_output_file
+
+        check_output_file(args.output, RUN_TABLE_SUFFIXES)
     if args.pipeline == "astronn" and args.mc_passes:
         kwargs["mc_passes"] = args.mc_passes
     if args.pipeline == "apogeenet" and args.draws:
@@ -295,6 +316,13 @@ def cmd_run(args) -> int:
     if args.output:
         _write_table(rows, pipeline.fields, Path(args.output))
         print(f"wrote {len(rows)} rows to {args.output}", file=sys.stderr)
+    failed = [(source, reason) for spectrum, source, reason in items if spectrum is None]
+    if failed:
+        print(f"stellarnn: error: {len(failed)} of {len(args.files)} input file(s) could not be read "
+              f"(flagged rows above):", file=sys.stderr)
+        for source, reason in failed:
+            print(f"  {reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -313,23 +341,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="which spectra of each apStar file to train on")
         q.add_argument("--grid", nargs="+",
                        help="train on synthetic grid folder(s) instead (grids/apogee/train [grids/apogee/train2])")
-        q.add_argument("--snr", type=float, default=100.0, help="S/N of the noise added to grid spectra")
-        q.add_argument("--copies", type=int, default=1, help="noise realisations per grid spectrum")
-        q.add_argument("--emulated", type=int, default=0,
+        q.add_argument("--snr", type=positive_float, default=100.0, help="S/N of the noise added to grid spectra")
+        q.add_argument("--copies", type=positive_int, default=1, help="noise realisations per grid spectrum")
+        q.add_argument("--emulated", type=non_negative_int, default=0,
                        help="with --grid: add this many emulator spectra (S/N 30-300, bad pixels, gaps)")
         q.add_argument("--emulator", default=str(Path(__file__).resolve().parents[3] / "weights" / "emulator"
                                                  / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
-        q.add_argument("-o", "--out", required=True, help="checkpoint to write (.pt)")
+        q.add_argument("-o", "--out", required=True, type=output_file(".pt"), help="checkpoint to write (.pt)")
         q.add_argument("--init", help="checkpoint of the same network to start from (fine-tuning), e.g. the shipped weights")
         q.add_argument("--epochs", type=int, default=60)
-        q.add_argument("--batch-size", type=int, default=64)
+        q.add_argument("--batch-size", type=positive_int, default=64)
         q.add_argument("--lr", type=float, default=None, help="Adam learning rate (5e-4 AstroNN, 1e-3 APOGEENet)")
         q.add_argument("--plateau-patience", type=int, default=4)
         q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best kept)")
         q.add_argument("--val-fraction", type=float, default=0.1)
         q.add_argument("--resume", help="resume file: written every epoch, picked up if present")
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+        q.add_argument("--threads", type=positive_int, default=None,
+                       help="torch threads (default: torch's choice, one per core)")
         q.add_argument("-q", "--quiet", action="store_true")
         q.add_argument("--manifest", action="store_true",
                        help="write manifest.json next to the checkpoint (under weights/%s/ this ships it)" % name)
@@ -353,13 +382,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_calibrate)
     q.add_argument("pipeline", choices=PIPELINES)
     q.add_argument("--weights", required=True, help="checkpoint to calibrate (updated in place)")
-    q.add_argument("--emulated", type=int, default=0,
+    q.add_argument("--emulated", type=non_negative_int, default=0,
                    help="calibrate on this many emulated stars observed twice (S/N 30-300, bad pixels)")
     q.add_argument("--emulator", default=str(Path(__file__).resolve().parents[3] / "weights" / "emulator"
                                              / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
     q.add_argument("--grid", help="or: a synthetic grid directory, observed twice at --snr")
-    q.add_argument("--snr", type=float, default=100.0)
-    q.add_argument("--max-pairs", type=int, default=0)
+    q.add_argument("--snr", type=positive_float, default=100.0)
+    q.add_argument("--max-pairs", type=non_negative_int, default=0, help="use at most this many pairs (0: all)")
     q.add_argument("--accuracy-grid", help="labelled PySME grid never trained on (e.g. grids/apogee/calib) for the "
                                           "accuracy floor; alone, it keeps the stored precision model")
     q.add_argument("--raise-scale", action="store_true",
@@ -371,7 +400,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--accuracy-snr", type=float, nargs="+", default=[50.0, 100.0, 200.0],
                    help="S/N of the noisy observations of the accuracy grid")
     q.add_argument("--seed", type=int, default=12345)
-    q.add_argument("--threads", type=int, default=0)
+    q.add_argument("--threads", type=positive_int, default=None,
+                   help="torch threads (default: torch's choice, one per core)")
     q.add_argument("--dry-run", action="store_true", help="print the model, do not store it")
 
     p = sub.add_parser("run", help="run a label pipeline on apStar files",
@@ -385,11 +415,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("files", nargs="+", metavar="FILE", help="apStar files")
         q.add_argument("--weights", help="checkpoint (default: the shipped weights)")
         q.add_argument("--spectra", choices=("combined", "visits", "all"), default="combined")
-        q.add_argument("-o", "--output", help="write every field to this table (.fits or .csv)")
-        q.add_argument("--device", default="auto")
+        q.add_argument("-o", "--output", type=output_file(*RUN_TABLE_SUFFIXES),
+                       help="write every field to this table (.fits or .csv)")
+        q.add_argument("--device", type=torch_device, default="auto", help="auto (default), cpu, cuda, cuda:N")
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--threads", type=int, default=0)
+        q.add_argument("--threads", type=positive_int, default=None,
+                       help="torch threads (default: torch's choice, one per core)")
         if name == "astronn":
-            q.add_argument("--mc-passes", type=int, default=0, help="MC-dropout passes (default 100)")
+            q.add_argument("--mc-passes", type=positive_int, default=None, help="MC-dropout passes (default 100)")
         else:
-            q.add_argument("--draws", type=int, default=0, help="noise draws (default 20)")
+            q.add_argument("--draws", type=positive_int, default=None, help="noise draws (default 20)")

@@ -12,7 +12,6 @@ or raise (``"raise"``).
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ..atomic_files import atomic_write
 from .apogee_grid import APOGEE_DLOG10_LAMBDA, APOGEE_LOG10_LAMBDA0, APOGEE_N_PIXELS, apogee_wavelength
 from .errors import SpectrumFileError
 from .spectrum import Spectrum
@@ -44,16 +44,36 @@ class ApStar:
 
 
 def open_fits(path: str | os.PathLike):
-    """Open a FITS file, turning every low-level failure into :class:`SpectrumFileError`."""
+    """Open a FITS file, turning every low-level failure into :class:`SpectrumFileError`.
+
+    A truncated file is refused: the size on disk must reach the end of the last HDU's data
+    as its headers declare it (padding included; FITS standard 4.0, sect. 3.3).  Astropy
+    itself only warns and reads the missing part as zeros, or drops the HDUs it cannot reach.
+    Compressed files (.gz, .bz2, .zip) are checked when their data are read instead.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise SpectrumFileError(path, "is a folder, not a FITS file")
     if not path.is_file():
         raise SpectrumFileError(path, "file does not exist")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", fits.verify.VerifyWarning)
+            warnings.filterwarnings("ignore", message="File may have been truncated")  # refused below
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
     except Exception as exc:  # OSError, VerifyWarning, TypeError from truncated headers
         raise SpectrumFileError(path, f"not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+    if not path.name.lower().endswith((".gz", ".bz2", ".zip")):
+        try:
+            declared = max(info["datLoc"] + info["datSpan"] for info in (hdul.fileinfo(i) for i in range(len(hdul))))
+            actual = path.stat().st_size
+        except Exception as exc:
+            hdul.close()
+            raise SpectrumFileError(path, f"not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+        if actual < declared:
+            hdul.close()
+            raise SpectrumFileError(path, f"truncated FITS file: {actual} bytes, its {len(hdul)} readable HDU "
+                                          f"header(s) declare {declared}")
     return hdul
 
 
@@ -99,10 +119,29 @@ def spectrum_from_arrays(path, row: int, wavelength: np.ndarray, flux: np.ndarra
         raise ValueError(f"on_bad_pixels must be 'mask' or 'raise', not {on_bad_pixels!r}")
     usable = finite_flux & good_err
     ivar = np.zeros_like(flux)
-    ivar[usable] = 1.0 / error[usable] ** 2
+    with np.errstate(over="ignore"):  # errors beyond ~1e154 give ivar 0: no information, as it should
+        ivar[usable] = 1.0 / error[usable] ** 2
     flux = np.where(finite_flux, flux, 0.0)
     meta = dict(meta, row=row, n_bad_pixels=int(np.sum(~usable)))
     return Spectrum(wavelength, flux, ivar, np.asarray(bitmask, dtype=np.int64), meta)
+
+
+#: apStar keywords that must hold numbers when present (primary header; CRVAL1/CDELT1 of HDU 1)
+APSTAR_NUMERIC_KEYS = ("ra", "dec", "snr", "nvisits", "vhelio", "vscatter", "rv_teff", "rv_logg", "rv_feh",
+                       "rv_alph", "rv_carb", "j", "h", "k", "crval1", "cdelt1")
+
+
+def _check_header_types(path, header: dict, wcs: dict) -> None:
+    """Refuse keywords of the wrong type (e.g. NVISITS = 'three'), naming the file, HDU and keyword."""
+    for key in APSTAR_NUMERIC_KEYS:
+        value, hdu = (header.get(key), 0) if key in header else (wcs.get(key), 1)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise SpectrumFileError(path, f"keyword {key.upper()} = {value!r} is not a number", hdu=hdu)
+    nvisits = header.get("nvisits")
+    if nvisits is not None and not (np.isfinite(nvisits) and nvisits == int(nvisits) and nvisits >= 1):
+        raise SpectrumFileError(path, f"keyword NVISITS = {nvisits!r} is not a whole number >= 1", hdu=0)
 
 
 def read_apstar(path: str | os.PathLike, on_bad_pixels: str = "mask") -> ApStar:
@@ -132,6 +171,7 @@ def read_apstar(path: str | os.PathLike, on_bad_pixels: str = "mask") -> ApStar:
         hdr = hdul[0].header
         header = {k.lower(): hdr[k] for k in APSTAR_HEADER_KEYS if k in hdr}
         crval, cdelt = hdul[1].header.get("CRVAL1"), hdul[1].header.get("CDELT1")
+    _check_header_types(path, header, {"crval1": crval, "cdelt1": cdelt})
     if crval is not None and cdelt is not None and (abs(crval - APOGEE_LOG10_LAMBDA0) > 1e-9
                                                     or abs(cdelt - APOGEE_DLOG10_LAMBDA) > 1e-12):
         raise SpectrumFileError(path, f"wavelength grid CRVAL1={crval}, CDELT1={cdelt} is not the apStar grid", hdu=1)
@@ -196,12 +236,6 @@ def write_apstar(path: str | os.PathLike, flux: np.ndarray, error: np.ndarray, b
     if path.exists() and not overwrite:
         raise FileExistsError(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

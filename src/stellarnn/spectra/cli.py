@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_arguments import non_negative_int, plot_file
 from .apogee_grid import APOGEE_N_PIXELS, decode_pixmask
 from .apstar import open_fits, read_apstar
 from .apvisit import read_apvisit
@@ -56,6 +57,9 @@ def cmd_info(args) -> int:
 def cmd_plot(args) -> int:
     a = read_apstar(args.file)
     spectra = [a.combined] + a.visits
+    if args.row_index >= len(spectra):
+        raise ValueError(f"{args.file}: --row-index {args.row_index} does not exist (rows 0-{len(spectra) - 1}: "
+                         "0 = combined spectrum, 1.. = visits)")
     s = spectra[args.row_index]
     res = apogee_continuum(s.flux, s.error, s.bitmask)
     out = plot_apogee_spectrum(s, res, args.output)
@@ -73,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_info)
     q = s.add_parser("plot", help="plot an apStar spectrum: raw with continuum, and normalised (masked pixels shown)")
     q.add_argument("file")
-    q.add_argument("-o", "--output", required=True, help="PNG path")
-    q.add_argument("--row-index", type=int, default=0,
+    q.add_argument("-o", "--output", required=True, type=plot_file,
+                   help="PNG path (.png is appended when there is no extension; .pdf and .svg also work)")
+    q.add_argument("--row-index", type=non_negative_int, default=0,
                    help="0 = combined spectrum, 1.. = visits (default 0)")
     q.set_defaults(func=cmd_plot)

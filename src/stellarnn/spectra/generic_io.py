@@ -35,22 +35,36 @@ def _from_columns(path, cols: dict, hdu=None) -> Spectrum:
     wname, fname = _pick(names, _WAVE_NAMES), _pick(names, _FLUX_NAMES)
     if wname is None or fname is None:
         raise SpectrumFileError(path, f"needs wavelength and flux columns; found {names}", hdu=hdu)
-    wave = np.asarray(cols[wname], dtype=np.float64).ravel()
+    def column(name, dtype=np.float64):
+        try:
+            return np.asarray(cols[name], dtype=dtype).ravel()
+        except (TypeError, ValueError, OverflowError) as exc:
+            kind = "numbers" if dtype is np.float64 else "integers"
+            raise SpectrumFileError(path, f"column {name!r} does not hold {kind} ({exc})", hdu=hdu) from None
+
+    wave = column(wname)
     if wname.lower() == "loglam":
-        wave = 10 ** wave
-    flux = np.asarray(cols[fname], dtype=np.float64).ravel()
+        with np.errstate(over="ignore"):
+            wave = 10 ** wave
+    flux = column(fname)
     if wave.size == 0:
         raise SpectrumFileError(path, "no rows", hdu=hdu)
+    if not np.all(np.isfinite(wave)):
+        raise SpectrumFileError(path, f"column {wname!r}: {np.sum(~np.isfinite(wave))} non-finite wavelengths",
+                                hdu=hdu)
     ename, iname, mname = _pick(names, _ERR_NAMES), _pick(names, _IVAR_NAMES), _pick(names, _MASK_NAMES)
     if iname is not None:
-        ivar = np.asarray(cols[iname], dtype=np.float64).ravel()
+        ivar = column(iname)
         with np.errstate(divide="ignore"):
             error = np.where(ivar > 0, 1 / np.sqrt(np.where(ivar > 0, ivar, 1)), np.inf)
     elif ename is not None:
-        error = np.asarray(cols[ename], dtype=np.float64).ravel()
+        error = column(ename)
     else:
         error = np.ones_like(flux)  # no uncertainty given: unit errors, recorded in meta
-    mask = np.asarray(cols[mname]).astype(np.int64).ravel() if mname is not None else np.zeros(flux.size, np.int64)
+    mask = column(mname, np.int64) if mname is not None else np.zeros(flux.size, np.int64)
+    if not (flux.size == wave.size == error.size == mask.size):
+        raise SpectrumFileError(path, f"columns of different lengths ({wave.size} wavelengths, {flux.size} fluxes)",
+                                hdu=hdu)
     if not np.all(np.diff(wave[np.isfinite(wave)]) > 0):
         order = np.argsort(wave)
         wave, flux, error, mask = wave[order], flux[order], error[order], mask[order]
@@ -94,6 +108,10 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spect
             if "CRVAL1" not in hdr or "CDELT1" not in hdr and "CD1_1" not in hdr:
                 raise SpectrumFileError(path, "1-D image lacks CRVAL1/CDELT1 wavelength keywords", hdu=index)
             step = hdr.get("CDELT1", hdr.get("CD1_1"))
+            for key, value in (("CRVAL1", hdr["CRVAL1"]), ("CDELT1" if "CDELT1" in hdr else "CD1_1", step),
+                               ("CRPIX1", hdr.get("CRPIX1", 1))):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise SpectrumFileError(path, f"keyword {key} = {value!r} is not a number", hdu=index)
             pix = np.arange(data.size) + 1 - hdr.get("CRPIX1", 1)
             grid = hdr["CRVAL1"] + step * pix
             log = "LOG" in str(hdr.get("CTYPE1", "")).upper() or hdr.get("DC-FLAG", 0) == 1

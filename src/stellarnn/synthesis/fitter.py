@@ -85,6 +85,20 @@ class FitResult:
     chi2: np.ndarray  # (n,)
     dof: np.ndarray  # (n,)
     at_bound: np.ndarray  # (n, n_labels) bool: label pinned to the training range
+    #: (n,) bool: False for a spectrum without any usable pixel, not fitted (NaN labels, errors, RV and chi^2)
+    fitted: np.ndarray | None = None
+
+
+def _spread_over_batch(part: FitResult, fitted: np.ndarray) -> FitResult:
+    """A result for the whole batch from ``part``, fitted on the rows where ``fitted`` is True (NaN elsewhere)."""
+    def spread(values, fill):
+        out = np.full((fitted.size,) + values.shape[1:], fill, dtype=np.result_type(values, type(fill)))
+        out[fitted] = values
+        return out
+
+    return FitResult(spread(part.labels, np.nan), spread(part.label_errors, np.nan), spread(part.rv, np.nan),
+                     spread(part.rv_error, np.nan), spread(part.chi2, np.nan), spread(part.dof, 0),
+                     spread(part.at_bound, False), fitted.copy())
 
 
 def chip_continuum_design(n_pixels: int, degree: int) -> torch.Tensor:
@@ -124,6 +138,17 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
         When >= 0, the model is multiplied by a Chebyshev polynomial of this degree per chip,
         fitted with the labels (as The Payne does for observed spectra, whose pseudo-continuum
         normalisation differs from the synthetic flux / true continuum); -1: no correction.
+
+    Returns
+    -------
+    FitResult
+        A spectrum without any usable pixel is not fitted: ``fitted`` is False for it and its
+        labels, errors, RV and chi^2 are NaN; the rest of the batch is fitted as usual.
+
+    Raises
+    ------
+    ValueError
+        Arrays of different shapes, or no spectrum of the batch with a usable pixel.
     """
     emulator.eval()
     f = torch.as_tensor(np.asarray(flux), dtype=torch.float32)
@@ -133,8 +158,14 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
     good = torch.isfinite(f) & torch.isfinite(w) & (w > 0)
     if mask is not None:
         good &= torch.as_tensor(np.asarray(mask), dtype=torch.bool)
-    if (good.sum(1) == 0).any():
-        raise ValueError("a spectrum has no usable pixel (all ivar = 0 or masked)")
+    has_pixels = (good.sum(1) > 0).numpy()
+    if not has_pixels.any():
+        raise ValueError("no usable pixel in any spectrum of the batch (all ivar = 0 or masked)")
+    if not has_pixels.all():  # fit the others; these get NaN and fitted = False
+        part = fit_spectra(emulator, np.asarray(flux)[has_pixels], np.asarray(ivar)[has_pixels],
+                           None if mask is None else np.asarray(mask)[has_pixels], fit_rv=fit_rv, n_iter=n_iter,
+                           n_starts=n_starts, n_candidates=n_candidates, continuum_degree=continuum_degree)
+        return _spread_over_batch(part, has_pixels)
     f = torch.where(good, f, 0.0)
     sw = torch.where(good, w, 0.0).sqrt()
     n, _ = f.shape
@@ -221,4 +252,4 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
     rv_err = (err[:, n_lab] * RV_SCALE).numpy() if fit_rv else np.zeros(n)
     at_bound = ((best_theta[:, :n_lab] <= lo[:n_lab] + 1e-6) | (best_theta[:, :n_lab] >= hi[:n_lab] - 1e-6)).numpy()
     dof = (good.sum(1) - n_par).numpy()
-    return FitResult(labels, label_err, rv, rv_err, best_chi2.numpy(), dof, at_bound)
+    return FitResult(labels, label_err, rv, rv_err, best_chi2.numpy(), dof, at_bound, np.ones(n, dtype=bool))
