@@ -12,7 +12,10 @@ seed, never trained on, never emulated):
 * fitter: every held-out spectrum, shifted by a random RV in +-100 km/s and given Gaussian noise at
   S/N 100 (sigma = 1/100 of the normalised flux), fitted for all labels + RV; per label the robust
   scatter (1.4826 MAD of fitted - true), median bias, std of the pulls (fitted - true)/formal error,
-  and the fraction pinned at a bound; spectra per second of the batched fitter.
+  and the fraction pinned at a bound; spectra per second of the batched fitter; the fraction of fits whose
+  chi^2 exceeds the chi^2 at the true labels and RV (a fit stopped in a local minimum; target <= 1 %); per
+  population the robust scatter of Teff, log g, [M/H] next to the median Cramér-Rao bound of the same
+  population from ``bench/results/crlb.json`` (``by_population_box_test``, the same held-out grid) when present.
 
 Timings are wall clock on this machine with ``--threads`` torch threads; the load average at start
 and end is recorded (other jobs share the 2 cores).
@@ -31,7 +34,8 @@ import torch
 
 from timing import median_seconds
 from stellarnn.synthesis.emulator import emulator_error_by_population, evaluate_emulator, load_emulator
-from stellarnn.synthesis.fitter import doppler_shift, fit_spectra
+from stellarnn.synthesis.fitter import chi2_at_labels, doppler_shift, fit_spectra
+from stellarnn.synthesis.populations import POPULATIONS, population_masks
 from stellarnn.synthesis.grid_builder import load_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,6 +103,22 @@ def main() -> None:
                            "median_formal_error": float(np.median(res.label_errors[:, j])),
                            "fraction_at_bound": float(res.at_bound[:, j].mean())}
     drv = res.rv - rv_true
+    chi2_truth = chi2_at_labels(model, flux, ivar, truth, rv_true)
+    local_minimum = res.chi2 > chi2_truth * (1 + 1e-6) + 1e-2
+    crlb_path = REPO / "bench" / "results" / "crlb.json"
+    crlb = json.loads(crlb_path.read_text()).get("by_population_box_test", {}) if crlb_path.exists() else {}
+    masks = population_masks(truth[:, 0], truth[:, 1], truth[:, 2])
+    fit_by_population = {}
+    for pop in POPULATIONS:
+        m = masks[pop]
+        entry = {"n": int(m.sum())}
+        for j, (name, key) in enumerate((("teff", "teff"), ("logg", "logg"), ("m_h", "fe_h"))):
+            if m.sum() >= 3:
+                entry[key] = robust_scatter(res.labels[m, j] - truth[m, j])
+                bound = crlb.get(pop, {}).get(f"snr_{int(args.snr)}", {}).get(key)
+                if bound:
+                    entry[f"{key}_over_crlb"] = entry[key] / bound
+        fit_by_population[pop] = entry
     result = {
         "benchmark": "emulator", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": platform.node(),
         "threads": args.threads, "load_average_start": load_start, "load_average_end": os.getloadavg(),
@@ -111,7 +131,9 @@ def main() -> None:
         "emulator_spectra_per_second": {"batch_1": 1 / t1, "batch_1000": 1000 / t1000},
         "fitter": {"snr": args.snr, "n_spectra": n, "seconds": fit_seconds, "spectra_per_second": n / fit_seconds,
                    "rv_robust_scatter_kms": robust_scatter(drv), "rv_median_bias_kms": float(np.median(drv)),
-                   "median_reduced_chi2": float(np.median(res.chi2 / res.dof)), "per_label": per_label},
+                   "median_reduced_chi2": float(np.median(res.chi2 / res.dof)), "per_label": per_label,
+                   "fraction_chi2_above_truth": float(local_minimum.mean()), "target_fraction_chi2_above_truth": 0.01,
+                   "by_population": fit_by_population},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=float) + "\n")

@@ -93,3 +93,28 @@ def test_fits_a_per_chip_continuum_with_the_labels():
     assert np.all(plain.chi2 > 1.5 * corrected.chi2)
     pull = (corrected.labels - truth) / corrected.label_errors
     assert np.all(np.abs(pull) < 5), pull
+
+
+def test_model_error_and_abundance_starts(emulator):
+    from stellarnn.synthesis.fitter import chi2_at_labels
+
+    rng = np.random.default_rng(4)
+    truth = np.column_stack([rng.uniform(4300, 5700, 5), rng.uniform(0.5, 4.5, 5), rng.uniform(-1.8, 0.3, 5),
+                             rng.uniform(0.7, 2.3, 5)])
+    with torch.no_grad():
+        clean = emulator(torch.as_tensor(truth, dtype=torch.float32)).numpy()
+    sigma = 0.01
+    flux = clean + sigma * rng.standard_normal(clean.shape)
+    ivar = np.full(flux.shape, sigma ** -2)
+    # chi^2 at the truth is the noise's: about n_pixels; a noiseless spectrum gives 0
+    assert np.all(np.abs(chi2_at_labels(emulator, flux, ivar, truth) / flux.shape[1] - 1) < 0.15)
+    assert np.allclose(chi2_at_labels(emulator, clean, ivar, truth), 0, atol=1e-3)
+    plain = fit_spectra(emulator, flux, ivar, fit_rv=False, n_abundance_starts=0)
+    multi = fit_spectra(emulator, flux, ivar, fit_rv=False, n_abundance_starts=3)
+    assert np.all(multi.chi2 <= plain.chi2 + 1e-3)  # more starts never end worse
+    assert np.all(multi.chi2 <= chi2_at_labels(emulator, flux, ivar, truth) + 1e-2)  # the global minimum
+    # a model error equal to the noise doubles each pixel's variance: formal errors grow by sqrt(2)
+    wider = fit_spectra(emulator, flux, ivar, fit_rv=False, model_error=sigma)
+    np.testing.assert_allclose(np.median(wider.label_errors / multi.label_errors, axis=0), np.sqrt(2), rtol=0.1)
+    with pytest.raises(ValueError, match="model_error"):
+        fit_spectra(emulator, flux, ivar, model_error=-1.0)

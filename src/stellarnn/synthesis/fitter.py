@@ -119,7 +119,8 @@ def chip_continuum_design(n_pixels: int, degree: int) -> torch.Tensor:
 
 
 def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: int = 40,
-                n_starts: int = 2, n_candidates: int = 128, continuum_degree: int = -1) -> FitResult:
+                n_starts: int = 2, n_candidates: int = 128, continuum_degree: int = -1,
+                n_abundance_starts: int = 2, model_error=None) -> FitResult:
     """Fit labels (+ RV) of normalised spectra with the emulator.
 
     Parameters
@@ -138,6 +139,15 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
         When >= 0, the model is multiplied by a Chebyshev polynomial of this degree per chip,
         fitted with the labels (as The Payne does for observed spectra, whose pseudo-continuum
         normalisation differs from the synthetic flux / true continuum); -1: no correction.
+    n_abundance_starts : int
+        Further LM runs from the best solution so far with every label after the first three
+        ([X/M], v_micro, ...) moved to a quasi-random (Sobol) point within the central 80 % of its range:
+        a fit trapped in a local minimum of the abundances escapes when one of them lands in the right
+        basin; the best chi^2 wins.  0 disables them.
+    model_error : float or array (n_pixels,), optional
+        The emulator's own error (normalised flux), added to each pixel's variance in quadrature
+        (1/ivar + model_error^2), so that pixels the emulator gets wrong weigh less and the formal
+        errors include the model's error.
 
     Returns
     -------
@@ -156,6 +166,12 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
     if f.ndim != 2 or f.shape != w.shape:
         raise ValueError(f"flux and ivar must both be (n, n_pixels); got {tuple(f.shape)} and {tuple(w.shape)}")
     good = torch.isfinite(f) & torch.isfinite(w) & (w > 0)
+    if model_error is not None:
+        me = torch.as_tensor(np.broadcast_to(np.asarray(model_error, dtype=np.float64), (f.shape[1],)).copy(),
+                             dtype=torch.float32)
+        if not bool(torch.all(torch.isfinite(me) & (me >= 0))):
+            raise ValueError("model_error must be finite and >= 0")
+        w = torch.where(good, 1.0 / (1.0 / torch.where(good, w, 1.0) + me ** 2), w)
     if mask is not None:
         good &= torch.as_tensor(np.asarray(mask), dtype=torch.bool)
     has_pixels = (good.sum(1) > 0).numpy()
@@ -164,7 +180,8 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
     if not has_pixels.all():  # fit the others; these get NaN and fitted = False
         part = fit_spectra(emulator, np.asarray(flux)[has_pixels], np.asarray(ivar)[has_pixels],
                            None if mask is None else np.asarray(mask)[has_pixels], fit_rv=fit_rv, n_iter=n_iter,
-                           n_starts=n_starts, n_candidates=n_candidates, continuum_degree=continuum_degree)
+                           n_starts=n_starts, n_candidates=n_candidates, continuum_degree=continuum_degree,
+                           n_abundance_starts=n_abundance_starts, model_error=model_error)
         return _spread_over_batch(part, has_pixels)
     f = torch.where(good, f, 0.0)
     sw = torch.where(good, w, 0.0).sqrt()
@@ -205,13 +222,20 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
             centre = emulator.forward_scaled(torch.zeros(1, n_lab)).expand(n, -1)
             rv0 = cross_correlation_rv(centre, torch.where(good, f, 1.0), sw ** 2)
         starts = _best_candidates(emulator, f, sw ** 2, good, rv0, n_lab, n_candidates, n_starts)  # (n, s, n_lab)
-        for k in range(starts.shape[1]):
+        n_extra = n_abundance_starts if n_lab > 3 else 0
+        extra = (0.8 * (torch.quasirandom.SobolEngine(n_lab - 3, scramble=True, seed=1).draw(n_extra) - 0.5)
+                 if n_extra else None)
+        for k in range(starts.shape[1] + n_extra):
             theta = torch.zeros(n, n_par)
-            theta[:, :n_lab] = starts[:, k]
-            if fit_rv:
-                theta[:, n_lab] = rv0 / RV_SCALE
-            if n_cont:
-                theta[:, n_lab + n_rv::continuum_degree + 1] = 1.0
+            if k < starts.shape[1]:
+                theta[:, :n_lab] = starts[:, k]
+                if fit_rv:
+                    theta[:, n_lab] = rv0 / RV_SCALE
+                if n_cont:
+                    theta[:, n_lab + n_rv::continuum_degree + 1] = 1.0
+            else:  # from the best so far, the other labels moved to a Sobol point
+                theta = best_theta.clone()
+                theta[:, 3:n_lab] = extra[k - starts.shape[1]]
             lam = torch.full((n,), 1e-2)
             chi2 = chi2_of(theta)
             prev_stalled = torch.zeros(n, dtype=torch.bool)
@@ -253,3 +277,23 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
     at_bound = ((best_theta[:, :n_lab] <= lo[:n_lab] + 1e-6) | (best_theta[:, :n_lab] >= hi[:n_lab] - 1e-6)).numpy()
     dof = (good.sum(1) - n_par).numpy()
     return FitResult(labels, label_err, rv, rv_err, best_chi2.numpy(), dof, at_bound, np.ones(n, dtype=bool))
+
+
+@torch.no_grad()
+def chi2_at_labels(emulator, flux, ivar, labels, rv=None, model_error=None) -> np.ndarray:
+    """chi^2 of the emulator's spectrum at given labels (physical units) and RV (km/s) against ``flux``,
+    on the pixels with positive finite ivar and finite flux, with ``model_error`` in the variance as
+    :func:`fit_spectra` does.  With the true labels this tells whether a fit found the global minimum:
+    a fit whose chi^2 exceeds the chi^2 at the truth stopped in a local minimum."""
+    f = torch.as_tensor(np.asarray(flux), dtype=torch.float32)
+    w = torch.as_tensor(np.asarray(ivar), dtype=torch.float32)
+    good = torch.isfinite(f) & torch.isfinite(w) & (w > 0)
+    if model_error is not None:
+        me = torch.as_tensor(np.broadcast_to(np.asarray(model_error, dtype=np.float64), (f.shape[1],)).copy(),
+                             dtype=torch.float32)
+        w = torch.where(good, 1.0 / (1.0 / torch.where(good, w, 1.0) + me ** 2), w)
+    model = emulator(torch.as_tensor(np.asarray(labels), dtype=torch.float32))
+    if rv is not None:
+        model = doppler_shift(model, torch.as_tensor(np.asarray(rv), dtype=torch.float32))
+    r2 = torch.where(good, (model - torch.where(good, f, 0.0)) ** 2 * torch.where(good, w, 0.0), 0.0)
+    return r2.sum(1).numpy().astype(np.float64)
