@@ -13,6 +13,15 @@ repeats).  Also the SVD reconstruction error at the grid points against the numb
 
     python bench/innterpol.py [--weights a.pt b.pt] [--plot-dir DIR] [--out bench/results/innterpol.json]
     python bench/innterpol.py --throughput-only   # re-time only, merged into the existing JSON
+    python bench/innterpol.py --audit-only        # the grid audit only (key ``audit``), merged into the JSON
+    python bench/innterpol.py --skip-throughput   # accuracy + audit; throughput entries of the JSON kept
+
+Grid audit (issue 23, :mod:`stellarnn.atmospheres.audit`): per slice of every axis the deck VTURB and the
+smoothness against the neighbouring slices, key ``audit``.  The accuracy of each checkpoint is evaluated
+twice with the same held-out splits: ``checkpoints.<name>.sets`` on the *consistent* grid (the slices the
+audit flags -- [M/H] = 0, VTURB = 0 -- left out of every set and of linear interpolation's models) with
+``sets.<name>.ratio_to_linear`` per quantity (T, P, n_e, kappa_Ross) and set (d) ``solar_columns``, and
+``checkpoints.<name>.full_grid`` on every model as before.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stellarnn.atmospheres.audit import audit_grid, format_audit, inconsistent_slices
 from stellarnn.atmospheres.emulator import DEFAULT_WEIGHTS, Innterpol
 from stellarnn.atmospheres.evaluation import SETS, LinearBaseline, error_table, evaluate_checkpoint, time_call
 from stellarnn.atmospheres.resample import atlas9_tau_grid
@@ -197,14 +207,32 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "innterpol.json"))
     ap.add_argument("--throughput-only", action="store_true",
                     help="time only (skip the held-out accuracy); merge into the existing --out JSON")
+    ap.add_argument("--audit-only", action="store_true",
+                    help="the grid audit only (key 'audit'); merge into the existing --out JSON")
+    ap.add_argument("--skip-throughput", action="store_true",
+                    help="accuracy and audit only; keep the throughput entries of the existing --out JSON")
     args = ap.parse_args(argv)
+    if args.audit_only:
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        result["audit"] = audit_grid()
+        print(format_audit(result["audit"]))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {out}")
+        return 0
     weights = args.weights or [str(p) for p in sorted(DEFAULT_WEIGHTS.parent.glob("innterpol_atlas9*.pt"))]
     if not weights:
         raise SystemExit(f"no checkpoints found in {DEFAULT_WEIGHTS.parent}")
     grid = atlas9_tau_grid()
     if args.throughput_only:
         return _throughput_only(weights, grid, args)
-    result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+    audit = audit_grid()
+    print(format_audit(audit))
+    exclude = inconsistent_slices(audit, "m_h")
+    previous = json.loads(Path(args.out).read_text()) if args.skip_throughput and Path(args.out).is_file() else {}
+    result = {"audit": audit, "excluded_m_h_slices": exclude,
+              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                           "bfloat16_cpu_flags": bfloat16_cpu_flags(), "load_average_start": os.getloadavg()},
               "grid": {"n_models": len(grid), "notes": grid.notes},
@@ -220,23 +248,37 @@ def main(argv=None) -> int:
     for w in weights:
         name = Path(w).stem
         print(f"== {name}")
-        res = evaluate_checkpoint(w, grid, plot_dir=Path(args.plot_dir) / name)
-        root = Path(__file__).resolve().parents[1]
-        res["plots"] = [str(Path(q).resolve().relative_to(root)) if Path(q).resolve().is_relative_to(root) else q
-                        for q in res.get("plots", [])]
         from stellarnn.atmospheres.evaluation import format_table
 
+        full = evaluate_checkpoint(w, grid, plot_dir=Path(args.plot_dir) / name)
+        root = Path(__file__).resolve().parents[1]
+        full["plots"] = [str(Path(q).resolve().relative_to(root)) if Path(q).resolve().is_relative_to(root) else q
+                         for q in full.get("plots", [])]
+        print("-- full grid")
+        print(format_table(full))
+        res = evaluate_checkpoint(w, grid, exclude_m_h=exclude)
+        res["full_grid"] = {"sets": full.pop("sets")}
+        res["plots"] = full.get("plots", [])
+        print(f"-- consistent grid (left out: [M/H] = {exclude})")
         print(format_table(res))
         emulator = Innterpol.load(w)
         res["bfloat16_engine"] = bfloat16_accuracy(emulator, grid)
         for set_name, row in res["bfloat16_engine"]["sets"].items():
             t = row["temperature_percent"]
             print(f"  bfloat16 engine, {set_name}: T rms {t['rms']:.3f} %, max {t['max']:.2f} %")
-        res["throughput"] = throughput(emulator, grid, args.repeats)
+        if args.skip_throughput:
+            kept = previous.get("checkpoints", {}).get(name, {}).get("throughput")
+            if kept is not None:
+                res["throughput"] = kept
+                res["throughput_note"] = "kept from the previous run of this script (--skip-throughput)"
+        else:
+            res["throughput"] = throughput(emulator, grid, args.repeats)
         res["checkpoint_metrics"] = emulator.checkpoint.get("metrics", {})
         res["hyperparameters"] = emulator.checkpoint.get("hyperparameters", {})
         result["checkpoints"][name] = res
     result["machine"]["load_average_end"] = os.getloadavg()
+    if args.skip_throughput and "throughput_machine" in previous:
+        result["throughput_machine"] = previous["throughput_machine"]
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

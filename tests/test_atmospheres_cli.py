@@ -94,3 +94,20 @@ def test_train_polish_from_init_records_the_recipe(tmp_path, capsys):
     assert ck["hyperparameters"]["activation"] == "silu"
     m = ck["metrics"]
     assert m["best_val_mse"] == min(m["adam_best_val_mse"], m["polish_best_val_mse"])
+
+
+def test_audit_prints_the_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    assert main(["atmosphere", "audit", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "break: m_h = 0: VTURB [0.0] km/s" in text
+    assert json.loads(out.read_text())["breaks"] == [
+        {"axis": "m_h", "value": 0.0, "reasons": ["VTURB [0.0] km/s, the axis' other slices [2.0] km/s"]}]
+
+
+def test_evaluate_consistent_leaves_the_flagged_slice_out(tiny_weights, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["atmosphere", "evaluate", "--weights", str(tiny_weights), "--consistent", "--plot-dir",
+                 str(tmp_path), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["excluded_m_h"] == [0.0] and res["sets"]["solar_columns"]["m_h_values"] == [-0.1, 0.1]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stellarnn.atmospheres.evaluation import (LinearBaseline, error_table, evaluate_checkpoint, format_table,
-                                              monotone_fraction, time_call)
+                                              log_kappa_ross, monotone_fraction, percent_table, time_call)
 from stellarnn.atmospheres.resample import QUANTITIES, TauSampledGrid
 
 
@@ -42,6 +42,22 @@ def test_error_table_and_monotone_fraction():
     assert monotone_fraction(np.array([[1, 2, 3, 4, 5], [1, 2, 3, 2.5, 5.0]]), lt) == 0.5
 
 
+def test_kappa_ross_from_the_depth_scale_and_percent_table():
+    log_tau = np.linspace(-6.875, 1.875, 71)
+    truth = np.zeros((2, 4, 71))
+    truth[:, 0] = log_tau - np.log10(0.3)  # RHOX = tau / 0.3: kappa = 0.3 cm^2/g everywhere
+    np.testing.assert_allclose(log_kappa_ross(truth, log_tau), np.log10(0.3), atol=1e-12)
+    pred = truth.copy()
+    pred[:, 2] += np.log10(1.05)   # P +5 %
+    pred[:, 0] -= np.log10(1.1)    # RHOX / 1.1 at every depth: kappa x 1.1
+    tab = percent_table(pred, truth, log_tau)
+    assert tab["P"]["rms"] == pytest.approx(5.0) and tab["T"]["rms"] == 0.0
+    assert tab["P"]["median_model_rms"] == pytest.approx(5.0)
+    assert tab["kappa_Ross"]["rms"] == pytest.approx(10.0) and tab["kappa_Ross"]["n_nonpositive"] == 0
+    pred[0, 0, 40] = pred[0, 0, 38]  # RHOX stops increasing: no positive opacity there
+    assert percent_table(pred, truth, log_tau)["kappa_Ross"]["n_nonpositive"] >= 1
+
+
 def test_time_call_returns_positive_median():
     assert 0 < time_call(lambda: sum(range(100)), repeats=3, min_seconds=0.01) < 0.01
 
@@ -55,8 +71,19 @@ def test_evaluate_a_small_checkpoint(tmp_path):
     path, _ = train_innterpol(grid, make_splits(grid), tmp_path / "e.pt",
                               InnterpolConfig(n_components=4, hidden=8, n_hidden_layers=1, epochs=1), progress=False)
     res = evaluate_checkpoint(path, grid, plot_dir=tmp_path)
-    assert set(res["sets"]) == {"random", "teff_columns", "edge"}
+    assert set(res["sets"]) == {"random", "teff_columns", "edge", "solar_columns"}
     assert res["sets"]["edge"]["n_models"] == 196
+    solar = res["sets"]["solar_columns"]
+    assert solar["m_h_values"] == [-0.1, 0.0, 0.1] and 0 < solar["n_models"] < res["sets"]["teff_columns"]["n_models"]
+    assert set(solar["ratio_to_linear"]) == {"T", "P", "n_e", "kappa_Ross"}
+    assert solar["ratio_to_linear"]["T"] == pytest.approx(
+        solar["percent"]["emulator"]["T"]["rms"] / solar["percent"]["linear_raw"]["T"]["rms"])
+    consistent = evaluate_checkpoint(path, grid, exclude_m_h=[0.0])
+    n_solar = int(np.isclose(grid.params[:, 2], 0.0).sum())
+    assert consistent["n_excluded_models"] == n_solar and consistent["excluded_m_h"] == [0.0]
+    assert consistent["sets"]["solar_columns"]["m_h_values"] == [-0.1, 0.1]
+    assert consistent["sets"]["random"]["n_models"] < res["sets"]["random"]["n_models"]
+    assert "excluded [M/H] slices [0.0]" in format_table(consistent)
     lin = res["sets"]["teff_columns"]["linear_raw"]["temperature_percent"]
     assert 0.1 < lin["rms"] < 5  # linear interpolation across 500 K: ~1.5 % rms in T
     assert res["sets"]["random"]["svd_reconstruction"]["log_rhox"]["rms_dex"] < 0.1

@@ -27,7 +27,8 @@ def test_sme_abundances_scale_the_metals():
     solar, poor = sme_abundances(0.0), sme_abundances(-1.0)
     assert solar[0] == pytest.approx(0.9204, abs=5e-4)
     assert poor[25] - solar[25] == pytest.approx(-1.0, abs=2e-3)  # Fe
-    assert poor[40] == -20.0
+    assert poor[40] - solar[40] == pytest.approx(-1.0, abs=2e-3)  # Nb: elements beyond Ni scale too
+    assert poor[42] == solar[42] == -20.0  # Tc: absent
 
 
 def test_round_trip_with_pysme_reader(atmosphere, tmp_path):

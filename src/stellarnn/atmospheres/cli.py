@@ -7,6 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_arguments import (LOGG_RANGE, M_H_RANGE_DEX, TEFF_RANGE_K, float_in_range, non_negative_int, output_file,
+                             output_folder, plot_file, positive_float, positive_int)
+
+#: model formats ``atmosphere get -o`` writes: KRZ (SME/PySME) or an ATLAS9 deck
+MODEL_SUFFIXES = (".krz", ".mod", ".dat", ".atlas")
+
 
 def cmd_get(args) -> int:
     from .emulator import Innterpol
@@ -16,7 +22,12 @@ def cmd_get(args) -> int:
         atm = AtmosphereGrid.load_atlas9().interpolate_linear(args.teff, args.logg, args.m_h,
                                                               fallback="nearest_cell" if args.extrapolate else None)
     else:
-        atm = Innterpol.load(args.weights).atmosphere(args.teff, args.logg, args.m_h)
+        from .grid import deck_vturb
+
+        emulator = Innterpol.load(args.weights)
+        atm = emulator.atmosphere(args.teff, args.logg, args.m_h)
+        # the VTURB of the decks the emulator learnt from at this [M/H] (the emulator does not predict it)
+        atm.vturb = np.full(atm.n_layers, deck_vturb(args.m_h, exclude_m_h=emulator.excluded_m_h))
     dist = float(atm.grid_distance) if atm.grid_distance is not None else float("nan")
     print(f"# Teff = {args.teff:g} K, log g = {args.logg:g}, [M/H] = {args.m_h:+g}  "
           f"({'multilinear ATLAS9' if args.linear else 'iNNterpol'}); "
@@ -34,24 +45,10 @@ def cmd_get(args) -> int:
         for row in zip(atm.log_tau_ross, atm.rhox, atm.temperature, atm.p_gas, atm.n_e):
             print(f"{row[0]:8.3f} {row[1]:12.5e} {row[2]:9.1f} {row[3]:12.5e} {row[4]:12.5e}")
     if args.plot:
-        import matplotlib
+        from .plotting import plot_atmosphere
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
-        for ax, (name, label) in zip(axes.flat, [("rhox", "RHOX [g cm$^{-2}$]"), ("temperature", "T [K]"),
-                                                 ("p_gas", "P$_{gas}$ [dyn cm$^{-2}$]"), ("n_e", "n$_e$ [cm$^{-3}$]")]):
-            ax.plot(atm.log_tau_ross, getattr(atm, name))
-            ax.set_ylabel(label)
-            if name != "temperature":
-                ax.set_yscale("log")
-        for ax in axes[1]:
-            ax.set_xlabel(r"log $\tau_{Ross}$")
-        fig.suptitle(f"Teff {args.teff:g} K, log g {args.logg:g}, [M/H] {args.m_h:+g}")
         out = Path(args.plot_file or (Path(args.output).with_suffix(".png") if args.output else "atmosphere.png"))
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
+        plot_atmosphere(atm, out, f"Teff {args.teff:g} K, log g {args.logg:g}, [M/H] {args.m_h:+g}")
         print(f"# plot {out}")
     return 0
 
@@ -71,7 +68,8 @@ def cmd_train(args) -> int:
                           schedule=args.schedule, min_lr=args.min_lr, batch_size=args.batch_size,
                           weight_decay=args.weight_decay, activation=args.activation,
                           polish_epochs=args.polish_epochs, polish_iterations=args.polish_iterations,
-                          quantity_weights=tuple(args.quantity_weights) if args.quantity_weights else None)
+                          quantity_weights=tuple(args.quantity_weights) if args.quantity_weights else None,
+                          exclude_m_h=tuple(args.exclude_m_h or ()), device=args.device)
     command = ("stellarnn atmosphere train " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in
         dict(components=args.components, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr,
@@ -80,6 +78,7 @@ def cmd_train(args) -> int:
              polish_epochs=args.polish_epochs or None,
              polish_iterations=args.polish_iterations if args.polish_epochs else None,
              seed=args.seed, max_seconds=args.max_seconds,
+             exclude_m_h=" ".join(f"{v:g}" for v in args.exclude_m_h) if args.exclude_m_h else None,
              quantity_weights=" ".join(f"{w:g}" for w in args.quantity_weights) if args.quantity_weights else None).items()
         if v is not None) + f" -o {args.output}")
     if args.init:
@@ -98,10 +97,26 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate_checkpoint, format_table
 
-    result = evaluate_checkpoint(args.weights, plot_dir=args.plot_dir)
+    exclude = ()
+    if args.consistent:
+        from .audit import audit_grid, inconsistent_slices
+
+        exclude = inconsistent_slices(audit_grid(), "m_h")
+    result = evaluate_checkpoint(args.weights, plot_dir=args.plot_dir, exclude_m_h=exclude)
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
+        print(f"# written {args.json}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from .audit import audit_grid, format_audit
+
+    audit = audit_grid(break_factor=args.break_factor)
+    print(format_audit(audit))
+    if args.json:
+        Path(args.json).write_text(json.dumps(audit, indent=1))
         print(f"# written {args.json}")
     return 0
 
@@ -113,44 +128,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="atmosphere_command", metavar="ACTION")
     q = s.add_parser("get", help="one atmosphere: print it, write KRZ/ATLAS9 (-o), plot it")
-    q.add_argument("teff", type=float, metavar="TEFF", help="effective temperature [K]")
-    q.add_argument("logg", type=float, metavar="LOGG", help="log10 surface gravity [cgs]")
-    q.add_argument("m_h", type=float, metavar="MH", help="[M/H] [dex]")
-    q.add_argument("-o", "--output", help="write the model: .krz (SME/PySME) or .mod (ATLAS9 deck)")
+    q.add_argument("teff", type=float_in_range(*TEFF_RANGE_K, "K"), metavar="TEFF", help="effective temperature [K]")
+    q.add_argument("logg", type=float_in_range(*LOGG_RANGE), metavar="LOGG", help="log10 surface gravity [cgs]")
+    q.add_argument("m_h", type=float_in_range(*M_H_RANGE_DEX, "dex"), metavar="MH", help="[M/H] [dex]")
+    q.add_argument("-o", "--output", type=output_file(*MODEL_SUFFIXES),
+                   help="write the model: .krz (SME/PySME) or .mod/.dat/.atlas (ATLAS9 deck)")
     q.add_argument("--plot", action="store_true", help="write a PNG of the four profiles")
-    q.add_argument("--plot-file", help="PNG path (default: next to -o, or atmosphere.png)")
+    q.add_argument("--plot-file", type=plot_file, help="PNG path (default: next to -o, or atmosphere.png)")
     q.add_argument("--linear", action="store_true", help="multilinear ATLAS9 interpolation instead of the emulator")
     q.add_argument("--extrapolate", action="store_true", help="with --linear: allow nearest-cell extrapolation")
     q.add_argument("--weights", help="emulator checkpoint (default: shipped weights)")
     q.set_defaults(func=cmd_get)
     q = s.add_parser("train", help="train the emulator on the ATLAS9 grid (resumable)")
-    q.add_argument("-o", "--output", default="weights/atmospheres/innterpol_atlas9.pt")
-    q.add_argument("--components", type=int, default=12, help="SVD components per quantity (12)")
-    q.add_argument("--hidden", type=int, default=40)
-    q.add_argument("--layers", type=int, default=12, help="hidden layers (12)")
-    q.add_argument("--epochs", type=int, default=2000)
-    q.add_argument("--lr", type=float, default=3e-4)
+    q.add_argument("-o", "--output", default="weights/atmospheres/innterpol_atlas9.pt", type=output_file(".pt"))
+    q.add_argument("--components", type=positive_int, default=12, help="SVD components per quantity (12)")
+    q.add_argument("--hidden", type=positive_int, default=40)
+    q.add_argument("--layers", type=positive_int, default=12, help="hidden layers (12)")
+    q.add_argument("--epochs", type=non_negative_int, default=2000, help="Adam epochs (0: only the polish)")
+    q.add_argument("--lr", type=positive_float, default=3e-4)
     q.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
                    help="learning rate: halve on a validation plateau (100 epochs), or cosine to --min-lr over --epochs")
     q.add_argument("--min-lr", type=float, default=0.0, help="floor of the learning rate (0)")
-    q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--batch-size", type=positive_int, default=64)
     q.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty of Adam (0)")
     q.add_argument("--activation", choices=("leaky_relu", "silu"), default="leaky_relu",
                    help="hidden-layer non-linearity (leaky_relu, slope 0.2: the paper's)")
-    q.add_argument("--polish-epochs", type=int, default=0,
+    q.add_argument("--polish-epochs", type=non_negative_int, default=0,
                    help="full-batch L-BFGS steps after Adam, kept if they improve validation (0: none)")
-    q.add_argument("--polish-iterations", type=int, default=50, help="L-BFGS iterations per polish step (50)")
+    q.add_argument("--polish-iterations", type=positive_int, default=50, help="L-BFGS iterations per polish step (50)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--quantity-weights", type=float, nargs=4, metavar=("RHOX", "T", "PGAS", "NE"),
                    help="loss weight of each quantity (default: 1 1 1 1)")
     q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best weights kept)")
     q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")
     q.add_argument("--init", help="start from this checkpoint (same widths and components; its SVD basis is kept)")
-    q.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    q.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
+    q.add_argument("--exclude-m-h", type=float, nargs="+", metavar="MH",
+                   help="[M/H] slices left out of training and validation (see `stellarnn atmosphere audit`)")
+    q.add_argument("--device", default="cpu", help="torch device of the training (cpu, cuda, auto)")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_train)
     q = s.add_parser("evaluate", help="error table on the held-out sets vs linear interpolation; plots")
     q.add_argument("--weights", help="emulator checkpoint (default: shipped weights)")
-    q.add_argument("--plot-dir", default=".", help="where to write the PNGs")
-    q.add_argument("--json", help="also write the table as JSON")
+    q.add_argument("--plot-dir", default=".", type=output_folder, help="where to write the PNGs")
+    q.add_argument("--json", type=output_file(".json"), help="also write the table as JSON")
+    q.add_argument("--consistent", action="store_true",
+                   help="leave the [M/H] slices the grid audit flags out of every set and of linear interpolation")
     q.set_defaults(func=cmd_evaluate)
+    q = s.add_parser("audit", help="per slice of each grid axis: deck VTURB, layers, smoothness against neighbours")
+    q.add_argument("--json", help="also write the audit as JSON")
+    q.add_argument("--break-factor", type=float, default=5.0,
+                   help="flag a slice whose median T deviation exceeds this times its axis' median (5)")
+    q.set_defaults(func=cmd_audit)

@@ -155,6 +155,11 @@ class Innterpol:
         return cls(model, basis, norm["axis_names"], arr(norm["axis_min"]), arr(norm["axis_max"]),
                    arr(norm["coefficient_scale"]), arr(norm["grid_nodes"]), arr(norm["log_tau"]), payload)
 
+    @property
+    def excluded_m_h(self) -> tuple:
+        """[M/H] slices of the grid left out of this emulator's training (checkpoint provenance; () if none)."""
+        return tuple(float(v) for v in self.checkpoint.get("provenance", {}).get("excluded_m_h", ()))
+
     # ------------------------------------------------------------------ prediction
     def scale_inputs(self, params: torch.Tensor) -> torch.Tensor:
         return (params - self.axis_min.to(params)) / (self.axis_max - self.axis_min).to(params)
@@ -372,6 +377,13 @@ class Innterpol:
     def atmosphere(self, teff, logg, m_h, *, with_distance: bool = True, precision: str = "float32",
                    dtype=np.float64, **other_axes) -> Atmosphere:
         """Emulated atmosphere(s) on the 71-point log tau_Ross scale.
+
+        71, not the ATLAS9 grid's 72 layers: the weights are trained on the iNNterpol paper's scale
+        (Westendorp Plaza et al. 2023), log tau_Ross = -6.875 ... +1.875, whose SVD basis has 71 points;
+        the 72nd ATLAS9 layer (+2.000) would cost only 1 of the 4208 training models but needs a retrain.
+        Multilinear interpolation of the grid (:meth:`AtmosphereGrid.interpolate_linear`) keeps all 72.
+        The emulator does not predict VTURB (``vturb`` is None): model-file writers label a model with the
+        VTURB of the grid's decks at its [M/H] (:func:`stellarnn.atmospheres.grid.deck_vturb`).
 
         Parameters
         ----------

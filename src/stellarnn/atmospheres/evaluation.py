@@ -8,6 +8,18 @@ extrapolated from the nearest complete cell.  The randomly held-out models (a) a
 grid: a query on a hole is interpolated linearly between its two neighbours along the first
 axis (teff, then logg, then m_h) on which both exist, else extrapolated from the nearest complete
 cell.  Errors are in dex for every quantity, and in % for T (``100 |10^dlogT - 1|``).
+
+Per physical quantity (issue 23): T, P_gas, n_e and the Rosseland opacity kappa_Ross in % (rms and
+max over models and depths).  kappa_Ross is not emulated: it is derived from the depth scale of each
+profile, ``kappa = d tau / d RHOX = (tau / RHOX) d log tau / d log RHOX`` (finite differences,
+:func:`numpy.gradient`), the same way for the truth and every prediction.  ``ratio_to_linear`` is the
+emulator's rms in % divided by linear interpolation's (raw log quantities), per quantity.
+
+Set (d) ``solar_columns``: the models of the Teff columns (b) at [M/H] within +-0.1 of solar -- held
+out by the same protocol, reported on their own because solar metallicity is what most users ask for.
+``exclude_m_h`` removes whole [M/H] slices (those the grid audit, :mod:`stellarnn.atmospheres.audit`,
+flags as another family, e.g. VTURB = 0 at [M/H] = 0) from every set *and* from the models the linear
+baseline may use, without changing which models the splits hold out.
 """
 from __future__ import annotations
 
@@ -21,6 +33,12 @@ from .linear import MultilinearInterpolator
 from .resample import QUANTITIES, TauSampledGrid
 
 SETS = ("random", "teff_columns", "edge")
+#: the sets of :func:`evaluate_checkpoint`: the protocol's three and (d)
+EVALUATION_SETS = SETS + ("solar_columns",)
+#: half-width [dex] of set (d) around [M/H] = 0
+SOLAR_HALF_WIDTH_DEX = 0.1
+#: physical quantities compared in % and their source (log quantity index, or "kappa" for the derived opacity)
+PHYSICAL = {"T": 1, "P": 2, "n_e": 3, "kappa_Ross": "kappa"}
 
 
 class LinearBaseline:
@@ -90,14 +108,74 @@ def error_table(pred: np.ndarray, truth: np.ndarray) -> dict:
     return out
 
 
+def log_kappa_ross(log_profiles: np.ndarray, log_tau: np.ndarray) -> np.ndarray:
+    """log10 kappa_Ross [cm^2 g^-1] of profiles on a tau scale: ``log10(tau / RHOX * dlog tau / dlog RHOX)``.
+
+    NaN where RHOX does not increase with depth (central differences).
+
+    Parameters
+    ----------
+    log_profiles : (n, 4, K) log10 RHOX, T, P_gas, n_e (:data:`QUANTITIES`)
+    log_tau : (K,)
+    """
+    log_rhox = log_profiles[:, 0]
+    d_rhox = np.gradient(log_rhox, axis=-1)
+    d_tau = np.gradient(np.broadcast_to(log_tau, log_rhox.shape), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(d_rhox > 0, d_tau / d_rhox, np.nan)  # RHOX not increasing: no positive opacity
+        return log_tau[None, :] - log_rhox + np.log10(slope)
+
+
+def percent_table(pred: np.ndarray, truth: np.ndarray, log_tau: np.ndarray) -> dict:
+    """rms and max |error| in % of T, P_gas, n_e and kappa_Ross (:data:`PHYSICAL`) over models and depths.
+
+    kappa_Ross: over the points where the prediction's RHOX increases with tau (elsewhere the derived
+    opacity is not positive; their number is ``n_nonpositive``), with the median |error| as well.
+    ``median_model_rms``: the median over models of each model's rms over depth (robust to the few
+    models a method gets very wrong, e.g. holes linear interpolation must extrapolate far).
+    """
+    out = {}
+    for name, src in PHYSICAL.items():
+        if src == "kappa":
+            d = log_kappa_ross(pred, log_tau) - log_kappa_ross(truth, log_tau)
+        else:
+            d = pred[:, src] - truth[:, src]
+        pct = 100 * np.abs(10.0 ** d - 1)
+        with np.errstate(invalid="ignore"):
+            per_model = np.sqrt(np.nanmean(pct ** 2, axis=-1))
+        out[name] = {"rms": float(np.sqrt(np.nanmean(pct ** 2))), "max": float(np.nanmax(pct)),
+                     "median_model_rms": float(np.nanmedian(per_model))}
+        if src == "kappa":  # a predicted RHOX that does not increase with tau gives kappa <= 0: not a number here
+            out[name]["n_nonpositive"] = int(np.isnan(d).sum())
+            out[name]["median"] = float(np.nanmedian(pct))
+    return out
+
+
 def monotone_fraction(log_t: np.ndarray, log_tau: np.ndarray, deeper_than: float = -4.0) -> float:
     """Fraction of profiles whose T rises monotonically with depth below ``deeper_than`` (log tau)."""
     sel = log_tau >= deeper_than
     return float(np.mean((np.diff(log_t[:, sel], axis=1) > 0).all(axis=1)))
 
 
-def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=None) -> dict:
-    """Emulator vs linear interpolation (raw and SVD) on the three held-out sets of its training splits."""
+def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=None,
+                        exclude_m_h=()) -> dict:
+    """Emulator vs linear interpolation (raw and SVD) on the held-out sets of its training splits.
+
+    Parameters
+    ----------
+    path : checkpoint (default: the shipped weights)
+    grid : TauSampledGrid, optional (default: the ATLAS9 grid)
+    plot_dir : folder for the PNGs, or None
+    exclude_m_h : sequence of float
+        [M/H] slices left out of every set and of the linear baseline's models (the splits are made on
+        the whole grid first, so the protocol is unchanged for the rest).
+
+    Returns
+    -------
+    dict: ``sets.<name>`` for (a) ``random``, (b) ``teff_columns``, (c) ``edge``, (d) ``solar_columns`` with
+    ``emulator``/``linear_raw``/``linear_svd``/``svd_reconstruction`` tables (dex), ``percent`` (T, P, n_e,
+    kappa_Ross in % for the emulator and linear_raw) and ``ratio_to_linear`` (emulator rms / linear rms).
+    """
     from .emulator import Innterpol
     from .resample import atlas9_tau_grid
     from .svd import SVDBasis
@@ -108,15 +186,27 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     prov = emulator.checkpoint.get("provenance", {})
     seed = prov.get("splits", {}).get("seed", 0)
     splits = make_splits(grid, seed=seed)
-    known = splits.train | splits.validation
+    excluded = np.zeros(len(grid), dtype=bool)
+    if "m_h" in grid.axis_names:
+        for value in exclude_m_h:
+            excluded |= np.isclose(grid.params[:, grid.axis_names.index("m_h")], float(value))
+    known = (splits.train | splits.validation) & ~excluded
     basis = SVDBasis(emulator.basis.mean, emulator.basis.components)
     linear_raw = LinearBaseline(grid, known, grid.values)
     linear_svd = LinearBaseline(grid, known, basis.encode(grid.values))
     result = {"checkpoint": str(path or "shipped"), "n_components": basis.n_components,
-              "splits": splits.description, "sets": {}}
+              "splits": splits.description, "excluded_m_h": [float(v) for v in exclude_m_h],
+              "n_excluded_models": int(excluded.sum()), "sets": {}}
+    masks = {name: getattr(splits, name) for name in SETS}
+    if "m_h" in grid.axis_names:
+        solar = np.abs(grid.params[:, grid.axis_names.index("m_h")]) <= SOLAR_HALF_WIDTH_DEX + 1e-9
+        masks["solar_columns"] = splits.teff_columns & solar
     predictions = {}
-    for name in SETS:
-        mask = getattr(splits, name)
+    for name, mask in masks.items():
+        mask = mask & ~excluded
+        if not mask.any():
+            result["sets"][name] = {"n_models": 0}
+            continue
         p, truth = grid.params[mask], grid.values[mask]
         with torch.inference_mode():
             emu = emulator.log_profiles(torch.as_tensor(p, dtype=torch.float32)).double().numpy()
@@ -124,15 +214,21 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
         lin_svd = basis.decode(linear_svd(p))
         recon = basis.decode(basis.encode(truth))
         predictions[name] = (p, truth, emu, lin)
+        pct = {"emulator": percent_table(emu, truth, grid.log_tau), "linear_raw": percent_table(lin, truth, grid.log_tau)}
         result["sets"][name] = {
             "n_models": int(mask.sum()),
+            "m_h_values": sorted({float(v) for v in p[:, grid.axis_names.index("m_h")]}) if "m_h" in grid.axis_names else [],
+            "percent": pct,
+            "ratio_to_linear": {q: pct["emulator"][q]["rms"] / pct["linear_raw"][q]["rms"] for q in PHYSICAL},
+            "ratio_to_linear_median_model": {q: pct["emulator"][q]["median_model_rms"]
+                                             / pct["linear_raw"][q]["median_model_rms"] for q in PHYSICAL},
             "emulator": error_table(emu, truth), "linear_raw": error_table(lin, truth),
             "linear_svd": error_table(lin_svd, truth), "svd_reconstruction": error_table(recon, truth),
             "grid_distance_median": float(np.median(emulator.grid_distance(p))),
             "T_monotone_fraction_below_logtau_-4": {
                 "truth": monotone_fraction(truth[:, 1], grid.log_tau), "emulator": monotone_fraction(emu[:, 1], grid.log_tau),
                 "linear_raw": monotone_fraction(lin[:, 1], grid.log_tau)}}
-    if plot_dir is not None:
+    if plot_dir is not None and all(name in predictions for name in SETS):
         result["plots"] = _plots(predictions, grid.log_tau, Path(plot_dir))
     return result
 
@@ -189,11 +285,24 @@ def format_table(result: dict) -> str:
     head = f"{'set':13s} {'method':12s} " + " ".join(f"{q:>17s}" for q in QUANTITIES) + f" {'T [%]':>15s}"
     lines.append(head)
     for name, res in result["sets"].items():
+        if not res.get("n_models"):
+            continue
         for method in ("emulator", "linear_raw", "linear_svd", "svd_reconstruction"):
             t = res[method]
             cells = " ".join(f"{t[q]['rms_dex']:8.4f}/{t[q]['max_dex']:8.4f}" for q in QUANTITIES)
             tp = t["temperature_percent"]
             lines.append(f"{name:13s} {method:12s} {cells} {tp['rms']:7.3f}/{tp['max']:7.3f}")
+    lines.append("rms in % (emulator / linear) and ratio_to_linear per quantity"
+                 + (f"; excluded [M/H] slices {result['excluded_m_h']}" if result.get("excluded_m_h") else ""))
+    for name, res in result["sets"].items():
+        if not res.get("n_models"):
+            lines.append(f"{name:13s} no models")
+            continue
+        cells = "  ".join(f"{q} {res['percent']['emulator'][q]['rms']:.3f}/{res['percent']['linear_raw'][q]['rms']:.3f}"
+                          f" ({res['ratio_to_linear'][q]:.2f}x)" for q in PHYSICAL)
+        lines.append(f"{name:13s} n={res['n_models']:4d}  {cells}")
+        med = "  ".join(f"{q} {res['ratio_to_linear_median_model'][q]:.2f}x" for q in PHYSICAL)
+        lines.append(f"{'':13s} median per-model rms, ratio to linear: {med}")
     return "\n".join(lines)
 
 

@@ -23,10 +23,13 @@ quantities, with the layers their own tau range does not cover left NaN (no extr
 typically the top 9 layers of a 64-layer model).  ``off_scale="exclude"``: they become
 missing nodes.  The per-node status is in :attr:`AtmosphereGrid.status`.
 
-Also noted: VTURB is 0 in every [Fe/H] = 0 model and 2 km/s elsewhere (as distributed).
+Also noted: VTURB is 0 in every [Fe/H] = 0 model and 2 km/s elsewhere (as distributed); the grid
+audit (:mod:`stellarnn.atmospheres.audit`) finds that slice discontinuous with its neighbours.
+:func:`deck_vturb` gives the decks' VTURB at any [M/H] (what written model files carry).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,47 @@ STATUS_NAMES = {STATUS_MISSING: "missing", STATUS_STANDARD: "standard 72-layer",
 OFF_SCALE_TOLERANCE_DEX = 0.1
 
 __all__ = ["AtmosphereGrid", "OutOfGridError", "COLUMNS"]
+
+
+@functools.lru_cache(maxsize=4)
+def _atlas9_vturb_by_m_h(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """[Fe/H] of the ATLAS9 grid's non-empty slices and the median VTURB [cm/s] of their models."""
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        feh = fh["feh"][:].astype(float)
+        vturb = fh["atmosphere"][:, :, :, 0, COLUMNS.index("vturb")].astype(float)  # top layer of every model
+    keep, values = [], []
+    for k in range(len(feh)):
+        v = vturb[:, :, k][np.isfinite(vturb[:, :, k])]
+        if v.size:
+            keep.append(feh[k])
+            values.append(float(np.median(v)))
+    return np.array(keep), np.array(values)
+
+
+def deck_vturb(m_h, path=None, exclude_m_h=()) -> float:
+    """Micro-turbulence VTURB [cm s^-1] of the ATLAS9 grid's decks at [M/H].
+
+    Each [Fe/H] slice of the grid has one VTURB (2 km/s, except 0 at [Fe/H] = 0); between slices it is
+    interpolated linearly in [M/H], beyond the ends it is the end value.  A model interpolated (or emulated)
+    from the grid's models is labelled with the VTURB of the decks it was made from.
+
+    Parameters
+    ----------
+    m_h : float
+        [M/H] [dex].
+    path : optional ``ATLAS9_grid.nc`` (default: ``stellarnn.data.fetch("atlas9-grid")``).
+    exclude_m_h : sequence of float
+        Slices left out (an emulator trained without them).
+    """
+    if path is None:
+        from ..data import fetch
+
+        path = fetch("atlas9-grid")
+    feh, vturb = _atlas9_vturb_by_m_h(str(path))
+    keep = ~np.isin(np.round(feh, 6), np.round(np.asarray(exclude_m_h, dtype=float), 6))
+    return float(np.interp(float(m_h), feh[keep], vturb[keep]))
 
 
 class AtmosphereGrid:

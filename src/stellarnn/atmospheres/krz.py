@@ -55,6 +55,10 @@ def write_krz(atmosphere: Atmosphere, path, title: str | None = None) -> Path:
 
     XNA and RHO are :attr:`Atmosphere.n_atoms` and :attr:`Atmosphere.density` (molecules neglected;
     see there).  Only finite layers are written (NaN padding of batched results is dropped).
+    The header carries VTURB (the model's, else the grid decks' at its [M/H],
+    :func:`stellarnn.atmospheres.grid.deck_vturb`) and the grid's mixing length L/H = 1.25 (Castelli &
+    Kurucz 2003); the abundances are the full 99-element table of the scaled-solar mixture
+    (:func:`sme_abundances`).
 
     Parameters
     ----------
@@ -73,8 +77,13 @@ def write_krz(atmosphere: Atmosphere, path, title: str | None = None) -> Path:
     xna, rho = np.asarray(atm.n_atoms), np.asarray(atm.density)
     if np.any(xna <= 0) or np.any(rho <= 0):
         raise ValueError("non-positive XNA/RHO: P_gas/(kT) - n_e <= 0 in some layer")
-    vt = np.median(atm.vturb) / 1e5 if atm.vturb is not None else 2.0
-    text = title or f"ATLAS9 [M/H]={atm.m_h:+.3f} VTURB={vt:.1f} km/s {atm.source}".strip()
+    if atm.vturb is not None:
+        vt = float(np.median(atm.vturb)) / 1e5
+    else:
+        from .grid import deck_vturb
+
+        vt = deck_vturb(float(atm.m_h)) / 1e5
+    text = title or f"ATLAS9 [M/H]={atm.m_h:+.3f} VTURB={vt:.1f} km/s L/H=1.25 {atm.source}".strip()
     lines = [f"{text} | stellarnn; SME krz layout of MARCS models",
              f"T EFF={atm.teff:8.1f} GRAV={atm.logg:6.3f} MODEL TYPE= 0 WLSTD= 5000 PLANE-PARALLEL. [M/H]={atm.m_h:+.3f}",
              " " + " ".join(str(s) for s in OPACITY_SWITCHES) + " - OPACITY SWITCHES"]
@@ -98,7 +107,7 @@ def read_krz(path) -> dict:
     Returns
     -------
     dict with teff, logg, model_type, abundances (99,), rhox, temperature, n_e, n_atoms, density
-    (cgs arrays).
+    (cgs arrays), and vturb_kms (the ``VTURB=`` of the header lines, None when absent).
     """
     path = Path(path)
     if not path.is_file():
@@ -119,6 +128,8 @@ def read_krz(path) -> dict:
     table = np.array([[float(v) for v in ln.split(",")[:5]] for ln in lines[13:13 + n]])
     if table.shape != (n, 5):
         raise KrzFormatError(f"{path}: expected {n} rows of 5 values, got {table.shape}")
+    vturb = re.search(r"VTURB=\s*(" + _NUMBER + ")", (lines[0] + " " + lines[1]).upper())
     return {"teff": float(teff.group(1)), "logg": float(grav.group(1)), "model_type": int(mtype.group(1)),
+            "vturb_kms": float(vturb.group(1)) if vturb else None,
             "abundances": numbers[:99], "rhox": table[:, 0], "temperature": table[:, 1],
             "n_e": table[:, 2], "n_atoms": table[:, 3], "density": table[:, 4]}

@@ -74,14 +74,50 @@ def read_kurucz(path) -> Atmosphere:
                       source=str(path))
 
 
+def read_kurucz_abundances(path) -> np.ndarray:
+    """The 99 entries of a deck's ``ABUNDANCE CHANGE`` cards (ATLAS9 convention, before ABUNDANCE SCALE).
+
+    Entries 1, 2: N_H/N_tot, N_He/N_tot; 3..99: log10(N_X/N_tot), -20 for absent.  Elements without a
+    card are NaN.
+
+    Raises
+    ------
+    FileNotFoundError, KuruczFormatError
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no Kurucz deck at {path}")
+    out = np.full(99, np.nan)
+    found = False
+    for line in path.read_text(errors="replace").splitlines():
+        if line.strip().startswith("READ DECK6"):
+            break
+        if "ABUNDANCE CHANGE" not in line:
+            continue
+        found = True
+        tokens = line.split("ABUNDANCE CHANGE", 1)[1].split()
+        if len(tokens) % 2:
+            raise KuruczFormatError(f"{path}: odd number of entries on '{line.strip()}'")
+        for z, value in zip(tokens[::2], tokens[1::2]):
+            try:
+                out[int(z) - 1] = float(value)
+            except (ValueError, IndexError) as exc:
+                raise KuruczFormatError(f"{path}: bad abundance card '{line.strip()}'") from exc
+    if not found:
+        raise KuruczFormatError(f"{path}: no ABUNDANCE CHANGE cards")
+    return out
+
+
 def write_kurucz(atmosphere: Atmosphere, path, title: str | None = None) -> Path:
     """Write a single atmosphere as an ATLAS9 deck (readable by PySME's ``KrzFile`` and ATLAS9).
 
     Columns RHOX, T, P, XNE, ABROSS, ACCRAD, VTURB are written; FLXCNV, VCONV and VELSND are
     not known and written as 0.  When ``abross`` is absent (emulated atmospheres on a tau
     scale) it is recovered as ``d tau_Ross / d RHOX`` by finite differences of the depth
-    scale (:func:`numpy.gradient`); ACCRAD absent -> 0; VTURB absent -> 2 km/s (the grid's value).
-    The abundances are the scaled-solar GS98 mixture with ``ABUNDANCE SCALE = 10**[M/H]``.
+    scale (:func:`numpy.gradient`); ACCRAD absent -> 0; VTURB absent -> the VTURB of the grid's decks at
+    the model's [M/H] (:func:`stellarnn.atmospheres.grid.deck_vturb`: 0 at [M/H] = 0, 2 km/s elsewhere).
+    The abundances are the scaled-solar GS98 mixture with ``ABUNDANCE SCALE = 10**[M/H]``, all 99
+    elements (:func:`stellarnn.atmospheres.abundances.kurucz_abundances`).
     """
     atm = atmosphere.numpy()
     if atm.batched:
@@ -95,10 +131,15 @@ def write_kurucz(atmosphere: Atmosphere, path, title: str | None = None) -> Path
     else:
         raise ValueError("need abross or log_tau_ross to write an ATLAS9 deck")
     accrad = atm.accrad if atm.accrad is not None else np.zeros(n)
-    vturb = atm.vturb if atm.vturb is not None else np.full(n, 2.0e5)
+    if atm.vturb is not None:
+        vturb = atm.vturb
+    else:
+        from .grid import deck_vturb
+
+        vturb = np.full(n, deck_vturb(float(atm.m_h)))
     ab = kurucz_abundances(float(atm.m_h))
     out = [f"TEFF {atm.teff:7.0f}.  GRAVITY {atm.logg:7.5f} LTE ",
-           f"TITLE {title or f'[{atm.m_h:+.2f}] VTURB={np.median(vturb) / 1e5:.1f} written by stellarnn'}",
+           f"TITLE {title or f'[{atm.m_h:+.2f}] VTURB={np.median(vturb) / 1e5:.1f} L/H=1.25 written by stellarnn'}",
            " OPACITY IFOP 1 1 1 1 1 1 1 1 1 1 1 1 1 0 1 0 0 0 0 0",
            " CONVECTION ON   1.25 TURBULENCE OFF  0.00  0.00  0.00  0.00",
            f"ABUNDANCE SCALE {10.0 ** atm.m_h:9.5f} ABUNDANCE CHANGE 1 {ab[0]:.5f} 2 {ab[1]:.5f}"]

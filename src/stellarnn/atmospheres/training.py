@@ -111,6 +111,11 @@ class InnterpolConfig:
     #: coefficients of each quantity divided by their rms, so equal weights balance the quantities' errors
     #: relative to their spread; a larger weight on log T spends more of the network on T.
     quantity_weights: tuple | None = None
+    #: [M/H] slices left out of training and validation (e.g. the grid audit's inconsistent slices); the
+    #: held-out splits are made on the whole grid first, so the evaluation protocol does not change
+    exclude_m_h: tuple = ()
+    #: torch device of the training ("cpu", "cuda" or "auto")
+    device: str = "cpu"
 
 
 def weighted_mse(column_weights: torch.Tensor):
@@ -146,6 +151,14 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
     """
     cfg = config or InnterpolConfig()
     torch.manual_seed(cfg.seed)
+    if cfg.exclude_m_h:
+        if "m_h" not in grid.axis_names:
+            raise ValueError("exclude_m_h needs a grid with an m_h axis")
+        excluded = np.isin(np.round(grid.params[:, grid.axis_names.index("m_h")], 6),
+                           np.round(np.asarray(cfg.exclude_m_h, dtype=float), 6))
+        splits = Splits(splits.train & ~excluded, splits.validation & ~excluded, splits.random, splits.teff_columns,
+                        splits.edge, dict(splits.description, excluded_m_h=[float(v) for v in cfg.exclude_m_h],
+                                          n_excluded_models=int(excluded.sum())))
     train_values = grid.values[splits.train]
     params = grid.params
     if init_path is not None:
@@ -179,7 +192,7 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
     init_info = warm_start(model, init_path, MODEL_KIND) if init_path is not None else {}
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, plateau_patience=cfg.plateau_patience,
                        schedule=cfg.schedule, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
-                       max_seconds=cfg.max_seconds, seed=cfg.seed, device="cpu", progress=progress)
+                       max_seconds=cfg.max_seconds, seed=cfg.seed, device=cfg.device, progress=progress)
     tr, va = torch.as_tensor(splits.train), torch.as_tensor(splits.validation)
     val_data = (x[va], y[va]) if splits.validation.any() else None
     history = Trainer(model, loss_fn, tcfg, resume_path=resume_path).fit((x[tr], y[tr]), val_data)
@@ -190,7 +203,7 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
         if not np.isfinite(history.best_val) and val_data is not None:  # no Adam epoch: the initial weights
             history.best_val = Trainer(model, loss_fn, tcfg).evaluate(val_data)
         pcfg = TrainConfig(epochs=cfg.polish_epochs, optimizer="lbfgs", lr=1.0, lbfgs_iterations=cfg.polish_iterations,
-                           batch_size=max(cfg.batch_size, 4096), seed=cfg.seed, device="cpu", progress=progress)
+                           batch_size=max(cfg.batch_size, 4096), seed=cfg.seed, device=cfg.device, progress=progress)
         polish_resume = Path(str(resume_path) + ".lbfgs") if resume_path else None
         polish = Trainer(model, loss_fn, pcfg, resume_path=polish_resume).fit((x[tr], y[tr]), val_data)
         if not polish.best_val < history.best_val:
@@ -207,7 +220,9 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
                         "polish_epochs_run": len(polish.train_loss),
                         "train_seconds": history.seconds + polish.seconds})
         history.best_val = metrics["best_val_mse"]
+    model = model.cpu()
     prov = {"config": asdict(cfg), "splits": splits.description, "grid_notes": list(grid.notes), **init_info,
+            "excluded_m_h": [float(v) for v in cfg.exclude_m_h],
             **(provenance or {})}
     path = save_checkpoint(Path(out_path), model, MODEL_KIND, hyper, normalisation=normalisation,
                            metrics=metrics, provenance=prov, half=True)
