@@ -56,9 +56,7 @@ X_M_STEP = 0.05
 def grid_labels(folder: Path, names: list[str]) -> np.ndarray:
     """Labels of a grid (from its spectra when built, else drawn from its spec: deterministic in seed, index)."""
     spec = GridSpec.from_json(json.loads((folder / "spec.json").read_text())["spec"])
-    from stellarnn.atmospheres import AtmosphereGrid
-
-    atm = AtmosphereGrid.load_atlas9()
+    atm = spec.atmospheres()
     rows = [sample_labels(i, spec.seed, spec.prior, atm).as_dict() for i in range(spec.n)]
     return np.array([[r[k] for k in names] for r in rows])
 
@@ -136,14 +134,13 @@ def _pysme_spectrum(cache: Path, key: str, labels: dict, synth, inst) -> np.ndar
 
 
 def pysme_check(emu, names: list[str], spec: GridSpec, cache: Path) -> dict:
-    from stellarnn.atmospheres import AtmosphereGrid
     from stellarnn.synthesis.fitter import doppler_shift
     from stellarnn.synthesis.label_priors import microturbulence_apogee
     from stellarnn.synthesis.linelists import load_line_list
     from stellarnn.synthesis.pysme_driver import ApogeeInstrument, PySMESynthesizer
 
     cache.mkdir(parents=True, exist_ok=True)
-    atm = AtmosphereGrid.load_atlas9()
+    atm = spec.atmospheres()
     synth = PySMESynthesizer(spec.wmin, spec.wmax, load_line_list(spec.wmin, spec.wmax, spec.line_lists),
                              atmospheres=atm, resolution=spec.resolution, hydrogen_lines=spec.hydrogen_lines,
                              transfer_resolution=spec.transfer_resolution)

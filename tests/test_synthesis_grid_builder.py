@@ -126,3 +126,21 @@ def test_committed_grids_share_one_specification():
         specs.append({k: v for k, v in spec.items() if k not in ("name", "n", "seed")})
         assert GridSpec.from_json(spec).hydrogen_lines is False
     assert all(s == specs[0] for s in specs)
+
+
+def test_new_grids_leave_out_the_vturb_0_slice_of_atlas9():
+    spec = GridSpec(name="x", n=1, seed=1)
+    assert spec.atmosphere_excluded_m_h == (0.0,)
+    atm = spec.atmospheres()
+    assert not np.any(np.isclose(atm.axes["m_h"], 0.0))
+    # [M/H] = 0 is interpolated between -0.1 and +0.1 (both VTURB 2 km/s decks)
+    mid = atm.interpolate_linear(teff=5750, logg=4.5, m_h=0.0).temperature
+    lo = atm.interpolate_linear(teff=5750, logg=4.5, m_h=-0.1).temperature
+    hi = atm.interpolate_linear(teff=5750, logg=4.5, m_h=0.1).temperature
+    n = min(len(mid), len(lo), len(hi))
+    np.testing.assert_allclose(mid[-n:], np.sqrt(lo[-n:] * hi[-n:]), rtol=1e-6)  # log-linear midpoint
+    old = GridSpec(name="x", n=1, seed=1).to_json()
+    del old["atmosphere_excluded_m_h"]
+    assert GridSpec.from_json(old).atmosphere_excluded_m_h == ()
+    with pytest.raises(ValueError, match="no slice"):
+        atm.without_slices("m_h", [0.05])

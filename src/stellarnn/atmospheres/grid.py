@@ -101,9 +101,9 @@ class AtmosphereGrid:
     ----------
     axes : dict name -> 1D array
         Grid axes in order (ATLAS9: ``teff`` [K], ``logg`` [cgs], ``m_h`` [dex]).
-    models : array (*shape, n_layers, 7)
+    models : array ``(*shape, n_layers, 7)``
         Columns :data:`COLUMNS` in cgs; NaN for missing nodes and uncovered layers.
-    status : int array (*shape)
+    status : int array ``(*shape)``
         Per-node status (see ``STATUS_NAMES``); 0 = missing.
     log_tau : array (n_layers,)
         The common log10 tau_Ross of the layers.
@@ -197,10 +197,30 @@ class AtmosphereGrid:
 
         return read_kurucz(path)
 
+    def without_slices(self, axis: str, values) -> "AtmosphereGrid":
+        """The grid with the slices ``axis == value`` removed (e.g. the ATLAS9 [M/H] = 0 slice, whose decks
+        have VTURB = 0 while every other slice has 2 km/s: ``stellarnn atmosphere audit``); interpolation then
+        bridges the gap between the neighbouring slices.  No values: the grid itself."""
+        values = np.atleast_1d(np.asarray(values, dtype=float))
+        if values.size == 0:
+            return self
+        if axis not in self.axes:
+            raise ValueError(f"no axis {axis!r}; this grid's axes are {self.axis_names}")
+        k = self.axis_names.index(axis)
+        keep = ~np.isin(np.round(self.axes[axis], 6), np.round(values, 6))
+        missing = [v for v in values if not np.any(np.isclose(self.axes[axis], v))]
+        if missing:
+            raise ValueError(f"axis {axis} has no slice at {missing}")
+        axes = {n: (a[keep] if n == axis else a) for n, a in self.axes.items()}
+        out = AtmosphereGrid(axes, np.compress(keep, self.models, axis=k), np.compress(keep, self.status, axis=k),
+                             self.log_tau, self.source + f" without {axis} = {', '.join(f'{v:g}' for v in values)}")
+        out.notes = list(self.notes) + [f"slices {axis} = {values.tolist()} removed"]
+        return out
+
     # ------------------------------------------------------------------ access
     @property
     def present(self) -> np.ndarray:
-        """Boolean (*shape): nodes that hold a model."""
+        """Boolean ``(*shape)``: nodes that hold a model."""
         return self.status != STATUS_MISSING
 
     def summary(self) -> dict:

@@ -61,9 +61,19 @@ class GridSpec:
     broadening_labels: bool = True
     #: fixed transfer grid lambda / d lambda for PySME (None: SME's adaptive grid, as the first grids)
     transfer_resolution: float | None = 3e5
+    #: ATLAS9 [M/H] slices left out of the atmosphere interpolation: the [M/H] = 0 decks have VTURB = 0
+    #: while all others have 2 km/s, and differ from their neighbours by ~1 % in T (``atmosphere audit``)
+    atmosphere_excluded_m_h: tuple = (0.0,)
 
     #: values of fields that a spec.json written before the field existed was built with
-    LEGACY = {"hydrogen_lines": False, "broadening_labels": False, "transfer_resolution": None}
+    LEGACY = {"hydrogen_lines": False, "broadening_labels": False, "transfer_resolution": None,
+              "atmosphere_excluded_m_h": ()}
+
+    def atmospheres(self):
+        """The ATLAS9 grid this grid's spectra are synthesised from (its excluded slices removed)."""
+        from ..atmospheres import AtmosphereGrid
+
+        return AtmosphereGrid.load_atlas9().without_slices("m_h", self.atmosphere_excluded_m_h)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -73,6 +83,7 @@ class GridSpec:
         d = asdict(self)
         d["prior"] = self.prior.to_json()
         d["line_lists"] = list(self.line_lists)
+        d["atmosphere_excluded_m_h"] = [float(v) for v in self.atmosphere_excluded_m_h]
         return d
 
     @classmethod
@@ -80,6 +91,7 @@ class GridSpec:
         d = {**cls.LEGACY, **dict(d)}
         d["prior"] = prior_from_json(d["prior"])
         d["line_lists"] = tuple(d["line_lists"])
+        d["atmosphere_excluded_m_h"] = tuple(float(v) for v in d["atmosphere_excluded_m_h"])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -119,13 +131,12 @@ _WORKER: dict = {}
 
 def _init_worker(spec_json: dict, out_dir: str) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ..atmospheres import AtmosphereGrid
     from .linelists import load_line_list
     from .pysme_driver import ApogeeInstrument, PySMESynthesizer
 
     spec = GridSpec.from_json(spec_json)
     lines = load_line_list(spec.wmin, spec.wmax, spec.line_lists)
-    atmospheres = AtmosphereGrid.load_atlas9()
+    atmospheres = spec.atmospheres()
     synth = PySMESynthesizer(spec.wmin, spec.wmax, lines, atmospheres=atmospheres, resolution=spec.resolution,
                              hydrogen_lines=spec.hydrogen_lines, transfer_resolution=spec.transfer_resolution)
     _WORKER.update(spec=spec, synth=synth, instrument=ApogeeInstrument(synth.wave, spec.lsf_entry),
