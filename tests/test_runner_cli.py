@@ -16,6 +16,7 @@ def test_run_status_fields_export_plot(tmp_path, capsys):
                "--visits", "--option", "version=\"cli-1\"", "-q"])
     out = capsys.readouterr().out
     assert rc == 0 and "cli-1: run 1 finished" in out and "3 items done" in out and "5 rows" in out
+    assert "0 pipeline failures, 1 flagged bad by the pipeline" in out  # the 0.3 file: low flux
     assert main(["runner", "status", "--db", db]) == 0
     assert "runner_test_stats: 5 result rows" in capsys.readouterr().out
     assert main(["runner", "fields", "runner_test_stats", "--db", db]) == 0
@@ -48,3 +49,27 @@ def test_export_help_shows_the_glossary(capsys):
     out = capsys.readouterr().out
     assert "runner columns" in out and "runner_flags bits" in out and "--format" in out
     assert "input file unreadable" in out
+
+
+def test_db_retry_option_and_outage_message(tmp_path, capsys):
+    from stellarnn.runner import cli as runner_cli
+    from stellarnn.runner.store import DEFAULT_RETRY_SECONDS
+    from test_runner_store import FailingWrites
+
+    assert runner_cli.DEFAULT_RETRY_SECONDS == DEFAULT_RETRY_SECONDS  # the help text tells the truth
+    paths = write_test_apstars(tmp_path, [0.8, 1.0])
+    db = str(tmp_path / "r.sqlite")
+    for bad in ("-1", "soon", "inf"):
+        with pytest.raises(SystemExit):
+            main(["runner", "run", "runner_test_stats", str(paths[0]), "--db", db, "--db-retry", bad])
+    capsys.readouterr()
+    with FailingWrites():
+        rc = main(["runner", "run", "runner_test_stats", *map(str, paths), "--db", db, "--workers", "0",
+                   "--db-retry", "0.3", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "unavailable for 0.3 s" in err and "run the same command again to resume" in err
+    assert main(["runner", "run", "runner_test_stats", *map(str, paths), "--db", db, "--workers", "0", "-q"]) == 0
+    assert "2 items done" in capsys.readouterr().out
+    assert main(["runner", "status", "--db", db]) == 0
+    assert "runner_test_stats: 2 result rows" in capsys.readouterr().out

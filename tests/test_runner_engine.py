@@ -34,6 +34,8 @@ def test_run_with_corrupt_file_then_skip_then_rerun(tmp_path):
     assert rep.status == "finished" and rep.n_items == 4 and rep.n_items_done == 4
     assert rep.n_rows == 1 + 4 + 1 + 1 and rep.n_unreadable == 1 and rep.n_spectra == 6
     assert rep.process_seconds > 0 and rep.read_seconds > 0
+    assert rep.n_flagged_bad == 1 and rep.n_pipeline_failures == 0  # the 0.3 file: low flux, flagged bad
+    assert any("low flux" in reason for reason in rep.reasons)
     rows = all_rows(db)
     assert len(rows) == 7 and len({r["spectrum_id"] for r in rows}) == 7
     bad = [r for r in rows if r["runner_flags"]]
@@ -70,53 +72,154 @@ def test_bad_arguments(tmp_path):
         run_pipeline("no_such_pipeline", [p], workers=0, out_dir=tmp_path)
     with pytest.raises(ValueError, match="no pipeline"):
         run_survey([], [p], out_dir=tmp_path)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        run_pipeline("runner_test_stats", [p], workers=0, out_dir=tmp_path, batch_size=0)
+    assert not (tmp_path / "stellarnn_results.sqlite").exists()  # rejected before any run is recorded
 
 
-def test_kill_9_then_resume_every_spectrum_exactly_once(tmp_path):
+def comparable(rows):
+    """Rows keyed by spectrum_id without the columns that name the run that wrote them."""
+    return {r["spectrum_id"]: {k: v for k, v in r.items() if k not in ("run_id", "updated_at")} for r in rows}
+
+
+def test_kill_9_workers_die_then_resume_gives_the_uninterrupted_table(tmp_path):
+    """SIGKILL of the runner alone (not its process group): its pool workers and the
+    multiprocessing resource tracker must follow within 5 s; the resumed table must equal an
+    uninterrupted run's; the killed run is marked interrupted by the resuming one."""
+    import psutil
+
     n = 12
-    write_test_apstars(tmp_path, [0.5 + 0.1 * i for i in range(n)])
+    write_test_apstars(tmp_path, [0.3 + 0.1 * i for i in range(n)], nvisits=[1, 2] * (n // 2))
     db = f"sqlite:///{tmp_path / 'r.sqlite'}"
     log1, log2 = tmp_path / "computed1.log", tmp_path / "computed2.log"
     cmd = [sys.executable, "-c", "import sys; from stellarnn.cli import main; sys.exit(main())",
-           "runner", "run", "runner_test_stats", str(tmp_path / "apStar-*.fits"), "--db", db, "--workers", "1",
-           "--batch-size", "1", "--import", "test_runner_task", "--option", "sleep=0.4",
+           "runner", "run", "runner_test_stats", str(tmp_path / "apStar-*.fits"), "--db", db, "--workers", "2",
+           "--batch-size", "1", "--visits", "--import", "test_runner_task", "--option", "sleep=0.3",
            "--option", f"log_path={log1}", "-q"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out_path = tmp_path / "run.out"  # a file, not a pipe: surviving workers would hold a pipe open
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     engine = sa.create_engine(db)
     deadline = time.monotonic() + 150
     done = 0
+    children: list = []
+    alive: list = []
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.3)
+            time.sleep(0.2)
             try:
                 with engine.connect() as conn:
                     done = conn.execute(sa.text("SELECT count(*) FROM runner_items")).scalar()
             except sa.exc.OperationalError:
                 continue  # tables not created yet
             if done >= 3:
+                children = psutil.Process(proc.pid).children(recursive=True)
+                os.kill(proc.pid, signal.SIGKILL)  # the runner only: nothing of it runs afterwards
                 break
+        t_kill = time.monotonic()
+        _, alive = psutil.wait_procs(children, timeout=5)
+        outlived = time.monotonic() - t_kill
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the run and its pool workers: its own process group
-        output = proc.communicate()[0].decode(errors="replace")
+            os.killpg(proc.pid, signal.SIGKILL)
+        names = []
+        for c in alive:  # never leave them behind, even when the test fails
+            try:
+                names.append(" ".join(c.cmdline())[-80:])
+                c.kill()
+            except psutil.Error:
+                pass
+        proc.wait(30)
         engine.dispose()
+    output = out_path.read_text(errors="replace")
     assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {output[-2000:]}"
+    assert len(children) >= 3  # two pool workers and the resource tracker
+    assert not alive, f"{len(alive)} of {len(children)} children outlived the killed runner: {names}"
+    assert outlived < 5
     assert 3 <= done < n
     committed = {r["spectrum_id"] for r in all_rows(db)}
-    assert 3 <= len(committed) < n
     with ResultsStore(db) as store:
         assert [r["status"] for r in store.runs_summary()] == ["running"]  # the killed run never finished
-    rep = run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], db, workers=1, batch_size=2,
-                       pipeline_kwargs={"sleep": 0.0, "log_path": str(log2)}, progress=False)
+    rep = run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], db, workers=0, batch_size=5,
+                       include_visits=True, pipeline_kwargs={"sleep": 0.0, "log_path": str(log2)}, progress=False)
     assert rep.status == "finished" and rep.n_items_skipped == len({c.rsplit(":", 1)[0] for c in committed})
-    rows = all_rows(db)
-    ids = [r["spectrum_id"] for r in rows]
-    assert len(ids) == n and len(set(ids)) == n and all(r["runner_flags"] == 0 for r in rows)
+    with ResultsStore(db) as store:
+        assert [r["status"] for r in store.runs_summary()] == ["interrupted", "finished"]
     recomputed = {line.strip() for line in log2.read_text().splitlines()}
-    assert len(recomputed) == n - len(committed)
-    assert not recomputed & {c.rsplit(":", 1)[0] + ":0" for c in committed}  # nothing finished was recomputed
-    assert {c for c in committed} <= set(ids)
+    assert not recomputed & committed  # nothing finished was recomputed
+    reference = f"sqlite:///{tmp_path / 'uninterrupted.sqlite'}"
+    run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], reference, workers=0, batch_size=4,
+                 include_visits=True, progress=False)
+    resumed, uninterrupted = comparable(all_rows(db)), comparable(all_rows(reference))
+    assert len(uninterrupted) == n // 2 * (1 + 3) and resumed == uninterrupted
+
+
+def test_two_runners_on_one_sqlite_file_split_the_work(tmp_path):
+    """Started together on a fresh file: each item processed exactly once in total, table complete."""
+    import threading
+
+    n = 16
+    write_test_apstars(tmp_path, [0.4 + 0.05 * i for i in range(n)])
+    db = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    barrier = threading.Barrier(2)
+    reports, errors = [], []
+
+    def runner(log):
+        try:
+            barrier.wait()
+            reports.append(run_pipeline("runner_test_stats", [str(tmp_path / "apStar-*.fits")], db, workers=0,
+                                        batch_size=1, progress=False,
+                                        pipeline_kwargs={"sleep": 0.05, "log_path": str(log)}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner, args=(log,)) for log in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[0]
+    computed = [[line.strip() for line in log.read_text().splitlines()] if log.exists() else [] for log in logs]
+    assert all(computed), "both runners should have taken part"
+    assert len(computed[0]) + len(computed[1]) == n and len(set(computed[0]) | set(computed[1])) == n
+    assert sum(r.n_items_done for r in reports) == n
+    assert sum(r.n_items_claimed_elsewhere for r in reports) == n
+    rows = all_rows(db)
+    assert len(rows) == n and len({r["spectrum_id"] for r in rows}) == n and all(r["teff"] for r in rows)
+
+
+def test_database_outage_stops_with_one_line_then_resume_loses_nothing(tmp_path):
+    from stellarnn.runner.store import DatabaseUnavailable
+    from test_runner_store import FailingWrites
+
+    paths = write_test_apstars(tmp_path, [0.4 + 0.1 * i for i in range(6)])
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    with FailingWrites() as outage:
+        outage.active = False
+        calls = {"n": 0}
+        original = ResultsStore.write_task
+
+        def write_task(self, *args, **kwargs):  # the database goes away after two tasks
+            calls["n"] += 1
+            outage.active = calls["n"] > 2
+            return original(self, *args, **kwargs)
+
+        ResultsStore.write_task = write_task
+        try:
+            with pytest.raises(DatabaseUnavailable, match="unavailable for 0.5 s") as err:
+                run_pipeline("runner_test_stats", paths, db, workers=0, batch_size=1, progress=False,
+                             db_retry_seconds=0.5)
+        finally:
+            ResultsStore.write_task = original
+    assert "\n" not in str(err.value) and outage.n_failed >= 2
+    assert len(all_rows(db)) == 2
+    rep = run_pipeline("runner_test_stats", paths, db, workers=0, batch_size=4, progress=False)
+    assert rep.n_items_skipped == 2 and rep.n_items_done == 4
+    reference = f"sqlite:///{tmp_path / 'ref.sqlite'}"
+    run_pipeline("runner_test_stats", paths, reference, workers=0, progress=False)
+    assert comparable(all_rows(db)) == comparable(all_rows(reference))
 
 
 def test_run_survey_outputs(tmp_path):

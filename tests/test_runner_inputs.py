@@ -105,3 +105,43 @@ def test_grid_chunk_unreadable(tmp_path):
     res = read_items(items)
     assert not res.spectra and len(res.failures) == len(items)
     assert all(f["kind"] == "unreadable" and f["row"] == -1 for f in res.failures)
+
+
+def test_only_explicit_list_files_are_read_as_lists(tmp_path):
+    """A text file that is not a list of paths never turns into rows (issue 20, item 9)."""
+    paths = write_test_apstars(tmp_path, [1.0, 1.1])
+    notes = tmp_path / "notes.md"
+    notes.write_text("Observing notes\nseeing was poor\nrerun tomorrow\nthe end\n")
+    with pytest.raises(ValueError, match="neither an apStar file .* nor a list file"):
+        resolve_inputs([notes])
+    prose = tmp_path / "notes.txt"  # a list suffix, but lines that are not paths
+    prose.write_text("Observing notes\nseeing was poor\n")
+    with pytest.raises(ValueError, match=r"notes.txt:1: 'Observing notes' is not an apStar path"):
+        resolve_inputs([prose])
+    spectrum_csv = tmp_path / "spectrum.csv"
+    spectrum_csv.write_text("wavelength,flux\n15000,1.0\n15001,0.9\n")
+    with pytest.raises(ValueError, match="neither an apStar file"):
+        resolve_inputs([spectrum_csv])
+    listing = tmp_path / "my_inputs"  # any name with @
+    listing.write_text(f"{paths[0]}\napStar-test-0001.fits\n")
+    assert [it.key for it in resolve_inputs([f"@{listing}"])] == [str(p) for p in paths]
+    with pytest.raises(ValueError, match="list file .* does not exist"):
+        resolve_inputs([f"@{tmp_path / 'nothing.lst'}"])
+    (tmp_path / "in.lst").write_text("apStar-test-0000.fits\n")
+    assert [it.key for it in resolve_inputs([tmp_path / "in.lst"])] == [str(paths[0])]
+
+
+def test_folder_named_like_an_apstar_file_is_not_skipped(tmp_path):
+    (good,) = write_test_apstars(tmp_path, [1.0])
+    folder = tmp_path / "apStar-folder.fits"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a folder, named like an apStar file, and not a synthetic grid"):
+        resolve_inputs([folder])
+    items = resolve_inputs([str(tmp_path / "apStar-*.fits")])
+    assert [it.key for it in items] == [str(folder), str(good)]
+    res = read_items(items)
+    assert len(res.spectra) == 1 and len(res.failures) == 1
+    assert res.failures[0]["item"] == str(folder) and "is a folder, not an apStar file" in res.failures[0]["reason"]
+    listing = tmp_path / "l.txt"
+    listing.write_text("apStar-folder.fits\n")
+    assert "is a folder" in read_items(resolve_inputs([listing])).failures[0]["reason"]

@@ -6,6 +6,19 @@ import json
 from pathlib import Path
 
 DEFAULT_OUT = "outputs"
+#: default of --db-retry (seconds); the same as stellarnn.runner.store.DEFAULT_RETRY_SECONDS
+DEFAULT_RETRY_SECONDS = 120.0
+
+
+def non_negative_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
 
 
 def default_db(args) -> str:
@@ -43,11 +56,14 @@ def cmd_run(args) -> int:
                           workers=args.workers, scheduler=args.scheduler, dask=args.dask,
                           include_visits=args.visits, grid_snr=args.grid_snr,
                           pipeline_kwargs=parse_options(args.option), modules=args.modules or (), rerun=args.rerun,
-                          progress=not args.quiet)
+                          progress=not args.quiet, db_retry_seconds=args.db_retry)
+    elsewhere = (f", {report.n_items_claimed_elsewhere} taken by a concurrent run"
+                 if report.n_items_claimed_elsewhere else "")
     print(f"{report.pipeline} {report.version}: run {report.run_id} {report.status} on {report.executor} "
           f"({report.n_workers} workers) in {report.wall_seconds:.1f} s: {report.n_items_done} items done, "
-          f"{report.n_items_skipped} already done, {report.n_rows} rows ({report.n_unreadable} unreadable, "
-          f"{report.n_pipeline_failures} pipeline failures) -> {report.db_url}")
+          f"{report.n_items_skipped} already done{elsewhere}, {report.n_rows} rows ({report.n_unreadable} "
+          f"unreadable, {report.n_pipeline_failures} pipeline failures, {report.n_flagged_bad} flagged bad "
+          f"by the pipeline) -> {report.db_url}")
     for reason in report.reasons[:5]:
         print(f"  flagged: {reason}")
     return 0
@@ -59,18 +75,19 @@ def cmd_survey(args) -> int:
     import_modules(args.modules)
     summary = run_survey(args.pipelines, args.inputs, args.db, args.out, batch_size=args.batch_size,
                          workers=args.workers, scheduler=args.scheduler, include_visits=not args.no_visits,
-                         export_formats=args.formats, rerun=args.rerun, progress=not args.quiet)
+                         export_formats=args.formats, rerun=args.rerun, progress=not args.quiet,
+                         db_retry_seconds=args.db_retry)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
 def cmd_status(args) -> int:
-    from .store import ResultsStore
+    from .store import ResultsStore, hide_password
 
     with ResultsStore(default_db(args)) as store:
         runs = store.runs_summary()
         if not runs:
-            print(f"no runs in {store.url}")
+            print(f"no runs in {hide_password(store.url)}")
             return 0
         for r in runs:
             print(f"run {r['run_id']:>4d} {r['pipeline']:>12s} {r['version']:>14s} {r['status']:>11s} "
@@ -165,6 +182,10 @@ def add_run_options(q: argparse.ArgumentParser) -> None:
                    help="process items already done for this pipeline version again (rows are updated)")
     q.add_argument("--import", dest="modules", action="append", metavar="MODULE",
                    help="import MODULE first (registers your own pipelines); repeatable")
+    q.add_argument("--db-retry", type=non_negative_seconds, default=DEFAULT_RETRY_SECONDS, metavar="SECONDS",
+                   help="retry a database that fails with a connection error (server restart, lock) with "
+                        f"back-off for this long before stopping with a one-line error "
+                        f"(default {DEFAULT_RETRY_SECONDS:g}; 0: no retry); a rerun then resumes")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -176,8 +197,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="runner_command", metavar="ACTION")
 
     q = s.add_parser("run", help="run one pipeline over inputs (skips items already done)",
-                     description="Inputs: apStar files or globs ('data/**/apStar-*.fits'), list files (one path "
-                                 "or glob per line), or synthetic grid folders (with spec.json).")
+                     description="Inputs: apStar files or globs ('data/**/apStar-*.fits'), list files given as "
+                                 "@FILE or named *.txt, *.lst, *.list (one apStar path, glob or grid folder per "
+                                 "line; any other line rejects the list), or synthetic grid folders (with "
+                                 "spec.json).  Runners started together on one database split the items.")
     q.add_argument("pipeline", metavar="PIPELINE", help="registered pipeline name (apogeenet, astronn, ...)")
     q.add_argument("inputs", nargs="+", metavar="INPUT")
     add_run_options(q)

@@ -15,7 +15,7 @@ from typing import Sequence
 from .executors import InlineExecutor, make_executor
 from .fields import RunnerFlag
 from .inputs import DEFAULT_GRID_SNR, WorkItem, resolve_inputs
-from .store import ResultsStore, default_db_url, hide_password
+from .store import DEFAULT_RETRY_SECONDS, DatabaseUnavailable, ResultsStore, default_db_url, hide_password
 from .task import _WORKER_PIPELINES, PipelineSpec, make_tasks
 
 
@@ -34,7 +34,12 @@ class RunReport:
     n_items_done: int = 0
     n_rows: int = 0
     n_unreadable: int = 0
+    #: spectra on which the pipeline raised or returned no row (``runner_flags`` 2 or 4)
     n_pipeline_failures: int = 0
+    #: spectra the pipeline itself flagged bad (its ``flag_bad`` field true), with labels it does not vouch for
+    n_flagged_bad: int = 0
+    #: items left to another run processing them at the same time (claimed by it, or finished by it)
+    n_items_claimed_elsewhere: int = 0
     n_spectra: int = 0
     wall_seconds: float = 0.0
     read_seconds: float = 0.0
@@ -71,7 +76,7 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
                  scheduler: str | None = None, dask: bool = False, include_visits: bool = False,
                  grid_snr: float = DEFAULT_GRID_SNR, pipeline_kwargs: dict | None = None,
                  modules: Sequence[str] = (), rerun: bool = False, progress: bool = True,
-                 max_in_flight: int | None = None) -> RunReport:
+                 max_in_flight: int | None = None, db_retry_seconds: float = DEFAULT_RETRY_SECONDS) -> RunReport:
     """Run one pipeline over inputs into the results database; resumable.
 
     Parameters
@@ -99,11 +104,26 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
     rerun : bool
         Process every item again (rows are updated in place, never duplicated); default skips
         items already complete for this pipeline version.
+    db_retry_seconds : float
+        How long a database failing with a connection-level error (a PostgreSQL restart, an
+        SQLite lock) is retried, with back-off, before the run stops with
+        :class:`~stellarnn.runner.store.DatabaseUnavailable` (default 120 s).
 
     Returns
     -------
     RunReport
+
+    Notes
+    -----
+    Items are claimed batch by batch just before they are submitted
+    (:meth:`ResultsStore.claim_items`): runners started at the same time on one database split
+    the items between them, each item processed once in total.  A run killed with ``kill -9``
+    stays ``running`` in ``runner_runs`` until the next run on the same host marks it
+    ``interrupted``; with the local executor its worker processes die with it
+    (:class:`~stellarnn.runner.executors.LocalExecutor`).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     db_url = db_url or default_db_url(out_dir)
     items = list(inputs) if inputs and all(isinstance(i, WorkItem) for i in inputs) else resolve_inputs(inputs)
     spec, pipe = pipeline_spec(pipeline, pipeline_kwargs, modules)
@@ -115,7 +135,7 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
     else:
         del pipe
         torch_threads = 1
-    store = ResultsStore(db_url)
+    store = ResultsStore(db_url, retry_seconds=db_retry_seconds)
     try:
         store.ensure_pipeline(name, version, fields)
         done = set() if rerun else store.done_items(name, version)
@@ -125,15 +145,27 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
         t_start = time.perf_counter()
         report.run_id = store.start_run(name, version, executor.name, executor.n_workers, len(items),
                                         report.n_items_skipped)
+
+        def claimed(work: list[WorkItem]):
+            """The items of ``work`` this run may process, claimed one batch at a time (lazily)."""
+            for start in range(0, len(work), batch_size):
+                chunk = work[start:start + batch_size]
+                mine = set(store.claim_items(report.run_id, name, version, [it.key for it in chunk],
+                                             skip_done=not rerun))
+                report.n_items_claimed_elsewhere += len(chunk) - len(mine)
+                yield from (it for it in chunk if it.key in mine)
+
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"{name} {version}", unit="item", disable=not progress)
         status = "failed"
+        db_down = False
         try:
             if todo:
                 with executor:
                     report.n_workers = executor.n_workers
-                    tasks = make_tasks(todo, batch_size, spec, include_visits, grid_snr, torch_threads=torch_threads)
+                    tasks = make_tasks(claimed(todo), batch_size, spec, include_visits, grid_snr,
+                                       torch_threads=torch_threads)
                     for result in executor.run(tasks):
                         t_write = time.perf_counter()
                         report.write_seconds += store.write_task(report.run_id, name, version, result, t_write)
@@ -148,18 +180,24 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
                                 report.n_unreadable += 1
                             elif flags:
                                 report.n_pipeline_failures += 1
-                            if flags and len(report.reasons) < 20:
+                            elif r.get("flag_bad"):
+                                report.n_flagged_bad += 1
+                            if (flags or r.get("flag_bad")) and len(report.reasons) < 20:
                                 report.reasons.append(f"{r['spectrum_id']}: {r.get('reason', '')}")
                         bar.update(len(result.item_keys))
+                    bar.update(len(todo) - bar.n)  # items another run claimed
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
+            raise
+        except DatabaseUnavailable:
+            db_down = True
             raise
         finally:
             bar.close()
             report.status = status
             report.wall_seconds = time.perf_counter() - t_start
-            store.finish_run(report.run_id, status)
+            store.finish_run(report.run_id, status, retry=not db_down)
         return report
     finally:
         store.close()
@@ -170,7 +208,7 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
                out_dir: str | os.PathLike = "outputs", *, batch_size: int = 32, workers: int | None = None,
                scheduler: str | None = None, include_visits: bool = True, pipeline_kwargs: dict | None = None,
                export_formats: Sequence[str] = ("fits",), plots: bool = True, rerun: bool = False,
-               progress: bool = True) -> dict:
+               progress: bool = True, db_retry_seconds: float = DEFAULT_RETRY_SECONDS) -> dict:
     """The survey job: every pipeline over the inputs into one database, then summaries and plots.
 
     Parameters
@@ -186,6 +224,8 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
     pipeline_kwargs : dict, optional
         Per-pipeline constructor arguments: ``{"apogeenet": {...}, ...}``.
     export_formats : sequence of {"fits", "parquet", "csv"}
+    db_retry_seconds : float
+        See :func:`run_pipeline`.
 
     Returns
     -------
@@ -206,7 +246,8 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
     for name in pipeline_names:
         report = run_pipeline(name, items, db_url, out_dir=out, batch_size=batch_size, workers=workers,
                               scheduler=scheduler, include_visits=include_visits,
-                              pipeline_kwargs=(pipeline_kwargs or {}).get(name), rerun=rerun, progress=progress)
+                              pipeline_kwargs=(pipeline_kwargs or {}).get(name), rerun=rerun, progress=progress,
+                              db_retry_seconds=db_retry_seconds)
         summary["runs"][name] = report.to_dict()
         pname = report.pipeline
         summary["exports"][pname] = {fmt: str(export_results(db_url, pname, fmt, out / f"{pname}_summary.{fmt}",

@@ -9,16 +9,58 @@ All share one interface: ``with executor: for result in executor.run(tasks): ...
 is consumed lazily and at most ``max_in_flight`` tasks are submitted and not yet collected, so
 memory stays flat however many spectra a run has.  Results are yielded in completion order.
 A task that raises (e.g. the pipeline cannot be built) raises from ``run``.
+
+Local worker processes die with the runner, even after ``kill -9`` of it (which runs no
+clean-up code): each worker asks the kernel for ``SIGKILL`` when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``, Linux) and also runs a watchdog thread that exits the worker
+once its parent process id changes (any POSIX system).  The multiprocessing resource tracker
+then sees its last client go and exits too.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterable, Iterator
 
 from .task import Task, TaskResult, run_task
+
+
+#: seconds between two checks of the parent process id by a worker's watchdog thread
+PARENT_WATCH_SECONDS = 0.5
+#: prctl option: signal delivered to this process when its parent dies (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int, interval: float = PARENT_WATCH_SECONDS) -> None:
+    """Make this (worker) process end when process ``parent_pid`` ends, however it ends.
+
+    On Linux the kernel sends ``SIGKILL`` on the parent's death (``PR_SET_PDEATHSIG``); in any
+    case a daemon thread polls ``os.getppid()`` every ``interval`` s and calls ``os._exit(1)``
+    once it differs from ``parent_pid`` (the process was re-parented: its parent is gone).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the watchdog remains
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="stellarnn-parent-watchdog", daemon=True).start()
 
 
 class InlineExecutor:
@@ -41,6 +83,9 @@ class InlineExecutor:
 class LocalExecutor:
     """A pool of ``workers`` processes (``spawn`` start method by default: safe with torch threads).
 
+    Workers die with this process, even when it is killed with ``SIGKILL``
+    (:func:`die_with_parent`).
+
     Parameters
     ----------
     workers : int
@@ -62,7 +107,8 @@ class LocalExecutor:
         self.pool: ProcessPoolExecutor | None = None
 
     def __enter__(self):
-        self.pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context(self.start_method))
+        self.pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context(self.start_method),
+                                        initializer=die_with_parent, initargs=(os.getpid(),))
         return self
 
     def __exit__(self, exc_type, exc, tb):

@@ -8,14 +8,21 @@ spectrum is read); workers read the spectra of their batch with :func:`read_item
   visit is the combined row itself);
 * a folder holding ``spec.json`` is a synthetic grid (layout of
   :mod:`stellarnn.synthesis.grid_builder`); each finished spectrum (status ``ok``) is one item;
-* any other file is a list file: one path or glob per line (``#`` starts a comment; relative
-  paths are relative to the list file);
-* anything else is a glob pattern (``**`` recursive).
+* a list file is named explicitly: ``@FILE`` (any name), or a file ending in ``.txt``,
+  ``.lst`` or ``.list``.  It holds one apStar path, glob or grid folder per line (``#``
+  starts a comment; relative paths are relative to the list file).  Every entry must look
+  like an input — a glob, a name with an apStar suffix, or an existing file or folder — or
+  the whole list is rejected naming the first bad line (a text file that is not a list of
+  paths never turns into rows);
+* anything else with glob characters is a glob pattern (``**`` recursive).
 
 A file that cannot be read becomes one result row flagged ``INPUT_UNREADABLE`` with the
-reason; the run goes on.  A literal path on the command line that does not exist, a glob that
-matches nothing, or a list file without entries is an argument error (``ValueError``); a
-missing file named inside a list file is data and gets a flagged row.
+reason; the run goes on.  So does a folder named like an apStar file (``x.fits/``) matched by
+a glob or named in a list ("is a folder, not an apStar file").  On the command line, a
+literal path that does not exist, a file that is neither an apStar file nor a list file, a
+folder that is not a grid, a glob that matches nothing, or a list file without entries is an
+argument error (``ValueError``); a missing apStar file named inside a list file is data and
+gets a flagged row.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ import numpy as np
 from ..spectra import Spectrum, apogee_wavelength, read_apstar
 
 APSTAR_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts")
+#: suffixes of files read as list files without the ``@`` prefix
+LIST_SUFFIXES = (".txt", ".lst", ".list")
 GRID_SPEC_FILE = "spec.json"
 #: default S/N per pixel given to noiseless, continuum-normalised grid spectra (ivar = snr^2)
 DEFAULT_GRID_SNR = 100.0
@@ -119,14 +128,24 @@ def scan_grid(folder: str | os.PathLike) -> list[WorkItem]:
     return [items[i] for i in sorted(items)]
 
 
+def is_list_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(LIST_SUFFIXES)
+
+
 def read_list_file(path: Path) -> list[WorkItem]:
-    """Items named by a list file (paths or globs, one per line)."""
+    """Items named by a list file (apStar paths, globs or grid folders, one per line).
+
+    Raises
+    ------
+    ValueError
+        Unreadable or empty list, or a line that is not a path to an input (see the module notes).
+    """
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read list file ({exc})") from exc
+        raise ValueError(f"{path}: cannot read list file ({exc})") from None
     out: list[WorkItem] = []
-    for line in text.splitlines():
+    for lineno, line in enumerate(text.splitlines(), 1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
@@ -137,8 +156,11 @@ def read_list_file(path: Path) -> list[WorkItem]:
             out.extend(file_item(m) for m in sorted(glob.glob(str(p), recursive=True)))
         elif p.is_dir() and (p / GRID_SPEC_FILE).is_file():
             out.extend(scan_grid(p))
+        elif is_apstar_path(p) or p.exists():
+            out.append(file_item(p))  # a missing apStar file or a folder here becomes a flagged row
         else:
-            out.append(file_item(p))  # a missing file here becomes a flagged row
+            raise ValueError(f"{path}:{lineno}: {entry[:80]!r} is not an apStar path ({', '.join(APSTAR_SUFFIXES)}),"
+                             f" a glob or an existing file or folder: {path.name} is not a list of inputs")
     if not out:
         raise ValueError(f"{path}: list file names no input")
     return out
@@ -150,7 +172,8 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike]) -> list[WorkItem]:
     Raises
     ------
     ValueError
-        No inputs, a glob matching nothing, a missing literal path, an empty list file.
+        No inputs, a glob matching nothing, a missing literal path, a file that is neither an
+        apStar file nor a list file, a folder that is not a grid, an empty or malformed list file.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -158,7 +181,14 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike]) -> list[WorkItem]:
         raise ValueError("no inputs given (apStar files or globs, list files, or grid folders)")
     items: list[WorkItem] = []
     for raw in inputs:
-        s = str(Path(str(raw)).expanduser())
+        raw = str(raw)
+        if raw.startswith("@"):
+            listing = Path(raw[1:]).expanduser()
+            if not listing.is_file():
+                raise ValueError(f"list file {raw[1:]!r} does not exist or is not a file")
+            items.extend(read_list_file(listing))
+            continue
+        s = str(Path(raw).expanduser())
         if glob.has_magic(s):
             matches = sorted(glob.glob(s, recursive=True))
             if not matches:
@@ -167,18 +197,25 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike]) -> list[WorkItem]:
                 mp = Path(m)
                 if mp.is_dir() and (mp / GRID_SPEC_FILE).is_file():
                     items.extend(scan_grid(mp))
-                elif mp.is_file():
-                    items.append(file_item(mp))
+                elif mp.is_file() or is_apstar_path(mp):
+                    items.append(file_item(mp))  # a folder named *.fits gets a flagged row
             continue
         p = Path(s)
         if p.is_dir():
+            if not (p / GRID_SPEC_FILE).is_file():
+                kind = ", named like an apStar file, and" if is_apstar_path(p) else ""
+                raise ValueError(f"input {s!r} is a folder{kind} not a synthetic grid folder (no {GRID_SPEC_FILE}); "
+                                 f"for the apStar files inside it give a glob such as '{s}/*.fits'")
             items.extend(scan_grid(p))
         elif not p.exists():
             raise ValueError(f"input {s!r} does not exist")
         elif is_apstar_path(p):
             items.append(file_item(p))
-        else:
+        elif is_list_path(p):
             items.extend(read_list_file(p))
+        else:
+            raise ValueError(f"input {s!r} is neither an apStar file ({', '.join(APSTAR_SUFFIXES)}) nor a list "
+                             f"file (@FILE, or a name ending in {', '.join(LIST_SUFFIXES)}) nor a grid folder")
     seen: set[str] = set()
     unique = []
     for it in items:
@@ -196,6 +233,9 @@ def unreadable_row(item: WorkItem, reason: str) -> dict:
 
 
 def read_apstar_item(item: WorkItem, include_visits: bool, out: ReadResult) -> None:
+    if os.path.isdir(item.path):
+        out.failures.append(unreadable_row(item, f"{item.path} is a folder, not an apStar file"))
+        return
     try:
         star = read_apstar(item.path)
     except Exception as exc:  # SpectrumFileError, PermissionError, MemoryError on absurd headers, ...
