@@ -322,10 +322,9 @@ def test_runner_run_on_the_corpus(corpus, capsys, tmp_path):
         assert f"SpectrumFileError: {corpus[kind][0]}" in out
 
 
-@pytest.mark.xfail(strict=True, reason="runner/cli.py cmd_run returns 0 with unreadable inputs (runner's own file)")
 def test_runner_run_exits_non_zero_when_an_input_failed(corpus, capsys, tmp_path):
     rc, out, err = _runner_run(corpus, capsys, tmp_path)
-    assert rc == 1
+    assert rc == 1 and "4 input spectra failed (4 unreadable" in err and "Traceback" not in err
 
 
 CSV_KINDS = {"text_values.csv": b"wavelength,flux\na,b\nc,d\n", "header_only.csv": b"wavelength,flux\n",

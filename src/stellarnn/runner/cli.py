@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 DEFAULT_OUT = "outputs"
@@ -66,6 +67,12 @@ def cmd_run(args) -> int:
           f"by the pipeline) -> {report.db_url}")
     for reason in report.reasons[:5]:
         print(f"  flagged: {reason}")
+    failed = report.n_unreadable + report.n_pipeline_failures
+    if failed:  # the rows are stored (flagged); the exit status says that not every input gave labels
+        print(f"stellarnn: error: {failed} input spectra failed ({report.n_unreadable} unreadable, "
+              f"{report.n_pipeline_failures} pipeline failures); their rows carry runner_flags and a reason",
+              file=sys.stderr)
+        return 1
     return 0
 
 
