@@ -190,7 +190,9 @@ def cmd_main(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("main", help="the main job on the embedded default (see README)")
-    p.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    from .cli_arguments import output_folder
+
+    p.add_argument("--out", default="outputs", type=output_folder, help="output folder (default: outputs)")
     p.add_argument("--n-synthetic", type=int, default=200,
                    help="synthetic apStar files written from the held-out PySME grid (-1: skip the label stage)")
     p.add_argument("--synthetic-grid", default=str(DEFAULT_SYNTHETIC_GRID), help="PySME grid folder")

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli_arguments import output_folder
+
 DEFAULT_OUT = "outputs"
 #: default of --db-retry (seconds); the same as stellarnn.runner.store.DEFAULT_RETRY_SECONDS
 DEFAULT_RETRY_SECONDS = 120.0
@@ -137,8 +139,12 @@ def cmd_plot(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from ..cli_arguments import check_output_file
     from .export import export_results
 
+    if args.output is not None:  # before reading the database: a folder or another extension fails at once
+        args.output = str(check_output_file(args.output, {"fits": (".fits", ".fit", ".fits.gz"),
+                                                          "parquet": (".parquet",), "csv": (".csv",)}[args.format]))
     path = export_results(default_db(args), args.pipeline, args.format, args.output, args.version)
     print(path)
     return 0
@@ -178,7 +184,7 @@ def with_glossary_help(parser: argparse.ArgumentParser) -> None:
 def add_run_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--db", help="results database: SQLAlchemy URL (sqlite:///f.sqlite, "
                                 "postgresql://user@host/db) or SQLite path (default OUT/stellarnn_results.sqlite)")
-    q.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    q.add_argument("--out", default=DEFAULT_OUT, type=output_folder, help=f"output folder (default {DEFAULT_OUT})")
     q.add_argument("--batch-size", type=int, default=32, help="input items (files / grid spectra) per task (32)")
     q.add_argument("--workers", type=int, default=None,
                    help="local worker processes (0: in this process; default: CPU count); with --dask the "
@@ -239,7 +245,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = s.add_parser("plot", help="Kiel diagram (Teff-log g coloured by [Fe/H]) and flag summary PNGs")
     q.add_argument("--pipeline", required=True)
     q.add_argument("--db", help="database URL or SQLite path (default OUT/stellarnn_results.sqlite)")
-    q.add_argument("--out", default=DEFAULT_OUT, help=f"folder for the PNGs (default {DEFAULT_OUT})")
+    q.add_argument("--out", default=DEFAULT_OUT, type=output_folder, help=f"folder for the PNGs (default {DEFAULT_OUT})")
     q.add_argument("--version", help="model version (default: latest run; 'all' for every version)")
     q.set_defaults(func=cmd_plot)
 
