@@ -17,6 +17,13 @@ e.g. the PySME clone source of issue 8 item 6::
 ``--max-seconds`` stops the 1000-epoch clone early under load; the JSON then gives the epochs run and
 the time per 1000 epochs projected linearly (every epoch is one full-batch step of equal cost).
 
+With ``--issue21`` only the keys of issue 21 are measured and merged into the existing JSON (other
+keys kept): ``real_format_readers`` (each observed-spectrum format written here and read back, with
+the wavelength error) and ``telluric_null`` (a star-only spectrum transferred with the default,
+band-constrained telluric model and with the old free per-line model: minimum transmission)::
+
+    python bench/blase.py --issue21
+
 All figures are medians over repeats where repeats are made; timings are wall-clock on this machine
 (the load average at start and end is recorded, since other jobs share the CPU).
 """
@@ -188,6 +195,148 @@ def run_section(args) -> int:
     return 0
 
 
+def real_format_readers(directory: Path) -> list[dict]:
+    """Write one file (or object) per supported observed-spectrum format, read it back, record the
+    largest wavelength error (Angstrom) against the true grid."""
+    import astropy.units as u
+    from astropy.io import fits
+
+    from stellarnn.blase.sources import read_spectrum_fits
+    from stellarnn.synthesis.linelists import air_to_vacuum
+
+    directory.mkdir(parents=True, exist_ok=True)
+    truth = np.linspace(8500.0, 8510.0, 200)
+    flux, sigma = np.full(200, 0.95), np.full(200, 0.01)
+    rows = []
+
+    def table(name, columns, header=None):
+        hdu = fits.BinTableHDU.from_columns(columns)
+        for k, v in (header or {}).items():
+            hdu.header[k] = v
+        path = directory / name
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+        return path
+
+    def record(fmt, spec, expected):
+        rows.append({"format": fmt, "n_pixels": int(spec.wavelength.size), "n_orders": int(spec.order.size),
+                     "max_wavelength_error_angstrom": float(np.max(np.abs(np.sort(spec.wavelength)
+                                                                          - np.sort(expected.ravel())))),
+                     "metadata": {k: spec.metadata.get(k) for k in ("format", "wavelength_unit",
+                                                                    "wavelength_unit_source", "medium")}})
+
+    for wname, ename, unit, scale, ivar in (("wavelength", "uncertainty", "Angstrom", 1.0, False),
+                                            ("WAVE", "ERROR", "nm", 10.0, False),
+                                            ("lambda", "sigma", "um", 1e4, False),
+                                            ("Wave", "ivar", "micron", 1e4, True),
+                                            ("wavelength", "error", None, 10.0, False)):
+        cols = [fits.Column(name=wname, format="D", array=truth / scale, unit=unit),
+                fits.Column(name="flux", format="D", array=flux),
+                fits.Column(name=ename, format="D", array=1 / sigma ** 2 if ivar else sigma)]
+        spec = read_spectrum_fits(table(f"{wname}_{ename}.fits", cols))
+        record(f"fits table {wname}/flux/{ename}, TUNIT {unit or 'absent (inferred)'}", spec, truth)
+    cols = [fits.Column(name="wavelength", format="D", array=truth, unit="Angstrom"),
+            fits.Column(name="flux", format="D", array=flux), fits.Column(name="error", format="D", array=sigma)]
+    spec = read_spectrum_fits(table("air.fits", cols, {"AIRORVAC": "air", "BERV": -3.2}))
+    record("fits table, AIRORVAC=air (converted to vacuum), BERV reported", spec, air_to_vacuum(truth))
+    wave2 = np.stack([truth, truth + 12.0])
+    cols = [fits.Column(name="WAVE", format="200D", array=wave2 / 10.0, unit="nm"),
+            fits.Column(name="FLUX", format="200D", array=np.stack([flux, flux])),
+            fits.Column(name="IVAR", format="200D", array=np.stack([sigma, sigma]) ** -2)]
+    record("fits table, 2-D columns (one row per order)", read_spectrum_fits(table("rows.fits", cols)), wave2)
+    hdus = [fits.PrimaryHDU()]
+    for k in range(3):
+        hdus.append(fits.BinTableHDU.from_columns([
+            fits.Column(name="wavelength", format="D", array=(truth + 12.0 * k) / 10.0),
+            fits.Column(name="error", format="D", array=sigma * 1000), fits.Column(name="continuum", format="D",
+                                                                                   array=np.full(200, 1000.0)),
+            fits.Column(name="flux", format="D", array=flux * 1000)]))
+    fits.HDUList(hdus).writeto(directory / "telfit.fits", overwrite=True)
+    record("fits tables, one HDU per order (TelFit/CHIRON layout)", read_spectrum_fits(directory / "telfit.fits"),
+           np.concatenate([truth + 12.0 * k for k in range(3)]))
+    image = fits.PrimaryHDU(flux)
+    image.header.update(CRVAL1=850.0, CDELT1=float(truth[1] - truth[0]) / 10.0, CRPIX1=1.0, CUNIT1="nm")
+    fits.HDUList([image, fits.ImageHDU(sigma, name="UNCERTAINTY")]).writeto(directory / "wcs1d.fits", overwrite=True)
+    record("1-D image with linear WCS + UNCERTAINTY extension (wcs1d-fits)",
+           read_spectrum_fits(directory / "wcs1d.fits"), truth)
+    try:
+        import specutils
+        from astropy.nddata import StdDevUncertainty
+
+        from stellarnn.blase.sources import from_spectrum1d
+
+        cls = getattr(specutils, "Spectrum", None) or specutils.Spectrum1D
+        obj = cls(spectral_axis=truth * u.AA, flux=flux * u.Jy, uncertainty=StdDevUncertainty(sigma))
+        record("specutils Spectrum1D in memory", from_spectrum1d(obj), truth)
+        obj.write(directory / "specutils.fits", format="tabular-fits", overwrite=True)
+        record("specutils tabular-fits file", read_spectrum_fits(directory / "specutils.fits"), truth)
+    except ImportError:
+        rows.append({"format": "specutils Spectrum1D", "skipped": "specutils not installed"})
+    return rows
+
+
+def telluric_null(threads: int) -> dict:
+    """Star-only synthetic spectrum (10 lines at 8000–8015 Å, outside every telluric band; the star's
+    lines 20 % stronger than the clone, so the baseline residual has dips): minimum telluric
+    transmission with the band-constrained model and with the old free per-line model."""
+    from stellarnn.blase.extrinsic import scale_to_segments
+    from stellarnn.blase.fitting import TransferModel
+    from stellarnn.blase.sources import ObservedSpectrum
+
+    centres = np.array([8001.3, 8002.2, 8003.9, 8005.05, 8006.6, 8008.1, 8009.0, 8011.4, 8012.7, 8014.2])
+    amps = np.array([0.02, 0.008, 0.05, 0.004, 0.03, 0.01, 0.015, 0.006, 0.04, 0.012])
+    n = centres.size
+    src = LineModel.from_guesses(LineGuesses(centres, amps, np.full(n, 0.05), np.full(n, 0.01), np.zeros(n),
+                                             np.zeros(n)), profile="voigt", form="tau")
+    wl = np.arange(8000.0, 8016.0, 0.01)
+    with torch.no_grad():
+        source_flux = src(torch.from_numpy(wl)).double().numpy()
+    clone = clone_spectrum(wl, source_flux, prominence=0.005, profile="voigt", epochs=250, lr=0.05,
+                           progress=False, device="cpu").model
+    truth = TransferModel(n, 0, grid_min_angstrom=7995.0, grid_max_angstrom=8021.0, vsini_max_km_s=60.0,
+                          resolution_min=20000.0, line_hyperparameters=dict(profile="voigt", form="tau"))
+    with torch.no_grad():
+        src.ln_amplitude.add_(np.log(1.2))
+    truth.load_clone(src)
+    truth.set_extrinsic(rv_km_s=25.0, vsini_km_s=12.0, resolution=40000.0)
+    owl = np.arange(8000.5, 8015.0, 0.04)
+    seg = np.zeros(owl.size, int)
+    x = torch.from_numpy(scale_to_segments(owl, seg)).float()
+    with torch.no_grad():
+        oflux = truth(torch.from_numpy(owl), x, torch.from_numpy(seg)).double().numpy()
+    oflux = oflux + np.random.default_rng(0).normal(0, 0.002, owl.size)
+    spec = ObservedSpectrum(owl, oflux, np.full(owl.size, 0.002), seg, np.array([1]), "star-only synthetic")
+    out = {"spectrum": "10 Voigt lines, 8000.5-8015 A (outside every band), star 20 % stronger than the clone, "
+                       "RV 25 km/s, vsini 12 km/s, R 40000, noise 0.002", "telluric_prominence": 0.004}
+    for mode in ("bands", "free"):
+        res = transfer_spectrum(clone, spec, epochs=60, baseline_epochs=100, lr=0.03, tellurics=mode,
+                                telluric_prominence=0.004, resolution_guess=50000.0, vsini_max_km_s=60.0,
+                                rv_grid_km_s=np.arange(-100, 101, 1.0), progress=False, margin_angstrom=5.0)
+        with torch.no_grad():
+            parts = res.model(torch.from_numpy(owl), x, torch.from_numpy(seg), components=True)
+        trans = parts["telluric"].double().numpy()
+        out[mode] = {"minimum_transmission": float(trans.min()), "pixels_below_0.99": int((trans < 0.99).sum()),
+                     "n_telluric_lines": res.n_telluric_lines, "transfer_rms": res.transfer_rms,
+                     "baseline_rms": res.baseline_rms,
+                     "n_residual_lines_outside_bands": res.n_residual_lines_outside_bands}
+    out["minimum_transmission"] = out["bands"]["minimum_transmission"]
+    out["target_met"] = out["minimum_transmission"] >= 0.99
+    return out
+
+
+def run_issue21(args) -> int:
+    """Measure ``real_format_readers`` and ``telluric_null`` and merge them into ``args.out``."""
+    import tempfile
+
+    merged = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        merged["real_format_readers"] = real_format_readers(Path(tmp))
+    merged["telluric_null"] = telluric_null(args.threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(merged, indent=2, default=float))
+    print(json.dumps({k: merged[k] for k in ("real_format_readers", "telluric_null")}, indent=2, default=float))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clone-source", default="phoenix-10kK")
@@ -218,8 +367,12 @@ def main(argv=None) -> int:
                     help="(--section) time this many clone epochs at 1 and at 2 threads first")
     ap.add_argument("--thread-choice", choices=("given", "faster"), default="given",
                     help="(--section, with the probe) run the rest at --threads or at the faster of 1 and 2")
+    ap.add_argument("--issue21", action="store_true", help="measure only real_format_readers and telluric_null "
+                    "and merge them into --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.issue21:
+        return run_issue21(args)
     if args.section:
         return run_section(args)
     result: dict = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),

@@ -12,6 +12,10 @@ the JSON, and truth against prediction for three held-out profiles (``*_examples
 Writes bench/results/stokes_stratified.json.
 
 Usage: python bench/stokes_stratified.py [--heldout DIR] [--weights A.pt B.pt] [--threads 2]
+
+``--unphysical`` measures only ``unphysical_outputs`` (issue 21, item 7) for each checkpoint and
+merges it into the existing JSON (other keys kept): the fraction of held-out node values with
+B_⊥ < 0 or T outside 3000–12000 K, per node and over all, and the fraction of profiles with any.
 """
 from __future__ import annotations
 
@@ -112,6 +116,24 @@ def plot_examples(weights: Path, stokes: np.ndarray, targets: np.ndarray, path: 
     plt.close(fig)
 
 
+def unphysical_outputs(weights: list[str], stokes: np.ndarray) -> dict:
+    """Per checkpoint: fractions of unphysical answers (B_⊥ < 0 or T outside 3000–12000 K)."""
+    out = {"definition": "B_perp < 0 or T outside 3000-12000 K (StratifiedInverter 'unphysical' flag)"}
+    for w in weights:
+        if not Path(w).is_file():
+            continue
+        inverter = StratifiedInverter(w)
+        res = inverter.invert(torch.from_numpy(stokes))
+        flag = res["unphysical"] > 0
+        out[Path(w).name] = {"constrained": inverter.constrained, "fraction_of_node_values": float(flag.mean()),
+                             "fraction_of_profiles_with_any": float(flag.any(1).mean()),
+                             "fraction_per_node": flag.mean(0).round(4).tolist(),
+                             "fraction_B_perp_negative": float((res["B_perp"] < 0).mean()),
+                             "temperature_range_K": [float(res["temperature"].min()),
+                                                     float(res["temperature"].max())]}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heldout", default=str(ROOT / "weights/stokes/stratified_heldout"))
@@ -120,12 +142,20 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(ROOT / "bench/results/stokes_stratified.json"))
+    ap.add_argument("--unphysical", action="store_true", help="measure only unphysical_outputs and merge it "
+                    "into --out")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     data = load_stratified_set(args.heldout)
     rng = np.random.default_rng(NOISE_SEED)
     stokes = (data["stokes"] + rng.normal(0.0, NOISE, data["stokes"].shape)).astype(np.float32)
+    if args.unphysical:
+        merged = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+        merged["unphysical_outputs"] = unphysical_outputs(args.weights, stokes)
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+        print(json.dumps(merged["unphysical_outputs"], indent=1))
+        return 0
     results = [evaluate(Path(w), stokes, data["targets"], args.repeats) for w in args.weights if Path(w).is_file()]
     missing = [w for w in args.weights if not Path(w).is_file()]
     if not results:

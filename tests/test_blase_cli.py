@@ -52,3 +52,33 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["blase", "clone", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.pt"), "-q"]) == 1
     assert "error" in capsys.readouterr().err
     assert main(["blase"]) == 2  # group help, no action
+
+
+def test_transfer_from_a_fits_table_with_report(source, capsys):
+    """Issue 21: a FITS table as it comes (WAVE in nm with TUNIT, FLUX, IVAR, a NaN pixel, BERV) is read,
+    and the fit report says what the transfer changed."""
+    from astropy.io import fits
+
+    d = source
+    obs = np.load(d / "obs.npz")
+    flux = obs["flux"].copy()
+    flux[10] = np.nan
+    cols = [fits.Column(name="WAVE", format="D", unit="nm", array=obs["wavelength"] / 10.0),
+            fits.Column(name="FLUX", format="D", array=flux),
+            fits.Column(name="IVAR", format="D", array=obs["error"] ** -2)]
+    primary = fits.PrimaryHDU()
+    primary.header["BERV"] = (4.2, "km/s")
+    fits.HDUList([primary, fits.BinTableHDU.from_columns(cols)]).writeto(d / "obs.fits")
+    assert main(["blase", "clone", str(d / "src.npz"), "--out", str(d / "c.pt"), "--epochs", "40",
+                 "--knot-spacing", "4", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["blase", "transfer", str(d / "c.pt"), str(d / "obs.fits"), "--out", str(d / "t.pt"),
+                 "--epochs", "20", "--baseline-epochs", "20", "--resolution-guess", "50000",
+                 "--report", str(d / "report.json"), "--report-plot", str(d / "report.png"), "-q"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert abs(out["rv_km_s"]) < 3.0 and out["telluric_mode"] == "bands" and out["n_telluric_lines"] == 0
+    assert out["reader"]["wavelength_unit"] == "nm" and out["reader"]["barycentric_correction"]["BERV"]["value"] == 4.2
+    report = json.loads((d / "report.json").read_text())
+    # the CLI cuts the data to the clone's range, so the two edge lines may fall just outside it
+    assert 1 <= report["stellar_lines"]["n_in_data"] <= 3 and report["extrinsic"]["e_rv_km_s"] > 0
+    assert (d / "report.png").stat().st_size > 0

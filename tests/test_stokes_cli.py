@@ -88,3 +88,31 @@ def test_stratified_train_and_invert(tmp_path, capsys):
     assert np.all((maps["chi_logtau-2.0"] >= 0) & (maps["chi_logtau-2.0"] < 180))
     assert (tmp_path / "s.png").is_file()
     assert main(["stokes", "train", "--out", str(tmp_path / "x.pt")]) == 1  # neither --data-dir nor --stratified
+
+
+def test_invert_float_cube_on_its_own_wavelength_grid(tmp_path):
+    """A calibrated float cube sampled at 21.431 mÅ from 6300.8826 Å (issue 21): read, resampled to the
+    ME-CNN's grid, the normalisation and the grid stated in the output header."""
+    from pathlib import Path
+
+    import torch
+    from astropy.io import fits
+
+    from stellarnn.stokes.me_cnn import sample_parameters
+    from stellarnn.stokes.milne_eddington import MilneEddington
+
+    grid = 6300.8826 + 0.021431 * np.arange(112)
+    params = sample_parameters(12, torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        stokes = MilneEddington(wavelengths=grid)(params).numpy().reshape(3, 4, 4, 112)
+    hdu = fits.PrimaryHDU((stokes * 3.0e4).astype(">f8"))
+    hdu.header.update(CTYPE1="WAVE", CUNIT1="Angstrom", CRPIX1=1.0, CRVAL1=grid[0], CDELT1=0.021431)
+    hdu.writeto(tmp_path / "cube.fits")
+    weights = Path(__file__).resolve().parents[1] / "weights" / "stokes" / "me_cnn.pt"
+    assert main(["stokes", "invert", str(tmp_path / "cube.fits"), "--weights", str(weights),
+                 "--continuum-counts", "30000", "--out", str(tmp_path / "maps.fits")]) == 0
+    maps, _ = read_parameter_maps(tmp_path / "maps.fits")
+    v_true = params[:, 3].numpy().reshape(3, 4)
+    assert abs(np.mean(maps["v_los"] - v_true)) < 0.1  # was +0.58 km/s with the grid ignored
+    header = fits.getheader(tmp_path / "maps.fits")
+    assert header["NORMALIS"].startswith("quiet-sun") and header["WLSTEPMA"] == pytest.approx(21.431)

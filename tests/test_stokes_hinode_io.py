@@ -90,3 +90,86 @@ def test_parameter_maps_roundtrip(tmp_path):
     assert np.array_equal(back["B"], maps["B"])
     with pytest.raises(ValueError, match="2-D"):
         write_parameter_maps(tmp_path / "x.fits", {"B": np.zeros(3)})
+
+
+# ---------------------------------------------------------------- calibrated float cubes (issue 21, item 4)
+from stellarnn.stokes.hinode_io import read_stokes_cube  # noqa: E402
+
+
+def _cube(nx=3, ny=5, seed=2):
+    rng = np.random.default_rng(seed)
+    stokes = np.zeros((nx, ny, 4, 112))
+    stokes[:, :, 0] = 1.0 - 0.3 * rng.random((nx, ny, 112))
+    stokes[:, :, 0, :8] = 1.0
+    stokes[1, 2, 0] *= 0.3  # an umbral pixel: must not lower the quiet-Sun continuum
+    stokes[:, :, 1:] = 0.01 * rng.standard_normal((nx, ny, 3, 112))
+    return stokes
+
+
+def test_float_cube_with_wcs_wavelengths(tmp_path):
+    stokes = _cube()
+    hdu = fits.PrimaryHDU((stokes * 5000.0).astype(">f8"))  # big-endian float64, the refused case
+    # FITS axis 1 is λ (numpy last axis): 21.431 mÅ from 6300.8826 Å, in nm
+    hdu.header.update(CTYPE1="WAVE", CUNIT1="nm", CRPIX1=1.0, CRVAL1=630.08826, CDELT1=0.0021431, CTYPE2="STOKES")
+    hdu.writeto(tmp_path / "cube.fits")
+    sp = read_stokes_cube(tmp_path / "cube.fits")
+    assert sp.stokes.shape == (3, 5, 4, 112)
+    assert sp.wavelengths[0] == pytest.approx(6300.8826) and np.diff(sp.wavelengths) == pytest.approx(0.021431)
+    assert sp.continuum_counts == pytest.approx(5000.0)  # the umbral pixel is not in the quiet-Sun mean
+    np.testing.assert_allclose(sp.stokes, stokes, atol=1e-12)
+    assert sp.normalisation.startswith("quiet-sun")
+    # read_sp_map dispatches a float cube file to the cube reader (the CLI path)
+    assert read_sp_map(tmp_path / "cube.fits").stokes.shape == (3, 5, 4, 112)
+    per = read_stokes_cube(tmp_path / "cube.fits", normalisation="per-pixel")
+    assert per.stokes[1, 2, 0, :8] == pytest.approx(1.0) and per.normalisation.startswith("per-pixel")
+    with pytest.raises(ValueError, match="median continuum"):
+        read_stokes_cube(tmp_path / "cube.fits", normalisation="none")
+    with pytest.raises(ValueError, match="HSRA"):
+        read_stokes_cube(tmp_path / "cube.fits", normalisation="hsra")
+
+
+def test_float_cube_axis_order_from_ctype_and_wavelength_table(tmp_path):
+    stokes = _cube()
+    wl = hinode_sp_wavelengths()
+    # numpy order (Stokes, λ, y, x) stated through CTYPEs; wavelengths in a table extension, descending
+    data = np.transpose(stokes[..., ::-1], (2, 3, 1, 0)).astype(np.float32)
+    hdu = fits.PrimaryHDU(data)
+    hdu.header.update(CTYPE1="HPLN-TAN", CTYPE2="HPLT-TAN", CTYPE3="AWAV", CTYPE4="STOKES")
+    table = fits.BinTableHDU.from_columns([fits.Column(name="Wavelength", format="D", array=wl[::-1] / 10.0,
+                                                       unit="nm")])
+    fits.HDUList([hdu, table]).writeto(tmp_path / "cube.fits")
+    sp = read_stokes_cube(tmp_path / "cube.fits", normalisation="none")
+    assert sp.stokes.shape == (3, 5, 4, 112)
+    np.testing.assert_allclose(sp.wavelengths, wl)
+    np.testing.assert_allclose(sp.stokes, stokes, atol=1e-6)
+    assert "already" in sp.normalisation
+
+
+def test_float_cube_errors(tmp_path):
+    fits.PrimaryHDU(_cube().astype(np.float32)).writeto(tmp_path / "nowl.fits")
+    with pytest.raises(ValueError, match=r"nowl\.fits: HDU 0: no wavelengths: give CRVAL1/CDELT1"):
+        read_stokes_cube(tmp_path / "nowl.fits")
+    fits.PrimaryHDU(np.zeros((3, 4, 112), np.float32)).writeto(tmp_path / "three.fits")
+    with pytest.raises(ValueError, match="4-D"):
+        read_stokes_cube(tmp_path / "three.fits")
+    fits.PrimaryHDU(np.zeros((2, 2, 4, 112), np.int16)).writeto(tmp_path / "int.fits")
+    with pytest.raises(ValueError, match="floats"):
+        read_stokes_cube(tmp_path / "int.fits")
+
+
+def test_slit_raster_normalisations(tmp_path):
+    rng = np.random.default_rng(4)
+    stokes = np.zeros((2, 3, 4, 112))
+    stokes[:, :, 0] = 1.0
+    stokes[1, 1, 0] = 0.5  # a dark pixel
+    stokes[:, :, 1:] = 0.01 * rng.standard_normal((2, 3, 3, 112))
+    for x in range(2):
+        write_sp_level1(tmp_path / "r" / f"s{x}.fits", stokes[x] * 40000.0, spbshft=3)
+    per = read_sp_map(tmp_path / "r", normalisation="per-pixel")
+    assert per.stokes[1, 1, 0, :8] == pytest.approx(1.0, abs=1e-4) and per.normalisation.startswith("per-pixel")
+    quiet = read_sp_map(tmp_path / "r")
+    assert quiet.stokes[1, 1, 0, 0] < 0.6 and quiet.normalisation.startswith("quiet-sun")
+    with pytest.raises(ValueError, match="calibrated cubes"):
+        read_sp_map(tmp_path / "r", normalisation="none")
+    with pytest.raises(ValueError, match="normalisation must be"):
+        read_sp_map(tmp_path / "r", normalisation="hsra")

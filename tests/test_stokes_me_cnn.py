@@ -93,3 +93,19 @@ def test_shipped_weights_match_manifest_and_invert_accurately():
     assert np.median(np.abs(res["v_los"] - truth[:, 3].numpy())) < 0.03    # km/s
     # predicted 1σ brackets roughly 68 % of the B errors
     assert 0.5 < np.mean(np.abs(res["B"] - truth[:, 0].numpy()) < res["e_B"]) < 0.85
+
+
+def test_unreadable_cached_chunk_is_a_clear_error(tmp_path):
+    import os
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.mkdir, (str(tmp_path / "marker"),))
+
+    torch.save({"params": RunsCode(), "stokes": torch.zeros(1)}, tmp_path / "me_seed0_chunk00000_n10.pt")
+    with pytest.raises(ValueError, match="delete it") as err:
+        build_training_set(tmp_path, 10, chunk_size=10, progress=False)
+    assert not (tmp_path / "marker").exists() and "posix.mkdir" in str(err.value)
+    (tmp_path / "me_seed0_chunk00000_n10.pt").write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="unreadable"):
+        build_training_set(tmp_path, 10, chunk_size=10, progress=False)

@@ -115,3 +115,48 @@ def test_shipped_stratified_cnn_on_held_out_lightweaver_profiles():
     bad[0, 0, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         inverter.predict(bad)
+
+
+def test_constrained_outputs_are_physical_by_construction(tmp_path):
+    """Issue 21, item 7: T and v_LOS bounded, B_perp >= 0 for any input, also after a float16 round trip."""
+    from stellarnn.stokes.stratified_cnn import (B_PERP_SOFTPLUS_SCALE_GAUSS, TEMPERATURE_BOUNDS_K, V_LOS_MAX_KM_S,
+                                                 StratifiedInverter, physical_outputs)
+
+    raw = 50.0 * torch.randn(64, 6, 11, generator=torch.Generator().manual_seed(1))  # wildly unbounded
+    phys = physical_outputs(raw)
+    assert float(phys[:, 0].min()) >= TEMPERATURE_BOUNDS_K[0] and float(phys[:, 0].max()) <= TEMPERATURE_BOUNDS_K[1]
+    assert float(phys[:, 1].abs().max()) <= V_LOS_MAX_KM_S and float(phys[:, 3].min()) >= 0.0
+    assert float(phys[:, 4:].abs().max()) <= 1.0
+    zero = physical_outputs(torch.zeros(1, 6, 11))
+    assert float(zero[0, 0, 0]) == pytest.approx(7500.0) and float(zero[0, 1, 0]) == 0.0
+    assert float(zero[0, 3, 0]) == pytest.approx(B_PERP_SOFTPLUS_SCALE_GAUSS * np.log(2.0))
+    with pytest.raises(ValueError, match="quantities"):
+        StratifiedCNN(n_quantities=3, constrained=True)
+    # a tiny constrained network trained on targets where B_perp is often near 0 and T spans 4000-9000 K
+    rng = np.random.default_rng(0)
+    n = 120
+    stokes = rng.normal(0, 0.05, (n, 4, 112)).astype(np.float32)
+    stokes[:, 0] += 1.0
+    targets = np.zeros((n, 6, 11), np.float32)
+    targets[:, 0] = np.linspace(4000, 9000, 11)[None] + rng.normal(0, 300, (n, 1))
+    targets[:, 1] = rng.normal(0, 2, (n, 1))
+    targets[:, 2] = rng.normal(0, 200, (n, 1))
+    targets[:, 3] = np.abs(rng.normal(0, 30, (n, 1)))
+    chi = rng.uniform(0, np.pi, (n, 1))
+    targets[:, 4], targets[:, 5] = np.sin(2 * chi), np.cos(2 * chi)
+    metrics = train_stratified_cnn(stokes, targets, tmp_path / "c.pt", epochs=2, batch_size=32, channels=8,
+                                   hidden=32, progress=False, constrained=True)
+    assert metrics["epochs_run"] == 2
+    inverter = StratifiedInverter(tmp_path / "c.pt")
+    assert inverter.constrained
+    extreme = torch.from_numpy(rng.normal(0, 5.0, (50, 4, 112)).astype(np.float32))  # far outside training
+    out = inverter.invert(extreme)
+    assert out["temperature"].min() >= 3000.0 and out["temperature"].max() <= 12000.0
+    assert out["B_perp"].min() >= 0.0 and np.abs(out["v_los"]).max() <= V_LOS_MAX_KM_S
+    assert out["unphysical"].sum() == 0 and out["B"].min() >= 0.0
+    # the unconstrained network of the same data gives no such guarantee; its violations are flagged
+    train_stratified_cnn(stokes, targets, tmp_path / "u.pt", epochs=2, batch_size=32, channels=8, hidden=32,
+                         progress=False)
+    free = StratifiedInverter(tmp_path / "u.pt").invert(extreme)
+    flagged = (free["B_perp"] < 0) | (free["temperature"] < 3000) | (free["temperature"] > 12000)
+    np.testing.assert_array_equal(free["unphysical"] > 0, flagged)

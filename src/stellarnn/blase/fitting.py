@@ -8,12 +8,21 @@ Transfer (blasé §4): the observed spectrum is modelled as
     D(λ) ≈ C(λ) · [G_R ⊗ ( T(λ) · (K_vsini ⊗ S_clone(λ; v)) )](λ)
 
 with ``S_clone`` the cloned stellar lines Doppler shifted by ``v``, ``K_vsini`` Gray's rotation kernel,
-``T`` an optional second line set in the observer's frame (telluric lines, not rotated or shifted),
+``T`` the telluric transmission in the observer's frame (not rotated or shifted),
 ``G_R`` the instrumental Gaussian of resolving power ``R`` and ``C`` a per-order Chebyshev
 continuum. The loss is ``[½ Σ m_p ((D_p − M_p)/σ_p)² + Σ_i |Δ ln a_i|/b_a + |Δ ln σ_i|/b_w
 + |Δ ln γ_i|/b_w] / N`` (a Laplace, i.e. L1, prior pulling the stellar lines toward the clone;
 ``m_p`` the good-pixel mask). All fits use :class:`stellarnn.train.Trainer` with a batch of one
 whole spectrum (full batch).
+
+Telluric model (default ``tellurics="bands"``): lines found in data/baseline are kept only inside
+the Earth-atmosphere absorption bands of :mod:`stellarnn.blase.telluric_bands`; their centres,
+widths and relative strengths are frozen into one template per species ``ln T_k(λ)`` and only a
+species scaling ``s_k`` is fitted (one H2O column factor, one O2 airmass factor, …):
+``T(λ) = exp(Σ_k s_k ln T_k(λ))`` — exact for the optical-depth form, where the optical depth of
+every line of a species scales with its column. Outside the bands ``T ≡ 1`` by construction.
+``tellurics="free"`` restores the unconstrained per-line telluric set (for comparison only: it
+absorbs stellar-model residuals anywhere).
 
 Units: wavelength Angstrom, velocities km/s, fluxes dimensionless.
 """
@@ -33,6 +42,10 @@ from .extrinsic import (SPEED_OF_LIGHT_KM_S, chebyshev_continuum, convolve_same,
 from .line_finder import LineGuesses, check_spectrum, find_lines
 from .line_model import LineModel
 from .sources import ObservedSpectrum
+from .telluric_bands import TELLURIC_BANDS, assign_bands
+
+#: bound on the telluric species scalings s_k (column / airmass relative to the found template)
+TELLURIC_SCALE_MAX = 20.0
 
 
 # ---------------------------------------------------------------------------------------- clone
@@ -142,6 +155,9 @@ class TransferModel(nn.Module):
         :class:`LineModel` settings shared by both line sets (profile, form, windows).
     prior_amplitude_scale, prior_width_scale : float
         Laplace scales ``b_a``, ``b_w`` (in ln units) of the L1 prior toward the clone.
+    telluric_species : tuple of str
+        Species of the band-constrained telluric model, one frozen template ``ln T_k`` on the model
+        grid and one fitted scaling ``s_k`` each (see the module docstring); empty: none.
     """
 
     def __init__(self, n_stellar_lines: int, n_telluric_lines: int = 0, n_segments: int = 1,
@@ -149,7 +165,7 @@ class TransferModel(nn.Module):
                  velocity_step_km_s: float = 0.5, vsini_max_km_s: float = 300.0, resolution_min: float = 10000.0,
                  limb_darkening: float = 0.6, line_hyperparameters: dict | None = None,
                  prior_amplitude_scale: float = 0.2, prior_width_scale: float = 0.2,
-                 rv_scale_km_s: float = 1.0, continuum_scale: float = 0.01):
+                 rv_scale_km_s: float = 1.0, continuum_scale: float = 0.01, telluric_species=()):
         super().__init__()
         line_hp = dict(line_hyperparameters or {})
         line_hp.pop("n_lines", None)
@@ -159,7 +175,8 @@ class TransferModel(nn.Module):
             grid_max_angstrom=grid_max_angstrom, velocity_step_km_s=velocity_step_km_s,
             vsini_max_km_s=vsini_max_km_s, resolution_min=resolution_min, limb_darkening=limb_darkening,
             line_hyperparameters=line_hp, prior_amplitude_scale=prior_amplitude_scale,
-            prior_width_scale=prior_width_scale, rv_scale_km_s=rv_scale_km_s, continuum_scale=continuum_scale)
+            prior_width_scale=prior_width_scale, rv_scale_km_s=rv_scale_km_s, continuum_scale=continuum_scale,
+            telluric_species=list(telluric_species))
         if n_segments < 1 or continuum_degree < 0:
             raise ValueError("need n_segments >= 1 and continuum_degree >= 0")
         self.stellar = LineModel(n_stellar_lines, **line_hp)
@@ -182,6 +199,9 @@ class TransferModel(nn.Module):
         self.rv_param = nn.Parameter(torch.zeros(()))
         self.ln_vsini = nn.Parameter(torch.tensor(math.log(10.0)))
         self.ln_resolution = nn.Parameter(torch.tensor(math.log(max(50000.0, resolution_min))))
+        self.telluric_species = tuple(telluric_species)
+        self.register_buffer("telluric_log_templates", torch.zeros(len(self.telluric_species), self.grid.numel()))
+        self.telluric_ln_scale = nn.Parameter(torch.zeros(len(self.telluric_species)))
         self.register_buffer("continuum_init", torch.zeros(n_segments, continuum_degree + 1))
         self.continuum_offset = nn.Parameter(torch.zeros(n_segments, continuum_degree + 1))
         with torch.no_grad():
@@ -221,6 +241,19 @@ class TransferModel(nn.Module):
     def resolution(self) -> torch.Tensor:
         return torch.clamp(torch.exp(self.ln_resolution), min=self.resolution_min)
 
+    def telluric_scales(self) -> torch.Tensor:
+        """Species scalings ``s_k = exp(ln s_k)`` (≤ :data:`TELLURIC_SCALE_MAX`)."""
+        return torch.clamp(torch.exp(self.telluric_ln_scale), max=TELLURIC_SCALE_MAX)
+
+    @torch.no_grad()
+    def set_telluric_templates(self, species_lines: dict) -> None:
+        """Freeze one template ``ln T_k`` per species from its lines' :class:`LineModel` (on the grid)."""
+        if set(species_lines) != set(self.telluric_species):
+            raise ValueError(f"templates for {sorted(species_lines)}, model species {self.telluric_species}")
+        for k, name in enumerate(self.telluric_species):
+            trans = species_lines[name](self.grid)
+            self.telluric_log_templates[k] = torch.log(trans.clamp_min(1e-30)).to(self.telluric_log_templates)
+
     def continuum_coefficients(self) -> torch.Tensor:
         return self.continuum_init + self.continuum_scale * self.continuum_offset
 
@@ -231,6 +264,9 @@ class TransferModel(nn.Module):
         stellar = convolve_same(stellar, rotation_kernel(self.vsini_km_s, self.velocity_step, self.rot_half,
                                                          self.limb_darkening))
         telluric = self.telluric(self.grid)
+        if self.telluric_species:
+            log_t = (self.telluric_scales()[:, None] * self.telluric_log_templates).sum(0)
+            telluric = telluric * torch.exp(log_t).to(telluric.dtype)
         instrument = gaussian_kernel(self.resolution, self.velocity_step, self.inst_half)
         total = convolve_same(stellar * telluric, instrument)
         return {"stellar": convolve_same(stellar, instrument), "telluric": convolve_same(telluric, instrument),
@@ -278,6 +314,10 @@ class TransferResult:
     transfer_history: History
     initial_guess: dict = field(default_factory=dict)
     baseline_parameters: dict = field(default_factory=dict)
+    telluric_mode: str = "bands"
+    telluric_scales: dict = field(default_factory=dict)  # species -> fitted s_k
+    telluric_lines_per_species: dict = field(default_factory=dict)
+    n_residual_lines_outside_bands: int = 0  # residual dips not taken as telluric (outside every band)
 
 
 def _batch(spec: ObservedSpectrum, weight: np.ndarray):
@@ -393,19 +433,29 @@ def find_residual_lines(spec: ObservedSpectrum, model_flux: np.ndarray, weight: 
 
 
 def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 300, baseline_epochs: int = 200,
-                      lr: float = 0.02, tellurics: bool = True, telluric_prominence: float | None = None,
+                      lr: float = 0.02, tellurics: bool | str = True, telluric_prominence: float | None = None,
                       resolution_guess: float = 80000.0, rv_grid_km_s=None, vsini_grid_km_s=None,
                       continuum_degree: int = 2, velocity_step_km_s: float = 0.5, vsini_max_km_s: float = 300.0,
                       prior_amplitude_scale: float = 0.2, prior_width_scale: float = 0.2,
-                      progress: bool = True, device: str = "cpu", margin_angstrom: float = 15.0) -> TransferResult:
+                      progress: bool = True, device: str = "cpu", margin_angstrom: float = 15.0,
+                      telluric_bands=TELLURIC_BANDS) -> TransferResult:
     """Fit a cloned line model to an observed spectrum (see module docstring).
 
     Stages: (1) brute-force RV/vsini guess; (2) baseline: clone frozen, RV, vsini, R and continuum
-    fitted (``baseline_epochs``); (3) optional telluric line set found in data/baseline (prominence
-    ``telluric_prominence``, by default 4 × the median relative error); (4) transfer:
-    stellar amplitudes and widths free under the L1 prior, telluric lines fully free, extrinsic
-    parameters and continuum free (``epochs``). Returns both rms residuals.
+    fitted (``baseline_epochs``); (3) telluric lines found in data/baseline (prominence
+    ``telluric_prominence``, by default 4 × the median relative error); (4) transfer: stellar
+    amplitudes and widths free under the L1 prior, extrinsic parameters and continuum free
+    (``epochs``). Returns both rms residuals.
+
+    ``tellurics``: ``True``/``"bands"`` — lines only inside ``telluric_bands`` (default
+    :data:`~stellarnn.blase.telluric_bands.TELLURIC_BANDS`, air; converted to vacuum when the
+    spectrum's ``metadata["medium"]`` says vacuum), frozen per species and scaled by one fitted
+    factor per species; ``"free"`` — every residual line, each with free depth and width (the old
+    behaviour, unphysical); ``False``/``"none"`` — no telluric model.
     """
+    mode = {True: "bands", False: "none"}.get(tellurics, tellurics)
+    if mode not in ("bands", "free", "none"):
+        raise ValueError(f"tellurics must be True/'bands', 'free' or False/'none', got {tellurics!r}")
     weight = spec.good_pixels().astype(np.float64)
     if weight.sum() < 10:
         raise ValueError("fewer than 10 usable pixels in the observed spectrum")
@@ -437,9 +487,9 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
     baseline_params = dict(rv_km_s=float(model.rv_km_s.detach()), vsini_km_s=float(model.vsini_km_s.detach()),
                            resolution=float(model.resolution.detach()))
 
-    # (3) telluric (observer-frame) line set from the residual
-    n_tell = 0
-    if tellurics:
+    # (3) telluric (observer-frame) lines from the residual
+    n_tell, n_outside, per_species = 0, 0, {}
+    if mode != "none":
         wl_t, xs, seg = batch[0][0], batch[1][0], batch[2][0]
         with torch.inference_mode():
             base_flux = model(wl_t, xs, seg).double().numpy()
@@ -447,14 +497,34 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
             telluric_prominence = 4.0 * float(np.median(spec.error[weight > 0]))
         found = find_residual_lines(spec, base_flux, weight, baseline_params["resolution"],
                                     prominence=telluric_prominence, form=clone.form, profile=clone.profile)
+        species = None
+        if mode == "bands" and len(found):
+            medium = "vacuum" if str(spec.metadata.get("medium", "")).startswith("vacuum") else "air"
+            index, species = assign_bands(found.centres, telluric_bands, medium)
+            n_outside = int((index < 0).sum())
+            found = found.select(index >= 0)
+            species = species[index >= 0]
         n_tell = len(found)
         if n_tell:
-            state = {k: v for k, v in model.state_dict().items() if not k.startswith("telluric.")}
-            hp = dict(model.hyperparameters, n_telluric_lines=n_tell)
-            new = TransferModel(**hp)
-            new.telluric.set_lines(found.centres, found.amplitudes, found.sigmas, found.gammas)
+            state = {k: v for k, v in model.state_dict().items()
+                     if not k.startswith("telluric") and not k.startswith("telluric_")}
+            line_hp = dict(model.hyperparameters["line_hyperparameters"])
+            if mode == "bands":
+                names = tuple(sorted(set(species)))
+                new = TransferModel(**dict(model.hyperparameters, telluric_species=names))
+                lines = {}
+                for name in names:
+                    sel = species == name
+                    lines[name] = LineModel(int(sel.sum()), **line_hp)
+                    lines[name].set_lines(found.centres[sel], found.amplitudes[sel], found.sigmas[sel],
+                                          found.gammas[sel])
+                    per_species[name] = int(sel.sum())
+                new.set_telluric_templates(lines)
+            else:
+                new = TransferModel(**dict(model.hyperparameters, n_telluric_lines=n_tell))
+                new.telluric.set_lines(found.centres, found.amplitudes, found.sigmas, found.gammas)
             missing = new.load_state_dict(state, strict=False)
-            if missing.unexpected_keys or any(not k.startswith("telluric.") for k in missing.missing_keys):
+            if missing.unexpected_keys or any(not k.startswith("telluric") for k in missing.missing_keys):
                 raise RuntimeError(f"transfer model rebuild mismatch: {missing}")
             model = new
 
@@ -462,17 +532,20 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
     for name, p in model.stellar.named_parameters():
         p.requires_grad_(name != "centre_shift")
     for p in model.telluric.parameters():
-        p.requires_grad_(True)
+        p.requires_grad_(mode == "free")
+    model.telluric_ln_scale.requires_grad_(mode == "bands")
     cfg = TrainConfig(epochs=epochs, batch_size=1, lr=lr, progress=progress, device=device)
     transfer_history = Trainer(model, _transfer_loss, cfg).fit(batch)
     model.cpu()
     transfer_rms = _normalised_rms(model, batch)
+    scales = dict(zip(model.telluric_species, (float(v) for v in model.telluric_scales().detach())))
     return TransferResult(model=model, baseline_rms=baseline_rms, transfer_rms=transfer_rms,
                           rv_km_s=float(model.rv_km_s.detach()), vsini_km_s=float(model.vsini_km_s.detach()),
                           resolution=float(model.resolution.detach()), n_telluric_lines=n_tell,
                           baseline_history=baseline_history, transfer_history=transfer_history,
                           initial_guess=dict(rv_km_s=rv0, vsini_km_s=vsini0),
-                          baseline_parameters=baseline_params)
+                          baseline_parameters=baseline_params, telluric_mode=mode, telluric_scales=scales,
+                          telluric_lines_per_species=per_species, n_residual_lines_outside_bands=n_outside)
 
 
 @torch.no_grad()

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cli_arguments import (check_output_file, check_output_folder, output_file, output_folder, plot_file,
+                             positive_float, positive_int)
 from .milne_eddington import PARAMETER_NAMES, PARAMETER_UNITS, MilneEddington, add_noise
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "stokes" / "me_cnn.pt"
@@ -49,6 +51,11 @@ def cmd_synth(args) -> int:
     me = MilneEddington()
     gen = torch.Generator().manual_seed(args.seed)
     if args.params is not None:
+        check_output_file(args.out, (".npz",))
+    else:
+        out = check_output_folder(args.out)
+        check_output_file(out.parent / f"{out.name}_truth.fits", (".fits",))
+    if args.params is not None:
         p = torch.tensor([args.params], dtype=torch.float64)
         stokes = me(p, filling_factor=args.filling_factor)
         if args.noise > 0:
@@ -84,7 +91,7 @@ def cmd_invert(args) -> int:
     from .hinode_io import read_sp_map, write_parameter_maps
     from .plotting import plot_parameter_maps
 
-    sp = read_sp_map(args.input, continuum_counts=args.continuum_counts)
+    sp = read_sp_map(args.input, continuum_counts=args.continuum_counts, normalisation=args.normalisation)
     nx, ny, _, nwl = sp.stokes.shape
     flat = sp.stokes.reshape(-1, 4, nwl)
     bad = ~np.isfinite(flat).all(axis=(1, 2))
@@ -100,7 +107,7 @@ def cmd_invert(args) -> int:
             raise FileNotFoundError(f"stratified-CNN weights {weights} not found (train with "
                                     "`stellarnn stokes train --stratified DIR`)")
         inverter = StratifiedInverter(weights)
-        strat = inverter.invert(torch.from_numpy(flat[~bad]).float())
+        strat = inverter.invert(torch.from_numpy(flat[~bad]).float(), wavelengths=sp.wavelengths)
         res, units = {}, {}
         for name, values in strat.items():
             for j, node in enumerate(inverter.log_tau_nodes):
@@ -113,12 +120,19 @@ def cmd_invert(args) -> int:
         weights = Path(args.weights)
         if not weights.is_file():
             raise FileNotFoundError(f"ME-CNN weights {weights} not found (train with `stellarnn stokes train`)")
-        res = MEInverter(weights).invert(torch.from_numpy(flat[~bad]).float())
+        res = MEInverter(weights).invert(torch.from_numpy(flat[~bad]).float(), wavelengths=sp.wavelengths)
     else:
         from .lm_inversion import invert_lm
 
-        me = MilneEddington(wavelengths=sp.wavelengths)
-        res = invert_lm(torch.from_numpy(flat[~bad]), me, sigma=args.noise, n_starts=args.starts,
+        from .wavelength_grid import resample_profiles
+
+        lm_input = flat[~bad]
+        try:  # the ME model on the file's own grid
+            me = MilneEddington(wavelengths=sp.wavelengths)
+        except ValueError:  # an unevenly sampled grid (the PSF needs even steps): fit on the nominal grid
+            me = MilneEddington()
+            lm_input, _ = resample_profiles(lm_input, sp.wavelengths)
+        res = invert_lm(torch.from_numpy(lm_input), me, sigma=args.noise, n_starts=args.starts,
                         progress=True)
     seconds = time.perf_counter() - t0
     maps = {}
@@ -126,8 +140,12 @@ def cmd_invert(args) -> int:
         full = np.full(nx * ny, np.nan)
         full[~bad] = values
         maps[name] = full.reshape(nx, ny)
-    out = write_parameter_maps(args.out, maps, units, {"METHOD": args.method, "CONTCNT": sp.continuum_counts,
-                                                       "NPROF": int((~bad).sum()), "SECONDS": round(seconds, 3)})
+    contcnt = sp.continuum_counts if np.isfinite(sp.continuum_counts) else -1.0  # -1: per-pixel
+    out = write_parameter_maps(args.out, maps, units, {"METHOD": args.method, "CONTCNT": contcnt,
+                                                       "NPROF": int((~bad).sum()), "SECONDS": round(seconds, 3),
+                                                       "NORMALIS": sp.normalisation or "unstated",
+                                                       "WLSTART": float(sp.wavelengths[0]),
+                                                       "WLSTEPMA": float(np.median(np.diff(sp.wavelengths)) * 1e3)})
     print(f"inverted {int((~bad).sum())} profiles with {args.method} in {seconds:.2f} s "
           f"({(~bad).sum() / seconds:.0f} profiles/s); {int(bad.sum())} skipped (non-finite); wrote {out}")
     if args.plot:
@@ -140,6 +158,8 @@ def cmd_invert(args) -> int:
 def cmd_train(args) -> int:
     from .me_cnn import train_me_cnn
 
+    check_output_file(args.out if args.out != str(DEFAULT_WEIGHTS) or not args.stratified
+                      else DEFAULT_STRATIFIED_WEIGHTS, (".pt",))
     torch.set_num_threads(args.threads)
     if args.stratified:
         from .lightweaver_driver import load_stratified_set
@@ -151,7 +171,8 @@ def cmd_train(args) -> int:
         metrics = train_stratified_cnn(data["stokes"], data["targets"], out, physics_weight=args.physics_weight,
                                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        channels=args.channels, hidden=args.hidden, augment=not args.no_augment,
-                                       weight_decay=args.weight_decay, resume_path=args.resume, seed=args.seed)
+                                       weight_decay=args.weight_decay, resume_path=args.resume, seed=args.seed,
+                                       constrained=args.constrained)
         print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
         if args.manifest:
             from ..train import update_manifest
@@ -218,28 +239,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--params", type=float, nargs=9, metavar=("B", "GAMMA", "CHI", "VLOS", "DW", "ETA0", "A", "S0", "S1"),
                    help="one profile: B [G], γ [deg], χ [deg], v_LOS [km/s], Δλ_D [mÅ], η0, a, S0, S1 [Ic]")
     q.add_argument("--filling-factor", type=float, default=None, help="magnetic filling factor (with --params)")
-    q.add_argument("--plot", help="PNG of the profile (with --params)")
-    q.add_argument("--nx", type=int, default=16, help="slit positions of the raster")
-    q.add_argument("--ny", type=int, default=32, help="pixels along the slit")
+    q.add_argument("--plot", type=plot_file, help="PNG of the profile (with --params)")
+    q.add_argument("--nx", type=positive_int, default=16, help="slit positions of the raster")
+    q.add_argument("--ny", type=positive_int, default=32, help="pixels along the slit")
     q.add_argument("--noise", type=float, default=1e-3, help="white noise [Ic]")
-    q.add_argument("--continuum-counts", type=float, default=60000.0, help="continuum intensity in counts")
+    q.add_argument("--continuum-counts", type=positive_float, default=60000.0, help="continuum intensity in counts")
     q.add_argument("--spbshft", type=int, default=3, choices=(0, 1, 2, 3), help="level-1 bit shift to apply")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_synth)
 
     q = s.add_parser("invert", help="invert level-1 SP slit files into ME parameter maps (FITS)")
     q.add_argument("input", help="directory of level-1 slit FITS files, or one file")
-    q.add_argument("--out", required=True, help="output FITS of parameter maps")
+    q.add_argument("--out", required=True, type=output_file(".fits", ".fit"), help="output FITS of parameter maps")
     q.add_argument("--method", choices=("cnn", "lm", "stratified"), default="cnn",
                    help="cnn: ME-CNN; lm: Levenberg-Marquardt ME fit; stratified: stratified CNN "
                         "(maps per log tau node)")
     q.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
                    help=f"CNN checkpoint (default {DEFAULT_WEIGHTS.name}; {DEFAULT_STRATIFIED_WEIGHTS.name} "
                         "for --method stratified)")
-    q.add_argument("--starts", type=int, default=4, help="LM starts per profile")
-    q.add_argument("--noise", type=float, default=1e-3, help="noise σ [Ic] for the LM χ²")
-    q.add_argument("--continuum-counts", type=float, default=None, help="continuum counts (default: raster mean)")
-    q.add_argument("--plot", help="PNG of the B, γ, χ, v_LOS maps")
+    q.add_argument("--starts", type=positive_int, default=4, help="LM starts per profile")
+    q.add_argument("--noise", type=positive_float, default=1e-3, help="noise σ [Ic] for the LM χ²")
+    q.add_argument("--continuum-counts", type=positive_float, default=None,
+                   help="continuum counts (default: raster mean)")
+    q.add_argument("--normalisation", choices=("quiet-sun", "per-pixel", "none"), default="quiet-sun",
+                   help="continuum unit: quiet-Sun mean (default), each pixel's own continuum, or none (a "
+                        "calibrated cube already in I_c); stated in the output header (NORMALIS)")
+    q.add_argument("--plot", type=plot_file, help="PNG of the B, γ, χ, v_LOS maps")
     q.set_defaults(func=cmd_invert)
 
     q = s.add_parser("train", help="train the ME-CNN on synthetic ME profiles, or the stratified CNN on the "
@@ -253,33 +278,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "manifest.json next to --out")
     q.add_argument("--physics-weight", type=float, default=0.0,
                    help="stratified CNN: weight of the weak-field B_LOS consistency term (0: none)")
+    q.add_argument("--constrained", action="store_true", help="stratified CNN: physically bounded outputs by "
+                   "construction (T in 3000-12000 K, |v_LOS| <= 12 km/s, B_perp >= 0)")
     q.add_argument("--no-augment", action="store_true", help="stratified CNN: no azimuth-rotation / mirror "
                    "augmentation of the training batches")
     q.add_argument("--channels", type=int, default=32, help="stratified CNN: width of the first convolutions")
     q.add_argument("--hidden", type=int, default=256, help="stratified CNN: width of the dense layer")
     q.add_argument("--weight-decay", type=float, default=0.0, help="stratified CNN: Adam weight decay")
     q.add_argument("--resume", help="resume file (written after every epoch)")
-    q.add_argument("--n-train", type=int, default=200000)
-    q.add_argument("--n-val", type=int, default=10000)
+    q.add_argument("--n-train", type=positive_int, default=200000)
+    q.add_argument("--n-val", type=positive_int, default=10000)
     q.add_argument("--epochs", type=int, default=60)
-    q.add_argument("--batch-size", type=int, default=256)
+    q.add_argument("--batch-size", type=positive_int, default=256)
     q.add_argument("--lr", type=float, default=1e-3)
     q.add_argument("--max-seconds", type=float, default=None)
-    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_train)
 
     q = s.add_parser("build-set", help="build Lightweaver depth-stratified profiles in resumable chunks")
-    q.add_argument("directory", nargs="?", default=str(DEFAULT_STRATIFIED_SET), help="chunk directory")
-    q.add_argument("--n", type=int, default=20000, help="profiles to have in the directory for this seed")
+    q.add_argument("directory", nargs="?", default=str(DEFAULT_STRATIFIED_SET), type=output_folder,
+                   help="chunk directory")
+    q.add_argument("--n", type=positive_int, default=20000, help="profiles to have in the directory for this seed")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--chunk-size", type=int, default=50)
-    q.add_argument("--workers", type=int, default=1, help="processes (one single-threaded Lightweaver each)")
+    q.add_argument("--chunk-size", type=positive_int, default=50)
+    q.add_argument("--workers", type=positive_int, default=1, help="processes (one single-threaded Lightweaver each)")
     q.set_defaults(func=cmd_build_set)
 
     q = s.add_parser("plot", help="plot parameter maps (FITS from invert/synth) or one pixel's profiles")
     q.add_argument("input", help="parameter-map FITS, or a level-1 directory/file with --profile")
-    q.add_argument("--out", required=True, help="PNG file")
+    q.add_argument("--out", required=True, type=plot_file, help="PNG file (.png is appended when there is no "
+                   "extension)")
     q.add_argument("--names", nargs="*", help="maps to show (default: all)")
     q.add_argument("--profile", type=int, nargs=2, metavar=("X", "Y"), help="plot Stokes profiles of pixel X Y")
     q.set_defaults(func=cmd_plot)

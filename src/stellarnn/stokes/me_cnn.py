@@ -137,16 +137,25 @@ def build_training_set(directory: str | Path, n_profiles: int, seed: int = 0, ch
     for k in tqdm(range(n_chunks), desc="ME profiles", unit="chunk", disable=not progress):
         path = directory / f"me_seed{seed}_chunk{k:05d}_n{chunk_size}.pt"
         if path.is_file():
-            payload = torch.load(path, weights_only=True)
+            try:
+                payload = torch.load(path, weights_only=True)
+                if not isinstance(payload, dict) or not {"params", "stokes"} <= payload.keys():
+                    raise KeyError("no params/stokes tensors")
+            except Exception as exc:
+                from ..train.checkpoint import describe_load_error
+
+                raise ValueError(f"cached ME profile chunk {path} is unreadable ({describe_load_error(exc)}); "
+                                 "delete it to synthesise it again") from exc
         else:
             gen = torch.Generator().manual_seed(seed * 100003 + k)
             p = sample_parameters(chunk_size, gen)
             with torch.inference_mode():
                 s = torch.cat([me(p[i:i + 2000].float()) for i in range(0, chunk_size, 2000)])
             payload = {"params": p, "stokes": s.float()}
-            tmp = path.with_suffix(".part")
-            torch.save(payload, tmp)
-            tmp.replace(path)
+            from ..atomic_files import atomic_write
+
+            with atomic_write(path) as tmp:
+                torch.save(payload, tmp)
         params.append(payload["params"])
         stokes.append(payload["stokes"])
     return TrainingSet(torch.cat(params)[:n_profiles], torch.cat(stokes)[:n_profiles])
@@ -171,12 +180,28 @@ class MEInverter:
         self.target_std = torch.as_tensor(norm["target_std"], dtype=torch.float32, device=self.device)
         self.n_wavelengths = int(payload["hyperparameters"]["n_wavelengths"])
         self.metrics = payload.get("metrics", {})
+        self.last_resampling: dict | None = None
 
     def standardise(self, stokes: torch.Tensor) -> torch.Tensor:
         return (stokes - self.input_mean[:, None]) / self.input_std[:, None]
 
-    def predict_raw(self, stokes: torch.Tensor, batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw targets and their σ (both (n, 10), physical target units) for (n, 4, n_λ) Stokes."""
+    def predict_raw(self, stokes: torch.Tensor, batch_size: int = 8192, wavelengths=None,
+                    resampling: str = "cubic") -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw targets and their σ (both (n, 10), physical target units) for (n, 4, n_λ) Stokes.
+
+        ``wavelengths`` (Å) is the profiles' observed grid: when it differs from the nominal SP grid
+        the network was trained on, the profiles are resampled onto it first
+        (:func:`stellarnn.stokes.wavelength_grid.to_network_grid`; report in ``last_resampling``).
+        """
+        from .wavelength_grid import to_network_grid
+
+        if wavelengths is not None:
+            if not bool(torch.isfinite(torch.as_tensor(stokes)).all()):
+                raise ValueError("Stokes profiles contain NaN or infinity")
+            stokes, self.last_resampling = to_network_grid(torch.as_tensor(stokes).numpy(), wavelengths,
+                                                           self.n_wavelengths, resampling)
+        else:
+            self.last_resampling = None
         stokes = torch.as_tensor(stokes, dtype=torch.float32)
         if stokes.ndim != 3 or stokes.shape[1:] != (4, self.n_wavelengths):
             raise ValueError(f"Stokes profiles must have shape (n, 4, {self.n_wavelengths}); got {tuple(stokes.shape)}")
@@ -193,9 +218,13 @@ class MEInverter:
                 sigmas.append(torch.exp(0.5 * out[:, n_t:].clamp(-14.0, 6.0)) * self.target_std)
         return torch.cat(means).cpu(), torch.cat(sigmas).cpu()
 
-    def invert(self, stokes: torch.Tensor, batch_size: int = 8192) -> dict[str, np.ndarray]:
-        """ME parameters with uncertainties: keys ``B``, ``e_B``, … (units of PARAMETER_UNITS; χ in [0, 180))."""
-        mean, sigma = self.predict_raw(stokes, batch_size)
+    def invert(self, stokes: torch.Tensor, batch_size: int = 8192, wavelengths=None,
+               resampling: str = "cubic") -> dict[str, np.ndarray]:
+        """ME parameters with uncertainties: keys ``B``, ``e_B``, … (units of PARAMETER_UNITS; χ in [0, 180)).
+
+        ``wavelengths``: the observed grid (Å), see :meth:`predict_raw`.
+        """
+        mean, sigma = self.predict_raw(stokes, batch_size, wavelengths, resampling)
         s, c = mean[:, 2], mean[:, 3]
         r2 = (s * s + c * c).clamp_min(1e-12)
         chi = torch.rad2deg(0.5 * torch.atan2(s, c)) % 180.0

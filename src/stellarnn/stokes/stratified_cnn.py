@@ -9,7 +9,7 @@ Landolfi 2004, eq. 9.79). For every profile the least-squares weak-field B_LOS o
 mean B_LOS over the nodes log τ500 = −2.5 … −0.5 (where the Fe I lines form) only up to a factor
 (the sampled dI/dλ and the depth weighting of the response; measured on the Lightweaver set: 0.8–0.9
 below 800 G, saturating above), so that factor κ is fitted on the training profiles with
-|B_wf| < ``weak_field_limit_gauss``, and on those profiles the network's formation-depth mean
+``|B_wf|`` < ``weak_field_limit_gauss``, and on those profiles the network's formation-depth mean
 B_LOS times κ is pulled towards B_wf with a Huber penalty (scale ``physics_scale_gauss``), weighted
 by ``physics_weight`` — a weak-field "physics loss" in the spirit of the seed's. The term needs no
 labels, so it also applies to observed maps. Training with ``physics_weight = 0`` gives the
@@ -47,7 +47,7 @@ def weak_field_blos(stokes: torch.Tensor, wavelengths: np.ndarray | None = None)
 
     B = −Σ V x / Σ x² with x = C ḡ dI/dλ per pixel (ḡ of the nearest line). dI/dλ is a central
     finite difference at the SP sampling; on noiseless weak-field ME profiles this over-estimates
-    |B_LOS| by about 10 % (the sampled derivative is too shallow), which the physics term inherits.
+    ``|B_LOS|`` by about 10 % (the sampled derivative is too shallow), which the physics term inherits.
     """
     wl = torch.as_tensor(hinode_sp_wavelengths() if wavelengths is None else wavelengths, dtype=stokes.dtype)
     didl = torch.gradient(stokes[:, 0], spacing=(wl,), dim=1)[0]
@@ -59,19 +59,67 @@ def weak_field_blos(stokes: torch.Tensor, wavelengths: np.ndarray | None = None)
     return -(stokes[:, 3] * x).sum(1) / (x * x).sum(1).clamp_min(1e-30)
 
 
+#: bounds of the constrained outputs (issue 21, item 7): T in K (the "physical" range of the
+#: benchmark), ``|v_LOS|`` in km/s, ``|B_LOS|`` in G; B_⊥ ≥ 0 with the softplus scale in G
+TEMPERATURE_BOUNDS_K = (3000.0, 12000.0)
+V_LOS_MAX_KM_S = 12.0
+B_LOS_MAX_GAUSS = 5000.0
+B_PERP_SOFTPLUS_SCALE_GAUSS = 300.0
+
+
+def physical_outputs(raw: torch.Tensor) -> torch.Tensor:
+    """Map unbounded head outputs (B, 6, n_nodes) onto physically admissible values, by construction.
+
+    T = T_lo + (T_hi − T_lo)·sigmoid(r); v_LOS = v_max·tanh(r); B_LOS = B_max·tanh(r);
+    B_⊥ = s·softplus(r) ≥ 0; sin 2χ, cos 2χ = tanh(r) ∈ (−1, 1) (bounds: :data:`TEMPERATURE_BOUNDS_K`,
+    :data:`V_LOS_MAX_KM_S`, :data:`B_LOS_MAX_GAUSS`, :data:`B_PERP_SOFTPLUS_SCALE_GAUSS`).
+    """
+    if raw.shape[1] != len(TARGET_NAMES):
+        raise ValueError(f"constrained outputs need the {len(TARGET_NAMES)} quantities {TARGET_NAMES}")
+    t_lo, t_hi = TEMPERATURE_BOUNDS_K
+    rows = [t_lo + (t_hi - t_lo) * torch.sigmoid(raw[:, 0]), V_LOS_MAX_KM_S * torch.tanh(raw[:, 1]),
+            B_LOS_MAX_GAUSS * torch.tanh(raw[:, 2]),
+            B_PERP_SOFTPLUS_SCALE_GAUSS * nn.functional.softplus(raw[:, 3]),
+            torch.tanh(raw[:, 4]), torch.tanh(raw[:, 5])]
+    return torch.stack(rows, 1)
+
+
 @register_model(MODEL_KIND)
 class StratifiedCNN(nn.Module):
-    """(B, 4, n_λ) standardised Stokes → (B, n_quantities · n_nodes) standardised stratifications."""
+    """(B, 4, n_λ) standardised Stokes → (B, n_quantities · n_nodes) standardised stratifications.
+
+    With ``constrained=True`` the head's outputs go through :func:`physical_outputs` (T and v_LOS
+    bounded, B_⊥ ≥ 0, …) and are then standardised with the buffers ``target_mean``/``target_std``
+    (set by :meth:`set_target_scaling` before training), so the training loss and the inverter's
+    de-standardisation are unchanged and every de-standardised output is admissible.
+    """
 
     def __init__(self, n_wavelengths: int = 112, n_quantities: int = 6, n_nodes: int = 11, channels: int = 32,
-                 hidden: int = 256):
+                 hidden: int = 256, constrained: bool = False):
         super().__init__()
         self.features, n_flat = stokes_features(n_wavelengths, channels)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(n_flat, hidden), nn.GELU(),
                                   nn.Linear(hidden, n_quantities * n_nodes))
+        self.constrained = bool(constrained)
+        self.n_quantities, self.n_nodes = n_quantities, n_nodes
+        if self.constrained:
+            if n_quantities != len(TARGET_NAMES):
+                raise ValueError(f"constrained outputs need the {len(TARGET_NAMES)} quantities {TARGET_NAMES}")
+            self.register_buffer("target_mean", torch.zeros(n_quantities * n_nodes))
+            self.register_buffer("target_std", torch.ones(n_quantities * n_nodes))
+
+    @torch.no_grad()
+    def set_target_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The standardisation (physical − mean)/std of the constrained outputs."""
+        self.target_mean.copy_(torch.as_tensor(mean).reshape(-1))
+        self.target_std.copy_(torch.as_tensor(std).reshape(-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        out = self.head(self.features(x))
+        if not self.constrained:
+            return out
+        phys = physical_outputs(out.reshape(-1, self.n_quantities, self.n_nodes)).reshape(out.shape)
+        return (phys - self.target_mean) / self.target_std
 
 
 def apply_symmetry(stokes: torch.Tensor, targets: torch.Tensor, alpha_deg, mirror, b_wf: torch.Tensor | None = None):
@@ -119,12 +167,14 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                          val_fraction: float = 0.1, epochs: int = 50,
                          batch_size: int = 128, lr: float = 1e-3, channels: int = 32, hidden: int = 256,
                          noise: float = 1e-3, augment: bool = True, weight_decay: float = 0.0,
-                         resume_path: str | Path | None = None, seed: int = 0, progress: bool = True) -> dict:
+                         resume_path: str | Path | None = None, seed: int = 0, progress: bool = True,
+                         constrained: bool = False) -> dict:
     """Train on (n, 4, 112) Stokes and (n, 6, n_nodes) targets; write a float16 checkpoint; return metrics.
 
     ``augment`` applies :func:`augment_symmetries` to every training batch (needs the six
-    :data:`TARGET_NAMES` quantities). Metrics: Pearson r and RMSE per node (validation split, not
-    augmented) for every target quantity.
+    :data:`TARGET_NAMES` quantities). ``constrained`` builds the network with physically bounded
+    outputs (:class:`StratifiedCNN`, :func:`physical_outputs`). Metrics: Pearson r and RMSE per node
+    (validation split, not augmented) for every target quantity.
     """
     stokes = torch.as_tensor(np.asarray(stokes), dtype=torch.float32)
     targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
@@ -177,8 +227,10 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
         return loss
 
     hyper = {"n_wavelengths": int(stokes.shape[2]), "n_quantities": int(n_q), "n_nodes": int(n_nodes),
-             "channels": channels, "hidden": hidden}
+             "channels": channels, "hidden": hidden, "constrained": bool(constrained)}
     model = StratifiedCNN(**hyper)
+    if constrained:
+        model.set_target_scaling(y_mean, y_std)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, plateau_patience=4, seed=seed,
                          weight_decay=weight_decay,
                          progress=progress, grad_clip=5.0)
@@ -221,14 +273,31 @@ class StratifiedInverter:
 
         self.input_mean, self.input_std = tensor("input_mean"), tensor("input_std")
         self.target_mean, self.target_std = tensor("target_mean"), tensor("target_std")
+        self.constrained = bool(getattr(self.model, "constrained", False))
+        if self.constrained:  # undo exactly the standardisation the network applied (its own buffers)
+            self.target_mean, self.target_std = self.model.target_mean.float(), self.model.target_std.float()
         hyper = payload["hyperparameters"]
         self.n_wavelengths, self.n_quantities, self.n_nodes = (int(hyper[k]) for k in
                                                                ("n_wavelengths", "n_quantities", "n_nodes"))
         self.log_tau_nodes = LOG_TAU_NODES[:self.n_nodes]
         self.metrics = payload.get("metrics", {})
+        self.last_resampling: dict | None = None
 
-    def predict(self, stokes, batch_size: int = 8192) -> torch.Tensor:
-        """(n, n_quantities, n_nodes) stratifications in physical units for (n, 4, n_λ) Stokes [I_c]."""
+    def predict(self, stokes, batch_size: int = 8192, wavelengths=None, resampling: str = "cubic") -> torch.Tensor:
+        """(n, n_quantities, n_nodes) stratifications in physical units for (n, 4, n_λ) Stokes [I_c].
+
+        ``wavelengths`` (Å): the profiles' observed grid; resampled onto the nominal SP training grid
+        when it differs (:func:`stellarnn.stokes.wavelength_grid.to_network_grid`; report in
+        ``last_resampling``).
+        """
+        from .wavelength_grid import to_network_grid
+
+        self.last_resampling = None
+        if wavelengths is not None:
+            if not bool(torch.isfinite(torch.as_tensor(stokes)).all()):
+                raise ValueError("Stokes profiles contain NaN or infinity")
+            stokes, self.last_resampling = to_network_grid(torch.as_tensor(stokes).numpy(), wavelengths,
+                                                           self.n_wavelengths, resampling)
         stokes = torch.as_tensor(stokes, dtype=torch.float32)
         if stokes.ndim != 3 or tuple(stokes.shape[1:]) != (4, self.n_wavelengths):
             raise ValueError(f"Stokes profiles must have shape (n, 4, {self.n_wavelengths}); got {tuple(stokes.shape)}")
@@ -243,15 +312,26 @@ class StratifiedInverter:
                 out.append((self.model(x) * self.target_std + self.target_mean).cpu())
         return torch.cat(out).reshape(-1, self.n_quantities, self.n_nodes)
 
-    def invert(self, stokes, batch_size: int = 8192) -> dict[str, np.ndarray]:
-        """Named (n, n_nodes) arrays: the six targets plus the azimuth ``chi`` [deg, 0–180) and ``B`` [G]."""
-        pred = self.predict(stokes, batch_size).numpy().astype(np.float64)
+    def invert(self, stokes, batch_size: int = 8192, wavelengths=None,
+               resampling: str = "cubic") -> dict[str, np.ndarray]:
+        """Named (n, n_nodes) arrays: the six targets plus the azimuth ``chi`` [deg, 0–180) and ``B`` [G].
+
+        ``wavelengths``: the observed grid (Å), see :meth:`predict`.
+        """
+        pred = self.predict(stokes, batch_size, wavelengths, resampling).numpy().astype(np.float64)
         out = {name: pred[:, k] for k, name in enumerate(TARGET_NAMES[:self.n_quantities])}
+        if self.constrained:  # float32 rounding of the de-standardisation only
+            out["temperature"] = np.clip(out["temperature"], *TEMPERATURE_BOUNDS_K)
+            out["B_perp"] = np.clip(out["B_perp"], 0.0, None)
         if self.n_quantities == len(TARGET_NAMES):
             out["chi"] = np.rad2deg(0.5 * np.arctan2(out["sin2chi"], out["cos2chi"])) % 180.0
             out["B"] = np.hypot(out["B_los"], out["B_perp"])
+            t_lo, t_hi = TEMPERATURE_BOUNDS_K
+            # flag (1.0) per node where an unconstrained network answered outside the admissible range
+            out["unphysical"] = ((out["temperature"] < t_lo) | (out["temperature"] > t_hi)
+                                 | (out["B_perp"] < 0)).astype(np.float64)
         return out
 
 
 #: units of the named outputs of :meth:`StratifiedInverter.invert`
-STRATIFIED_UNITS = {**dict(zip(TARGET_NAMES, TARGET_UNITS)), "chi": "deg", "B": "G"}
+STRATIFIED_UNITS = {**dict(zip(TARGET_NAMES, TARGET_UNITS)), "chi": "deg", "B": "G", "unphysical": ""}
