@@ -28,3 +28,13 @@ test: data
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The documentation (docs/): Sphinx + numpydoc come with requirements.lock (the `docs` extra of
+# pyproject.toml names them for pip users); the four tutorials run during the build, warnings are
+# errors; then every docstring example of src/ runs as a doctest.  Open docs/_build/html/index.html.
+.PHONY: docs
+
+docs: data
+	rm -rf docs/_build/html docs/_build/doctrees
+	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -W --keep-going -E -d docs/_build/doctrees -b html docs docs/_build/html
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider --doctest-modules src/stellarnn

@@ -50,7 +50,7 @@ def neighbour_deviation(grid: AtmosphereGrid, axis: int) -> dict:
 
     Returns
     -------
-    dict quantity name -> float array (*grid.shape): NaN where the model or one of its two
+    dict quantity name -> float array ``(*grid.shape)``: NaN where the model or one of its two
     neighbours is missing (and on the first and last node of the axis).
     """
     values = grid.axes[grid.axis_names[axis]]

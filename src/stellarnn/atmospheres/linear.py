@@ -57,10 +57,10 @@ class MultilinearInterpolator:
     ----------
     axes : list of 1D arrays
         Strictly increasing node coordinates of each axis (d axes).
-    values : array (*shape, F)
+    values : array ``(*shape, F)``
         Values at the nodes (shape = lengths of the axes); may contain NaN in present nodes
         (propagated to the result, e.g. deep layers of shorter models).
-    present : bool array (*shape), optional
+    present : bool array ``(*shape)``, optional
         Which nodes exist (default: nodes whose values are not all NaN).
     chunk : int
         Queries handled per vectorised block (memory: chunk * 2**d * F floats).

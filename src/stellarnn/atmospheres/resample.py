@@ -69,7 +69,7 @@ class TauSampledGrid:
         return TauSampledGrid(self.axes, self.node_index[mask], self.values[mask], self.log_tau, list(self.notes))
 
     def cube(self) -> tuple[np.ndarray, np.ndarray]:
-        """Values on the full grid: (*shape, 4, K) with NaN where no model, and the presence mask."""
+        """Values on the full grid: ``(*shape, 4, K)`` with NaN where no model, and the presence mask."""
         shape = tuple(len(a) for a in self.axes.values())
         out = np.full(shape + self.values.shape[1:], np.nan)
         present = np.zeros(shape, dtype=bool)

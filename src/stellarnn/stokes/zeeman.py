@@ -43,7 +43,7 @@ class Term:
     ----------
     spin : float  (S, integer or half-integer)
     orbital : int (L)
-    total : float (J, |L − S| ≤ J ≤ L + S)
+    total : float (J, ``|L − S| ≤ J ≤ L + S``)
     """
 
     spin: float

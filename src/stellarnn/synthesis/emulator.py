@@ -140,7 +140,7 @@ def train_emulator(train: dict, valid: dict, hidden=(300, 300), config: TrainCon
 
 @torch.inference_mode()
 def evaluate_emulator(model: PayneEmulator, data: dict) -> dict:
-    """|Δflux| statistics on a grid dictionary (pixels with finite truth only)."""
+    """``|Δflux|`` statistics on a grid dictionary (pixels with finite truth only)."""
     model.eval()
     pred = model(torch.as_tensor(data["labels"], dtype=torch.float32)).numpy()
     truth = data["flux"].astype(np.float32)

@@ -5,16 +5,16 @@ bound on Teff of a metal-rich K giant is ~30x smaller than that of a 7000 K dwar
 whole grid says little.  These names and edges (issue "Training data that carries the information")
 are used for bench JSON keys, README tables and plots:
 
-==================== ===================== ============ ===============
-name                 Teff [K]              log g        [M/H]
-==================== ===================== ============ ===============
-``giants``           3800 <= Teff < 5200   < 3.5        > -1
-``metal_poor_giants`` 3800 <= Teff < 5200  < 3.5        <= -1
-``warm_giants``      5200 <= Teff < 6500   < 3.5        any
-``dwarfs``           4000 <= Teff < 6500   >= 3.5       > -1
-``m_dwarfs``         Teff < 4000           >= 3.5       any
-``hot``              Teff >= 6500          any          any
-==================== ===================== ============ ===============
+===================== ===================== ============ ===============
+name                  Teff [K]              log g        [M/H]
+===================== ===================== ============ ===============
+``giants``            3800 <= Teff < 5200   < 3.5        > -1
+``metal_poor_giants`` 3800 <= Teff < 5200   < 3.5        <= -1
+``warm_giants``       5200 <= Teff < 6500   < 3.5        any
+``dwarfs``            4000 <= Teff < 6500   >= 3.5       > -1
+``m_dwarfs``          Teff < 4000           >= 3.5       any
+``hot``               Teff >= 6500          any          any
+===================== ===================== ============ ===============
 
 A star may belong to none of them (a giant cooler than 3800 K, a metal-poor dwarf); :func:`population_of`
 then gives ``""``.

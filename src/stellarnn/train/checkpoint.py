@@ -50,7 +50,7 @@ def describe_load_error(exc: BaseException) -> str:
 
 
 def register_model(kind: str):
-    """Class/function decorator: ``kind`` -> callable(**hyperparameters) returning an ``nn.Module``."""
+    """Class/function decorator: ``kind`` -> ``callable(**hyperparameters)`` returning an ``nn.Module``."""
 
     def deco(builder):
         if kind in _BUILDERS and _BUILDERS[kind] is not builder:
