@@ -116,3 +116,17 @@ def test_invert_float_cube_on_its_own_wavelength_grid(tmp_path):
     assert abs(np.mean(maps["v_los"] - v_true)) < 0.1  # was +0.58 km/s with the grid ignored
     header = fits.getheader(tmp_path / "maps.fits")
     assert header["NORMALIS"].startswith("quiet-sun") and header["WLSTEPMA"] == pytest.approx(21.431)
+
+
+def test_smooth_random_maps_cover_the_prior_even_when_small():
+    import numpy as np
+
+    from stellarnn.stokes.cli import smooth_random_maps
+    from stellarnn.stokes.me_cnn import PRIOR
+    from stellarnn.stokes.milne_eddington import PARAMETER_NAMES
+
+    maps = smooth_random_maps(8, 16, seed=1)  # smaller than the filter scale: used to collapse to one end
+    for k, name in enumerate(PARAMETER_NAMES):
+        lo, hi = PRIOR[name]
+        span = (maps[..., k].max() - maps[..., k].min()) / (hi - lo)
+        assert span > 0.3, (name, span)

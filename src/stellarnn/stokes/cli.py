@@ -10,6 +10,7 @@ import torch
 
 from ..cli_arguments import (check_output_file, check_output_folder, output_file, output_folder, plot_file,
                              positive_float, positive_int)
+from ..figures import save_figure
 from .milne_eddington import PARAMETER_NAMES, PARAMETER_UNITS, MilneEddington, add_noise
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "stokes" / "me_cnn.pt"
@@ -35,7 +36,9 @@ def smooth_random_maps(nx: int, ny: int, seed: int, scale_px: float = 4.0) -> np
     out = np.empty((nx, ny, len(PARAMETER_NAMES)))
     for k, name in enumerate(PARAMETER_NAMES):
         field = gaussian_filter(rng.standard_normal((nx, ny)), scale_px, mode="wrap")
-        field = ndtr(field / max(field.std(), 1e-12))
+        # standardised about its own mean: a map smaller than the filter scale is nearly constant, and
+        # dividing that constant by its tiny spread would push every pixel to one end of the prior
+        field = ndtr((field - field.mean()) / max(field.std(), 1e-12))
         lo, hi = PRIOR[name]
         if name == "eta0":
             out[..., k] = lo * (hi / lo) ** field
@@ -66,7 +69,7 @@ def cmd_synth(args) -> int:
                  parameter_names=np.array(PARAMETER_NAMES))
         print(f"wrote {out}")
         if args.plot:
-            print(f"wrote {plot_stokes_profiles(me.wavelengths, stokes[0].numpy(), args.plot)}")
+            print(f"wrote {save_figure(plot_stokes_profiles(me.wavelengths, stokes[0].numpy()), args.plot)}")
         return 0
     truth = smooth_random_maps(args.nx, args.ny, args.seed)
     params = torch.from_numpy(truth.reshape(-1, len(PARAMETER_NAMES)))
@@ -151,7 +154,7 @@ def cmd_invert(args) -> int:
     if args.plot:
         shown = (("temperature_logtau-1.0", "v_los_logtau-1.0", "B_los_logtau-1.0", "B_perp_logtau-1.0")
                  if args.method == "stratified" else ("B", "gamma", "chi", "v_los"))
-        print(f"wrote {plot_parameter_maps(maps, args.plot, units, shown)}")
+        print(f"wrote {save_figure(plot_parameter_maps(maps, units, shown), args.plot)}")
     return 0
 
 
@@ -218,11 +221,12 @@ def cmd_plot(args) -> int:
         x, y = args.profile
         if not (0 <= x < sp.stokes.shape[0] and 0 <= y < sp.stokes.shape[1]):
             raise ValueError(f"pixel ({x}, {y}) outside the {sp.stokes.shape[:2]} raster")
-        print(f"wrote {plot_stokes_profiles(sp.wavelengths, sp.stokes[x, y], args.out, title=f'pixel x={x} y={y}')}")
+        fig = plot_stokes_profiles(sp.wavelengths, sp.stokes[x, y], title=f"pixel x={x} y={y}")
+        print(f"wrote {save_figure(fig, args.out)}")
         return 0
     maps, units = read_parameter_maps(path)
     names = tuple(args.names) if args.names else None
-    print(f"wrote {plot_parameter_maps(maps, args.out, units, names, title=path.name)}")
+    print(f"wrote {save_figure(plot_parameter_maps(maps, units, names, title=path.name), args.out)}")
     return 0
 
 
