@@ -243,13 +243,20 @@ _AP18_EXPLICIT = (1, 2, 6, 7, 8, 11, 12, 13, 14, 20, 26)
 
 
 def run_synspec(exe_dir: Path, atmosphere, m_h: float, v_micro: float, lines: LineTable, window, workdir: Path,
-                relop: float = 1e-5, cutoff: float = 50.0) -> tuple[np.ndarray, np.ndarray, float]:
+                relop: float = 1e-5, cutoff: float = 50.0,
+                hydrogen_profiles: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
     """Run synspec54 in LTE on a Kurucz-format atmosphere; returns vacuum wavelength [A], normalised flux, seconds.
 
     Inputs follow synspec's unit conventions (Hubeny & Lanz 2017): fort.5 (Teff, log g, LTE, the 99
     abundances N_X/N_H, continuum-opacity ions), fort.8 (Kurucz deck RHOX, T, P, XNE), fort.55
     (mode, window, line cutoff [A], RELOP = minimum line-to-continuum opacity ratio, sampling,
     micro-turbulence [km/s]); a negative end wavelength sets vacuum wavelengths everywhere.
+    ``hydrogen_profiles`` is synspec's IHYDPR (fort.55, synspec54.f HYDINI / HYDLIN): synspec always
+    computes the H I lines of the series that reach the window (Brackett n_upper <= 24 and Paschen in the H
+    band) from its own model atom, with no line-list entry; 2 (default) takes the Stark profiles from
+    ``data/tremblay.dat`` (Brackett 4-5 .. 4-14 tabulated), 1 from ``data/lemke.dat`` (Lemke 1997, A&AS 122,
+    285: Brackett up to 4-22), 0 the approximate (Griem-type asymptotic, STARKA) profile for every line;
+    lines missing from a table also get the approximate profile.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     nd = atmosphere.n_layers
@@ -270,7 +277,7 @@ def run_synspec(exe_dir: Path, atmosphere, m_h: float, v_micro: float, lines: Li
     tmin = float(np.min(atmosphere.temperature))
     space = np.mean(window) / C_KMS * 2.355 / 3.0 * np.sqrt(0.1289 ** 2 * tmin / 100.0 + v_micro ** 2 / 2.0)
     with open(workdir / "fort.55", "w") as f:
-        f.write(" 0 0 0\n 0 0 0 0\n 0 0 0 0 0\n 1 0 0 10 0\n 2 0 0\n")
+        f.write(f" 0 0 0\n 0 0 0 0\n 0 0 0 0 0\n 1 0 0 10 0\n {int(hydrogen_profiles)} 0 0\n")
         f.write(f" {window[0]:f} {-window[1]:f} {cutoff:f} 0 {relop:e} {space:f}\n 0 0\n {v_micro:f}\n")
     (workdir / "tas").write_text(f"ND= {nd}\nIFMOL= 1\nTMOLIM= 8000.\n")
     sel = (lines.wavelength > window[0] - cutoff) & (lines.wavelength < window[1] + cutoff)

@@ -143,7 +143,9 @@ def test_synth_cli_high_resolution_mode(tmp_path):
     back = HighResolutionSpectrum.load(npz)
     np.testing.assert_allclose(back.continuum, spec.continuum, rtol=1e-6)
     assert back.meta["labels"]["teff"] == 4700.0
-    assert main(["synth", "4700", "4.5", "0.0", "--range", "8541", "8548", "-q", "-o", str(tmp_path / "x.fits")]) == 2
+    # with --range only .npz or .csv: refused before any synthesis, one error line, exit 1
+    assert main(["synth", "4700", "4.5", "0.0", "--range", "8541", "8548", "-q", "-o", str(tmp_path / "x.fits")]) == 1
+    assert not (tmp_path / "x.fits").exists()
 
 
 def _local_minimum(wave, flux, centre, half_width=0.5):
@@ -229,3 +231,49 @@ def test_real_k_dwarf_shows_no_brackett_11_depression(real_file, brackett_window
     syn = brackett_window[True]
     flux, _ = syn.synthesize(StellarLabels(hdr["rv_teff"], min(hdr["rv_logg"], 5.0), hdr["rv_feh"]))
     assert 0.015 < brackett_11_depression(apogee_wavelength(), ApogeeInstrument(syn.wave).apply(flux)) < 0.025
+
+
+def test_sme_computes_the_brackett_lines_with_hlinop_not_the_stehle_tables(atmospheres, caplog):
+    """Which Stark theory PySME uses for the APOGEE Brackett lines (bench/brackett.py, pysme_vs_synspec).
+
+    The SME library's HLINPROF takes a hydrogen line from the Stehle & Hutcheon (1999) tables when they hold
+    it, else falls back to HLINOP and says so; for Br 11 it falls back.  The validation against synspec in
+    ``bench/results/brackett.json`` holds for this theory only: if a PySME release adds Brackett tables, this
+    test fails and the comparison must be rerun.
+    """
+    import logging
+
+    lines = load_line_list(16795, 16827)
+    syn = PySMESynthesizer(16800, 16822, lines.select(lines.species == "H 1"), atmospheres=atmospheres,
+                           hydrogen_lines=True, transfer_resolution=3e5)
+    assert syn.hydrogen_info["n_kept"] == 1  # Br 11 alone
+    with caplog.at_level(logging.WARNING, logger="pysme.sme_synth"):
+        flux, _ = syn.synthesize(StellarLabels(5777, 4.44, 0.0, v_micro=1.0))
+    fallback = " ".join(r.getMessage() for r in caplog.records if "HLINOP" in r.getMessage())
+    assert "16811.1 A (4->11)" in fallback, fallback
+    # and the line is there: 0.895 at the centre before the LSF (measured on the ATLAS9 Sun, 2026-12-04)
+    assert 0.85 < flux[np.argmin(np.abs(syn.wave - 16811.1))] < 0.95
+
+
+def test_real_cool_giant_lacks_the_lte_brackett_cores(atmospheres, real_file):
+    """The real APOGEE giant 2M17335483 (Doppler 3677 K, log g 0.53) holds none of the narrow Br 11 and Br 13
+    cores that LTE predicts ~10 % deep at APOGEE resolution (PySME here; synspec predicts them too,
+    ``bench/results/brackett.json``: real_stars_brackett_series).  Measured: the fraction a of the predicted
+    line, from real - no_H = c0 + c1 x + a (with_H - no_H) over +-40 A, is -0.01 (Br 11) and -0.43 (Br 13).
+    """
+    wl, real, hdr = _real("apstar-2M17335483", real_file)
+    labels = StellarLabels(max(hdr["rv_teff"], 3550.0), max(hdr["rv_logg"], 0.5), hdr["rv_feh"])
+    keep = kept_pixel_index()
+    for centre in (16811.1, 16113.7):  # Br 11, Br 13 (vacuum)
+        lines = load_line_list(centre - 80, centre + 80)
+        spec = {}
+        for h in (False, True):
+            syn = PySMESynthesizer(centre - 46, centre + 46, lines, atmospheres=atmospheres, hydrogen_lines=h,
+                                   transfer_resolution=3e5)
+            spec[h] = ApogeeInstrument(syn.wave).apply(syn.synthesize(labels)[0])[keep]
+        m = (np.abs(wl - centre) < 40) & np.isfinite(spec[True])
+        delta_h = (spec[True] - spec[False])[m]
+        design = np.column_stack([np.ones(m.sum()), (wl[m] - centre) / 40, delta_h])
+        coef, *_ = np.linalg.lstsq(design, real[m] - spec[False][m], rcond=None)
+        assert -delta_h.min() > 0.05, centre  # LTE: a core at least 5 % deep (0.09-0.10 measured)
+        assert coef[2] < 0.4, (centre, coef)  # the real giant: less than 40 % of it
