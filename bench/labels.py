@@ -298,6 +298,173 @@ def bench_real(paths: dict, args) -> dict:
     return out
 
 
+BRACKETT_LOWER_LEVEL = 4
+RYDBERG_H_PER_ANGSTROM = 1.0967758e-3  # R_H in 1/Angstrom (vacuum)
+
+
+def brackett_absorption(wavelength: np.ndarray, depth: float = 0.35, hwhm: float = 10.0) -> np.ndarray:
+    """Multiplicative Brackett-series profile: Lorentzians at Br 11-21 (vacuum, Rydberg formula
+    1/lambda = R_H (1/4^2 - 1/n^2)), each ``depth`` deep with half width ``hwhm`` Angstrom.
+
+    A stand-in for the strong H I lines of an A star (about 9000 K), which the training grids (no
+    hydrogen lines) and so the emulator lack; depth and width are round numbers of the size seen in A
+    stars' H-band spectra, not a model atmosphere.
+    """
+    out = np.ones_like(wavelength, dtype=np.float64)
+    for n in range(11, 22):
+        centre = 1.0 / (RYDBERG_H_PER_ANGSTROM * (1.0 / BRACKETT_LOWER_LEVEL ** 2 - 1.0 / n ** 2))
+        out *= 1.0 - depth / (1.0 + ((wavelength - centre) / hwhm) ** 2)
+    return out
+
+
+def ood_spectra(n_per_kind: int, seed: int = 0) -> tuple[list[Spectrum], list[str], dict]:
+    """Bad and off-population apStar-like spectra, ``n_per_kind`` of each kind (see the ``how`` dict returned)."""
+    from stellarnn.labels.emulator_ood import EmulatorOOD
+    from stellarnn.labels.astronn.training import synthetic_observations
+    from stellarnn.spectra import apogee_wavelength
+    from stellarnn.synthesis.grid_builder import load_grid
+
+    rng = np.random.default_rng(seed)
+    wl = apogee_wavelength()
+    npx = wl.size
+    grid = load_grid(Path(__file__).resolve().parents[1] / "grids" / "apogee" / "test")
+    real = read_apstar(fetch("apstar-2M19485057")).combined
+    low = synthetic_observations(grid, 2.0, seed=seed + 2)  # S/N 2 at the continuum
+    emulator = EmulatorOOD().model
+    how = {"flat": "constant flux 1000, ivar for S/N 100, no noise",
+           "zero": "all-zero flux, ivar 1",
+           "noise_only": "flux 1000 + Gaussian noise at S/N 100 (honest ivar), no lines",
+           "negative": "minus a real apStar spectrum (2M19485057), its ivar",
+           "missing_chip": "a real apStar spectrum with one chip (blue, green, red in turn) at flux 0, ivar 0",
+           "snr_2": "held-out PySME grid spectra (grids/apogee/test) with noise at S/N 2",
+           "hot_9000K": "NOT a model atmosphere: the Payne emulator extrapolated to Teff 8800-9200 K (log g 4, "
+                        "[M/H] 0, [X/M] 0) times Brackett 11-21 Lorentzians 0.35 deep, 10 A half width, S/N 100 "
+                        "(PHOENIX phoenix-10kK covers 8038-12849 A only, not the H band)",
+           "cool_3000K": "NOT a model atmosphere: the Payne emulator extrapolated to Teff 2800-3200 K, log g 0.5-1.5, "
+                         "[M/H] -0.5..0.3 (M giants colder than the grid's 3500 K), S/N 100"}
+    spectra, kinds = [], []
+
+    def add(kind, flux, ivar):
+        spectra.append(Spectrum(wl, flux, ivar))
+        kinds.append(kind)
+
+    ones = np.ones(npx)
+    for i in range(n_per_kind):
+        add("flat", 1000.0 * ones, ones / 10.0 ** 2)
+        add("zero", 0.0 * ones, ones)
+        add("noise_only", 1000.0 + 10.0 * rng.standard_normal(npx), ones / 10.0 ** 2)
+        add("negative", -real.flux * (1 + 0.01 * i), real.ivar)
+        chip = (slice(0, 3300), slice(3300, 6200), slice(6200, npx))[i % 3]
+        f, iv = real.flux.copy(), real.ivar.copy()
+        f[chip], iv[chip] = 0.0, 0.0
+        add("missing_chip", f, iv)
+        add("snr_2", low["flux"][i], low["ivar"][i])
+    n_lab = emulator.label_min.numel()
+    with torch.inference_mode():
+        hot = np.zeros((n_per_kind, n_lab))
+        hot[:, 0], hot[:, 1], hot[:, 3] = rng.uniform(8800, 9200, n_per_kind), 4.0, 2.0
+        hot_flux = emulator(torch.as_tensor(hot, dtype=torch.float32)).double().numpy() * brackett_absorption(wl)
+        cool = np.zeros((n_per_kind, n_lab))
+        cool[:, 0], cool[:, 1] = rng.uniform(2800, 3200, n_per_kind), rng.uniform(0.5, 1.5, n_per_kind)
+        cool[:, 2], cool[:, 3] = rng.uniform(-0.5, 0.3, n_per_kind), 2.0
+        cool_flux = emulator(torch.as_tensor(cool, dtype=torch.float32)).double().numpy()
+    for kind, flux in (("hot_9000K", hot_flux), ("cool_3000K", cool_flux)):
+        for f in flux:
+            add(kind, f + 0.01 * rng.standard_normal(npx), ones * 100.0 ** 2)
+    return spectra, kinds, how
+
+
+def bench_ood(args) -> dict:
+    """Information / out-of-distribution flags of both shipped pipelines (issue 19 item 3, issue 20 item 10).
+
+    * a set of bad and off-population spectra (:func:`ood_spectra`): every one should be flagged;
+    * the held-out PySME grid ``grids/apogee/test`` with noise at S/N 100 (never trained on): at most
+      2 % flagged;
+    * throughput of each pipeline with the checks and OOD measures (the default) and without the
+      emulator measures (``ood_emulator=False``), on ``--n-spectra`` of the held-out spectra.
+
+    *Flagged* = ``flag_bad`` or any information / OOD bit (2^4-2^10, warn bits included); the
+    networks' own range/uncertainty bits are reported separately (``flag_bad_fraction``).
+    """
+    from stellarnn.labels.astronn.training import synthetic_observations
+    from stellarnn.labels.emulator_ood import OOD_FLAG_BITS
+    from stellarnn.labels.spectrum_information import INFORMATION_FLAG_BITS
+    from stellarnn.spectra import apogee_wavelength
+    from stellarnn.synthesis.grid_builder import load_grid
+
+    bits = {**INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
+    quality_mask = sum(bits.values())
+    bad, kinds, how = ood_spectra(args.ood_per_kind)
+    grid = load_grid(Path(__file__).resolve().parents[1] / "grids" / "apogee" / "test")
+    obs = synthetic_observations(grid, 100.0, seed=100)
+    wl = apogee_wavelength()
+    held = [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])]
+    out = {"bad_set": {"n_spectra": len(bad), "kinds": how},
+           "held_out": {"grid": "grids/apogee/test", "n_spectra": len(held), "snr": 100},
+           "flagged_means": "flagged_fraction: flag_bad (the network's own bits included) or any information/OOD "
+                            "bit (2^4-2^10) set; flagged_by_information_or_ood_fraction: an information/OOD bit set",
+           "target": {"bad_flagged_fraction": 1.0, "held_out_flagged_fraction_max": 0.02,
+                      "throughput_spectra_per_second_min": {"astronn_mc100": 50, "apogeenet_draws20": 20}}}
+
+    def summary(rows):
+        flags = np.array([int(r["result_flags"]) for r in rows])
+        flagged = np.array([bool(r["flag_bad"]) or bool(int(r["result_flags"]) & quality_mask) for r in rows])
+        return {"flagged_fraction": float(flagged.mean()),
+                "flagged_by_information_or_ood_fraction": float(np.mean((flags & quality_mask) != 0)),
+                "flag_bad_fraction": float(np.mean([bool(r["flag_bad"]) for r in rows])),
+                "nan_teff_fraction": float(np.mean([not np.isfinite(r["teff"]) for r in rows])),
+                "bit_counts": {name: int(np.sum((flags & bit) != 0)) for name, bit in bits.items()}}, flagged
+
+    for name, kwargs in (("astronn", {"mc_passes": 100}), ("apogeenet", {"n_draws": 20})):
+        p = get_pipeline(name, **kwargs)
+        rows = p.process(bad)
+        total, flagged = summary(rows)
+        per_kind = {}
+        for kind in how:
+            sel = [i for i, k in enumerate(kinds) if k == kind]
+            s, _ = summary([rows[i] for i in sel])
+            s["predicted_teff_median"] = float(np.nanmedian([rows[i]["teff"] for i in sel])) \
+                if np.isfinite([rows[i]["teff"] for i in sel]).any() else None
+            s["ood_chi2_median"] = float(np.nanmedian([rows[i]["ood_chi2"] for i in sel])) \
+                if np.isfinite([rows[i]["ood_chi2"] for i in sel]).any() else None
+            per_kind[kind] = s
+        out["bad_set"][name] = {**total, "by_kind": per_kind,
+                                "unflagged": [kinds[i] for i in np.flatnonzero(~flagged)]}
+        rows = p.process(held)
+        total, flagged = summary(rows)
+        chi2 = np.array([r["ood_chi2"] for r in rows])
+        total["ood_chi2_percentiles_50_90_98_max"] = [float(v) for v in np.nanpercentile(chi2, [50, 90, 98, 100])]
+        total["flagged_true_labels"] = [{"teff": float(obs["labels"][i, 0]), "logg": float(obs["labels"][i, 1]),
+                                         "m_h": float(obs["labels"][i, 2]), "result_flags": int(rows[i]["result_flags"])}
+                                        for i in np.flatnonzero(flagged)]
+        out["held_out"][name] = total
+        # throughput with and without the emulator measures (the information checks always run)
+        sample = held[:args.n_spectra]
+        p_without = get_pipeline(name, ood_emulator=False, **kwargs)
+        timing = {}
+        for label, pipe in (("with", p), ("without", p_without)):
+            pipe.process(sample[:2])
+            wall, cpu = [], []
+            for _ in range(max(1, args.repeats)):
+                c0, t0 = time.process_time(), time.perf_counter()
+                pipe.process(sample)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            timing[label] = (float(np.median(wall)), float(np.median(cpu)))
+        n = len(sample)
+        out.setdefault("throughput", {})[name] = {
+            "n_spectra": n, "passes_or_draws": next(iter(kwargs.values())),
+            "spectra_per_second": n / timing["with"][0],
+            "spectra_per_second_without_emulator_ood": n / timing["without"][0],
+            "median_seconds": timing["with"][0], "median_seconds_without_emulator_ood": timing["without"][0],
+            "median_cpu_seconds": timing["with"][1], "median_cpu_seconds_without_emulator_ood": timing["without"][1],
+            "spectra_per_second_if_2_cores_were_free": 2 * n / timing["with"][1],
+            "note": "wall clock on a machine shared with background jobs (load averages in 'machine'); "
+                    "'if_2_cores_were_free' = 2 x spectra per CPU-second of this process (an estimate that "
+                    "assumes both threads busy, as an unloaded 2-core run would keep them)"}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -314,8 +481,28 @@ def main() -> None:
     ap.add_argument("--fitter-n", type=int, default=0,
                     help="fit only the first N of them with the (slow) fitter at each S/N (0: all)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "labels.json"))
+    ap.add_argument("--only", choices=("all", "ood"), default="all",
+                    help="'ood': run only the information / out-of-distribution section and update its key "
+                         "('ood') in --out, keeping the other keys")
+    ap.add_argument("--ood-per-kind", type=int, default=8, help="bad / off-population spectra per kind (8 kinds)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.only == "ood":
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        load_start = os.getloadavg()
+        section = bench_ood(args)
+        section["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
+                              "torch": torch.__version__, "load_average_start": load_start,
+                              "load_average_end": os.getloadavg()}
+        result["ood"] = section
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, default=float))
+        print(json.dumps({k: section[k] for k in ("throughput",)}, indent=1, default=float))
+        for name in ("astronn", "apogeenet"):
+            print(name, "bad flagged", section["bad_set"][name]["flagged_fraction"], "held-out flagged",
+                  section["held_out"][name]["flagged_fraction"])
+        return
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                           "torch": torch.__version__, "load_average_start": os.getloadavg()}}
     with tempfile.TemporaryDirectory(prefix="labels_bench") as tmp:
@@ -328,6 +515,7 @@ def main() -> None:
         result["least_squares_fitter"] = fitter_comparison(result["throughput"], result["accuracy"])
         result["information_limit"] = information_limit(args)
         result["real_apstar"] = bench_real(paths, args)
+        result["ood"] = bench_ood(args)
     result["machine"]["load_average_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))

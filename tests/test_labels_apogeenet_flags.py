@@ -22,5 +22,19 @@ def test_bits_and_summary_flags():
 
 def test_fields_are_the_documented_ones():
     assert list(FIELDS) == ["teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "raw_e_teff", "raw_e_logg",
-                            "raw_e_fe_h", "result_flags", "flag_warn", "flag_bad"]
+                            "raw_e_fe_h", "result_flags", "flag_warn", "flag_bad", "good_fraction_blue",
+                            "good_fraction_green", "good_fraction_red", "snr_robust", "line_contrast", "line_snr",
+                            "ood_chi2", "ood_label_distance"]
     assert FIELDS["teff"].unit == "K" and FIELDS["result_flags"].dtype == "int64"
+
+
+def test_information_and_ood_bits_are_bad_or_warn():
+    from stellarnn.labels.emulator_ood import (FLAG_FAR_OUTSIDE_TRAINING, FLAG_OOD_CHI2, FLAG_OOD_CHI2_BAD,
+                                               FLAG_OUTSIDE_TRAINING)
+    from stellarnn.labels.spectrum_information import FLAG_FEATURELESS, FLAG_LOW_SNR, FLAG_MISSING_CHIP
+
+    bad = [FLAG_MISSING_CHIP, FLAG_LOW_SNR, FLAG_FEATURELESS, FLAG_OOD_CHI2_BAD, FLAG_FAR_OUTSIDE_TRAINING]
+    warn = [FLAG_OOD_CHI2, FLAG_OUTSIDE_TRAINING]
+    assert flag_bad(bad).all() and not flag_warn(bad).any()
+    assert flag_warn(warn).all() and not flag_bad(warn).any()
+    assert decode_flags(FLAG_MISSING_CHIP | FLAG_OOD_CHI2) == ["flag_missing_chip", "flag_ood_chi2"]

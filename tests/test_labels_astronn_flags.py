@@ -22,9 +22,19 @@ def test_bits_and_summary_flags():
 
 
 def test_fields():
-    assert len(FIELDS) == 22 * 4 + 3
+    assert len(FIELDS) == 22 * 4 + 3 + 8  # + the information / OOD columns
     for name in OUTPUT_LABELS:
         for key in (name, f"e_{name}", f"raw_{name}", f"raw_e_{name}"):
             assert key in FIELDS
     assert FIELDS["teff"].unit == "K" and FIELDS["mg_h"].unit == "dex"
     assert "c_1_h" in FIELDS and "ti_2_h" in FIELDS and FIELDS["flag_bad"].dtype == "bool"
+
+
+def test_information_and_ood_bits_make_a_row_bad():
+    from stellarnn.labels.emulator_ood import FLAG_OOD_CHI2, FLAG_OOD_CHI2_BAD
+    from stellarnn.labels.spectrum_information import FLAG_FEATURELESS, FLAG_LOW_SNR, FLAG_MISSING_CHIP
+
+    bad = [FLAG_MISSING_CHIP, FLAG_LOW_SNR, FLAG_FEATURELESS, FLAG_OOD_CHI2_BAD]
+    assert flag_bad(bad).all() and flag_warn(bad).all()
+    assert not flag_bad([FLAG_OOD_CHI2])[0] and flag_warn([FLAG_OOD_CHI2])[0]
+    assert decode_flags(FLAG_FEATURELESS) == ["flag_featureless"]

@@ -34,7 +34,7 @@ def spectra(real_file):
 
 def test_runs_end_to_end_on_real_apstar(weights, spectra):
     assert {"apogeenet", "astronn"} <= set(available_pipelines())
-    p = get_pipeline("astronn", weights=weights, mc_passes=20, batch_size=3)
+    p = get_pipeline("astronn", weights=weights, mc_passes=20, batch_size=3, ood_emulator=False)
     assert isinstance(p, Pipeline) and isinstance(p, AstroNNPipeline)
     rows = p.process(spectra)
     assert len(rows) == 5
@@ -50,7 +50,7 @@ def test_runs_end_to_end_on_real_apstar(weights, spectra):
 
 
 def test_bad_spectra_get_no_result_flag(weights, spectra):
-    p = get_pipeline("astronn", weights=weights, mc_passes=4)
+    p = get_pipeline("astronn", weights=weights, mc_passes=4, ood_emulator=False)
     dead = Spectrum(spectra[0].wavelength, spectra[0].flux, np.zeros(8575))
     rows = p.process([dead, spectra[4], "not a spectrum"])
     for r in (rows[0], rows[2]):
@@ -79,16 +79,81 @@ def test_stored_noise_model_and_bad_checkpoints(tmp_path, weights, spectra):
 
 
 def test_exception_inside_a_batch_flags_only_that_spectrum(weights, spectra, monkeypatch):
-    p = get_pipeline("astronn", weights=weights, mc_passes=4)
+    p = get_pipeline("astronn", weights=weights, mc_passes=4, ood_emulator=False)
     original = p.predict_normalised
 
-    def failing(normalised_flux):
+    def failing(normalised_flux, seeds=None):
         if any(float(row[0]) == 0.0 for row in normalised_flux):  # the marked spectrum (zero flux at pixel 246)
             raise RuntimeError("simulated failure")
-        return original(normalised_flux)
+        return original(normalised_flux, seeds)
 
     monkeypatch.setattr(p, "predict_normalised", failing)
     bad = Spectrum(spectra[0].wavelength, np.r_[np.zeros(300), spectra[0].flux[300:]], spectra[0].ivar)
     rows = p.process([spectra[0], bad, spectra[4]])
     assert rows[1]["result_flags"] == 2048 and "simulated failure" in rows[1]["reason"]
     assert rows[0]["reason"] == rows[2]["reason"] == "" and np.isfinite(rows[2]["fe_h"])
+
+
+def bad_spectra(s):
+    """Spectra without stellar information, built from a real one (name -> Spectrum)."""
+    rng = np.random.default_rng(5)
+    one, blue = np.ones(8575), np.arange(8575) < 3300
+    wl = s.wavelength
+    return {"zero": Spectrum(wl, 0 * one, one), "constant": Spectrum(wl, 1000 * one, one * 1e-4),
+            "negative": Spectrum(wl, -s.flux, s.ivar), "zero_mean_noise": Spectrum(wl, rng.normal(0, 1, 8575), one),
+            "flat_noise_snr100": Spectrum(wl, 1000 + 10 * rng.normal(size=8575), one * 1e-2),
+            "missing_blue_chip": Spectrum(wl, np.where(blue, 0, s.flux), np.where(blue, 0, s.ivar)),
+            "errors_1e30": Spectrum(wl, s.flux, one * 1e-60),
+            "snr_2": Spectrum(wl, 1000 + 500 * rng.normal(size=8575), one / 500 ** 2)}
+
+
+def test_spectra_without_information_get_flag_bad_and_nan_labels(weights, spectra):
+    p = get_pipeline("astronn", weights=weights, mc_passes=4)
+    bad = bad_spectra(spectra[-1])
+    rows = p.process([spectra[-1], *bad.values()])
+    for name, r in zip(bad, rows[1:]):
+        assert r["flag_bad"] and r["flag_warn"] and r["result_flags"] & (16 | 32 | 64), (name, r["result_flags"])
+        assert all(np.isnan(r[k]) for k in OUTPUT_LABELS) and np.isnan(r["e_teff"]), name
+        assert r["reason"].startswith("no stellar information"), (name, r["reason"])
+        assert np.isfinite(r["snr_robust"]) and 0 <= r["good_fraction_blue"] <= 1
+    assert rows[bad_index(bad, "missing_blue_chip")]["good_fraction_blue"] == 0
+    assert rows[bad_index(bad, "flat_noise_snr100")]["result_flags"] & 64  # found by the emulator's line pattern
+
+
+def bad_index(bad, name):
+    return 1 + list(bad).index(name)
+
+
+def test_uncertainties_do_not_depend_on_the_batch_size(weights, spectra):
+    rng = np.random.default_rng(6)
+    s = spectra[-1]
+    copies = [Spectrum(s.wavelength, s.flux + rng.normal(size=8575) / np.sqrt(s.ivar.clip(1e-12)), s.ivar)
+              for _ in range(4)]
+    batch = spectra + copies  # 9 spectra
+    e = {}
+    for size in (16, 5, 2):
+        rows = get_pipeline("astronn", weights=weights, mc_passes=10, batch_size=size, ood_emulator=False).process(batch)
+        e[size] = np.array([[r["raw_e_teff"], r["teff"], r["raw_e_mg_h"]] for r in rows])
+    assert np.array_equal(e[16], e[5]) and np.array_equal(e[16], e[2])
+    assert len(np.unique(e[16][:, 0])) == len(batch)  # distinct spectra, distinct values
+
+
+@pytest.mark.parametrize("name", ["astronn", "apogeenet"])
+def test_shipped_networks_do_not_flag_held_out_like_spectra(name):
+    from pathlib import Path
+
+    from stellarnn.labels.astronn.training import synthetic_observations
+    from stellarnn.spectra import apogee_wavelength
+    from stellarnn.synthesis.grid_builder import load_grid
+
+    grid = load_grid(Path(__file__).resolve().parents[1] / "grids" / "apogee" / "test")
+    lab = grid["labels"]
+    pick = np.flatnonzero((lab[:, 0] > 4000) & (lab[:, 0] < 7000) & (lab[:, 2] > -1.5))[:6]
+    grid = {k: (v[pick] if isinstance(v, np.ndarray) and len(v) == len(lab) else v) for k, v in grid.items()}
+    obs = synthetic_observations(grid, 100.0, seed=7)
+    wl = apogee_wavelength()
+    rows = get_pipeline(name).process([Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])])
+    for r in rows:
+        assert r["result_flags"] & 0b11111110000 == 0, (r["result_flags"], r["reason"])
+        assert 0.5 < r["ood_chi2"] < 5 and r["line_snr"] > 10 and r["ood_label_distance"] == 0
+        assert np.isfinite(r["teff"])

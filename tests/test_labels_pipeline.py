@@ -65,3 +65,17 @@ def test_resolve_shipped_weights(tmp_path, monkeypatch):
         resolve_shipped_weights("astronn")
     (tmp_path / "astronn" / "net.pt").write_bytes(b"x")
     assert resolve_shipped_weights("astronn") == tmp_path / "astronn" / "net.pt"
+
+
+def test_spectrum_seed_follows_identity_not_batch():
+    from stellarnn.labels.pipeline import spectrum_seed
+
+    wl, f = np.arange(5.0), np.arange(5.0)
+    a = Spectrum(wl, f, np.ones(5), meta={"apogee_id": "2M0001", "kind": "combined", "row": 0})
+    same_star_other_reader = Spectrum(wl, f + 1, np.ones(5), meta={"apogee_id": "2M0001"})
+    visit = Spectrum(wl, f, np.ones(5), meta={"apogee_id": "2M0001", "kind": "visit", "row": 2})
+    anon, anon2 = Spectrum(wl, f, np.ones(5)), Spectrum(wl, f * 2, np.ones(5))
+    assert spectrum_seed(a) == spectrum_seed(same_star_other_reader)
+    assert len({spectrum_seed(a), spectrum_seed(visit), spectrum_seed(anon), spectrum_seed(anon2)}) == 4
+    assert spectrum_seed(anon) == spectrum_seed(Spectrum(wl, f.copy(), np.zeros(5)))  # flux bytes
+    assert spectrum_seed(a, 1) != spectrum_seed(a, 0) and 0 <= spectrum_seed(a) < 2 ** 63

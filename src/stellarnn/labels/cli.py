@@ -156,7 +156,8 @@ def cmd_calibrate(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipeline = get_pipeline(args.pipeline, weights=args.weights)
+    # the network itself on its own synthetic stars: no information / OOD gate (it is for unknown inputs)
+    pipeline = get_pipeline(args.pipeline, weights=args.weights, quality_checks=False)
     labels = list(OUTPUT_LABELS) if args.pipeline == "astronn" else ["teff", "logg", "fe_h"]
     first = second = None
     if args.emulated:  # repeat visits of emulated stars: S/N 30-300, bad pixels, chip gaps

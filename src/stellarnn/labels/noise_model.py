@@ -13,7 +13,7 @@ Calibration maximises the Gaussian likelihood of the differences,
     V_i = (s r1_i + o)^2 + (s r2_i + o)^2,
 
 over s > 0, o >= 0 (r1, r2 the raw errors), which sets the mean of z^2 to 1 at the optimum
-(d(-ln L)/ds = 0).  Outlying pairs (|z| > ``clip_sigma`` after a fit, e.g. one visit with a
+(d(-ln L)/ds = 0).  Outlying pairs (``|z|`` > ``clip_sigma`` after a fit, e.g. one visit with a
 failed reduction) are dropped and the fit repeated, a few times.
 
 Repeat pairs measure precision only: an error shared by both visits (the network's or the
@@ -148,7 +148,7 @@ def calibrate_noise_model(labels, value1, value2, raw_error1, raw_error2, clip_s
     raw_error1, raw_error2 : array, shape (n_pairs, n_labels)
         Their raw (formal) uncertainties, same units.
     clip_sigma : float
-        Pairs with |z| above this after a fit are left out of the next fit.
+        Pairs with ``|z|`` above this after a fit are left out of the next fit.
     max_iterations : int
         Maximum number of fit/clip rounds.
 
@@ -298,19 +298,16 @@ def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwar
 
 def attach_noise_model(checkpoint_path, noise_model: NoiseModel):
     """Store a noise model in a stellarnn checkpoint (``normalisation["noise_model"]``), atomically."""
-    import os
-    import tempfile
     from pathlib import Path
 
     import torch
 
-    from ..train.checkpoint import read_checkpoint
+    from ..atomic_files import atomic_write
+    from ..train.checkpoint import _to_storable, read_checkpoint
 
     path = Path(checkpoint_path)
     payload = read_checkpoint(path)
-    payload["normalisation"]["noise_model"] = noise_model.to_dict()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    payload["normalisation"]["noise_model"] = _to_storable(noise_model.to_dict())
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
     return path

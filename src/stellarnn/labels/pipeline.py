@@ -83,6 +83,164 @@ def spectrum_problem(spectrum) -> str:
     return ""
 
 
+def spectrum_seed(spectrum, base_seed: int = 0) -> int:
+    """A stable 63-bit seed for one spectrum's Monte-Carlo draws, from its identity.
+
+    BLAKE2b of ``base_seed`` and the spectrum's identity: its ``apogee_id`` (or ``object_id``) from
+    ``spectrum.meta``, with the row for a visit (``kind == "visit"``); a spectrum without an identity
+    is identified by the bytes of its flux (float64).  The same spectrum gets the same draws whatever
+    batch it is processed in (a run resumed with another batch size gives the same numbers), and
+    whichever way it was read (apStar path, Spectrum1D or arrays carrying the same apogee_id).
+    """
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{int(base_seed)}|".encode())
+    meta = getattr(spectrum, "meta", None) or {}
+    name = meta.get("apogee_id") or meta.get("object_id")
+    if name:
+        visit = f"|visit {meta.get('row')}" if meta.get("kind") == "visit" else ""
+        h.update(f"id:{name}{visit}".encode())
+    else:
+        h.update(b"flux:" + np.ascontiguousarray(spectrum.flux, dtype=np.float64).tobytes())
+    return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+
+
+#: the information / out-of-distribution columns both pipelines add to every row
+QUALITY_FIELDS: dict[str, FieldInfo] = {
+    "good_fraction_blue": FieldInfo("", "Fraction of good pixels (finite flux, ivar > 0, no bad PIXMASK bit) "
+                                        "on the blue chip (apStar pixels 246-3274)"),
+    "good_fraction_green": FieldInfo("", "Fraction of good pixels on the green chip (apStar pixels 3585-6080)"),
+    "good_fraction_red": FieldInfo("", "Fraction of good pixels on the red chip (apStar pixels 6344-8335)"),
+    "snr_robust": FieldInfo("", "Robust S/N per pixel: min of median flux*sqrt(ivar) and median flux / "
+                                "(1.4826 MAD of adjacent flux differences / sqrt 2)"),
+    "line_contrast": FieldInfo("", "rms of the continuum-normalised flux in the ASPCAP windows over its noise "
+                                   "(1: noise only, 0: constant)"),
+    "line_snr": FieldInfo("", "Matched-filter S/N of the emulator's line pattern at the predicted labels "
+                              "(N(0,1) for noise; NaN when not computed)"),
+    "ood_chi2": FieldInfo("", "Reduced chi^2 of the Payne emulator's spectrum at the predicted labels against "
+                              "the normalised input, good pixels, per-chip quadratic continuum (NaN when not computed)"),
+    "ood_label_distance": FieldInfo("", "Distance of the predicted Teff, log g, [Fe/H] outside the training box "
+                                        "by more than their uncertainties, in units of 250 K, 0.5, 0.25 dex "
+                                        "(0 inside)"),
+}
+
+
+class QualityChecks:
+    """The information checks before the network and the OOD measures after it, shared by both pipelines.
+
+    See :mod:`stellarnn.labels.spectrum_information` and :mod:`stellarnn.labels.emulator_ood` for the
+    measures, bits and thresholds.
+
+    Parameters
+    ----------
+    emulator : path, None or False
+        The Payne emulator for the OOD measures: None for the shipped one, False for none (then
+        ``line_snr``, ``ood_chi2`` are NaN and only the pre-network checks and the label box flag).
+    enabled : bool
+        False: measure but never refuse a spectrum (no information bits, no emulator) -- for
+        calibrating a network on its own synthetic spectra, never for labelling unknown inputs.
+    """
+
+    def __init__(self, emulator=None, enabled: bool = True):
+        from .emulator_ood import EmulatorOOD
+
+        self.ood = None
+        self.enabled = bool(enabled)
+        if emulator is not False and self.enabled:
+            try:
+                self.ood = EmulatorOOD(emulator)
+            except FileNotFoundError as exc:
+                if emulator is not None:
+                    raise
+                import logging
+
+                logging.getLogger(__name__).warning("no emulator for the out-of-distribution measures (%s): "
+                                                    "line_snr and ood_chi2 will be NaN", exc)
+
+    def assess(self, batch: Sequence[Spectrum]):
+        """:func:`~stellarnn.labels.spectrum_information.assess_information` of a list of spectra
+        (its bits cleared when the checks are not ``enabled``)."""
+        from .spectrum_information import assess_information
+
+        info = assess_information(np.stack([s.flux for s in batch]), np.stack([s.ivar for s in batch]),
+                                  np.stack([s.bitmask for s in batch]))
+        if not self.enabled:
+            info.flags[:] = 0
+            info.reasons = [""] * len(batch)
+        return info
+
+    def rows(self, n: int, info, good_idx, good_rows: list[dict], labels: dict, fields: dict, profile=(),
+             flag_warn=None, flag_bad=None) -> list[dict]:
+        """Final rows of a batch: network rows (for ``good_idx``) with OOD columns and bits, NaN rows elsewhere.
+
+        Parameters
+        ----------
+        n : int
+            Spectra in the batch.
+        info : InformationReport
+            Of the whole batch.
+        good_idx : sequence of int
+            Spectra that passed the information checks (their rows are ``good_rows``, same order).
+        labels : dict
+            ``teff``, ``logg``, ``fe_h`` (arrays over ``good_idx``) and optionally ``x_h`` (dict of
+            AstroNN [X/H] arrays) for the emulator.
+        profile : sequence of str
+            Emulator labels the network does not predict (profiled, see :meth:`EmulatorOOD.measure`).
+        flag_warn, flag_bad : callable
+            The pipeline's summary-flag functions of ``result_flags``.
+        """
+        from .emulator_ood import FLAG_FEATURELESS, OOD_FLAG_BITS, label_distance, ood_flags
+        from .spectrum_information import INFORMATION_FLAG_BITS
+
+        good_idx = list(good_idx)
+        m = len(good_idx)
+        nan = np.full(m, np.nan)
+        dist, bits = nan, np.zeros(m, dtype=np.int64)
+        measures = {"line_snr": nan, "ood_chi2": nan}
+        if m:
+            teff, logg, fe_h = (np.asarray(labels[k], dtype=np.float64) for k in ("teff", "logg", "fe_h"))
+            errors = {k: np.array([r.get(f"e_{k}", np.nan) for r in good_rows], dtype=np.float64)
+                      for k in ("teff", "logg", "fe_h")}
+            if self.ood is not None:
+                dist = self.ood.label_distance(teff, logg, fe_h, errors)
+                grid = self.ood.grid_labels(teff, logg, fe_h, labels.get("x_h"))
+                measures = self.ood.measure(grid, info, rows=good_idx, profile=profile)
+                bits = ood_flags(measures["ood_chi2"], measures["line_snr"], dist)
+            else:  # no emulator: only the label box
+                dist = label_distance(teff, logg, fe_h, errors=errors)
+                bits = ood_flags(nan, np.full(m, np.inf), dist)
+        names = {**INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
+        label_keys = [k for k, f in fields.items() if f.dtype.startswith("float") and k not in QUALITY_FIELDS]
+        out: list[dict | None] = [None] * n
+        for k, i in enumerate(good_idx):
+            row = dict(good_rows[k])
+            row.update(info.columns(i), line_snr=float(measures["line_snr"][k]),
+                       ood_chi2=float(measures["ood_chi2"][k]), ood_label_distance=float(dist[k]))
+            flags = int(row["result_flags"]) | int(bits[k])
+            if bits[k] & FLAG_FEATURELESS:  # no stellar line pattern: never a label
+                row.update({key: np.nan for key in label_keys})
+            new = [name for name, bit in names.items() if bits[k] & bit]
+            if new and not row.get("reason"):
+                row["reason"] = ("no stellar information: " if bits[k] & FLAG_FEATURELESS else "out of distribution: ") + \
+                    ", ".join(new) + f" (line_snr {row['line_snr']:.3g}, ood_chi2 {row['ood_chi2']:.3g}, " \
+                    f"label distance {row['ood_label_distance']:.3g})"
+            out[i] = self._summarise(row, flags, flag_warn, flag_bad)
+        for i in range(n):
+            if out[i] is None:
+                row = {key: (np.nan if f.dtype.startswith("float") else None) for key, f in fields.items()}
+                row.update(info.columns(i), reason=info.reasons[i])
+                out[i] = self._summarise(row, int(info.flags[i]), flag_warn, flag_bad)
+        return out
+
+    @staticmethod
+    def _summarise(row: dict, flags: int, flag_warn, flag_bad) -> dict:
+        row["result_flags"] = int(flags)
+        row["flag_warn"] = bool(flag_warn(np.asarray([flags]))[0])
+        row["flag_bad"] = bool(flag_bad(np.asarray([flags]))[0])
+        return row
+
+
 def failed_row(fields, flag: int, reason: str, flag_bad_value: bool, flag_warn_value: bool) -> dict:
     """A row of NaN values carrying ``flag`` and ``reason``."""
     row = {}

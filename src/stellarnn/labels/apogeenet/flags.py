@@ -12,20 +12,47 @@ bit    name                        set when
 2^3    flag_unreliable_fe_h        Teff < 3,200 K, or log g > 5, or [Fe/H] outside -4 ... +2
 =====  ==========================  ==========================================================
 
-``flag_warn`` = flag_unreliable_fe_h; ``flag_bad`` = any of the four bits.
+``flag_warn`` = flag_unreliable_fe_h or a warn bit below; ``flag_bad`` = any of the four bits or a
+bad bit below.
+
+Information and out-of-distribution bits, shared with AstroNN (same values; measures and thresholds in
+:mod:`stellarnn.labels.spectrum_information` and :mod:`stellarnn.labels.emulator_ood`):
+
+=====  ==========================  ==========================================================
+bit    name                        set when
+=====  ==========================  ==========================================================
+2^4    flag_missing_chip           a chip has < 50 % good pixels or error-array S/N < 2 (bad)
+2^5    flag_low_snr                robust S/N (``snr_robust``) < 5 (bad)
+2^6    flag_featureless            no absorption structure: line contrast < 0.5 before the
+                                   network (constant, smooth), or the emulator's line pattern
+                                   at the predicted labels detected at S/N (``line_snr``) < 5
+                                   after it (noise only) (bad)
+2^7    flag_ood_chi2               ``ood_chi2`` > 25 (warn)
+2^8    flag_ood_chi2_bad           ``ood_chi2`` > 100 (bad)
+2^9    flag_outside_training       predicted Teff / log g / [Fe/H] outside the training box
+                                   3500-8000 K, 0-5, -2.5..+0.5 by more than its e_* (warn)
+2^10   flag_far_outside_training   ``ood_label_distance`` > 1, e.g. Teff < 3250 K or > 8250 K (bad)
+=====  ==========================  ==========================================================
+
+Bits 4-6 (and 2^6 set after the network) leave every label NaN: the spectrum carries no stellar
+information.  The ``good_fraction_*``, ``snr_robust``, ``line_contrast``, ``line_snr``, ``ood_chi2`` and
+``ood_label_distance`` columns (:data:`stellarnn.labels.pipeline.QUALITY_FIELDS`) hold the measures.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..pipeline import FieldInfo
+from ..emulator_ood import OOD_BAD_FLAGS, OOD_FLAG_BITS, OOD_WARN_FLAGS
+from ..pipeline import QUALITY_FIELDS, FieldInfo
+from ..spectrum_information import INFORMATION_FLAG_BITS, INFORMATION_FLAGS
 
 FLAG_RUNTIME_EXCEPTION = 1 << 0
 FLAG_UNRELIABLE_TEFF = 1 << 1
 FLAG_UNRELIABLE_LOGG = 1 << 2
 FLAG_UNRELIABLE_FE_H = 1 << 3
 FLAG_BITS = {"flag_runtime_exception": FLAG_RUNTIME_EXCEPTION, "flag_unreliable_teff": FLAG_UNRELIABLE_TEFF,
-             "flag_unreliable_logg": FLAG_UNRELIABLE_LOGG, "flag_unreliable_fe_h": FLAG_UNRELIABLE_FE_H}
+             "flag_unreliable_logg": FLAG_UNRELIABLE_LOGG, "flag_unreliable_fe_h": FLAG_UNRELIABLE_FE_H,
+             **INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
 
 TEFF_RANGE = (1700.0, 100_000.0)  # K
 LOGG_RANGE = (-1.0, 6.0)  # dex
@@ -46,9 +73,12 @@ FIELDS: dict[str, FieldInfo] = {
     "raw_e_fe_h": FieldInfo("dex", "Formal uncertainty of fe_h (std over noise draws) before the noise model"),
     "result_flags": FieldInfo("", "APOGEENet bitmask: 1 runtime exception, 2 Teff outside 1700-100000 K, "
                                   "4 log g outside -1..6, 8 unreliable [Fe/H] (Teff<3200 K, log g>5 or "
-                                  "[Fe/H] outside -4..+2)", "int64"),
-    "flag_warn": FieldInfo("", "Warning: result_flags has the unreliable [Fe/H] bit (8)", "bool"),
-    "flag_bad": FieldInfo("", "Bad: result_flags has any of bits 1, 2, 4, 8", "bool"),
+                                  "[Fe/H] outside -4..+2), 16 missing chip, 32 S/N < 5, 64 featureless "
+                                  "(no stellar lines), 128 ood_chi2 > 25, 256 ood_chi2 > 100, 512 labels outside "
+                                  "the training box, 1024 far outside it", "int64"),
+    "flag_warn": FieldInfo("", "Warning: result_flags has bit 8, 128 or 512", "bool"),
+    "flag_bad": FieldInfo("", "Bad: result_flags has any of bits 1, 2, 4, 8, 16, 32, 64, 256, 1024", "bool"),
+    **QUALITY_FIELDS,
 }
 
 
@@ -72,13 +102,15 @@ def result_flags(teff, logg, fe_h, runtime_exception) -> np.ndarray:
 
 
 def flag_warn(flags) -> np.ndarray:
-    """True where the unreliable-[Fe/H] bit is set."""
-    return (np.asarray(flags, dtype=np.int64) & FLAG_UNRELIABLE_FE_H) != 0
+    """True where the unreliable-[Fe/H] bit or an OOD warn bit (2^7, 2^9) is set."""
+    return (np.asarray(flags, dtype=np.int64) & (FLAG_UNRELIABLE_FE_H | OOD_WARN_FLAGS)) != 0
 
 
 def flag_bad(flags) -> np.ndarray:
-    """True where any of the runtime-exception or unreliable Teff / log g / [Fe/H] bits is set."""
-    mask = FLAG_RUNTIME_EXCEPTION | FLAG_UNRELIABLE_TEFF | FLAG_UNRELIABLE_LOGG | FLAG_UNRELIABLE_FE_H
+    """True where any of the runtime-exception or unreliable Teff / log g / [Fe/H] bits, an information
+    bit (2^4-2^6) or an OOD bad bit (2^8, 2^10) is set."""
+    mask = (FLAG_RUNTIME_EXCEPTION | FLAG_UNRELIABLE_TEFF | FLAG_UNRELIABLE_LOGG | FLAG_UNRELIABLE_FE_H
+            | INFORMATION_FLAGS | OOD_BAD_FLAGS)
     return (np.asarray(flags, dtype=np.int64) & mask) != 0
 
 

@@ -1,9 +1,9 @@
 """The APOGEENet label pipeline (``get_pipeline("apogeenet")``): Teff, log g, [Fe/H] from apStar spectra.
 
-Steps (REFERENCE.md, Astra APOGEENet documentation): preprocessing (:mod:`.preprocessing`),
-network (:mod:`.network`), 20 noise draws (:mod:`.uncertainty`), noise model
+Steps (REFERENCE.md, Astra APOGEENet documentation): preprocessing (:mod:`~stellarnn.labels.apogeenet.preprocessing`),
+network (:mod:`~stellarnn.labels.apogeenet.network`), 20 noise draws (:mod:`~stellarnn.labels.apogeenet.uncertainty`), noise model
 e = scale * raw_e + offset (the published one by default, or the one calibrated and stored with
-the weights), flags and fields (:mod:`.flags`).  A spectrum that cannot be used (wrong pixel
+the weights), flags and fields (:mod:`~stellarnn.labels.apogeenet.flags`).  A spectrum that cannot be used (wrong pixel
 count, no information, an exception in its batch) gets ``flag_runtime_exception`` and a reason;
 ``process`` never raises for a bad spectrum.
 """
@@ -18,7 +18,8 @@ import torch
 from ...spectra import Spectrum
 from ...train import file_sha256, load_checkpoint, pick_device
 from ..noise_model import NoiseModel
-from ..pipeline import failed_row, process_in_batches, register_pipeline, resolve_shipped_weights
+from ..pipeline import (QualityChecks, failed_row, process_in_batches, register_pipeline, resolve_shipped_weights,
+                        spectrum_seed)
 from . import network  # noqa: F401  (registers the "apogeenet" model kind)
 from .flags import FIELDS, FLAG_RUNTIME_EXCEPTION, flag_bad, flag_warn, result_flags
 from .network import APOGEENET_OUTPUT_MEAN, APOGEENET_OUTPUT_STD
@@ -46,14 +47,27 @@ class APOGEENetPipeline:
     device : str
         "auto" (GPU if present), "cpu", "cuda".
     seed : int
-        Seed of the noise draws (results are reproducible for a given batch composition).
+        Base seed of the noise draws; each spectrum's draws come from its own generator seeded by
+        :func:`~stellarnn.labels.pipeline.spectrum_seed` (its identity and data), so a spectrum's
+        numbers do not depend on the batch size or on the other spectra of the run.
+    ood_emulator : path, None or False
+        Emulator of the out-of-distribution measures (:class:`~stellarnn.labels.pipeline.QualityChecks`):
+        None for the shipped one, False for none.
+    quality_checks : bool
+        False skips refusing spectra (information bits, emulator measures): only for calibrating the
+        network on its own synthetic spectra (``train calibrate-noise``), never for labelling.
+
+    Before the network, every spectrum's usable information is checked
+    (:mod:`stellarnn.labels.spectrum_information`); after it, the OOD measures of
+    :mod:`stellarnn.labels.emulator_ood` are added to the row.  Their bits are in :mod:`~stellarnn.labels.apogeenet.flags`.
     """
 
     name = "apogeenet"
     fields = FIELDS
 
     def __init__(self, weights=None, n_draws: int = N_DRAWS_DEFAULT, batch_size: int = 32, device: str = "auto",
-                 seed: int = 0, chunk_size: int = 128):
+                 seed: int = 0, chunk_size: int = 128, ood_emulator=None,
+                 quality_checks: bool = True):
         path = resolve_shipped_weights("apogeenet", weights)
         self.device = pick_device(device)
         self.model, payload = load_checkpoint(path, expected_kind="apogeenet", device=self.device)
@@ -70,10 +84,15 @@ class APOGEENetPipeline:
         if n_draws < 2:
             raise ValueError("n_draws must be >= 2 (the uncertainty is a standard deviation over draws)")
         self.n_draws, self.batch_size, self.chunk_size, self.seed = int(n_draws), int(batch_size), int(chunk_size), seed
+        self.quality = QualityChecks(ood_emulator, enabled=quality_checks)
 
-    def predict_arrays(self, flux, ivar, bitmask=None, generator: torch.Generator | None = None) -> dict:
-        """Raw predictions for arrays (B, 8575): teff, logg, fe_h and raw_e_* (numpy, float64)."""
-        f, e = preprocess(flux, ivar, bitmask, self.input_flux)
+    def predict_arrays(self, flux, ivar, bitmask=None, generator=None, continuum=None) -> dict:
+        """Raw predictions for arrays (B, 8575): teff, logg, fe_h and raw_e_* (numpy, float64).
+
+        ``generator``: one torch.Generator, or a list with one per spectrum; ``continuum``: the DR17
+        normalisation of these spectra if already computed.
+        """
+        f, e = preprocess(flux, ivar, bitmask, self.input_flux, continuum)
         out = predict_with_noise_draws(self.model, f, e, self.output_mean, self.output_std, self.n_draws,
                                        generator, self.chunk_size)
         return {k: v.numpy() for k, v in out.items()}
@@ -94,17 +113,28 @@ class APOGEENetPipeline:
                          "flag_warn": bool(warn[i]), "flag_bad": bool(bad[i]), "reason": ""})
         return rows
 
-    def _run_batch(self, batch: list[Spectrum], generator) -> list[dict]:
-        flux = np.stack([s.flux for s in batch])
-        ivar = np.stack([s.ivar for s in batch])
-        bitmask = np.stack([s.bitmask for s in batch])
-        return self.rows_from_predictions(self.predict_arrays(flux, ivar, bitmask, generator))
+    def _run_batch(self, batch: list[Spectrum]) -> list[dict]:
+        info = self.quality.assess(batch)
+        good = np.flatnonzero(info.usable)
+        rows, labels = [], {}
+        if len(good):
+            sel = torch.as_tensor(good)
+            cont = info.continuum
+            cont = type(cont)(cont.flux[sel], cont.error[sel], cont.continuum[sel], cont.not_normalised[sel],
+                              cont.chip_failed[sel])
+            generators = [torch.Generator().manual_seed(spectrum_seed(batch[i], self.seed)) for i in good]
+            pred = self.predict_arrays(np.stack([batch[i].flux for i in good]), np.stack([batch[i].ivar for i in good]),
+                                       np.stack([batch[i].bitmask for i in good]), generators, cont)
+            rows = self.rows_from_predictions(pred)
+            labels = {k: pred[k] for k in LABELS}
+        profile = () if self.quality.ood is None else [n for n in self.quality.ood.label_names
+                                                        if n not in ("teff", "logg", "m_h")]
+        return self.quality.rows(len(batch), info, good, rows, labels, FIELDS, profile, flag_warn, flag_bad)
 
     def _failed(self, reason: str) -> dict:
         return failed_row(FIELDS, FLAG_RUNTIME_EXCEPTION, reason, True, False)
 
     def process(self, spectra: Sequence[Spectrum]) -> list[dict]:
-        """One row per spectrum, in order; unusable spectra get flag_runtime_exception and a reason."""
-        generator = torch.Generator().manual_seed(int(self.seed))
-        return process_in_batches(spectra, self.batch_size, lambda batch: self._run_batch(batch, generator),
-                                  self._failed, log)
+        """One row per spectrum, in order; unusable spectra get flag_runtime_exception or an information
+        bit (NaN labels) and a reason."""
+        return process_in_batches(spectra, self.batch_size, self._run_batch, self._failed, log)

@@ -8,7 +8,7 @@
    known defect of the public implementation, REFERENCE.md).
 
 Steps 1-2 happen once per spectrum; step 3 is applied to the noiseless flux and to each noise
-draw (flux + error * N(0, 1)), see :mod:`.uncertainty`.
+draw (flux + error * N(0, 1)), see :mod:`~stellarnn.labels.apogeenet.uncertainty`.
 
 ``input_flux="continuum_normalised"`` (for networks trained on continuum-normalised synthetic
 spectra) first divides the flux by the DR17 AstroNN continuum (:func:`stellarnn.spectra.apogee_continuum`)
@@ -104,17 +104,25 @@ def continuum_normalise_full_grid(flux, ivar, bitmask=None) -> tuple[torch.Tenso
         bitmask = np.asarray(bitmask).reshape(flux.shape)
     good = torch.isfinite(ivar) & (ivar > 0)
     error = torch.where(good, ivar.clamp_min(1e-300).rsqrt(), torch.inf)
-    cont = apogee_continuum(flux, error, bitmask)
+    return full_grid_from_continuum(apogee_continuum(flux, error, bitmask), ivar)
+
+
+def full_grid_from_continuum(cont, ivar) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`continuum_normalise_full_grid` from an already computed DR17 normalisation ``cont``
+    (:class:`stellarnn.spectra.ContinuumResult` of the same spectra) and their ivar (B, 8575)."""
+    ivar = _as_batch(ivar, "ivar")
+    good = torch.isfinite(ivar) & (ivar > 0)
     idx = torch.as_tensor(kept_pixel_index())
-    out_flux = torch.ones_like(flux)
-    out_ivar = torch.zeros_like(flux)
+    out_flux = torch.ones_like(ivar)
+    out_ivar = torch.zeros_like(ivar)
     out_flux[:, idx] = cont.flux
     usable = good[:, idx] & ~cont.not_normalised
     out_ivar[:, idx] = torch.where(usable, cont.error.clamp_min(1e-300) ** -2, 0.0)
     return out_flux, out_ivar
 
 
-def preprocess(flux, ivar, bitmask=None, input_flux: str = "raw") -> tuple[torch.Tensor, torch.Tensor]:
+def preprocess(flux, ivar, bitmask=None, input_flux: str = "raw",
+               continuum=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Flux and error ready for the noise draws: steps 1-2 (after normalisation if asked).
 
     Parameters
@@ -125,9 +133,14 @@ def preprocess(flux, ivar, bitmask=None, input_flux: str = "raw") -> tuple[torch
         APOGEE_PIXMASK, used only by the continuum normalisation.
     input_flux : {"raw", "continuum_normalised"}
         What the network was trained on.
+    continuum : ContinuumResult, optional
+        The DR17 normalisation of these spectra, if already computed (used with "continuum_normalised").
     """
     if input_flux not in INPUT_FLUX_KINDS:
         raise ValueError(f"input_flux must be one of {INPUT_FLUX_KINDS}, not {input_flux!r}")
     if input_flux == "continuum_normalised":
-        flux, ivar = continuum_normalise_full_grid(flux, ivar, bitmask)
+        if continuum is not None:
+            flux, ivar = full_grid_from_continuum(continuum, ivar)
+        else:
+            flux, ivar = continuum_normalise_full_grid(flux, ivar, bitmask)
     return clean_flux_and_error(flux, ivar)

@@ -3,7 +3,7 @@
 Inputs are apStar-grid spectra (N, 8575) with inverse variance.  The network sees them raw (like
 real apStar files) or divided by the DR17 continuum (``input_flux="continuum_normalised"``, for
 synthetic grids; recorded so that the pipeline normalises real spectra the same way).
-The training inputs go through exactly the inference preprocessing (:mod:`.preprocessing`).
+The training inputs go through exactly the inference preprocessing (:mod:`~stellarnn.labels.apogeenet.preprocessing`).
 Targets are [log g, log10 Teff, [Fe/H]] z-scored with the published statistics; the loss is the
 mean squared error over the labels present (NaN / -9999 ignored).
 """

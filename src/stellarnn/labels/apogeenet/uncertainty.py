@@ -20,13 +20,23 @@ N_DRAWS_DEFAULT = 20
 
 
 def noisy_network_inputs(flux: torch.Tensor, error: torch.Tensor, n_draws: int,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Network inputs (B, 1 + n_draws, n): the noiseless input first, then the noise draws."""
+                         generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
+    """Network inputs (B, 1 + n_draws, n): the noiseless input first, then the noise draws.
+
+    ``generator``: one for the whole batch, or a list with one per spectrum (each spectrum's
+    draws then depend on its own generator only, not on the batch it is in).
+    """
     if n_draws < 0:
         raise ValueError("n_draws must be >= 0")
     b, n = flux.shape
     flux, error = flux.to(torch.float32), error.to(torch.float32)  # the network runs in float32
-    noise = torch.randn((b, n_draws, n), generator=generator, dtype=torch.float32, device=flux.device)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != b:
+            raise ValueError(f"{len(generator)} generators for {b} spectra")
+        noise = torch.stack([torch.randn((n_draws, n), generator=g, dtype=torch.float32, device=flux.device)
+                             for g in generator]) if b else torch.empty((0, n_draws, n))
+    else:
+        noise = torch.randn((b, n_draws, n), generator=generator, dtype=torch.float32, device=flux.device)
     noisy = torch.cat([flux[:, None], flux[:, None] + error[:, None] * noise], dim=1)
     return log_scale(noisy)
 

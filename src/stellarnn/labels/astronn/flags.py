@@ -5,19 +5,45 @@ Bits of ``result_flags``:
 =====  ======================  ===============================================================
 bit    name                    set when
 =====  ======================  ===============================================================
-2^0    flag_uncertain_logg     e_logg > 0.2 and |e_logg / logg| > 0.075
+2^0    flag_uncertain_logg     e_logg > 0.2 and ``|e_logg / logg|`` > 0.075
 2^1    flag_uncertain_teff     e_teff > 300 K
-2^2    flag_uncertain_fe_h     |e_fe_h / fe_h| > 0.12
+2^2    flag_uncertain_fe_h     ``|e_fe_h / fe_h|`` > 0.12
 2^11   flag_no_result          exception raised when loading (or processing) the spectrum
 =====  ======================  ===============================================================
 
-``flag_warn`` = any bit set (result_flags > 0); ``flag_bad`` = bits 0, 1 and 2 all set.
+``flag_warn`` = any bit set (result_flags > 0); ``flag_bad`` = bits 0, 1 and 2 all set, or a bad bit
+below.
+
+Information and out-of-distribution bits, shared with APOGEENet (same values; measures and thresholds in
+:mod:`stellarnn.labels.spectrum_information` and :mod:`stellarnn.labels.emulator_ood`):
+
+=====  ==========================  ==========================================================
+bit    name                        set when
+=====  ==========================  ==========================================================
+2^4    flag_missing_chip           a chip has < 50 % good pixels or error-array S/N < 2 (bad)
+2^5    flag_low_snr                robust S/N (``snr_robust``) < 5 (bad)
+2^6    flag_featureless            no absorption structure: line contrast < 0.5 before the
+                                   network (constant, smooth), or the emulator's line pattern
+                                   at the predicted labels detected at S/N (``line_snr``) < 5
+                                   after it (noise only) (bad)
+2^7    flag_ood_chi2               ``ood_chi2`` > 25 (warn)
+2^8    flag_ood_chi2_bad           ``ood_chi2`` > 100 (bad)
+2^9    flag_outside_training       predicted Teff / log g / [Fe/H] outside the training box
+                                   3500-8000 K, 0-5, -2.5..+0.5 by more than its e_* (warn)
+2^10   flag_far_outside_training   ``ood_label_distance`` > 1, e.g. Teff < 3250 K or > 8250 K (bad)
+=====  ==========================  ==========================================================
+
+Bits 4-6 (and 2^6 set after the network) leave every label NaN: the spectrum carries no stellar
+information.  The ``good_fraction_*``, ``snr_robust``, ``line_contrast``, ``line_snr``, ``ood_chi2`` and
+``ood_label_distance`` columns (:data:`stellarnn.labels.pipeline.QUALITY_FIELDS`) hold the measures.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..pipeline import FieldInfo
+from ..emulator_ood import OOD_BAD_FLAGS, OOD_FLAG_BITS
+from ..pipeline import QUALITY_FIELDS, FieldInfo
+from ..spectrum_information import INFORMATION_FLAG_BITS, INFORMATION_FLAGS
 from .network import OUTPUT_LABELS
 
 FLAG_UNCERTAIN_LOGG = 1 << 0
@@ -25,7 +51,8 @@ FLAG_UNCERTAIN_TEFF = 1 << 1
 FLAG_UNCERTAIN_FE_H = 1 << 2
 FLAG_NO_RESULT = 1 << 11
 FLAG_BITS = {"flag_uncertain_logg": FLAG_UNCERTAIN_LOGG, "flag_uncertain_teff": FLAG_UNCERTAIN_TEFF,
-             "flag_uncertain_fe_h": FLAG_UNCERTAIN_FE_H, "flag_no_result": FLAG_NO_RESULT}
+             "flag_uncertain_fe_h": FLAG_UNCERTAIN_FE_H, "flag_no_result": FLAG_NO_RESULT,
+             **INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
 E_LOGG_LIMIT = 0.2  # dex
 E_LOGG_RELATIVE_LIMIT = 0.075
 E_TEFF_LIMIT = 300.0  # K
@@ -58,10 +85,14 @@ def _build_fields() -> dict[str, FieldInfo]:
                                                   f"variance) before the noise model")
     fields["result_flags"] = FieldInfo("", "AstroNN bitmask: 1 uncertain log g (e_logg>0.2 and |e_logg/logg|>0.075), "
                                            "2 uncertain Teff (e_teff>300 K), 4 uncertain [Fe/H] "
-                                           "(|e_fe_h/fe_h|>0.12), 2048 no result (spectrum could not be "
-                                           "loaded or processed)", "int64")
+                                           "(|e_fe_h/fe_h|>0.12), 16 missing chip, 32 S/N < 5, 64 featureless "
+                                           "(no stellar lines), 128 ood_chi2 > 25, 256 ood_chi2 > 100, 512 labels "
+                                           "outside the training box, 1024 far outside it, 2048 no result "
+                                           "(spectrum could not be loaded or processed)", "int64")
     fields["flag_warn"] = FieldInfo("", "Warning: any result_flags bit set", "bool")
-    fields["flag_bad"] = FieldInfo("", "Bad: uncertain log g, Teff and [Fe/H] bits all set", "bool")
+    fields["flag_bad"] = FieldInfo("", "Bad: uncertain log g, Teff and [Fe/H] bits all set, or any of bits 16, "
+                                       "32, 64, 256, 1024", "bool")
+    fields.update(QUALITY_FIELDS)
     return fields
 
 
@@ -91,9 +122,11 @@ def flag_warn(flags) -> np.ndarray:
 
 
 def flag_bad(flags) -> np.ndarray:
-    """True where the uncertain log g, Teff and [Fe/H] bits are all set."""
+    """True where the uncertain log g, Teff and [Fe/H] bits are all set, or an information bit (2^4-2^6)
+    or an OOD bad bit (2^8, 2^10) is set."""
     need = FLAG_UNCERTAIN_LOGG | FLAG_UNCERTAIN_TEFF | FLAG_UNCERTAIN_FE_H
-    return (np.asarray(flags, dtype=np.int64) & need) == need
+    flags = np.asarray(flags, dtype=np.int64)
+    return ((flags & need) == need) | ((flags & (INFORMATION_FLAGS | OOD_BAD_FLAGS)) != 0)
 
 
 def decode_flags(value: int) -> list[str]:

@@ -165,14 +165,26 @@ class ApogeeBCNNCensored(nn.Module):
         mask = F.pad(mask.transpose(1, 2).to(conv.dtype), (0, 0, left, padded - left - self.n_pixels))
         return conv * mask * (1.0 / keep)
 
-    def _pass_masks(self, n_passes: int, conv: torch.Tensor, branches: list[torch.Tensor]) -> dict:
+    def pass_masks(self, n_passes: int, generator: torch.Generator | None = None) -> dict:
+        """``n_passes`` dropout mask sets for one spectrum (a dict as :meth:`forward_mc` takes in ``masks``)."""
+        param = next(self.parameters())
+        with torch.no_grad():
+            conv, branches = self._deterministic(torch.zeros(1, self.n_pixels, dtype=param.dtype, device=param.device))
+        return self._pass_masks(n_passes, conv, branches, generator=generator)
+
+    def _pass_masks(self, n_passes: int, conv: torch.Tensor, branches: list[torch.Tensor],
+                    generator: torch.Generator | None = None) -> dict:
         """One set of inverted-dropout multipliers (0, or 1/(1-p)) per pass, for every dropout layer.
 
-        Shapes (n_passes, *features); see :meth:`forward_mc`.
+        Shapes (n_passes, *features); see :meth:`forward_mc`.  ``generator``: the random stream
+        (default: the global one).
         """
         keep = 1.0 - self.dropout
 
         def draw(*shape):
+            if generator is not None:  # straight into the float dtype: no bool -> float copy
+                return torch.empty((n_passes,) + shape, dtype=conv.dtype, device=conv.device).bernoulli_(
+                    keep, generator=generator).mul_(1.0 / keep)
             mask = torch.empty((n_passes,) + shape, dtype=torch.bool, device=conv.device).bernoulli_(keep)
             return mask.to(conv.dtype).mul_(1.0 / keep)
 
@@ -280,7 +292,8 @@ class ApogeeBCNNCensored(nn.Module):
         return self._stochastic(*self._deterministic(x))
 
     def forward_mc(self, x: torch.Tensor, n_passes: int, shared_masks: bool = True,
-                   chunk_rows: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+                   chunk_rows: int = 128, generators: list[torch.Generator] | None = None,
+                   masks: list[dict] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n_passes`` Monte-Carlo dropout passes per spectrum: (value, log_var), each (B, n_passes, 22).
 
         The layers before the first dropout (conv1 and every branch's first dense layer, which see
@@ -297,8 +310,36 @@ class ApogeeBCNNCensored(nn.Module):
         broadcasting instead of repeating the inputs, is several times faster on CPUs.
         ``shared_masks=False`` draws independent masks for every row.  Without dropout (eval mode
         and ``mc_dropout`` False) every pass is the deterministic prediction.
+
+        ``generators`` (one per spectrum): spectrum i's ``n_passes`` mask sets are drawn from
+        ``generators[i]`` alone, so its result depends on its own seed only, not on the other
+        spectra of the call (batch-size invariance); the passes of a spectrum are evaluated
+        together (``n_passes`` rows per network call), one spectrum after the other.
+        ``masks`` (one :meth:`pass_masks` dict per spectrum, e.g. from a bank of mask sets shared by
+        many spectra) does the same with given masks instead of drawing them.
         """
         b = x.shape[0]
+        if generators is not None and len(generators) != b:
+            raise ValueError(f"{len(generators)} generators for {b} spectra")
+        if masks is not None and len(masks) != b:
+            raise ValueError(f"{len(masks)} mask sets for {b} spectra")
+        if (generators is not None or masks is not None) and self._dropout_on():
+            # one spectrum at a time, deterministic layers included: floating-point results then do
+            # not depend on the batch either (matrix-product blocking varies with the row count)
+            values = torch.empty((b, n_passes, len(OUTPUT_LABELS)), dtype=x.dtype, device=x.device)
+            log_vars = torch.empty_like(values)
+            pass_chunk = max(1, min(n_passes, chunk_rows))
+            for i in range(b):
+                ci, bi = self._deterministic(x[i:i + 1])
+                own = masks[i] if masks is not None else self._pass_masks(n_passes, ci, bi, generator=generators[i])
+                if own["conv"].shape[0] != n_passes:
+                    raise ValueError(f"mask set of {own['conv'].shape[0]} passes for {n_passes} passes")
+                for p0 in range(0, n_passes, pass_chunk):
+                    pc = min(pass_chunk, n_passes - p0)
+                    v, s = self._stochastic(ci, bi, _slice_passes(own, slice(p0, p0 + pc)))
+                    values[i, p0:p0 + pc] = v
+                    log_vars[i, p0:p0 + pc] = s
+            return values, log_vars
         conv, branches = self._deterministic(x)
         if not self._dropout_on():
             v, s = self._stochastic(conv, branches)

@@ -1,10 +1,10 @@
 """The AstroNN label pipeline (``get_pipeline("astronn")``): Teff, log g and 20 abundances.
 
 Steps (REFERENCE.md, Astra AstroNN documentation): DR17 continuum normalisation and training-mean
-subtraction (:mod:`.preprocessing`), the censored Bayesian CNN (:mod:`.network`), 100
-Monte-Carlo dropout passes (:mod:`.uncertainty`), noise model e = scale * raw_e + offset
+subtraction (:mod:`~stellarnn.labels.astronn.preprocessing`), the censored Bayesian CNN (:mod:`~stellarnn.labels.astronn.network`), 100
+Monte-Carlo dropout passes (:mod:`~stellarnn.labels.astronn.uncertainty`), noise model e = scale * raw_e + offset
 (calibrated by :func:`stellarnn.labels.noise_model.calibrate_noise_model` and stored with the
-weights; the identity when none is stored), flags and fields (:mod:`.flags`).  A spectrum that
+weights; the identity when none is stored), flags and fields (:mod:`~stellarnn.labels.astronn.flags`).  A spectrum that
 cannot be loaded or processed gets ``flag_no_result`` and a reason; ``process`` never raises for it.
 """
 from __future__ import annotations
@@ -18,14 +18,18 @@ import torch
 from ...spectra import Spectrum
 from ...train import file_sha256, load_checkpoint, pick_device
 from ..noise_model import NoiseModel
-from ..pipeline import failed_row, process_in_batches, register_pipeline, resolve_shipped_weights
+from ..pipeline import (QualityChecks, failed_row, process_in_batches, register_pipeline, resolve_shipped_weights,
+                        spectrum_seed)
 from . import network  # noqa: F401  (registers the "astronn" model kind)
 from .flags import FIELDS, FLAG_NO_RESULT, flag_bad, flag_warn, result_flags
 from .network import OUTPUT_LABELS
-from .preprocessing import network_input, normalise_apstar
+from .preprocessing import network_input
 from .uncertainty import MC_PASSES_DEFAULT, predict_mc_dropout
 
 log = logging.getLogger(__name__)
+
+#: banks of dropout mask sets a pipeline draws once; a spectrum's bank follows from its seed
+N_MASK_BANKS = 8
 
 
 @register_pipeline("astronn")
@@ -43,14 +47,32 @@ class AstroNNPipeline:
     device : str
         "auto", "cpu" or "cuda".
     seed : int
-        Seed of the dropout masks.
+        Base seed of the dropout masks.  The pipeline holds ``N_MASK_BANKS`` (8) banks of
+        ``mc_passes`` mask sets, bank k drawn once from seed (``seed``, k); each spectrum uses bank
+        :func:`~stellarnn.labels.pipeline.spectrum_seed` mod 8 (from its identity and data), so its
+        numbers do not depend on the batch size or on the other spectra of the run.  Spectra of one
+        bank share their masks (their Monte-Carlo noise is correlated, each one's passes keep their
+        distribution, as with the shared masks of :meth:`ApogeeBCNNCensored.forward_mc`); spectra of
+        different banks are independent.
+    ood_emulator : path, None or False
+        Emulator of the out-of-distribution measures (:class:`~stellarnn.labels.pipeline.QualityChecks`):
+        None for the shipped one, False for none.
+    quality_checks : bool
+        False skips refusing spectra (information bits, emulator measures): only for calibrating the
+        network on its own synthetic spectra (``train calibrate-noise``), never for labelling.
+
+    Before the network, every spectrum's usable information is checked
+    (:mod:`stellarnn.labels.spectrum_information`, which also gives the DR17 normalisation the
+    network reads); after it, the OOD measures of :mod:`stellarnn.labels.emulator_ood` are added
+    to the row.  Their bits are in :mod:`~stellarnn.labels.astronn.flags`.
     """
 
     name = "astronn"
     fields = FIELDS
 
     def __init__(self, weights=None, mc_passes: int = MC_PASSES_DEFAULT, batch_size: int = 64, device: str = "auto",
-                 seed: int = 0, max_rows: int = 4096):
+                 seed: int = 0, max_rows: int = 4096, ood_emulator=None,
+                 quality_checks: bool = True):
         path = resolve_shipped_weights("astronn", weights)
         self.device = pick_device(device)
         self.model, payload = load_checkpoint(path, expected_kind="astronn", device=self.device)
@@ -69,12 +91,28 @@ class AstroNNPipeline:
         if mc_passes < 2:
             raise ValueError("mc_passes must be >= 2")
         self.mc_passes, self.batch_size, self.seed, self.max_rows = int(mc_passes), int(batch_size), seed, int(max_rows)
+        self.quality = QualityChecks(ood_emulator, enabled=quality_checks)
+        self._mask_banks: dict[int, dict] = {}
 
-    def predict_normalised(self, normalised_flux) -> dict:
-        """Raw predictions for continuum-normalised flux (B, 7514): ``value``, ``raw_error`` (numpy (B, 22))."""
+    def mask_bank(self, k: int) -> dict:
+        """Bank ``k`` of dropout masks (``mc_passes`` sets), drawn on first use from seed (seed, k)."""
+        k = int(k) % N_MASK_BANKS
+        if k not in self._mask_banks:
+            param = next(self.model.parameters())
+            gen = torch.Generator(device=param.device).manual_seed(int(self.seed) * N_MASK_BANKS + k)
+            self._mask_banks[k] = self.model.pass_masks(self.mc_passes, gen)
+        return self._mask_banks[k]
+
+    def predict_normalised(self, normalised_flux, seeds=None) -> dict:
+        """Raw predictions for continuum-normalised flux (B, 7514): ``value``, ``raw_error`` (numpy (B, 22)).
+
+        ``seeds``: one per spectrum (its mask bank is seed mod ``N_MASK_BANKS``); default: masks drawn
+        from ``self.seed`` for the batch (results then depend on the batch composition).
+        """
         x = network_input(normalised_flux, self.spectrum_mean)
+        masks = None if seeds is None else [self.mask_bank(sd) for sd in seeds]
         out = predict_mc_dropout(self.model, x, self.label_mean, self.label_std, self.mc_passes, self.seed,
-                                 self.max_rows)
+                                 self.max_rows, masks=masks)
         return {k: v.numpy() for k, v in out.items()}
 
     def rows_from_predictions(self, value: np.ndarray, raw_error: np.ndarray) -> list[dict]:
@@ -97,11 +135,18 @@ class AstroNNPipeline:
         return rows
 
     def _run_batch(self, batch: list[Spectrum]) -> list[dict]:
-        flux = np.stack([s.flux for s in batch])
-        ivar = np.stack([s.ivar for s in batch])
-        bitmask = np.stack([s.bitmask for s in batch])
-        pred = self.predict_normalised(normalise_apstar(flux, ivar, bitmask))
-        return self.rows_from_predictions(pred["value"], pred["raw_error"])
+        info = self.quality.assess(batch)  # its DR17 normalisation is preprocessing.normalise_apstar's
+        good = np.flatnonzero(info.usable)
+        rows, labels = [], {}
+        if len(good):
+            seeds = [spectrum_seed(batch[i], self.seed) for i in good]
+            pred = self.predict_normalised(info.continuum.flux[torch.as_tensor(good)], seeds)
+            rows = self.rows_from_predictions(pred["value"], pred["raw_error"])
+            j = {name: k for k, name in enumerate(OUTPUT_LABELS)}
+            labels = {k: pred["value"][:, j[k]] for k in ("teff", "logg", "fe_h")}
+            labels["x_h"] = {name: pred["value"][:, k] for name, k in j.items() if name.endswith("_h")}
+        profile = () if self.quality.ood is None else ["v_micro"]
+        return self.quality.rows(len(batch), info, good, rows, labels, FIELDS, profile, flag_warn, flag_bad)
 
     def _failed(self, reason: str) -> dict:
         return failed_row(FIELDS, FLAG_NO_RESULT, reason, False, True)

@@ -22,7 +22,7 @@ MC_PASSES_DEFAULT = 100
 @torch.inference_mode()
 def predict_mc_dropout(model, x: torch.Tensor, label_mean, label_std, n_passes: int = MC_PASSES_DEFAULT,
                        seed: int | None = 0, max_rows: int = 4096, chunk_rows: int = 128,
-                       shared_masks: bool = True) -> dict:
+                       shared_masks: bool = True, seeds=None, masks=None) -> dict:
     """Physical predictions and raw uncertainties for network inputs ``x`` (B, 7514).
 
     Parameters
@@ -43,6 +43,13 @@ def predict_mc_dropout(model, x: torch.Tensor, label_mean, label_std, n_passes: 
         (spectrum, pass) rows evaluated together inside a group (CPU cache-sized).
     shared_masks : bool
         Share each pass's masks among the spectra of a group (True), or draw them per row.
+    seeds : sequence of int, optional
+        One seed per spectrum (e.g. :func:`stellarnn.labels.pipeline.spectrum_seed`): each spectrum's
+        masks come from its own generator, so its result does not depend on the batch it is in
+        (``seed`` and ``shared_masks`` are then unused).
+    masks : list of dict, optional
+        One set of ``n_passes`` dropout masks per spectrum (``model.pass_masks``), e.g. the spectrum's
+        bank of a pipeline (batch-size invariant too, without drawing masks per spectrum).
 
     Returns
     -------
@@ -50,6 +57,10 @@ def predict_mc_dropout(model, x: torch.Tensor, label_mean, label_std, n_passes: 
     """
     if n_passes < 2:
         raise ValueError("n_passes must be >= 2")
+    if seeds is not None and len(seeds) != x.shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for {x.shape[0]} spectra")
+    if masks is not None and len(masks) != x.shape[0]:
+        raise ValueError(f"{len(masks)} mask sets for {x.shape[0]} spectra")
     param = next(model.parameters())
     mean = torch.as_tensor(label_mean, dtype=torch.float64)
     std = torch.as_tensor(label_std, dtype=torch.float64)
@@ -65,7 +76,13 @@ def predict_mc_dropout(model, x: torch.Tensor, label_mean, label_std, n_passes: 
                 torch.manual_seed(seed)
             for start in range(0, x.shape[0], per_group):
                 xb = x[start:start + per_group].to(device=param.device, dtype=param.dtype)
-                value, log_var = model.forward_mc(xb, n_passes, shared_masks=shared_masks, chunk_rows=chunk_rows)
+                gens = None
+                if seeds is not None:
+                    gens = [torch.Generator(device=param.device).manual_seed(int(sd))
+                            for sd in seeds[start:start + per_group]]
+                value, log_var = model.forward_mc(xb, n_passes, shared_masks=shared_masks, chunk_rows=chunk_rows,
+                                                  generators=gens,
+                                                  masks=None if masks is None else masks[start:start + per_group])
                 value, log_var = value.to(torch.float64).cpu(), log_var.to(torch.float64).cpu()
                 var = value.var(dim=1, unbiased=False) + torch.exp(log_var).mean(dim=1)
                 values.append(value.mean(dim=1) * std + mean)

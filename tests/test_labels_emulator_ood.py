@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+
+from stellarnn.labels.emulator_ood import (FLAG_FAR_OUTSIDE_TRAINING, FLAG_OOD_CHI2, FLAG_OOD_CHI2_BAD,
+                                           FLAG_OUTSIDE_TRAINING, EmulatorOOD, label_distance, ood_flags)
+from stellarnn.labels.spectrum_information import FLAG_FEATURELESS, assess_information
+from stellarnn.spectra import apogee_wavelength
+
+
+@pytest.fixture(scope="module")
+def ood():
+    return EmulatorOOD()
+
+
+def _labels(ood, teff, logg, m_h, x_m=0.0):
+    lab = np.zeros((1, len(ood.label_names)))
+    for j, name in enumerate(ood.label_names):
+        lab[0, j] = {"teff": teff, "logg": logg, "m_h": m_h, "v_micro": 1.2}.get(name, x_m)
+    return lab
+
+
+def _observed(ood, labels, snr=100.0, seed=0, extra=None):
+    """apStar-like spectra: emulator flux x a sloped continuum (x1000) + noise at ``snr``."""
+    with torch.inference_mode():
+        norm = ood.model(torch.as_tensor(labels, dtype=torch.float32)).double().numpy()
+    if extra is not None:
+        norm = norm * extra
+    cont = 1000.0 * np.linspace(0.8, 1.2, norm.shape[1])
+    rng = np.random.default_rng(seed)
+    flux = norm * cont + cont / snr * rng.standard_normal(norm.shape)
+    return flux, np.broadcast_to((cont / snr) ** -2, flux.shape).copy()
+
+
+def test_chi2_near_one_for_the_right_star_and_large_for_a_wrong_one(ood):
+    truth = np.vstack([_labels(ood, 4800, 2.5, -0.2), _labels(ood, 6000, 4.2, -0.5)])
+    flux, ivar = _observed(ood, truth)
+    info = assess_information(flux, ivar)
+    assert (info.flags == 0).all()
+    right = ood.measure(truth, info)
+    assert np.all((right["ood_chi2"] > 0.7) & (right["ood_chi2"] < 1.3)), right["ood_chi2"]
+    assert (right["line_snr"] > 20).all()
+    wrong = truth.copy()
+    wrong[:, 0] += 1500.0  # 1500 K too hot
+    wrong[:, 2] -= 1.0
+    bad = ood.measure(wrong, info)
+    # far above 1: the cool giant's many lines more than the warm dwarf's few
+    assert bad["ood_chi2"][0] > 10 and bad["ood_chi2"][1] > 3, bad["ood_chi2"]
+    # a star with lines the grid lacks (Brackett-like H I lines): large chi^2 even at its labels
+    wl = apogee_wavelength()
+    lines = np.ones_like(wl)
+    for centre in (15265.0, 15345.0, 15443.0, 15560.0, 15705.0, 15885.0, 16113.0, 16411.0, 16811.0):
+        lines *= 1 - 0.35 / (1 + ((wl - centre) / 10.0) ** 2)
+    flux_h, ivar_h = _observed(ood, truth, extra=lines)
+    hot = ood.measure(truth, assess_information(flux_h, ivar_h))
+    assert (hot["ood_chi2"] > 25).all()
+
+
+def test_noise_only_has_no_line_pattern(ood):
+    rng = np.random.default_rng(3)
+    flux = 1000 + 10 * rng.standard_normal((4, 8575))
+    info = assess_information(flux, np.full(flux.shape, 1e-2))
+    m = ood.measure(ood.grid_labels([4500, 5500, 7000, 3600], [2, 4, 4, 1], [0, -1, -2, 0.2]), info)
+    assert (np.abs(m["line_snr"]) < 5).all()
+    assert (ood_flags(m["ood_chi2"], m["line_snr"], np.zeros(4)) & FLAG_FEATURELESS).all()
+
+
+def test_profiling_the_missing_labels_lowers_chi2(ood):
+    truth = _labels(ood, 4300, 2.0, 0.0, x_m=0.3)  # enhanced abundances the predicted labels do not carry
+    flux, ivar = _observed(ood, truth, seed=4)
+    info = assess_information(flux, ivar)
+    solar = ood.grid_labels([4300], [2.0], [0.0])
+    plain = ood.measure(solar, info)["ood_chi2"][0]
+    free = [n for n in ood.label_names if n not in ("teff", "logg", "m_h")]
+    profiled = ood.measure(solar, info, profile=free)["ood_chi2"][0]
+    assert profiled < 0.5 * plain and profiled < 3
+
+
+def test_grid_labels_clip_to_the_box_and_convert_abundances(ood):
+    lab = ood.grid_labels([9000.0, np.nan], [4.0, 2.0], [0.1, -0.2], {"mg_h": np.array([0.4, np.nan])})
+    j = {n: i for i, n in enumerate(ood.label_names)}
+    assert lab[0, j["teff"]] == pytest.approx(ood.box_max[j["teff"]])
+    assert lab[1, j["teff"]] == pytest.approx(0.5 * (ood.box_min[j["teff"]] + ood.box_max[j["teff"]]))
+    assert lab[0, j["mg_m"]] == pytest.approx(0.3)  # [Mg/M] = [Mg/H] - [Fe/H]
+    assert lab[1, j["mg_m"]] == pytest.approx(0.0, abs=1e-3) and lab[0, j["c_m"]] == 0.0  # NaN: box centre
+
+
+def test_label_distance_and_bits():
+    d = label_distance([5000, 9000, 3000, 3400, np.nan], [2, 4, 1, 1, 2], [0, 0, 0, 0, 0])
+    assert d[0] == 0 and d[1] == pytest.approx(4.0) and d[2] == pytest.approx(2.0)
+    assert d[3] == pytest.approx(0.4) and np.isinf(d[4])
+    bits = ood_flags([1.0, 30.0, 200.0, 1.0, 1.0], [50, 50, 50, 50, 50], [0, 0, 0, 0.4, 2.0])
+    assert bits.tolist() == [0, FLAG_OOD_CHI2, FLAG_OOD_CHI2 | FLAG_OOD_CHI2_BAD, FLAG_OUTSIDE_TRAINING,
+                             FLAG_OUTSIDE_TRAINING | FLAG_FAR_OUTSIDE_TRAINING]
+
+
+def test_label_distance_allows_for_the_label_uncertainty():
+    d = label_distance([3450.0, 3200.0, 8100.0], [2.0, 2.0, 4.0], [0.0, 0.0, 0.6],
+                       errors={"teff": [100.0, 100.0, np.nan], "logg": None, "fe_h": [0.05, 0.05, 0.05]})
+    assert d[0] == 0  # 50 K outside the box, 100 K uncertainty
+    assert d[1] == pytest.approx(200 / 250)
+    assert d[2] == pytest.approx(np.hypot(100 / 250, 0.05 / 0.25))  # NaN error counts as none
