@@ -17,7 +17,7 @@ def test_bits_and_summary_flags():
     all3 = FLAG_UNCERTAIN_LOGG | FLAG_UNCERTAIN_TEFF | FLAG_UNCERTAIN_FE_H
     assert f.tolist() == [0, FLAG_UNCERTAIN_TEFF, FLAG_UNCERTAIN_LOGG, 0, all3, FLAG_NO_RESULT]
     assert flag_warn(f).tolist() == [False, True, True, False, True, True]
-    assert flag_bad(f).tolist() == [False, False, False, False, True, False]
+    assert flag_bad(f).tolist() == [False, False, False, False, True, True]  # no result: no labels, bad
     assert decode_flags(FLAG_NO_RESULT) == ["flag_no_result"]
 
 

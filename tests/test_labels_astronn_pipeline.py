@@ -54,7 +54,7 @@ def test_bad_spectra_get_no_result_flag(weights, spectra):
     dead = Spectrum(spectra[0].wavelength, spectra[0].flux, np.zeros(8575))
     rows = p.process([dead, spectra[4], "not a spectrum"])
     for r in (rows[0], rows[2]):
-        assert r["result_flags"] == 2048 and r["flag_warn"] and not r["flag_bad"] and r["reason"]
+        assert r["result_flags"] == 2048 and r["flag_warn"] and r["flag_bad"] and r["reason"]  # no labels: bad
         assert np.isnan(r["teff"]) and np.isnan(r["raw_e_ni_h"])
     assert rows[1]["reason"] == ""
 

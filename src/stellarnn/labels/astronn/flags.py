@@ -11,8 +11,8 @@ bit    name                    set when
 2^11   flag_no_result          exception raised when loading (or processing) the spectrum
 =====  ======================  ===============================================================
 
-``flag_warn`` = any bit set (result_flags > 0); ``flag_bad`` = bits 0, 1 and 2 all set, or a bad bit
-below.
+``flag_warn`` = any bit set (result_flags > 0); ``flag_bad`` = bits 0, 1 and 2 all set, 2^11 (no labels at
+all), or a bad bit below.
 
 Information and out-of-distribution bits, shared with APOGEENet (same values; measures and thresholds in
 :mod:`stellarnn.labels.spectrum_information` and :mod:`stellarnn.labels.emulator_ood`):
@@ -91,7 +91,7 @@ def _build_fields() -> dict[str, FieldInfo]:
                                            "(spectrum could not be loaded or processed)", "int64")
     fields["flag_warn"] = FieldInfo("", "Warning: any result_flags bit set", "bool")
     fields["flag_bad"] = FieldInfo("", "Bad: uncertain log g, Teff and [Fe/H] bits all set, or any of bits 16, "
-                                       "32, 64, 256, 1024", "bool")
+                                       "32, 64, 256, 1024, 2048", "bool")
     fields.update(QUALITY_FIELDS)
     return fields
 
@@ -122,11 +122,11 @@ def flag_warn(flags) -> np.ndarray:
 
 
 def flag_bad(flags) -> np.ndarray:
-    """True where the uncertain log g, Teff and [Fe/H] bits are all set, or an information bit (2^4-2^6)
-    or an OOD bad bit (2^8, 2^10) is set."""
+    """True where the uncertain log g, Teff and [Fe/H] bits are all set, or an information bit (2^4-2^6),
+    an OOD bad bit (2^8, 2^10) or no result (2^11) is set."""
     need = FLAG_UNCERTAIN_LOGG | FLAG_UNCERTAIN_TEFF | FLAG_UNCERTAIN_FE_H
     flags = np.asarray(flags, dtype=np.int64)
-    return ((flags & need) == need) | ((flags & (INFORMATION_FLAGS | OOD_BAD_FLAGS)) != 0)
+    return ((flags & need) == need) | ((flags & (INFORMATION_FLAGS | OOD_BAD_FLAGS | FLAG_NO_RESULT)) != 0)
 
 
 def decode_flags(value: int) -> list[str]:

@@ -149,7 +149,7 @@ class AstroNNPipeline:
         return self.quality.rows(len(batch), info, good, rows, labels, FIELDS, profile, flag_warn, flag_bad)
 
     def _failed(self, reason: str) -> dict:
-        return failed_row(FIELDS, FLAG_NO_RESULT, reason, False, True)
+        return failed_row(FIELDS, FLAG_NO_RESULT, reason, True, True)  # no labels at all: bad, not only a warning
 
     def process(self, spectra: Sequence[Spectrum]) -> list[dict]:
         """One row per spectrum, in order; unusable spectra get flag_no_result and a reason."""
