@@ -89,3 +89,33 @@ def test_evaluate_a_small_checkpoint(tmp_path):
     assert res["sets"]["random"]["svd_reconstruction"]["log_rhox"]["rms_dex"] < 0.1
     assert all((tmp_path / f).is_file() for f in ("innterpol_edge_T.png", "innterpol_T_error_vs_depth.png"))
     assert "teff_columns" in format_table(res)
+
+
+def test_evaluation_figures_draw_into_a_given_figure(monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from stellarnn.atmospheres.evaluation import plot_edge_temperatures, plot_temperature_error_vs_depth
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a library plot function selected a matplotlib backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    log_tau = np.linspace(-5, 2, 20)
+    truth = np.zeros((3, 5, 20))
+    truth[:, 1] = np.log10(5000.0)
+    emulator, linear = truth.copy(), truth.copy()
+    linear[:, 1] += np.log10(1.02)  # linear interpolation 2 % hot everywhere
+    params = np.array([[5000.0, 4.0, 0.0], [6000.0, 4.5, -1.0], [7000.0, 3.0, 0.5]])
+    predictions = {name: (params, truth, emulator, linear) for name in ("random", "teff_columns", "edge")}
+    edge_fig, error_fig = plt.figure(), plt.figure()
+    try:
+        assert plot_edge_temperatures(predictions, log_tau, fig=edge_fig) is edge_fig
+        assert len(edge_fig.axes) == 6 and len(edge_fig.axes[0].lines) == 3
+        assert plot_temperature_error_vs_depth(predictions, log_tau, fig=error_fig) is error_fig
+        linear_rms = error_fig.axes[0].lines[2].get_ydata()
+        np.testing.assert_allclose(linear_rms, 2.0, rtol=1e-9)
+        assert plt.fignum_exists(edge_fig.number) and plt.fignum_exists(error_fig.number)
+    finally:
+        plt.close(edge_fig)
+        plt.close(error_fig)

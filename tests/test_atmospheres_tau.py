@@ -72,3 +72,16 @@ def test_resample_handles_trailing_nan_layers_and_bad_shapes():
         rosseland_optical_depth(np.ones(3), np.ones(4))
     with pytest.raises(ValueError):
         rosseland_optical_depth(np.ones(3), np.ones(3), method="simpson")
+
+
+def test_cut_spliced_models_blanks_the_foreign_rows():
+    from stellarnn.atmospheres.tau import cut_spliced_models
+
+    models = np.zeros((3, 6, 2))
+    models[:, :, 0] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    models[1, :, 0] = [1.0, 2.0, 3.0, 0.5, 1.5, 2.5]  # a second model starts at layer 3
+    models[2, 4:, :] = np.nan  # a short model: missing layers are not a break
+    cut = cut_spliced_models(models)
+    assert cut.tolist() == [False, True, False]
+    assert np.isnan(models[1, 3:]).all() and np.isfinite(models[1, :3]).all()
+    assert np.isfinite(models[0]).all() and np.isfinite(models[2, :4]).all()

@@ -7,6 +7,7 @@ import torch
 
 from stellarnn.blase.extrinsic import scale_to_segments
 from stellarnn.blase.fit_report import plot_fit_report, transfer_report, write_fit_report
+from stellarnn.figures import save_figure
 from stellarnn.blase.fitting import TransferModel, transfer_spectrum
 from stellarnn.blase.line_finder import LineGuesses
 from stellarnn.blase.line_model import LineModel
@@ -66,6 +67,10 @@ def test_report_files_and_plot(fitted, tmp_path):
     assert back["stellar_lines"]["counts"] == report["stellar_lines"]["counts"]
     rows = write_fit_report(report, tmp_path / "r.csv").read_text().strip().splitlines()
     assert rows[0].startswith("centre_angstrom,") and len(rows) == 11
-    assert plot_fit_report(report, spec, res, tmp_path / "r.png").stat().st_size > 1000
+    fig = plot_fit_report(report, spec, res)
+    top, bottom = fig.axes[:2]
+    assert sum(len(c.get_offsets()) for c in top.collections) == len(report["stellar_lines"]["lines"])
+    assert len(bottom.patches) == len(report["tellurics"]["per_band"]) + 1  # + outside the bands
+    assert save_figure(fig, tmp_path / "r.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="json or .csv"):
         write_fit_report(report, tmp_path / "r.txt")

@@ -50,3 +50,26 @@ def test_debug_is_a_global_option_that_shows_the_exception(capsys):
         main(["--debug", "data", "path", "nope"])
     with pytest.raises(KeyError):
         main(["data", "path", "nope", "--debug"])
+
+
+def test_the_command_line_chooses_the_file_backend_unless_the_user_did(monkeypatch, capsys):
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    assert main([]) == 0
+    import os
+
+    assert os.environ["MPLBACKEND"] == "Agg"
+    monkeypatch.setenv("MPLBACKEND", "svg")
+    assert main([]) == 0
+    assert os.environ["MPLBACKEND"] == "svg"
+
+
+def test_no_library_module_selects_a_matplotlib_backend():
+    """Notebook safety (issue 22): importing and plotting never switch the caller's backend; only the
+    command line picks one, through MPLBACKEND at its entry."""
+    from pathlib import Path
+
+    import stellarnn
+
+    package = Path(stellarnn.__file__).parent
+    offenders = [str(p.relative_to(package)) for p in package.rglob("*.py") if "matplotlib.use(" in p.read_text()]
+    assert offenders == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from stellarnn.runner.engine import run_pipeline
-from stellarnn.runner.plotting import flag_counts, plot_flag_summary, plot_kiel
+from stellarnn.runner.plotting import flag_counts, plot_flag_summary, plot_kiel, write_survey_plots
 from stellarnn.runner.store import ResultsStore
 from test_runner_task import write_test_apstars
 
@@ -29,12 +29,34 @@ def test_flag_counts(db):
 
 
 def test_png_files(db, tmp_path):
-    kiel = plot_kiel(db, "runner_test_stats", tmp_path / "k.png")
-    flags = plot_flag_summary(db, "runner_test_stats", tmp_path / "f.png")
-    for p in (kiel, flags):
+    written = write_survey_plots(db, "runner_test_stats", tmp_path)
+    assert written["kiel"] == tmp_path / "runner_test_stats_kiel.png"
+    for p in written.values():
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000
-    assert plot_kiel(db, "runner_test_flaky", tmp_path / "none.png") is None
-    assert not (tmp_path / "none.png").exists()
-    assert plot_flag_summary(db, "runner_test_flaky", tmp_path / "f2.png").exists()
+    flaky = write_survey_plots(db, "runner_test_flaky", tmp_path)
+    assert flaky["kiel"] is None and not (tmp_path / "runner_test_flaky_kiel.png").exists()
+    assert flaky["flags"].exists()
     with pytest.raises(KeyError):
-        plot_kiel(db, "never_run", tmp_path / "x.png")
+        plot_kiel(db, "never_run")
+
+
+def test_plots_draw_into_the_given_axes_without_touching_the_backend(db, monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a library plot function selected a matplotlib backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    fig, (left, right) = plt.subplots(1, 2)
+    try:
+        assert plot_kiel(db, "runner_test_stats", ax=left) is fig
+        assert len(left.collections) == 1  # the scatter of the unflagged spectra
+        assert left.xaxis_inverted() and left.yaxis_inverted()
+        assert plot_flag_summary(db, "runner_test_stats", ax=right) is fig
+        bars = [p.get_width() for p in right.patches]
+        assert 2 in bars and 1 in bars  # flag_bad on 2 spectra, one unreadable input
+        assert plt.fignum_exists(fig.number)  # drawn, not closed
+        assert plot_kiel(db, "runner_test_flaky", ax=left) is None
+    finally:
+        plt.close(fig)

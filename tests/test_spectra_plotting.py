@@ -1,7 +1,5 @@
 """Spectrum plots: a real apStar spectrum with its DR17 continuum, and the shared figure writer."""
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from stellarnn.spectra import read_apstar  # noqa: E402
@@ -23,6 +21,27 @@ def test_plot_of_a_real_apstar_spectrum(real_file, tmp_path):
     s = read_apstar(real_file("apstar-2M19485057")).combined
     res = apogee_continuum(s.flux, s.error, s.bitmask)
     open_before = set(plt.get_fignums())
-    out = plot_apogee_spectrum(s, res, tmp_path / "star.png")
+    out = save_figure(plot_apogee_spectrum(s, res), tmp_path / "star.png")
     assert out.read_bytes()[:8] == PNG_SIGNATURE and out.stat().st_size > 20_000
-    assert set(plt.get_fignums()) == open_before  # its figure was closed
+    assert set(plt.get_fignums()) == open_before  # save_figure closed it
+
+
+def test_plot_draws_into_a_given_figure_and_leaves_the_backend_alone(real_file, monkeypatch):
+    import numpy as np
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a library plot function selected a matplotlib backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    s = read_apstar(real_file("apstar-2M19485057")).combined
+    res = apogee_continuum(s.flux, s.error, s.bitmask)
+    fig = plt.figure()
+    try:
+        assert plot_apogee_spectrum(s, res, title="mine", fig=fig) is fig
+        top, bottom = fig.axes
+        assert top.get_title() == "mine"
+        np.testing.assert_array_equal(top.lines[0].get_xdata(), s.wavelength)
+        assert bottom.get_ylim() == (0.3, 1.3)
+        assert plt.fignum_exists(fig.number)  # drawn, not closed
+    finally:
+        plt.close(fig)

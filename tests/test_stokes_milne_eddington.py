@@ -132,3 +132,16 @@ def test_bad_input():
         me(p)
     with pytest.raises(ValueError):
         MilneEddington(wavelengths=[6301.0, 6300.0])
+
+
+def test_check_stokes_profiles_converts_and_refuses_bad_input():
+    from stellarnn.stokes.milne_eddington import check_stokes_profiles
+
+    good = check_stokes_profiles(np.zeros((2, 4, 5)), 5, torch.float32)
+    assert good.dtype == torch.float32 and good.shape == (2, 4, 5)
+    with pytest.raises(ValueError, match=r"shape \(n, 4, 5\); got \(2, 3, 5\)"):
+        check_stokes_profiles(np.zeros((2, 3, 5)), 5)
+    with pytest.raises(ValueError, match="no Stokes profiles"):
+        check_stokes_profiles(np.zeros((0, 4, 5)), 5)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        check_stokes_profiles(np.full((1, 4, 5), 1e300), 5, torch.float32)  # overflows float32

@@ -101,6 +101,9 @@ def _printable_file_names() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _printable_file_names()
+    # the command line only writes figures to files: matplotlib's file backend unless the user chose one
+    # (the library's plot functions never select a backend, so a notebook keeps its own)
+    os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     argv, debug = _take_debug_flag(argv)

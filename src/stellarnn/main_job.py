@@ -28,7 +28,7 @@ def run_main(out: Path) -> dict:
 
     from .data import fetch
     from .spectra import apogee_continuum, apogee_wavelength, kept_pixel_index, read_apstar
-    from .spectra.plotting import plot_apogee_spectrum
+    from .spectra.plotting import plot_apogee_spectrum, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     rows, summary = [], {}
@@ -38,7 +38,7 @@ def run_main(out: Path) -> dict:
         spectra = [star.combined] + (star.visits if star.nvisits > 1 else [])
         res = apogee_continuum(np.stack([s.flux for s in spectra]), np.stack([s.error for s in spectra]),
                                np.stack([s.bitmask for s in spectra]))
-        png = plot_apogee_spectrum(star.combined, res, out / f"{star.header['apogee_id']}.png")
+        png = save_figure(plot_apogee_spectrum(star.combined, res), out / f"{star.header['apogee_id']}.png")
         for i, s in enumerate(spectra):
             rows.append((s.meta["apogee_id"], s.meta["kind"], s.meta["row"], s.snr,
                          star.header.get("rv_teff", np.nan), star.header.get("rv_logg", np.nan),
@@ -105,14 +105,14 @@ def write_synthetic_apstar(grid_dir, out_dir: Path, n: int, seed: int = 0, snr_r
 
 def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
     """Robust scatter and bias of each pipeline's Teff, log g, [Fe/H] against the synthetic truth; a plot."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from astropy.stats import mad_std
     from astropy.table import Table
     from astropy.units import UnitsWarning
 
     stats, labels = {}, (("teff", "teff", "K"), ("logg", "logg", "dex"), ("fe_h", "m_h", "dex"))
-    fig, axes = plt.subplots(len(summary_fits), 3, figsize=(12, 3.8 * len(summary_fits)), squeeze=False)
+    from .figures import new_figure, save_figure
+
+    fig, axes = new_figure(nrows=len(summary_fits), ncols=3, figsize=(12, 3.8 * len(summary_fits)), squeeze=False)
     for r, (name, path) in enumerate(summary_fits.items()):
         with warnings.catch_warnings():  # 'dex' units are valid astropy units but not FITS-standard strings
             warnings.simplefilter("ignore", UnitsWarning)
@@ -127,7 +127,7 @@ def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
             true = np.array([truth[i][tcol] for i in ids[sel]])
             d = pred - true
             ok = np.isfinite(d)
-            mad = 1.4826 * np.median(np.abs(d[ok] - np.median(d[ok]))) if ok.any() else np.nan
+            mad = mad_std(d[ok]) if ok.any() else np.nan
             stats[name][col] = {"robust_scatter": float(mad), "median_bias": float(np.median(d[ok])) if ok.any()
                                 else np.nan, "n_finite": int(ok.sum())}
             ax = axes[r, c]
@@ -137,9 +137,7 @@ def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
             ax.set_xlabel(f"true {tcol} [{unit}]")
             ax.set_ylabel(f"{name} {col}")
             ax.set_title(f"{name}: scatter {mad:.3g}, bias {stats[name][col]['median_bias']:.3g}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
     return stats
 
 

@@ -45,10 +45,11 @@ def cmd_get(args) -> int:
         for row in zip(atm.log_tau_ross, atm.rhox, atm.temperature, atm.p_gas, atm.n_e):
             print(f"{row[0]:8.3f} {row[1]:12.5e} {row[2]:9.1f} {row[3]:12.5e} {row[4]:12.5e}")
     if args.plot:
+        from ..figures import save_figure
         from .plotting import plot_atmosphere
 
         out = Path(args.plot_file or (Path(args.output).with_suffix(".png") if args.output else "atmosphere.png"))
-        plot_atmosphere(atm, out, f"Teff {args.teff:g} K, log g {args.logg:g}, [M/H] {args.m_h:+g}")
+        save_figure(plot_atmosphere(atm, f"Teff {args.teff:g} K, log g {args.logg:g}, [M/H] {args.m_h:+g}"), out)
         print(f"# plot {out}")
     return 0
 

@@ -97,7 +97,7 @@ class LinearBaseline:
 
 
 def error_table(pred: np.ndarray, truth: np.ndarray) -> dict:
-    """rms and max |error| per quantity (dex), and T in % , over models and depths."""
+    """rms and max ``|error|`` per quantity (dex), and T in % , over models and depths."""
     err = pred - truth
     out = {}
     for i, name in enumerate(QUANTITIES):
@@ -127,10 +127,10 @@ def log_kappa_ross(log_profiles: np.ndarray, log_tau: np.ndarray) -> np.ndarray:
 
 
 def percent_table(pred: np.ndarray, truth: np.ndarray, log_tau: np.ndarray) -> dict:
-    """rms and max |error| in % of T, P_gas, n_e and kappa_Ross (:data:`PHYSICAL`) over models and depths.
+    """rms and max ``|error|`` in % of T, P_gas, n_e and kappa_Ross (:data:`PHYSICAL`) over models and depths.
 
     kappa_Ross: over the points where the prediction's RHOX increases with tau (elsewhere the derived
-    opacity is not positive; their number is ``n_nonpositive``), with the median |error| as well.
+    opacity is not positive; their number is ``n_nonpositive``), with the median ``|error|`` as well.
     ``median_model_rms``: the median over models of each model's rms over depth (robust to the few
     models a method gets very wrong, e.g. holes linear interpolation must extrapolate far).
     """
@@ -234,16 +234,36 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
 
 
 def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:
-    import matplotlib
+    """Write the two figures below into ``folder``; returns their paths."""
+    from ..figures import save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return [str(save_figure(plot_edge_temperatures(predictions, log_tau), folder / "innterpol_edge_T.png", dpi=100)),
+            str(save_figure(plot_temperature_error_vs_depth(predictions, log_tau),
+                            folder / "innterpol_T_error_vs_depth.png", dpi=100))]
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+
+def plot_edge_temperatures(predictions: dict, log_tau: np.ndarray, fig=None):
+    """T(tau) of six held-out edge models (set c): ATLAS9, iNNterpol and linear interpolation.
+
+    Parameters
+    ----------
+    predictions : dict
+        ``{set name: (parameters, truth, emulator, linear)}`` as built by :func:`evaluate_checkpoint`
+        (log profiles, T in column 1).
+    log_tau : numpy.ndarray
+    fig : matplotlib.figure.Figure or None
+        An empty figure to draw into; ``None`` makes a new one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not closed; write it with :func:`stellarnn.figures.save_figure`.
+    """
+    from ..figures import new_figure
+
     p, truth, emu, lin = predictions["edge"]
     pick = np.linspace(0, len(p) - 1, min(6, len(p))).astype(int)
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharex=True)
+    fig, axes = new_figure(fig, nrows=2, ncols=3, figsize=(12, 7), sharex=True)
     for ax, i in zip(axes.flat, pick):
         ax.plot(log_tau, 10 ** truth[i, 1], "k-", label="ATLAS9")
         ax.plot(log_tau, 10 ** emu[i, 1], "C0--", label="iNNterpol")
@@ -254,12 +274,17 @@ def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:
         ax.set_xlabel(r"log $\tau_{Ross}$")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle("held-out edge set (c): T(tau)")
-    fig.tight_layout()
-    out = folder / "innterpol_edge_T.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    written.append(str(out))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    return fig
+
+
+def plot_temperature_error_vs_depth(predictions: dict, log_tau: np.ndarray, fig=None):
+    """rms and max ``|ΔT|`` (%) against depth per held-out set, iNNterpol and linear interpolation.
+
+    Parameters and return value as for :func:`plot_edge_temperatures` (one panel per set of :data:`SETS`).
+    """
+    from ..figures import new_figure
+
+    fig, axes = new_figure(fig, nrows=1, ncols=3, figsize=(13, 4), sharey=True)
     for ax, name in zip(axes, SETS):
         p, truth, emu, lin = predictions[name]
         for arr, lab, c in ((emu, "iNNterpol", "C0"), (lin, "linear", "C3")):
@@ -271,12 +296,7 @@ def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:
         ax.set_xlabel(r"log $\tau_{Ross}$")
     axes[0].set_ylabel("|ΔT| [%]")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    out = folder / "innterpol_T_error_vs_depth.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    written.append(str(out))
-    return written
+    return fig
 
 
 def format_table(result: dict) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .linear import MultilinearInterpolator, OutOfGridError
 from .model import Atmosphere
-from .tau import ATLAS9_LOG_TAU, resample_log_tau, rosseland_optical_depth
+from .tau import ATLAS9_LOG_TAU, cut_spliced_models, resample_log_tau, rosseland_optical_depth
 
 #: columns of the grid's last axis (ATLAS9 DECK6 order) and our Atmosphere field names
 COLUMNS = ("rhox", "temperature", "p_gas", "n_e", "abross", "accrad", "vturb")
@@ -153,14 +153,8 @@ class AtmosphereGrid:
             raise ValueError(f"{path}: unexpected column order {names!r}")
         shape = cube.shape[:3]
         flat = cube.reshape(-1, cube.shape[3], cube.shape[4])
-        # spliced models: RHOX stops increasing (7 models at 9750 K, log g 5 carry 8 rows of another
-        # model after their 64th layer); keep the layers before the break
-        rhox = flat[..., 0]
-        with np.errstate(invalid="ignore"):
-            broken_step = (np.diff(rhox, axis=1) <= 0) & np.isfinite(rhox[:, 1:])
-        spliced = broken_step.any(axis=1)
-        first_break = np.where(spliced, broken_step.argmax(axis=1) + 1, rhox.shape[1])
-        flat[np.arange(rhox.shape[1])[None, :] >= first_break[:, None]] = np.nan
+        # spliced models (RHOX stops increasing): keep the layers before the break
+        spliced = cut_spliced_models(flat)
         n_finite = np.isfinite(flat[..., 0]).sum(-1)
         status = np.zeros(len(flat), dtype=int)
         present = n_finite > 0

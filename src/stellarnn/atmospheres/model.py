@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import ATOMIC_MASS_UNIT_CGS, BOLTZMANN_CGS
 from .abundances import mean_mass_per_nucleus
 
-#: Boltzmann constant [erg K^-1] (CODATA 2018, exact)
-K_BOLTZMANN = 1.380649e-16
-#: atomic mass unit [g] (CODATA 2018)
-ATOMIC_MASS_UNIT = 1.66053906660e-24
+#: Boltzmann constant [erg K^-1] and atomic mass unit [g] (CODATA 2018: :mod:`stellarnn.constants`)
+K_BOLTZMANN = BOLTZMANN_CGS
+ATOMIC_MASS_UNIT = ATOMIC_MASS_UNIT_CGS
 
 _DEPTH_FIELDS = ("rhox", "temperature", "p_gas", "n_e", "abross", "accrad", "vturb", "log_tau_ross")
 _STELLAR_FIELDS = ("teff", "logg", "m_h")

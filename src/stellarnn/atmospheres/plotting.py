@@ -1,17 +1,19 @@
 """Figure of one model atmosphere: RHOX, T, P_gas and n_e against log tau_Ross."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+
+from ..figures import new_figure
 
 #: panels: Atmosphere field, axis label, log scale
 PANELS = (("rhox", "RHOX [g cm$^{-2}$]", True), ("temperature", "T [K]", False),
           ("p_gas", "P$_{gas}$ [dyn cm$^{-2}$]", True), ("n_e", "n$_e$ [cm$^{-3}$]", True))
 
 
-def plot_atmosphere(atm, path, title: str = "", dpi: int = 110):
-    """Write a 2x2 PNG of the four profiles of one atmosphere; returns the (closed) figure.
+def plot_atmosphere(atm, title: str = "", fig=None):
+    """Draw the four profiles of one atmosphere in 2x2 panels; returns the figure (not closed).
+
+    Write it with :func:`stellarnn.figures.save_figure`.
 
     The layout is matplotlib's constrained layout, which places every axis label outside the tick labels
     (the T panel's labels such as "10000" are wider than the default spacing between panels).
@@ -20,19 +22,18 @@ def plot_atmosphere(atm, path, title: str = "", dpi: int = 110):
     ----------
     atm : Atmosphere
         A single atmosphere (numpy or torch arrays).
-    path : str or Path
-        The PNG to write.
     title : str
+    fig : matplotlib.figure.Figure or None
+        An empty figure to draw into; ``None`` makes a new one (9 x 6 in, constrained layout).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     atm = atm.numpy()
     if atm.batched:
         raise ValueError("plot_atmosphere draws one atmosphere; index the batch first (atm[i])")
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True, layout="constrained")
+    fig, axes = new_figure(fig, nrows=2, ncols=2, figsize=(9, 6), sharex=True, layout="constrained")
     for ax, (name, label, log) in zip(axes.flat, PANELS):
         ax.plot(atm.log_tau_ross, np.asarray(getattr(atm, name)))
         ax.set_ylabel(label)
@@ -42,6 +43,4 @@ def plot_atmosphere(atm, path, title: str = "", dpi: int = 110):
         ax.set_xlabel(r"log $\tau_{Ross}$")
     if title:
         fig.suptitle(title)
-    fig.savefig(Path(path), dpi=dpi)
-    plt.close(fig)
     return fig

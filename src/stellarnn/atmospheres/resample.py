@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tau import INNTERPOL_LOG_TAU, resample_log_tau, rosseland_optical_depth
+from .tau import INNTERPOL_LOG_TAU, cut_spliced_models, resample_log_tau, rosseland_optical_depth
 
 #: the emulated quantities, all log10 of cgs values, in this order
 QUANTITIES = ("log_rhox", "log_temperature", "log_p_gas", "log_n_e")
@@ -124,11 +124,7 @@ def atlas9_tau_grid(path=None) -> TauSampledGrid:
         cube = fh["atmosphere"][:].astype(float)
     shape = cube.shape[:3]
     flat = cube.reshape(-1, cube.shape[3], cube.shape[4])
-    rhox = flat[..., 0]
-    with np.errstate(invalid="ignore"):
-        broken = (np.diff(rhox, axis=1) <= 0) & np.isfinite(rhox[:, 1:])
-    first_break = np.where(broken.any(1), broken.argmax(1) + 1, rhox.shape[1])
-    flat[np.arange(rhox.shape[1])[None, :] >= first_break[:, None]] = np.nan
+    spliced = cut_spliced_models(flat)
     present = np.isfinite(flat[:, 0, 0])
     idx = np.flatnonzero(present)
     m = flat[idx]
@@ -137,5 +133,5 @@ def atlas9_tau_grid(path=None) -> TauSampledGrid:
     node_index = np.stack(np.unravel_index(idx[complete], shape), axis=1)
     notes = [f"{int(present.sum())} models in the file; {int((~complete).sum())} excluded because their own "
              f"tau_Ross range does not cover log tau {INNTERPOL_LOG_TAU[0]} .. {INNTERPOL_LOG_TAU[-1]}",
-             f"{int(broken.any(1).sum())} spliced model(s) cut where RHOX stops increasing"]
+             f"{int(spliced.sum())} spliced model(s) cut where RHOX stops increasing"]
     return TauSampledGrid(axes, node_index, values[complete], INNTERPOL_LOG_TAU.copy(), notes)

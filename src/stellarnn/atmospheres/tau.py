@@ -137,3 +137,29 @@ def resample_log_tau(log_tau: np.ndarray, values: np.ndarray, target_log_tau: np
     inside = (target[None, :] >= first - edge_tolerance_dex) & (target[None, :] <= last + edge_tolerance_dex)
     out = np.where(inside[..., None], out, np.nan)
     return out[..., 0] if squeeze else out
+
+
+def cut_spliced_models(models: np.ndarray) -> np.ndarray:
+    """Blank (NaN) the layers of each model from the first one where RHOX stops increasing.
+
+    Seven ATLAS9 grid models (9750 K, log g 5) carry 8 rows of another model after their 64th layer;
+    column mass RHOX increases with depth in every physical model, so the first layer whose RHOX is
+    not above the previous one starts the foreign rows.
+
+    Parameters
+    ----------
+    models : ndarray (n_models, n_layers, n_columns)
+        Column 0 is RHOX; NaN layers (missing) are not breaks.  Modified in place.
+
+    Returns
+    -------
+    ndarray of bool (n_models,)
+        Which models were cut.
+    """
+    rhox = models[..., 0]
+    with np.errstate(invalid="ignore"):
+        broken = (np.diff(rhox, axis=1) <= 0) & np.isfinite(rhox[:, 1:])
+    spliced = broken.any(axis=1)
+    first_break = np.where(spliced, broken.argmax(axis=1) + 1, rhox.shape[1])
+    models[np.arange(rhox.shape[1])[None, :] >= first_break[:, None]] = np.nan
+    return spliced

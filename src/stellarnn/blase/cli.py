@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..cli_arguments import output_file, plot_file, positive_float, positive_int
+from ..figures import save_figure
 
 KIND_LINES = "blase-lines"
 KIND_TRANSFER = "blase-transfer"
@@ -50,7 +51,8 @@ def cmd_clone(args) -> int:
     if args.plot:
         with torch.inference_mode():
             model_flux = res.model(torch.from_numpy(wl)).numpy()
-        plot_fit(args.plot, wl, flux, model_flux, title=f"clone of {args.source}: {len(res.guesses)} lines")
+        save_figure(plot_fit(wl, flux, model_flux, title=f"clone of {args.source}: {len(res.guesses)} lines"),
+                    args.plot, dpi=90)
     return 0
 
 
@@ -96,7 +98,7 @@ def cmd_transfer(args) -> int:
         if args.report:
             print(f"wrote {write_fit_report(report, args.report)}")
         if args.report_plot:
-            print(f"wrote {plot_fit_report(report, spec, res, args.report_plot)}")
+            print(f"wrote {save_figure(plot_fit_report(report, spec, res), args.report_plot, dpi=90)}")
     return 0
 
 
@@ -108,8 +110,9 @@ def _plot_transfer(model, spec, path) -> None:
     with torch.inference_mode():
         parts = model(torch.from_numpy(spec.wavelength), x, torch.from_numpy(spec.segment), components=True)
     cont = parts["continuum"].numpy()
-    plot_fit(path, spec.wavelength, spec.flux / cont, parts["total"].numpy() / cont, segment=spec.segment,
-             extra={"telluric": parts["telluric"].numpy()}, title=f"transfer to {spec.name}")
+    save_figure(plot_fit(spec.wavelength, spec.flux / cont, parts["total"].numpy() / cont, segment=spec.segment,
+                         extra={"telluric": parts["telluric"].numpy()}, title=f"transfer to {spec.name}"),
+                path, dpi=90)
 
 
 def cmd_plot(args) -> int:
@@ -129,7 +132,7 @@ def cmd_plot(args) -> int:
         wl, flux = _clone_source(prov)
         with torch.inference_mode():
             model_flux = model(torch.from_numpy(wl)).numpy()
-        plot_fit(args.out, wl, flux, model_flux, title=f"clone of {prov['source']}")
+        save_figure(plot_fit(wl, flux, model_flux, title=f"clone of {prov['source']}"), args.out, dpi=90)
     elif payload["kind"] == KIND_TRANSFER:
         spec = load_observed(args.data or prov["data"],
                              args.wave_min if args.wave_min is not None else prov.get("wave_min"),

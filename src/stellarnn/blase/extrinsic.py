@@ -18,8 +18,7 @@ import math
 import numpy as np
 import torch
 
-SPEED_OF_LIGHT_KM_S = 299792.458
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+from ..constants import FWHM_PER_SIGMA, SPEED_OF_LIGHT_KM_S
 
 
 def log_uniform_grid(wavelength_min: float, wavelength_max: float, velocity_step_km_s: float) -> np.ndarray:

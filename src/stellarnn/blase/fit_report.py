@@ -20,7 +20,7 @@
 * the baseline and transfer rms residuals.
 
 :func:`write_fit_report` writes it as JSON (everything) or CSV (the line table), and
-:func:`plot_fit_report` as a PNG: Δ ln a of every stellar line against wavelength over the
+:func:`plot_fit_report` draws it as a figure: Δ ln a of every stellar line against wavelength over the
 telluric transmission, and the per-band absorbed equivalent widths.
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..spectra.plotting import save_figure
+from ..constants import SPEED_OF_LIGHT_KM_S
+from ..figures import new_figure
 from .extrinsic import scale_to_segments
 from .telluric_bands import TELLURIC_BANDS, band_edges
 
@@ -128,7 +129,7 @@ def transfer_report(result, spec, change_threshold: float = CHANGE_THRESHOLD, ba
     verdict[d_ln_a > change_threshold] = "deepened"
     verdict[d_ln_a < -change_threshold] = "weakened"
     lo, hi = spec.wavelength.min(), spec.wavelength.max()
-    observed_frame = centres * (1.0 + float(model.rv_km_s.detach()) / 299792.458)
+    observed_frame = centres * (1.0 + float(model.rv_km_s.detach()) / SPEED_OF_LIGHT_KM_S)
     in_data = (observed_frame >= lo) & (observed_frame <= hi)
     lines = [{"centre_angstrom": float(c), "clone_amplitude_angstrom": float(math.exp(float(a0))),
               "amplitude_angstrom": float(math.exp(float(a))), "d_ln_amplitude": float(da),
@@ -183,16 +184,15 @@ def write_fit_report(report: dict, path: str | Path) -> Path:
     return path
 
 
-def plot_fit_report(report: dict, spec, result, path: str | Path) -> Path:
-    """Δ ln a of the stellar lines over the telluric transmission, and per-band absorbed EW (PNG)."""
-    import matplotlib
+def plot_fit_report(report: dict, spec, result, fig=None):
+    """Δ ln a of the stellar lines over the telluric transmission, and per-band absorbed EW.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    ``fig``: an empty figure to draw into (``None``: a new one).  Returns the figure, not closed;
+    write it with :func:`stellarnn.figures.save_figure`.
+    """
     parts = _components(result.model, spec)
     lines = report["stellar_lines"]["lines"]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), gridspec_kw={"height_ratios": [2, 1]})
+    fig, (top, bottom) = new_figure(fig, nrows=2, ncols=1, figsize=(11, 6), gridspec_kw={"height_ratios": [2, 1]})
     colours = {"deepened": "tab:red", "weakened": "tab:blue", "broadened": "tab:orange", "narrowed": "tab:purple",
                "unchanged": "0.6"}
     for verdict, colour in colours.items():
@@ -219,4 +219,4 @@ def plot_fit_report(report: dict, spec, result, path: str | Path) -> Path:
     bottom.set_xticks(range(len(values)), labels, fontsize=8)
     bottom.set_ylabel("telluric EW [Å]")
     top.set_xlabel("wavelength [Å]")
-    return save_figure(fig, path, dpi=90)
+    return fig

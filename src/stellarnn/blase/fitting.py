@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..constants import FWHM_PER_SIGMA, SPEED_OF_LIGHT_KM_S
 from ..train import History, TrainConfig, Trainer, register_model
-from .extrinsic import (SPEED_OF_LIGHT_KM_S, chebyshev_continuum, convolve_same, doppler_factor,
+from .extrinsic import (chebyshev_continuum, convolve_same, doppler_factor,
                         gaussian_kernel, log_uniform_grid, resample_linear, rotation_kernel,
                         scale_to_segments)
 from .line_finder import LineGuesses, check_spectrum, find_lines
@@ -188,7 +189,7 @@ class TransferModel(nn.Module):
         self.resolution_min = float(resolution_min)
         self.limb_darkening = float(limb_darkening)
         self.rot_half = int(math.ceil(vsini_max_km_s / velocity_step_km_s)) + 1
-        sigma_max = SPEED_OF_LIGHT_KM_S / (resolution_min * 2.3548200450309493)
+        sigma_max = SPEED_OF_LIGHT_KM_S / (resolution_min * FWHM_PER_SIGMA)
         self.inst_half = int(math.ceil(5.0 * sigma_max / velocity_step_km_s)) + 1
         self.rv_scale = float(rv_scale_km_s)
         self.continuum_scale = float(continuum_scale)
@@ -423,8 +424,8 @@ def find_residual_lines(spec: ObservedSpectrum, model_flux: np.ndarray, weight: 
             weaker = i if cat.depths[i] < cat.depths[i + 1] else i + 1
             keep[weaker] = False
     cat = cat.select(keep)
-    sigma_inst = cat.centres / resolution / 2.3548200450309493
-    sigma_obs = np.sqrt(cat.sigmas ** 2 + (2 * cat.gammas / 2.3548200450309493) ** 2)
+    sigma_inst = cat.centres / resolution / FWHM_PER_SIGMA
+    sigma_obs = np.sqrt(cat.sigmas ** 2 + (2 * cat.gammas / FWHM_PER_SIGMA) ** 2)
     sigma = np.sqrt(np.maximum(sigma_obs ** 2 - sigma_inst ** 2, (0.3 * sigma_inst) ** 2))
     d = np.clip(cat.depths, 1e-4, 0.99)
     ew = (-np.log1p(-d) if form == "tau" else d) * sigma_obs * math.sqrt(2 * math.pi)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from scipy.signal import find_peaks, peak_widths
 
-from .profiles import FWHM_PER_SIGMA, pseudo_voigt, voigt
+from ..constants import FWHM_PER_SIGMA
+from .profiles import pseudo_voigt, voigt
 
 FORMS = ("tau", "multiplicative")
 

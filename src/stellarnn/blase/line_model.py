@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..numerics.faddeeva import faddeeva_parts
 from ..train import register_model
 from .line_finder import FORMS, LineGuesses
-from .profiles import SQRT_2PI, faddeeva, pseudo_voigt_fwhm_eta, pseudo_voigt_from_fwhm_eta, voigt_fwhm
+from .profiles import SQRT_2PI, pseudo_voigt_fwhm_eta, pseudo_voigt_from_fwhm_eta, voigt_fwhm
 
 PROFILE_NAMES = ("pseudo_voigt", "voigt")
 _MAX_TRANSMISSION_LOSS = 1.0 - 1e-6  # multiplicative form: a·V clamped below 1 (flux stays > 0)
@@ -181,7 +182,7 @@ class LineModel(nn.Module):
             fwhm, eta = pseudo_voigt_fwhm_eta(sigma, gamma)
             return pseudo_voigt_from_fwhm_eta(dx, take(fwhm), take(eta))
         scale = sigma * math.sqrt(2.0)
-        u, _ = faddeeva(dx / take(scale), take(gamma / scale))
+        u, _ = faddeeva_parts(dx / take(scale), take(gamma / scale))
         return u / take(sigma * SQRT_2PI)
 
     def _combine(self, absorption_sum: torch.Tensor) -> torch.Tensor:

@@ -1,32 +1,26 @@
-"""Plots of data, model and residual (matplotlib, Agg backend, PNG out)."""
+"""Plots of data, model and residual (a matplotlib figure; write it with :func:`stellarnn.figures.save_figure`)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
-from ..spectra.plotting import save_figure
+from ..figures import new_figure
 
 
-def plot_fit(path: str | Path, wavelength: np.ndarray, data: np.ndarray, model: np.ndarray,
+def plot_fit(wavelength: np.ndarray, data: np.ndarray, model: np.ndarray,
              segment: np.ndarray | None = None, extra: dict[str, np.ndarray] | None = None,
-             title: str = "", max_panels: int = 8) -> Path:
-    """Data and model (top) and residual data − model (bottom) per segment, written to ``path``.
+             title: str = "", max_panels: int = 8, fig=None):
+    """Data and model (top) and residual data − model (bottom) per segment.
 
-    ``wavelength`` in Angstrom; ``extra`` holds further curves (e.g. the telluric component).
+    ``wavelength`` in Angstrom; ``extra`` holds further curves (e.g. the telluric component);
+    ``fig``: an empty figure to draw into (``None``: a new one).  Returns the figure, not closed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     wavelength, data, model = (np.asarray(a, dtype=float) for a in (wavelength, data, model))
     if not (wavelength.shape == data.shape == model.shape) or wavelength.ndim != 1 or wavelength.size == 0:
         raise ValueError("wavelength, data and model must be non-empty 1-D arrays of equal length")
     segment = np.zeros(wavelength.size, int) if segment is None else np.asarray(segment)
     segs = np.unique(segment)[:max_panels]
-    fig, axes = plt.subplots(2 * len(segs), 1, figsize=(12, 3.2 * len(segs)), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1] * len(segs)})
+    fig, axes = new_figure(fig, nrows=2 * len(segs), ncols=1, figsize=(12, 3.2 * len(segs)), squeeze=False,
+                           gridspec_kw={"height_ratios": [3, 1] * len(segs)})
     for i, s in enumerate(segs):
         sel = segment == s
         top, bottom = axes[2 * i, 0], axes[2 * i + 1, 0]
@@ -43,4 +37,4 @@ def plot_fit(path: str | Path, wavelength: np.ndarray, data: np.ndarray, model: 
             top.legend(loc="lower left", fontsize=8)
             top.set_title(title)
     axes[-1, 0].set_xlabel("wavelength [Å]")
-    return save_figure(fig, path, dpi=90)
+    return fig

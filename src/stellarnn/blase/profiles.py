@@ -1,4 +1,5 @@
-"""Line profiles in torch: Gaussian, Lorentzian, pseudo-Voigt and an exact Voigt (Faddeeva function).
+"""Line profiles in torch: Gaussian, Lorentzian, pseudo-Voigt and an exact Voigt (the shared Faddeeva
+function of :mod:`stellarnn.numerics.faddeeva`).
 
 All profiles are area-normalised in the abscissa unit (here Angstrom): ``∫ V(x) dx = 1``, so a line
 of amplitude ``a`` (Angstrom) times the profile is dimensionless. Widths are the Gaussian standard
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
+
+from ..constants import FWHM_PER_SIGMA
+from ..numerics.faddeeva import faddeeva_parts
 
 SQRT_2PI = math.sqrt(2.0 * math.pi)
 SQRT_PI = math.sqrt(math.pi)
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # 2.3548...
 
 # Thompson et al. 1987 coefficients for the combined FWHM and the Lorentzian fraction eta.
 _TCH_FWHM_COEFFS = (1.0, 2.69269, 2.42843, 4.47163, 0.07842, 1.0)
@@ -73,90 +75,13 @@ def pseudo_voigt(x: torch.Tensor, sigma: torch.Tensor, gamma: torch.Tensor) -> t
     return pseudo_voigt_from_fwhm_eta(x, fwhm, eta)
 
 
-def _weideman_coefficients(n_terms: int) -> tuple[float, np.ndarray]:
-    """Coefficients ``a_1..a_N`` and scale ``L`` of Weideman's (1994) expansion of w(z).
-
-    With ``t = L tan(θ/2)`` the function ``(L² + t²) e^{-t²}`` is expanded in a Fourier cosine series
-    in θ; its coefficients (computed here by an FFT of ``2M = 4N`` samples) give
-    ``w(z) = 2 p(Z)/(L − iz)² + π^{-1/2}/(L − iz)``, ``Z = (L + iz)/(L − iz)``,
-    ``p(Z) = Σ_{n=1}^{N} a_n Z^{n-1}``, valid for Im z ≥ 0, with ``L = (N/√2)^{1/2}``.
-    """
-    m = 2 * n_terms
-    k = np.arange(-m + 1, m)
-    scale = math.sqrt(n_terms / math.sqrt(2.0))
-    theta = k * math.pi / m
-    t = scale * np.tan(theta / 2.0)
-    samples = np.concatenate([[0.0], np.exp(-t * t) * (scale * scale + t * t)])  # θ = −π sample is 0
-    coeffs = np.real(np.fft.fft(np.fft.fftshift(samples))) / (2 * m)
-    return scale, coeffs[1:n_terms + 1].copy()
-
-
-FADDEEVA_TERMS = 24
-_W_SCALE, _W_COEFFS = _weideman_coefficients(FADDEEVA_TERMS)
-
-
-def _faddeeva_complex(z: torch.Tensor) -> torch.Tensor:
-    """w(z) for a complex tensor with Im z ≥ 0 (Weideman 1994, N = FADDEEVA_TERMS)."""
-    denom = _W_SCALE - 1j * z
-    big_z = (_W_SCALE + 1j * z) / denom
-    poly = torch.full_like(z, complex(_W_COEFFS[-1]))
-    for coeff in _W_COEFFS[-2::-1]:  # Horner over the N expansion terms (not over lines or pixels)
-        poly = poly * big_z + float(coeff)
-    return 2.0 * poly / (denom * denom) + (1.0 / SQRT_PI) / denom
-
-
-class _Faddeeva(torch.autograd.Function):
-    """Real and imaginary parts of w(x + iy), y ≥ 0, with the analytic derivative
-    ``w'(z) = −2 z w(z) + 2i/√π`` (Abramowitz & Stegun 7.1.20) used in the backward pass."""
-
-    @staticmethod
-    def forward(ctx, x, y):
-        cdtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
-        z = torch.complex(x, y).to(cdtype)
-        w = _faddeeva_complex(z)
-        ctx.save_for_backward(z, w)
-        return w.real.to(x.dtype), w.imag.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_u, grad_v):
-        z, w = ctx.saved_tensors
-        dw = -2.0 * z * w + 2j / SQRT_PI
-        grad_x = grad_y = None
-        gu = grad_u if grad_u is not None else torch.zeros_like(dw.real)
-        gv = grad_v if grad_v is not None else torch.zeros_like(dw.real)
-        # Cauchy-Riemann: du/dx = Re w', dv/dx = Im w', du/dy = -Im w', dv/dy = Re w'
-        if ctx.needs_input_grad[0]:
-            grad_x = (gu * dw.real + gv * dw.imag).to(gu.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_y = (-gu * dw.imag + gv * dw.real).to(gu.dtype)
-        return grad_x, grad_y
-
-
-def faddeeva(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Faddeeva function ``w(z) = e^{-z²} erfc(−iz)`` for ``z = x + iy`` with ``y ≥ 0``.
-
-    Returns ``(Re w, Im w)``; differentiable in ``x`` and ``y``. Weideman (1994) rational expansion
-    with 24 terms: relative error below 1e-9 over the upper half plane in float64 (checked against
-    ``scipy.special.wofz`` in the tests).
-
-    Raises
-    ------
-    ValueError
-        If any ``y`` is negative (the expansion only holds on the closed upper half plane).
-    """
-    x, y = torch.broadcast_tensors(torch.as_tensor(x), torch.as_tensor(y))
-    if not x.is_floating_point():
-        x = x.double()
-        y = y.double()
-    if bool((y < 0).any()):
-        raise ValueError("faddeeva: the imaginary part y must be >= 0")
-    return _Faddeeva.apply(x, y)
-
-
 def voigt(x: torch.Tensor, sigma: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-    """Exact, area-normalised Voigt profile ``Re w((x + iγ)/(σ√2)) / (σ√(2π))``."""
+    """Exact, area-normalised Voigt profile ``Re w((x + iγ)/(σ√2)) / (σ√(2π))``.
+
+    w is the shared Faddeeva function (:func:`stellarnn.numerics.faddeeva.faddeeva_parts`).
+    """
     scale = sigma * math.sqrt(2.0)
-    u, _ = faddeeva(x / scale, gamma / scale)
+    u, _ = faddeeva_parts(x / scale, gamma / scale)
     return u / (sigma * SQRT_2PI)
 
 

@@ -127,14 +127,11 @@ def cmd_fields(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plotting import plot_flag_summary, plot_kiel
+    from .plotting import write_survey_plots
 
-    out = Path(args.out)
-    db = default_db(args)
-    kiel = plot_kiel(db, args.pipeline, out / f"{args.pipeline}_kiel.png", args.version)
-    flags = plot_flag_summary(db, args.pipeline, out / f"{args.pipeline}_flags.png", args.version)
-    print(f"kiel: {kiel if kiel else 'skipped (no teff/logg columns)'}")
-    print(f"flags: {flags}")
+    written = write_survey_plots(default_db(args), args.pipeline, Path(args.out), args.version)
+    print(f"kiel: {written['kiel'] or 'skipped (no teff/logg columns)'}")
+    print(f"flags: {written['flags']}")
     return 0
 
 

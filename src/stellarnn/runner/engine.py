@@ -234,7 +234,7 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
         "plots": {name: {"kiel": path | None, "flags": path}}}``
     """
     from .export import export_results
-    from .plotting import plot_flag_summary, plot_kiel
+    from .plotting import write_survey_plots
 
     if not pipeline_names:
         raise ValueError("no pipeline given")
@@ -254,9 +254,6 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
                                                              version=report.version))
                                      for fmt in export_formats}
         if plots:
-            summary["plots"][pname] = {
-                "kiel": plot_kiel(db_url, pname, out / f"{pname}_kiel.png", version=report.version),
-                "flags": str(plot_flag_summary(db_url, pname, out / f"{pname}_flags.png", version=report.version))}
-            if summary["plots"][pname]["kiel"] is not None:
-                summary["plots"][pname]["kiel"] = str(summary["plots"][pname]["kiel"])
+            summary["plots"][pname] = {kind: None if path is None else str(path) for kind, path in
+                                       write_survey_plots(db_url, pname, out, report.version).items()}
     return summary

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_files import atomic_write
+from ..fits_tables import write_fits_table
 from ..labels.pipeline import FieldInfo
 from .store import ResultsStore
 from .task import field_kind
@@ -147,23 +148,12 @@ def write_parquet(chunks, fields: dict[str, FieldInfo], path: str, pipeline: str
 
 
 def write_fits(chunks, fields: dict[str, FieldInfo], path: str, pipeline: str, version: str | None) -> None:
-    from astropy.io import fits
-    from astropy.table import Table
-
     values: dict[str, list] = {c: [] for c in fields}
     for rows in chunks:
         for c in fields:
             values[c].extend(r[c] for r in rows)
-    table = Table({c: column_array(values[c], info) for c, info in fields.items()}, masked=False)
-    for c in list(table.colnames):  # zero-length text columns need a width for FITS
-        if table[c].dtype.kind == "U" and table[c].dtype.itemsize == 0:
-            table[c] = table[c].astype("U1")
-    hdu = fits.table_to_hdu(table)
-    hdu.name = pipeline.upper()[:68]
-    for i, (c, info) in enumerate(fields.items(), start=1):
-        if info.unit:
-            hdu.header[f"TUNIT{i}"] = info.unit
-        hdu.header[f"TCOMM{i}"] = info.description
-    hdu.header["PIPELINE"] = (pipeline, "stellarnn pipeline name")
-    hdu.header["PVERSION"] = (version or ALL_VERSIONS, "pipeline model version")
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+    write_fits_table({c: column_array(values[c], info) for c, info in fields.items()}, path,
+                     units={c: info.unit for c, info in fields.items()},
+                     descriptions={c: info.description for c, info in fields.items()}, name=pipeline,
+                     header={"PIPELINE": (pipeline, "stellarnn pipeline name"),
+                             "PVERSION": (version or ALL_VERSIONS, "pipeline model version")})

@@ -1,4 +1,8 @@
-"""Survey plots from the results database: a Kiel diagram and a flag summary (PNG, Agg)."""
+"""Survey plots from the results database: a Kiel diagram and a flag summary.
+
+Each function draws into a given ``ax`` (or a new figure) and returns the figure; write it with
+:func:`stellarnn.figures.save_figure`.
+"""
 from __future__ import annotations
 
 import os
@@ -6,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..figures import axes_for, save_figure
 from .export import choose_version
 from .fields import RUNNER_FLAG_DESCRIPTIONS, RunnerFlag
 from .store import ResultsStore
@@ -33,17 +38,27 @@ def rows_value(v):
     return np.nan if v is None else float(v)
 
 
-def plot_kiel(db_url: str, pipeline: str, out_png: str | os.PathLike, version: str | None = None) -> Path | None:
+def plot_kiel(db_url: str, pipeline: str, version: str | None = None, ax=None):
     """Teff (K, increasing to the left) against log g (increasing downwards), coloured by [Fe/H].
 
-    Spectra flagged by the runner or with ``flag_bad`` set are left out.  Returns ``None`` (and
-    writes nothing) when the pipeline has no ``teff`` and ``logg`` columns.
+    Spectra flagged by the runner or with ``flag_bad`` set are left out.
+
+    Parameters
+    ----------
+    db_url : str
+        The results database.
+    pipeline : str
+    version : str or None
+        Pipeline version (default: as :func:`choose_version` picks).
+    ax : matplotlib.axes.Axes or None
+        Where to draw (the colour bar takes room from it); ``None`` makes a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        The figure drawn into (not closed); ``None``, with nothing drawn, when the pipeline has no
+        ``teff`` and ``logg`` columns.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     with ResultsStore(db_url) as store:
         query_version, gloss_version = choose_version(store, pipeline, version)
         glossary = store.glossary(pipeline, gloss_version)
@@ -56,7 +71,7 @@ def plot_kiel(db_url: str, pipeline: str, out_png: str | os.PathLike, version: s
     good = np.isfinite(data[teff]) & np.isfinite(data[logg]) & (np.nan_to_num(data["runner_flags"]) == 0)
     if "flag_bad" in data:
         good &= np.nan_to_num(data["flag_bad"]) == 0
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    fig, ax = axes_for(ax, figsize=(6.4, 5.2))
     if feh:
         sc = ax.scatter(data[teff][good], data[logg][good], c=data[feh][good], s=8, cmap="viridis",
                         vmin=np.nanpercentile(data[feh][good], 2) if good.any() else None,
@@ -71,12 +86,7 @@ def plot_kiel(db_url: str, pipeline: str, out_png: str | os.PathLike, version: s
     ax.set_ylabel(f"{logg} [{glossary[logg].unit}]" if glossary[logg].unit else logg)
     ax.set_title(f"{pipeline} {query_version or 'all versions'}: Kiel diagram ({int(good.sum())} of "
                  f"{len(good)} spectra, unflagged)", fontsize=9)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def flag_counts(store: ResultsStore, pipeline: str, version: str | None, glossary: dict) -> dict[str, int]:
@@ -102,20 +112,30 @@ def flag_counts(store: ResultsStore, pipeline: str, version: str | None, glossar
     return counts
 
 
-def plot_flag_summary(db_url: str, pipeline: str, out_png: str | os.PathLike, version: str | None = None) -> Path:
-    """Horizontal bar chart: how many spectra carry each flag (runner bits and the pipeline's flags)."""
-    import matplotlib
+def plot_flag_summary(db_url: str, pipeline: str, version: str | None = None, ax=None):
+    """Horizontal bar chart: how many spectra carry each flag (runner bits and the pipeline's flags).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Parameters
+    ----------
+    db_url, pipeline, version
+        As for :func:`plot_kiel`.
+    ax : matplotlib.axes.Axes or None
+        Where to draw; ``None`` makes a new figure, sized to the number of flags, with a footnote
+        naming the runner bits.
 
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn into (not closed).
+    """
     with ResultsStore(db_url) as store:
         query_version, gloss_version = choose_version(store, pipeline, version)
         glossary = store.glossary(pipeline, gloss_version)
         counts = flag_counts(store, pipeline, query_version, glossary)
     n = counts.pop("spectra")
     names, values = list(counts), [counts[k] for k in counts]
-    fig, ax = plt.subplots(figsize=(7.0, 0.35 * len(names) + 1.4))
+    own_figure = ax is None
+    fig, ax = axes_for(ax, figsize=(7.0, 0.35 * len(names) + 1.4))
     bars = ax.barh(range(len(names)), values, color=["#b04040" if "runner" in k else "#4060b0" for k in names])
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
@@ -125,11 +145,25 @@ def plot_flag_summary(db_url: str, pipeline: str, out_png: str | os.PathLike, ve
     ax.set_xlabel("spectra")
     ax.set_xlim(0, max(values + [1]) * 1.25)
     ax.set_title(f"{pipeline} {query_version or 'all versions'}: flags over {n} spectra", fontsize=9)
-    legend = "; ".join(f"{int(b)}={RUNNER_FLAG_DESCRIPTIONS[b].split(' (')[0]}" for b in RunnerFlag)
-    fig.text(0.01, 0.005, "runner bits: " + legend, fontsize=6)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    if own_figure:
+        legend = "; ".join(f"{int(b)}={RUNNER_FLAG_DESCRIPTIONS[b].split(' (')[0]}" for b in RunnerFlag)
+        fig.text(0.01, 0.005, "runner bits: " + legend, fontsize=6)
+        fig.get_layout_engine().set(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def write_survey_plots(db_url: str, pipeline: str, out_dir: str | os.PathLike,
+                       version: str | None = None) -> dict[str, Path | None]:
+    """Write ``<pipeline>_kiel.png`` and ``<pipeline>_flags.png`` into ``out_dir`` (what the runner's
+    command line and :func:`stellarnn.runner.run_survey` produce).
+
+    Returns
+    -------
+    dict
+        ``{"kiel": path or None (no teff/logg columns: nothing written), "flags": path}``
+    """
+    out = Path(out_dir)
+    kiel = plot_kiel(db_url, pipeline, version)
+    flags = plot_flag_summary(db_url, pipeline, version)
+    return {"kiel": None if kiel is None else save_figure(kiel, out / f"{pipeline}_kiel.png", dpi=120),
+            "flags": save_figure(flags, out / f"{pipeline}_flags.png", dpi=120)}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from .apstar import open_fits, read_apstar
 from .apvisit import read_apvisit
 from .continuum import apogee_continuum
 from .generic_io import read_spectrum
-from .plotting import plot_apogee_spectrum
+from .plotting import plot_apogee_spectrum, save_figure
 
 
 def _kind(path: str) -> str:
@@ -62,7 +61,7 @@ def cmd_plot(args) -> int:
                          "0 = combined spectrum, 1.. = visits)")
     s = spectra[args.row_index]
     res = apogee_continuum(s.flux, s.error, s.bitmask)
-    out = plot_apogee_spectrum(s, res, args.output)
+    out = save_figure(plot_apogee_spectrum(s, res), args.output)
     print(f"wrote {out}")
     return 0
 

@@ -1,30 +1,19 @@
 """Plots of APOGEE spectra: raw flux with the fitted continuum, and the normalised spectrum."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from ..figures import new_figure, save_figure  # noqa: F401  (save_figure: the writer, re-exported)
 from .apogee_grid import APOGEE_BAD_PIXEL_MASK, kept_pixel_index
 from .continuum import ContinuumResult
 from .spectrum import Spectrum
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path written."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
-
-
-def plot_apogee_spectrum(spectrum: Spectrum, normalised: ContinuumResult, out: str | Path, index: int = 0,
-                         title: str | None = None) -> Path:
+def plot_apogee_spectrum(spectrum: Spectrum, normalised: ContinuumResult, index: int = 0,
+                         title: str | None = None, fig=None):
     """Two panels: raw flux (+ continuum, masked pixels in red) and the normalised flux.
+
+    Returns the figure (not closed); write it with :func:`save_figure`.
 
     Parameters
     ----------
@@ -32,17 +21,22 @@ def plot_apogee_spectrum(spectrum: Spectrum, normalised: ContinuumResult, out: s
         The raw apStar spectrum (8575 px).
     normalised : ContinuumResult
         Output of :func:`apogee_continuum` for a batch containing ``spectrum`` at ``index``.
+    index : int
+        Row of ``spectrum`` in that batch.
+    title : str or None
+        Title of the top panel (default: APOGEE id, kind, row and S/N from ``spectrum.meta``).
+    fig : matplotlib.figure.Figure or None
+        An empty figure to draw into; ``None`` makes a new one (12 x 6 in).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     idx = kept_pixel_index()
     wl = spectrum.wavelength
     flux = np.where(spectrum.ivar > 0, spectrum.flux, np.nan)
     masked = (spectrum.bitmask & APOGEE_BAD_PIXEL_MASK) != 0
-    fig, axes = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    fig, axes = new_figure(fig, nrows=2, ncols=1, figsize=(12, 6), sharex=True)
     axes[0].plot(wl, flux, lw=0.4, color="k", label="flux")
     axes[0].plot(wl[idx], normalised.continuum[index].numpy(), color="C1", lw=1.2, label="continuum (Chebyshev, deg 2)")
     axes[0].plot(wl[masked], flux[masked], ".", ms=2, color="C3", label="masked (bits 0-7, 12)")
@@ -69,4 +63,4 @@ def plot_apogee_spectrum(spectrum: Spectrum, normalised: ContinuumResult, out: s
     meta = spectrum.meta
     axes[0].set_title(title or f"{meta.get('apogee_id', '')} {meta.get('kind', '')} row {meta.get('row', '')}  "
                       f"S/N={meta.get('snr', float('nan')):.0f}")
-    return save_figure(fig, out)
+    return fig

@@ -3,7 +3,6 @@
 Modules
 -------
 zeeman              Landé factors, 3j symbols, Zeeman patterns; the Fe I 6301.5 / 6302.5 Å lines
-faddeeva            Faddeeva function w(z) in torch (Voigt and Faraday-Voigt profiles)
 milne_eddington     batched, differentiable Milne-Eddington synthesis at Hinode SP sampling
 lm_inversion        classical multi-start Levenberg-Marquardt ME inversion
 me_cnn              1D CNN from Stokes profiles to ME parameters with uncertainties

@@ -8,8 +8,9 @@ derivative), and the damped normal equations (Levenberg 1944; Marquardt 1963)
 
     (JᵀJ + λ diag JᵀJ) δ = −Jᵀ r
 
-are solved for all rows together; λ is divided by 10 after an accepted step and multiplied by
-10 after a rejected one (Press et al., Numerical Recipes, §15.5). Rows stop once the relative χ²
+are solved for all rows together (the shared step of :mod:`stellarnn.numerics.levenberg_marquardt`);
+λ is divided by 10 after an accepted step and multiplied by 10 after a rejected one (Press et al.,
+Numerical Recipes, §15.5). Rows stop once the relative χ²
 change of accepted steps falls below ``tolerance`` (or χ² per point falls below 1e-8, noiseless data). Starts: a weak-field estimate of the field
 (B_LOS from V, B_⊥ and χ from Q, U; Landi Degl'Innocenti & Landolfi 2004, §9.6) and line-core
 estimates of v_LOS and the continuum, then fixed alternative fields. The start with the lowest χ²
@@ -22,23 +23,16 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwad
 
-from .milne_eddington import N_PARAMETERS, PARAMETER_NAMES, SPEED_OF_LIGHT_KMS, MilneEddington
+from ..constants import SPEED_OF_LIGHT_KM_S
+from ..numerics.levenberg_marquardt import DampingSchedule, clip_to_bounds, formal_errors, levenberg_marquardt_step
+from .milne_eddington import N_PARAMETERS, PARAMETER_NAMES, MilneEddington, check_stokes_profiles
 from .zeeman import LARMOR_WAVELENGTH_CONSTANT
 
 #: Box constraints of the inversion (units of PARAMETER_UNITS); χ is free and wrapped to [0, 180) at the end.
 BOUNDS_LOW = (0.0, 0.0, -1e9, -15.0, 5.0, 0.05, 0.0, 0.0, 0.0)
 BOUNDS_HIGH = (6000.0, 180.0, 1e9, 15.0, 150.0, 500.0, 3.0, 3.0, 3.0)
-
-
-def _check_stokes(stokes, n_wavelengths: int) -> torch.Tensor:
-    stokes = torch.as_tensor(stokes)
-    if stokes.ndim != 3 or stokes.shape[1:] != (4, n_wavelengths):
-        raise ValueError(f"Stokes profiles must have shape (n, 4, {n_wavelengths}); got {tuple(stokes.shape)}")
-    if stokes.shape[0] == 0:
-        raise ValueError("no Stokes profiles given")
-    if not bool(torch.isfinite(stokes).all()):
-        raise ValueError("Stokes profiles contain NaN or infinity")
-    return stokes
+#: λ of the inversion's Levenberg-Marquardt steps: ÷ 10 after an accepted step, × 10 after a rejected one
+ME_DAMPING = DampingSchedule(initial=1e-2, accepted=0.1, rejected=10.0, minimum=1e-7, maximum=1e9)
 
 
 def initial_guesses(stokes: torch.Tensor, model: MilneEddington, n_starts: int = 4) -> torch.Tensor:
@@ -61,7 +55,7 @@ def initial_guesses(stokes: torch.Tensor, model: MilneEddington, n_starts: int =
     depth = depth ** 4
     core = (depth * wl).sum(1) / depth.sum(1).clamp_min(1e-30)
     core = torch.where(depth.sum(1) > 0, core, torch.full_like(core, ref.wavelength))
-    v_los = ((core - ref.wavelength) / ref.wavelength * SPEED_OF_LIGHT_KMS).clamp(-10, 10)
+    v_los = ((core - ref.wavelength) / ref.wavelength * SPEED_OF_LIGHT_KM_S).clamp(-10, 10)
     # weak-field B_LOS: V = −C ḡ B_LOS dI/dλ (least squares over both lines, ḡ per pixel by nearest line)
     didl = torch.gradient(stokes_i, spacing=(wl,), dim=1)[0]
     centres = torch.tensor([line.wavelength for line in model.lines], dtype=dtype)
@@ -120,9 +114,8 @@ def _clamp(params: torch.Tensor) -> torch.Tensor:
     gamma = torch.remainder(params[:, 1], 360.0)
     params[:, 1] = torch.where(gamma > 180.0, 360.0 - gamma, gamma)
     params[:, 2] = torch.remainder(params[:, 2], 180.0)
-    lo = torch.tensor(BOUNDS_LOW, dtype=params.dtype)
-    hi = torch.tensor(BOUNDS_HIGH, dtype=params.dtype)
-    return torch.maximum(torch.minimum(params, hi), lo)
+    return clip_to_bounds(params, torch.tensor(BOUNDS_LOW, dtype=params.dtype),
+                          torch.tensor(BOUNDS_HIGH, dtype=params.dtype))
 
 
 def levenberg_marquardt(model: MilneEddington, observed: torch.Tensor, start: torch.Tensor, sigma: float = 1e-3,
@@ -135,43 +128,31 @@ def levenberg_marquardt(model: MilneEddington, observed: torch.Tensor, start: to
     n = observed.shape[0]
     obs = observed.reshape(n, -1)
     params = _clamp(start.clone())
-    with torch.no_grad():
-        chi2 = (((obs - model(params).reshape(n, -1)) / sigma) ** 2).sum(1)
-    lam = torch.full((n,), 1e-2, dtype=obs.dtype)
+
+    def chi2_of(p: torch.Tensor, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        with torch.no_grad():
+            return (((obs[rows] - model(p).reshape(p.shape[0], -1)) / sigma) ** 2).sum(1)
+
+    chi2 = chi2_of(params)
+    lam = ME_DAMPING.start(n, obs.dtype)
     active = torch.ones(n, dtype=torch.bool)
     iterations = torch.zeros(n, dtype=torch.long)
-    eye = torch.eye(N_PARAMETERS, dtype=obs.dtype)
     for _ in range(max_iterations):
         idx = torch.nonzero(active).squeeze(1)
         if idx.numel() == 0:
             break
-        p = params[idx]
-        synth, jac = _jacobian(model, p)
-        resid = (obs[idx] - synth) / sigma
-        jac = jac / sigma
-        jtj = jac.transpose(1, 2) @ jac
-        grad = (jac.transpose(1, 2) @ resid.unsqueeze(-1)).squeeze(-1)
-        diag = torch.diagonal(jtj, dim1=1, dim2=2).clamp_min(1e-12)
-        a = jtj + (lam[idx, None, None] * diag[:, :, None]) * eye
-        step = torch.linalg.solve(a, grad.unsqueeze(-1)).squeeze(-1)
-        trial = _clamp(p + step)
-        with torch.no_grad():
-            trial_chi2 = (((obs[idx] - model(trial).reshape(idx.numel(), -1)) / sigma) ** 2).sum(1)
-        accept = trial_chi2 < chi2[idx]
-        rel = (chi2[idx] - trial_chi2) / chi2[idx].clamp_min(1e-30)
-        params[idx] = torch.where(accept[:, None], trial, p)
-        chi2[idx] = torch.where(accept, trial_chi2, chi2[idx])
-        lam[idx] = torch.where(accept, (lam[idx] / 10.0).clamp_min(1e-7), (lam[idx] * 10.0).clamp_max(1e9))
+        synth, jac = _jacobian(model, params[idx])
+        step = levenberg_marquardt_step(params[idx], chi2[idx], lam[idx], jac / sigma, (synth - obs[idx]) / sigma,
+                                        lambda p: chi2_of(p, idx), _clamp, ME_DAMPING)
+        rel = step.gain / chi2[idx].clamp_min(1e-30)
+        params[idx], chi2[idx], lam[idx] = step.params, step.chi2, step.damping
         iterations[idx] += 1
         # converged: small relative χ² change, a χ² far below the noise (noiseless data), or stuck
-        done = (accept & (rel < tolerance)) | (chi2[idx] < 1e-8 * obs.shape[1]) | (lam[idx] >= 1e9)
+        done = ((step.accepted & (rel < tolerance)) | (chi2[idx] < 1e-8 * obs.shape[1])
+                | (lam[idx] >= ME_DAMPING.maximum))
         active[idx[done]] = False
-    # formal errors at the solution
     _, jac = _jacobian(model, params)
-    jtj = (jac.transpose(1, 2) @ jac) / sigma ** 2
-    cov = torch.linalg.pinv(jtj)
-    errors = torch.sqrt(torch.diagonal(cov, dim1=1, dim2=2).clamp_min(0.0))
-    return params, chi2, errors, iterations
+    return params, chi2, formal_errors(jac / sigma), iterations
 
 
 def invert_lm(stokes, model: MilneEddington | None = None, sigma: float = 1e-3, n_starts: int = 4,
@@ -195,7 +176,7 @@ def invert_lm(stokes, model: MilneEddington | None = None, sigma: float = 1e-3, 
     from tqdm.auto import tqdm
 
     model = model or MilneEddington()
-    stokes = _check_stokes(stokes, model.n_wavelengths).to(dtype)
+    stokes = check_stokes_profiles(stokes, model.n_wavelengths, dtype)
     if n_starts < 1:
         raise ValueError("n_starts must be >= 1")
     if sigma <= 0:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..train import TrainConfig, Trainer, load_checkpoint, register_model, save_checkpoint
-from .milne_eddington import N_PARAMETERS, PARAMETER_NAMES, MilneEddington, add_noise
+from .milne_eddington import N_PARAMETERS, PARAMETER_NAMES, MilneEddington, add_noise, check_stokes_profiles
 
 MODEL_KIND = "stokes_me_cnn"
 TARGET_NAMES = ("B", "gamma", "sin2chi", "cos2chi", "v_los", "doppler_width", "log10_eta0", "damping", "S0", "S1")
@@ -202,13 +202,7 @@ class MEInverter:
                                                            self.n_wavelengths, resampling)
         else:
             self.last_resampling = None
-        stokes = torch.as_tensor(stokes, dtype=torch.float32)
-        if stokes.ndim != 3 or stokes.shape[1:] != (4, self.n_wavelengths):
-            raise ValueError(f"Stokes profiles must have shape (n, 4, {self.n_wavelengths}); got {tuple(stokes.shape)}")
-        if stokes.shape[0] == 0:
-            raise ValueError("no Stokes profiles given")
-        if not bool(torch.isfinite(stokes).all()):
-            raise ValueError("Stokes profiles contain NaN or infinity")
+        stokes = check_stokes_profiles(stokes, self.n_wavelengths, torch.float32)
         means, sigmas = [], []
         n_t = len(TARGET_NAMES)
         with torch.inference_mode():

@@ -45,11 +45,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .faddeeva import voigt_faraday
+from ..constants import BOLTZMANN_EV, FWHM_PER_SIGMA, SPEED_OF_LIGHT_KM_S
+from ..numerics.faddeeva import voigt_faraday
 from .zeeman import HINODE_LINES, LARMOR_WAVELENGTH_CONSTANT, SpectralLine
 
-SPEED_OF_LIGHT_KMS = 299792.458
-BOLTZMANN_EV = 8.617333262e-5
 REFERENCE_TEMPERATURE_K = 5000.0
 
 PARAMETER_NAMES = ("B", "gamma", "chi", "v_los", "doppler_width", "eta0", "damping", "S0", "S1")
@@ -62,6 +61,24 @@ HINODE_SP_STEP_MA = 21.549
 HINODE_SP_PIXELS = 112
 #: Hinode SP spectral resolution ~30 mÅ FWHM (REFERENCE.md), modelled as a Gaussian
 HINODE_SP_PSF_FWHM_MA = 30.0
+
+
+def check_stokes_profiles(stokes, n_wavelengths: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Stokes profiles as a tensor (n, 4, ``n_wavelengths``) of ``dtype`` (default: as given), checked.
+
+    Raises
+    ------
+    ValueError
+        Another shape, no profile, or a NaN or infinite value (after the conversion to ``dtype``).
+    """
+    stokes = torch.as_tensor(stokes, dtype=dtype)
+    if stokes.ndim != 3 or tuple(stokes.shape[1:]) != (4, n_wavelengths):
+        raise ValueError(f"Stokes profiles must have shape (n, 4, {n_wavelengths}); got {tuple(stokes.shape)}")
+    if stokes.shape[0] == 0:
+        raise ValueError("no Stokes profiles given")
+    if not bool(torch.isfinite(stokes).all()):
+        raise ValueError("Stokes profiles contain NaN or infinity")
+    return stokes
 
 
 def hinode_sp_wavelengths() -> np.ndarray:
@@ -170,7 +187,7 @@ class MilneEddington:
             if np.max(np.abs(np.diff(wl) - step)) > 1e-6 * step + 1e-9:
                 raise ValueError("a spectral PSF needs an evenly spaced wavelength grid")
             fine_step = step / oversample
-            sigma = self.psf_fwhm_ma * 1e-3 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+            sigma = self.psf_fwhm_ma * 1e-3 / FWHM_PER_SIGMA
             half = int(math.ceil(4.0 * sigma / fine_step)) + oversample // 2
             offsets = np.arange(-half, half + 1) * fine_step
             gauss = np.exp(-0.5 * (offsets / sigma) ** 2)
@@ -225,7 +242,7 @@ class MilneEddington:
         offsets, shift_pg, centres, gmat, _ = self._tables(params.dtype, params.device)
         b, gamma, chi, vlos, dwidth, eta0, damp = (params[..., k:k + 1] for k in range(7))
         # reduced wavelength of each component: (λ − λ0(1 + v/c) + shift·B) / Δλ_D  -> (..., n_c, n_λ)
-        centre_shift = centres * vlos / SPEED_OF_LIGHT_KMS - shift_pg * b          # (..., n_c)
+        centre_shift = centres * vlos / SPEED_OF_LIGHT_KM_S - shift_pg * b          # (..., n_c)
         v = (offsets - centre_shift.unsqueeze(-1)) / (dwidth.unsqueeze(-1) * 1e-3)
         phi, psi = voigt_faraday(damp.unsqueeze(-1), v, self.faddeeva_terms)
         phi_g = torch.einsum("...cl,cg->...gl", phi, gmat)   # (..., 3, n_λ): π, σ_b, σ_r

@@ -1,11 +1,10 @@
-"""Plots of Stokes profiles and of inverted parameter maps (matplotlib, Agg backend, PNG)."""
+"""Plots of Stokes profiles and of inverted parameter maps (matplotlib figures, not closed; write them with
+:func:`stellarnn.figures.save_figure`)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
-from ..spectra.plotting import save_figure
+from ..figures import new_figure
 
 _MAP_STYLE = {
     "B": ("magma", None), "gamma": ("RdBu_r", (0.0, 180.0)), "chi": ("twilight", (0.0, 180.0)),
@@ -13,25 +12,18 @@ _MAP_STYLE = {
 }
 
 
-def _pyplot():
-    import matplotlib
+def plot_parameter_maps(maps: dict[str, np.ndarray], units: dict[str, str] | None = None,
+                        names: tuple[str, ...] | None = None, title: str | None = None, fig=None):
+    """Image grid of 2-D parameter maps (rows: slit positions x, columns: along the slit y).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_parameter_maps(maps: dict[str, np.ndarray], path: str | Path, units: dict[str, str] | None = None,
-                        names: tuple[str, ...] | None = None, title: str | None = None) -> Path:
-    """Image grid of 2-D parameter maps (rows: slit positions x, columns: along the slit y)."""
+    ``fig``: an empty figure to draw into (``None``: a new one).  Returns the figure, not closed.
+    """
     names = tuple(n for n in (names or tuple(maps)) if n in maps)
     if not names:
         raise ValueError("no maps to plot")
-    plt = _pyplot()
     ncol = min(4, len(names))
     nrow = int(np.ceil(len(names) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
+    fig, axes = new_figure(fig, nrows=nrow, ncols=ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names):
@@ -49,17 +41,19 @@ def plot_parameter_maps(maps: dict[str, np.ndarray], path: str | Path, units: di
         fig.colorbar(im, ax=ax, shrink=0.85)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_stokes_profiles(wavelengths: np.ndarray, observed: np.ndarray, path: str | Path,
-                         models: dict[str, np.ndarray] | None = None, title: str | None = None) -> Path:
-    """Four panels I, Q, U, V (continuum units) against wavelength (Å); optional fitted models."""
+def plot_stokes_profiles(wavelengths: np.ndarray, observed: np.ndarray,
+                         models: dict[str, np.ndarray] | None = None, title: str | None = None, fig=None):
+    """Four panels I, Q, U, V (continuum units) against wavelength (Å); optional fitted models.
+
+    ``fig``: an empty figure to draw into (``None``: a new one).  Returns the figure, not closed.
+    """
     observed = np.asarray(observed)
     if observed.shape != (4, len(wavelengths)):
         raise ValueError(f"profile must have shape (4, {len(wavelengths)}); got {observed.shape}")
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
+    fig, axes = new_figure(fig, nrows=2, ncols=2, figsize=(9, 6), sharex=True)
     for k, (ax, label) in enumerate(zip(axes.ravel(), "IQUV")):
         ax.plot(wavelengths, observed[k], ".", ms=3, color="k", label="observed")
         for name, model in (models or {}).items():
@@ -70,4 +64,4 @@ def plot_stokes_profiles(wavelengths: np.ndarray, observed: np.ndarray, path: st
     axes[0, 0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return fig

@@ -35,7 +35,7 @@ from torch import nn
 from ..train import TrainConfig, Trainer, load_checkpoint, register_model, save_checkpoint
 from .lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES, TARGET_UNITS
 from .me_cnn import stokes_features
-from .milne_eddington import hinode_sp_wavelengths
+from .milne_eddington import check_stokes_profiles, hinode_sp_wavelengths
 from .zeeman import HINODE_LINES, LARMOR_WAVELENGTH_CONSTANT
 
 MODEL_KIND = "stokes_stratified_cnn"
@@ -298,13 +298,7 @@ class StratifiedInverter:
                 raise ValueError("Stokes profiles contain NaN or infinity")
             stokes, self.last_resampling = to_network_grid(torch.as_tensor(stokes).numpy(), wavelengths,
                                                            self.n_wavelengths, resampling)
-        stokes = torch.as_tensor(stokes, dtype=torch.float32)
-        if stokes.ndim != 3 or tuple(stokes.shape[1:]) != (4, self.n_wavelengths):
-            raise ValueError(f"Stokes profiles must have shape (n, 4, {self.n_wavelengths}); got {tuple(stokes.shape)}")
-        if stokes.shape[0] == 0:
-            raise ValueError("no Stokes profiles given")
-        if not bool(torch.isfinite(stokes).all()):
-            raise ValueError("Stokes profiles contain NaN or infinity")
+        stokes = check_stokes_profiles(stokes, self.n_wavelengths, torch.float32)
         out = []
         with torch.inference_mode():
             for start in range(0, stokes.shape[0], batch_size):

@@ -150,18 +150,16 @@ def cmd_emulator_evaluate(args) -> int:
 
 
 def _plot_emulator_residuals(model, data: dict, out) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
 
+    from ..figures import new_figure, save_figure
     from ..spectra import apogee_wavelength
 
     with torch.inference_mode():
         pred = model(torch.as_tensor(data["labels"], dtype=torch.float32)).numpy()
     resid = pred - data["flux"]
     wl = apogee_wavelength()
-    fig, axes = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    fig, axes = new_figure(nrows=2, ncols=1, figsize=(12, 6), sharex=True)
     i = int(np.argmin(np.abs(data["labels"][:, 0] - 4800) + 1000 * np.abs(data["labels"][:, 1] - 2.5)))
     axes[0].plot(wl, data["flux"][i], "k-", lw=0.5, label="PySME (held out)")
     axes[0].plot(wl, pred[i], "r-", lw=0.5, label="emulator")
@@ -175,9 +173,7 @@ def _plot_emulator_residuals(model, data: dict, out) -> None:
     axes[1].set_xlabel("vacuum wavelength [Å]")
     axes[1].set_ylabel("|Δflux|")
     axes[1].legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out, dpi=120)
 
 
 def cmd_fit(args) -> int:

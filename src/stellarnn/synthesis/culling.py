@@ -42,23 +42,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..constants import (ATOMIC_MASS_UNIT_CGS, BOLTZMANN_CGS, ELECTRON_RADIUS_CGS, ELECTRONVOLT_CGS, PLANCK_CGS,
+                         SPEED_OF_LIGHT_CGS)
 from .linelists import ELEMENT_SYMBOLS, LineTable
 
 #: measured by bench/synthesis.py at 4 labels (cool giant, Sun, metal-poor giant, warm dwarf): worst rms of
-#: full - culled APOGEE spectra 3.6e-4 and worst max |difference| 6.8e-3 at 1e-2 (3e-2: 6.8e-4 and 1.7e-2,
+#: full - culled APOGEE spectra 3.6e-4 and worst max ``|difference|`` 6.8e-3 at 1e-2 (3e-2: 6.8e-4 and 1.7e-2,
 #: only ~0.3 s faster; 1e-1: rms 2.3e-3 in the cool giant, too coarse)
 DEFAULT_CULL_THRESHOLD = 1e-2
 
 #: log10 tau_Ross of the layers on which R is evaluated (maximum taken over them)
 CULL_LOG_TAU = (-2.0, -1.5, -1.0, -0.5, 0.0)
 
-# physical constants (cgs, CODATA 2018)
-_K_B = 1.380649e-16
-_H = 6.62607015e-27
-_C = 2.99792458e10
-_M_U = 1.66053906660e-24
-_EV = 1.602176634e-12
-_SIGMA_CLASSICAL = np.sqrt(np.pi) * 2.8179403262e-13  # sqrt(pi) e^2 / (m_e c^2) [cm]
+# physical constants (cgs, CODATA 2018: stellarnn.constants)
+_K_B = BOLTZMANN_CGS
+_H = PLANCK_CGS
+_C = SPEED_OF_LIGHT_CGS
+_M_U = ATOMIC_MASS_UNIT_CGS
+_EV = ELECTRONVOLT_CGS
+_SIGMA_CLASSICAL = np.sqrt(np.pi) * ELECTRON_RADIUS_CGS  # sqrt(pi) e^2 / (m_e c^2) [cm]
 
 #: first and second ionisation energies [eV] (NIST Atomic Spectra Database)
 IONISATION_ENERGY = {

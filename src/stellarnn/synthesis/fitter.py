@@ -3,7 +3,8 @@
 The Payne's fitter (Ting et al. 2019) minimises chi^2 over the scaled labels within
 [-0.5, 0.5] and the radial velocity with scipy's trust-region reflective method, spectrum
 by spectrum.  Here the same problem is solved for a whole batch at once with a projected
-Levenberg-Marquardt iteration in torch: Jacobians by forward-mode autodiff (vmap over
+Levenberg-Marquardt iteration in torch (the shared step of
+:mod:`stellarnn.numerics.levenberg_marquardt`): Jacobians by forward-mode autodiff (vmap over
 spectra), per-spectrum damping, bounds by projection, several starting points, the best
 chi^2 kept.  Formal errors are sqrt(diag((J^T W J)^-1)) at the solution.
 """
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..constants import SPEED_OF_LIGHT_KM_S
+from ..numerics.levenberg_marquardt import DampingSchedule, clip_to_bounds, formal_errors, levenberg_marquardt_step
 from ..spectra.apogee_grid import APOGEE_DLOG10_LAMBDA
 
-C_KMS = 299_792.458
 RV_SCALE = 100.0  # km/s per unit of the RV parameter
 LABEL_MARGIN = 0.0  # bounds are exactly the training range ([-0.5, 0.5] scaled), as in The Payne
+#: λ of the fitter's Levenberg-Marquardt steps: × 0.3 after an accepted step, × 10 after a rejected one
+FITTER_DAMPING = DampingSchedule(initial=1e-2, accepted=0.3, rejected=10.0, minimum=1e-7, maximum=1e7)
 
 
 def doppler_shift(flux: torch.Tensor, rv_kms: torch.Tensor) -> torch.Tensor:
@@ -28,7 +32,7 @@ def doppler_shift(flux: torch.Tensor, rv_kms: torch.Tensor) -> torch.Tensor:
     a shift of log10(1 + v/c) / dlog10(lambda) pixels; edge pixels are extended.
     """
     n = flux.shape[-1]
-    shift = torch.log10(1 + rv_kms / C_KMS) / APOGEE_DLOG10_LAMBDA  # (B,)
+    shift = torch.log10(1 + rv_kms / SPEED_OF_LIGHT_KM_S) / APOGEE_DLOG10_LAMBDA  # (B,)
     pos = torch.arange(n, dtype=flux.dtype, device=flux.device)[None, :] - shift[:, None]
     pos = pos.clamp(0, n - 1)
     lo = pos.floor().long().clamp(max=n - 2)
@@ -46,7 +50,7 @@ def cross_correlation_rv(template: torch.Tensor, flux: torch.Tensor, weight: tor
     as a starting point for the least-squares fit (APOGEE's Doppler code does the same).
     """
     n_pix = flux.shape[-1]
-    kms_per_pixel = C_KMS * (10 ** APOGEE_DLOG10_LAMBDA - 1)
+    kms_per_pixel = SPEED_OF_LIGHT_KM_S * (10 ** APOGEE_DLOG10_LAMBDA - 1)
     k = int(np.ceil(max_kms / kms_per_pixel))
     d = (1 - flux) * weight
     t = 1 - template
@@ -60,7 +64,7 @@ def cross_correlation_rv(template: torch.Tensor, flux: torch.Tensor, weight: tor
     denom = y0 - 2 * y1 + y2
     frac = torch.where(denom < 0, 0.5 * (y0 - y2) / denom.clamp(max=-1e-30), torch.zeros_like(y1))
     shift_px = (j - k).to(flux.dtype) + frac.clamp(-0.5, 0.5)
-    return C_KMS * (10 ** (shift_px * APOGEE_DLOG10_LAMBDA) - 1)
+    return SPEED_OF_LIGHT_KM_S * (10 ** (shift_px * APOGEE_DLOG10_LAMBDA) - 1)
 
 
 def _best_candidates(emulator, flux, weight, good, rv0, n_lab: int, n_candidates: int, n_starts: int) -> torch.Tensor:
@@ -215,6 +219,9 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
         r = (batched(theta) - f) * sw
         return (r ** 2).sum(1)
 
+    def project(theta):
+        return clip_to_bounds(theta, lo, hi)
+
     best_theta, best_chi2 = None, None
     with torch.no_grad():
         rv0 = None
@@ -236,27 +243,17 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
             else:  # from the best so far, the other labels moved to a Sobol point
                 theta = best_theta.clone()
                 theta[:, 3:n_lab] = extra[k - starts.shape[1]]
-            lam = torch.full((n,), 1e-2)
+            lam = FITTER_DAMPING.start(n)
             chi2 = chi2_of(theta)
             prev_stalled = torch.zeros(n, dtype=torch.bool)
             for _ in range(n_iter):
                 J = jac(theta) * sw[:, :, None]  # (n, p, k)
                 r = (batched(theta) - f) * sw
-                jtj = J.transpose(1, 2) @ J
-                jtr = (J.transpose(1, 2) @ r[:, :, None])[:, :, 0]
-                diag = torch.diagonal(jtj, dim1=1, dim2=2).clamp_min(1e-12)
-                A = jtj + torch.diag_embed(lam[:, None] * diag)
-                step = torch.linalg.solve(A, -jtr[:, :, None])[:, :, 0]
-                trial = torch.maximum(torch.minimum(theta + step, hi), lo)
-                trial_chi2 = chi2_of(trial)
-                better = trial_chi2 < chi2
-                gain = torch.where(better, chi2 - trial_chi2, torch.zeros_like(chi2))
-                theta = torch.where(better[:, None], trial, theta)
-                chi2 = torch.where(better, trial_chi2, chi2)
-                lam = torch.where(better, lam * 0.3, lam * 10).clamp(1e-7, 1e7)
+                step = levenberg_marquardt_step(theta, chi2, lam, J, r, chi2_of, project, FITTER_DAMPING)
+                theta, chi2, lam = step.params, step.chi2, step.damping
                 # converged: a step improved chi^2 by less than 1e-3 (absolute; chi^2 ~ n_pixels) or
                 # the damping has grown so large that steps are negligible
-                stalled = (better & (gain < 1e-3)) | (lam >= 1e5)
+                stalled = (step.accepted & (step.gain < 1e-3)) | (lam >= 1e5)
                 if bool((stalled & prev_stalled).all()):  # two stalled iterations in a row: stop
                     break
                 prev_stalled = stalled
@@ -266,9 +263,7 @@ def fit_spectra(emulator, flux, ivar, mask=None, fit_rv: bool = True, n_iter: in
                 take = chi2 < best_chi2
                 best_theta = torch.where(take[:, None], theta, best_theta)
                 best_chi2 = torch.where(take, chi2, best_chi2)
-        J = jac(best_theta) * sw[:, :, None]
-        cov = torch.linalg.pinv(J.transpose(1, 2) @ J)
-        err = torch.diagonal(cov, dim1=1, dim2=2).clamp_min(0).sqrt()
+        err = formal_errors(jac(best_theta) * sw[:, :, None])
     span = (emulator.label_max - emulator.label_min)
     labels = emulator.unscale(best_theta[:, :n_lab]).numpy()
     label_err = (err[:, :n_lab] * span).numpy()

@@ -1,9 +1,10 @@
+"""Tests of stellarnn.numerics.faddeeva: accuracy against scipy.special.wofz, derivatives, profiles."""
 import numpy as np
 import pytest
 import torch
 from scipy.special import wofz
 
-from stellarnn.stokes.faddeeva import faddeeva, voigt_faraday
+from stellarnn.numerics.faddeeva import faddeeva, faddeeva_parts, voigt_faraday
 
 
 def test_faddeeva_matches_scipy_in_upper_half_plane():
@@ -37,3 +38,34 @@ def test_bad_input():
         faddeeva(torch.tensor([1.0 - 0.1j]))
     with pytest.raises(ValueError, match="n_terms"):
         faddeeva(torch.tensor([1.0 + 0.1j]), 2)
+
+
+def test_faddeeva_matches_scipy_over_upper_half_plane():
+    x = np.linspace(-40, 40, 801)
+    y = np.concatenate([[0.0, 1e-6, 1e-3], np.logspace(-2, 2, 25)])
+    xx, yy = np.meshgrid(x, y)
+    u, v = faddeeva_parts(torch.tensor(xx), torch.tensor(yy))
+    ref = wofz(xx + 1j * yy)
+    assert np.max(np.abs(u.numpy() + 1j * v.numpy() - ref) / np.abs(ref)) < 1e-9
+
+
+def test_faddeeva_gradients_match_finite_differences():
+    x = torch.tensor([0.3, -2.0, 5.0, 0.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0.1, 1.0, 0.01, 3.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: faddeeva_parts(a, b), (x, y))
+
+
+def test_faddeeva_rejects_lower_half_plane():
+    with pytest.raises(ValueError, match="y must be >= 0"):
+        faddeeva_parts(torch.tensor([0.0]), torch.tensor([-0.1]))
+
+
+def test_real_parts_in_float32_follow_the_complex64_evaluation():
+    x = torch.tensor([0.0, 1.5, -7.0], dtype=torch.float32)
+    y = torch.tensor([0.5, 0.0, 2.0], dtype=torch.float32)
+    u, v = faddeeva_parts(x, y)
+    assert u.dtype == v.dtype == torch.float32
+    ref = wofz(x.double().numpy() + 1j * y.double().numpy())
+    np.testing.assert_allclose(u.numpy() + 1j * v.numpy(), ref, rtol=1e-5)
+    u_int, _ = faddeeva_parts(torch.tensor([0]), torch.tensor([1]))  # integers: float64
+    assert u_int.dtype == torch.float64 and float(u_int) == pytest.approx(wofz(1j).real, rel=1e-12)

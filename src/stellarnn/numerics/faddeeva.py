@@ -1,4 +1,5 @@
-"""Faddeeva function w(z) = exp(-z²) erfc(-iz) in torch (batched, differentiable).
+"""Faddeeva function w(z) = exp(-z²) erfc(-iz) in torch (batched, differentiable): the one Voigt
+function of the package (blasé's line profiles, the Stokes Milne-Eddington synthesis).
 
 Weideman's rational expansion (J. A. C. Weideman 1994, "Computation of the complex error
 function", SIAM J. Numer. Anal. 31, 1497, eq. 38-39): with L = (N/√2)^½ and
@@ -19,6 +20,10 @@ Levenberg-Marquardt cost one extra complex multiply. The evaluation is done in s
 In spectral-line work z = v + i a (v the reduced wavelength, a ≥ 0 the damping) and
 w = H(a, v) + i L(a, v): H is the Voigt function and L the Faraday-Voigt (dispersion) function
 (Landi Degl'Innocenti & Landolfi 2004, "Polarization in Spectral Lines", §5.4).
+
+Entry points: :func:`faddeeva` (complex in, complex out), :func:`faddeeva_parts` (real and
+imaginary parts of z in, Re w and Im w out, in the input's real dtype) and :func:`voigt_faraday`
+(the normalised absorption and dispersion profiles).
 """
 from __future__ import annotations
 
@@ -116,6 +121,38 @@ def faddeeva(z: torch.Tensor, n_terms: int = DEFAULT_TERMS) -> torch.Tensor:
     if not 4 <= int(n_terms) <= 64:
         raise ValueError("n_terms must be between 4 and 64")
     return _Faddeeva.apply(z, int(n_terms))
+
+
+def faddeeva_parts(x: torch.Tensor, y: torch.Tensor, n_terms: int = DEFAULT_TERMS
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Re w, Im w)`` of the Faddeeva function at ``z = x + iy``, ``y ≥ 0``, for real tensors.
+
+    Parameters
+    ----------
+    x, y : real tensors (broadcast against each other; integers are taken as float64)
+        Real and imaginary parts of z; ``y`` must be ≥ 0.
+    n_terms : int
+        As for :func:`faddeeva`.
+
+    Returns
+    -------
+    (u, v) real tensors of the broadcast shape and floating dtype of the inputs (float32 inputs are
+    evaluated in complex64); differentiable in ``x`` and ``y``.
+
+    Raises
+    ------
+    ValueError
+        If any ``y`` is negative.
+    """
+    x, y = torch.broadcast_tensors(torch.as_tensor(x), torch.as_tensor(y))
+    dtype = torch.result_type(x, y)
+    if not dtype.is_floating_point:
+        dtype = torch.float64
+    x, y = x.to(dtype), y.to(dtype)
+    if y.numel() and bool((y < 0).any()):
+        raise ValueError("faddeeva: the imaginary part y must be >= 0 (damping must be >= 0)")
+    w = faddeeva(torch.complex(x, y), n_terms)
+    return w.real, w.imag
 
 
 def voigt_faraday(damping: torch.Tensor, v: torch.Tensor, n_terms: int = DEFAULT_TERMS
