@@ -191,3 +191,15 @@ def test_calibrate_noise_on_emulated_repeat_visits(tmp_path, capsys):
     assert stored["diagnostics"]["labels"]["teff"]["n_pairs"] == 10
     assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w)]) == 1
     assert "--emulated" in capsys.readouterr().err
+
+
+def test_cli_defaults_come_from_the_training_function():
+    import inspect
+
+    from stellarnn.cli import build_parser
+    from stellarnn.labels.astronn.training import train_astronn
+
+    sig = inspect.signature(train_astronn).parameters
+    args = build_parser().parse_args(["train", "astronn", "--grid", "g", "-o", "x.pt"])
+    assert args.loss_beta == sig["loss_beta"].default
+    assert (args.select == "values") == sig["select_on_values"].default

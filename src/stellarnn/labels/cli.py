@@ -242,10 +242,21 @@ def _spectra_from_files(files, which: str):
     return items
 
 
+def _train_astronn_defaults() -> dict:
+    """The defaults of ``train_astronn`` that the CLI exposes, read from the function (one source)."""
+    import inspect
+
+    from .astronn.training import train_astronn
+
+    sig = inspect.signature(train_astronn)
+    return {k: sig.parameters[k].default for k in ("loss_beta", "select_on_values")}
+
+
 def _write_table(rows, fields, path: Path) -> None:
     from astropy.table import Table
 
     from ..cli_arguments import encodable_text
+    from ..fits_tables import write_fits_table
 
     names = ["source"] + list(fields) + ["reason"]
     encoding = "utf-8" if path.suffix.lower() == ".csv" else "ascii"  # FITS strings are ASCII
@@ -257,19 +268,16 @@ def _write_table(rows, fields, path: Path) -> None:
         if name not in fields or fields[name].dtype == "str":
             values = [encodable_text("" if v is None else v, encoding) for v in values]
         cols[name] = np.asarray(values, dtype=fields[name].dtype if name in fields else str)
+    if path.suffix.lower() != ".csv":  # the package's one FITS table writer (TUNITn, TCOMMn)
+        write_fits_table(cols, path, units={n: f.unit for n, f in fields.items() if f.unit},
+                         descriptions={n: f.description for n, f in fields.items()}, name="LABELS")
+        return
     table = Table(cols)
     for name in fields:
         if fields[name].unit:
             table[name].unit = fields[name].unit
         table[name].description = fields[name].description
-    import warnings
-
-    with warnings.catch_warnings():  # dex units are not FITS-standard; they stay in the column descriptions
-        warnings.simplefilter("ignore")
-        if path.suffix.lower() == ".csv":
-            table.write(path, overwrite=True, format="ascii.csv")
-        else:
-            table.write(path, overwrite=True)
+    table.write(path, overwrite=True, format="ascii.csv")
 
 
 def cmd_run(args) -> int:
@@ -367,10 +375,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--size", choices=("small", "full"), default="small",
                            help="network widths: shipped small configuration or the published ~72.6 M parameters")
         else:
-            q.add_argument("--loss-beta", type=float, default=0.5,
+            q.add_argument("--loss-beta", type=float, default=_train_astronn_defaults()["loss_beta"],
                            help="beta-NLL exponent (Seitzer et al. 2022); 0 is the published AstroNN loss, "
                                 "which can stall Teff/log g by inflating their predicted variance (default 0.5)")
-            q.add_argument("--select", choices=("values", "loss"), default="values",
+            q.add_argument("--select", choices=("values", "loss"),
+                           default="values" if _train_astronn_defaults()["select_on_values"] else "loss",
                            help="best epoch by validation MSE of the values (default) or by the loss")
 
     q = s.add_parser("calibrate-noise", help="calibrate and store a checkpoint's noise model on repeat pairs "

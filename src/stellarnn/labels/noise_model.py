@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.stats import mad_std
 from scipy.optimize import minimize
 
 MIN_PAIRS = 10
@@ -185,7 +186,7 @@ def calibrate_noise_model(labels, value1, value2, raw_error1, raw_error2, clip_s
         z_cal = standardised_differences(v1[ok, j], v2[ok, j], s * r1[ok, j] + o, s * r2[ok, j] + o)
         diagnostics["labels"][name] = {"n_pairs": int(ok.sum()), "n_used": n_used,
                                        "std_z_raw": float(np.std(z_raw)), "std_z_calibrated": float(np.std(z_cal)),
-                                       "robust_std_z_calibrated": float(1.4826 * np.median(np.abs(z_cal - np.median(z_cal))))}
+                                       "robust_std_z_calibrated": float(mad_std(z_cal))}
     return NoiseModel(labels, scale, offset, diagnostics)
 
 

@@ -26,7 +26,6 @@ GRID_TO_ASTRONN = {"teff": "teff", "logg": "logg", "fe_h": "m_h", "c_h": "c_m", 
                    "o_h": "o_m", "na_h": "na_m", "mg_h": "mg_m", "al_h": "al_m", "si_h": "si_m", "p_h": "p_m",
                    "s_h": "s_m", "k_h": "k_m", "ca_h": "ca_m", "ti_h": "ti_m", "ti_2_h": "ti_m", "v_h": "v_m",
                    "cr_h": "cr_m", "mn_h": "mn_m", "co_h": "co_m", "ni_h": "ni_m"}
-ROBUST_SIGMA_FACTOR = 1.4826  # MAD -> sigma for a Gaussian
 
 
 def grid_labels_to_astronn(labels: np.ndarray, label_names) -> np.ndarray:
@@ -101,9 +100,11 @@ def _normalised(flux, ivar=None, bitmask=None) -> np.ndarray:
 
 
 def robust_scatter(residual: np.ndarray) -> np.ndarray:
-    """1.4826 x median absolute deviation per column, ignoring NaN."""
-    med = np.nanmedian(residual, axis=0)
-    return ROBUST_SIGMA_FACTOR * np.nanmedian(np.abs(residual - med), axis=0)
+    """Robust standard deviation (1.4826 x median absolute deviation, astropy's ``mad_std``) per column,
+    ignoring NaN."""
+    from astropy.stats import mad_std
+
+    return np.asarray(mad_std(residual, axis=0, ignore_nan=True), dtype=np.float64)
 
 
 def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, label_std, n_passes: int = 100,
@@ -122,8 +123,8 @@ def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, 
 
 def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=None, val_fraction: float = 0.1,
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
-                  provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.0,
-                  select_on_values: bool = False, init_from=None):
+                  provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.5,
+                  select_on_values: bool = True, init_from=None):
     """Train ApogeeBCNNCensored and save a float16 checkpoint with its normalisation and metrics.
 
     Parameters
