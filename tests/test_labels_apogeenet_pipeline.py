@@ -69,8 +69,10 @@ def test_stored_noise_model_is_used(tmp_path, weights, spectra):
 
 
 def test_missing_weights_error(tmp_path, monkeypatch):
+    (tmp_path / "apogeenet").mkdir()
+    (tmp_path / "apogeenet" / "manifest.json").write_text('{"models": [{"file": "gone.pt"}]}')
     monkeypatch.setenv("STELLARNN_WEIGHTS_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="manifest.json"):
+    with pytest.raises(FileNotFoundError, match="gone.pt, which is missing"):
         get_pipeline("apogeenet")
     with pytest.raises(FileNotFoundError, match="do not exist"):
         get_pipeline("apogeenet", weights=tmp_path / "none.pt")

@@ -57,8 +57,8 @@ def test_resolve_shipped_weights(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="do not exist"):
         resolve_shipped_weights("astronn", tmp_path / "missing.pt")
     monkeypatch.setenv("STELLARNN_WEIGHTS_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
-        resolve_shipped_weights("astronn")
+    # a group the folder lacks comes from the next root (the checkout here, the installed copy in a wheel)
+    assert resolve_shipped_weights("astronn").parent.parent.name == "weights"
     (tmp_path / "astronn").mkdir()
     (tmp_path / "astronn" / "manifest.json").write_text(json.dumps({"models": [{"file": "net.pt"}]}))
     with pytest.raises(FileNotFoundError, match="which is missing"):

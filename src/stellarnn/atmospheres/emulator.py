@@ -142,7 +142,11 @@ class Innterpol:
         FileNotFoundError
             No checkpoint at the path (train one with ``stellarnn atmosphere train``).
         """
-        path = Path(path or os.environ.get("STELLARNN_INNTERPOL_WEIGHTS") or DEFAULT_WEIGHTS)
+        if not (path or os.environ.get("STELLARNN_INNTERPOL_WEIGHTS")):
+            from ..data.shipped_weights import shipped_weights
+
+            path = shipped_weights("atmospheres", DEFAULT_WEIGHTS.name)  # the checkout's or the installed copy
+        path = Path(path or os.environ.get("STELLARNN_INNTERPOL_WEIGHTS"))
         if not path.is_file():
             raise FileNotFoundError(f"no iNNterpol checkpoint at {path}; train one with `stellarnn atmosphere train`")
         model, payload = load_checkpoint(path, expected_kind=MODEL_KIND)

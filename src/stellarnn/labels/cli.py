@@ -242,6 +242,12 @@ def _spectra_from_files(files, which: str):
     return items
 
 
+def _shipped_emulator_dir() -> Path:
+    from ..data.shipped_weights import weights_dir
+
+    return weights_dir("emulator")
+
+
 def _train_astronn_defaults() -> dict:
     """The defaults of ``train_astronn`` that the CLI exposes, read from the function (one source)."""
     import inspect
@@ -354,7 +360,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--copies", type=positive_int, default=1, help="noise realisations per grid spectrum")
         q.add_argument("--emulated", type=non_negative_int, default=0,
                        help="with --grid: add this many emulator spectra (S/N 30-300, bad pixels, gaps)")
-        q.add_argument("--emulator", default=str(Path(__file__).resolve().parents[3] / "weights" / "emulator"
+        q.add_argument("--emulator", default=str(_shipped_emulator_dir()
                                                  / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
         q.add_argument("-o", "--out", required=True, type=output_file(".pt"), help="checkpoint to write (.pt)")
         q.add_argument("--init", help="checkpoint of the same network to start from (fine-tuning), e.g. the shipped weights")
@@ -394,7 +400,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--weights", required=True, help="checkpoint to calibrate (updated in place)")
     q.add_argument("--emulated", type=non_negative_int, default=0,
                    help="calibrate on this many emulated stars observed twice (S/N 30-300, bad pixels)")
-    q.add_argument("--emulator", default=str(Path(__file__).resolve().parents[3] / "weights" / "emulator"
+    q.add_argument("--emulator", default=str(_shipped_emulator_dir()
                                              / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
     q.add_argument("--grid", help="or: a synthetic grid directory, observed twice at --snr")
     q.add_argument("--snr", type=positive_float, default=100.0)

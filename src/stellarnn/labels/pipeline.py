@@ -7,7 +7,6 @@ The runner owns files, batching, databases and exports; pipelines never touch a 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
@@ -42,34 +41,24 @@ class Pipeline(Protocol):
         ...
 
 
-WEIGHTS_ENV = "STELLARNN_WEIGHTS_DIR"
+from ..data.shipped_weights import WEIGHTS_ENV, shipped_weights, weights_dir  # noqa: F401 (WEIGHTS_ENV re-exported)
 
 
 def default_weights_dir(name: str) -> Path:
-    """``$STELLARNN_WEIGHTS_DIR/<name>`` or the repository's ``weights/<name>``."""
-    root = os.environ.get(WEIGHTS_ENV)
-    return Path(root) / name if root else Path(__file__).resolve().parents[3] / "weights" / name
+    """The folder of the shipped ``name`` weights (:func:`stellarnn.data.shipped_weights.weights_dir`:
+    ``$STELLARNN_WEIGHTS_DIR``, the checkout, or the installed copy)."""
+    return weights_dir(name)
 
 
 def resolve_shipped_weights(name: str, weights=None) -> Path:
-    """The checkpoint to load: ``weights`` if given, else the one named by ``weights/<name>/manifest.json``."""
+    """The checkpoint to load: ``weights`` if given, else the shipped one named by its group's manifest
+    (found and sha256-checked by :func:`stellarnn.data.shipped_weights.shipped_weights`)."""
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"{name} weights {path} do not exist")
         return path
-    import json
-
-    manifest = default_weights_dir(name) / "manifest.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"no shipped {name} weights: {manifest} is missing; train a network "
-                                f"(`stellarnn train {name} ...`) and pass weights=PATH (CLI: --weights PATH)")
-    entries = json.loads(manifest.read_text())
-    entries = entries if isinstance(entries, list) else entries.get("models", [entries])
-    path = manifest.parent / entries[0]["file"]
-    if not path.is_file():
-        raise FileNotFoundError(f"{manifest} names {path.name}, which is missing")
-    return path
+    return shipped_weights(name)
 
 
 def spectrum_problem(spectrum) -> str:
@@ -140,16 +129,19 @@ class QualityChecks:
     enabled : bool
         False: measure but never refuse a spectrum (no information bits, no emulator) -- for
         calibrating a network on its own synthetic spectra, never for labelling unknown inputs.
+    brackett_mask : bool
+        Leave the Brackett cores out of the OOD measures (:class:`~stellarnn.labels.emulator_ood.EmulatorOOD`);
+        the pipelines pass their own setting, so the network and the OOD measures skip the same pixels.
     """
 
-    def __init__(self, emulator=None, enabled: bool = True):
+    def __init__(self, emulator=None, enabled: bool = True, brackett_mask: bool = False):
         from .emulator_ood import EmulatorOOD
 
         self.ood = None
         self.enabled = bool(enabled)
         if emulator is not False and self.enabled:
             try:
-                self.ood = EmulatorOOD(emulator)
+                self.ood = EmulatorOOD(emulator, brackett_mask=brackett_mask)
             except FileNotFoundError as exc:
                 if emulator is not None:
                     raise

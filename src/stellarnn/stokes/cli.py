@@ -13,7 +13,9 @@ from ..cli_arguments import (check_output_file, check_output_folder, output_file
 from ..figures import save_figure
 from .milne_eddington import PARAMETER_NAMES, PARAMETER_UNITS, MilneEddington, add_noise
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "stokes" / "me_cnn.pt"
+from ..data.shipped_weights import weights_dir
+
+DEFAULT_WEIGHTS = weights_dir("stokes") / "me_cnn.pt"  # the checkout's, or the installed copy
 DEFAULT_STRATIFIED_WEIGHTS = DEFAULT_WEIGHTS.with_name("stratified_cnn.pt")
 DEFAULT_STRATIFIED_SET = DEFAULT_WEIGHTS.with_name("stratified_set")
 UNITS = dict(zip(PARAMETER_NAMES, PARAMETER_UNITS))

@@ -85,7 +85,9 @@ def cmd_synth(args) -> int:
     return 0
 
 
-DEFAULT_EMULATOR = Path(__file__).resolve().parents[3] / "weights" / "emulator" / "payne_apogee.pt"
+from ..data.shipped_weights import weights_dir
+
+DEFAULT_EMULATOR = weights_dir("emulator") / "payne_apogee.pt"  # the checkout's, or the installed copy
 
 
 def _split_grid(data: dict, fraction: float, seed: int) -> tuple[dict, dict]:
