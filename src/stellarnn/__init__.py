@@ -12,4 +12,12 @@ def __getattr__(name):
         from .labels.predict import predict_labels
 
         return predict_labels
+    if name == "atmosphere":
+        from .atmospheres.api import atmosphere
+
+        return atmosphere
+    if name in ("blase", "stokes"):  # stellarnn.blase.clone/transfer, stellarnn.stokes.invert
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'stellarnn' has no attribute {name!r}")

@@ -10,5 +10,15 @@ lightweaver_driver  depth-stratified profiles from Lightweaver polarised radiati
 hinode_io           Hinode SP level-1 FITS reader/writer, calibrated float cubes, parameter-map FITS
 wavelength_grid     observed wavelength grids resampled to the networks' training grid
 plotting            profile and map plots
+inversion_api       ``invert(data, method="lm"|"cnn")``: files, SPMap or arrays -> QTable/maps with units
 cli                 ``stellarnn stokes synth|invert|train|plot``
 """
+
+
+def __getattr__(name):
+    """``invert`` and ``StokesInversion`` (:mod:`.inversion_api`), imported on first use."""
+    if name in ("invert", "StokesInversion"):
+        from . import inversion_api
+
+        return getattr(inversion_api, name)
+    raise AttributeError(f"module 'stellarnn.stokes' has no attribute {name!r}")
