@@ -122,3 +122,39 @@ def test_uncertainties_do_not_depend_on_the_batch_size(weights, spectra):
         e[size] = np.array([[r["e_teff"], r["raw_e_logg"], r["teff"]] for r in rows])
     assert np.array_equal(e[16], e[5])
     assert len(np.unique(e[16][:, 0])) == len(batch)
+
+
+def _with_fake_brackett_cores(spectrum):
+    from stellarnn.spectra.brackett_mask import CORE_LINES, brackett_wavelength_vacuum
+
+    line = np.ones_like(spectrum.flux)
+    for n in CORE_LINES:
+        line[np.abs(spectrum.wavelength - brackett_wavelength_vacuum(n)) < 2.5] = 0.5
+    return Spectrum(spectrum.wavelength, spectrum.flux * line, spectrum.ivar, spectrum.bitmask, dict(spectrum.meta))
+
+
+def test_brackett_mask_two_passes(weights, spectra, monkeypatch):
+    off = get_pipeline("apogeenet", weights=weights, n_draws=3, ood_emulator=False)
+    assert off.brackett_mask is False  # a checkpoint without the setting: the shipped behaviour
+    on = get_pipeline("apogeenet", weights=weights, n_draws=3, ood_emulator=False, brackett_mask=True)
+    star = spectra[-1]
+    fake = _with_fake_brackett_cores(star)
+    a, b = on.process([star, fake])
+    for k in ("teff", "logg", "fe_h", "e_teff"):
+        assert a[k] == pytest.approx(b[k], rel=1e-6)  # the cores are not seen
+    a, b = off.process([star, fake])
+    assert a["teff"] != pytest.approx(b["teff"], rel=1e-9)
+    # pass 1: every spectrum with the cool-star mask; pass 2: those with a pass-1 Teff >= 5500 K, cores only
+    calls = []
+    real = on.predict_arrays
+
+    def fake_predict(flux, ivar, bitmask=None, generator=None, continuum=None, masked=None):
+        calls.append((len(flux), np.asarray(masked)))
+        out = real(flux, ivar, bitmask, generator, continuum, masked)
+        out["teff"] = np.where(np.arange(len(flux)) % 2 == 0, 4800.0, 6200.0) if len(calls) == 1 else out["teff"]
+        return out
+
+    monkeypatch.setattr(on, "predict_arrays", fake_predict)
+    rows = on.process([star, star, star])
+    assert [c[0] for c in calls] == [3, 1] and calls[0][1].sum() == 725 and calls[1][1].sum() == 277
+    assert rows[0]["teff"] == 4800.0 and rows[2]["teff"] == 4800.0 and rows[1]["teff"] != 6200.0

@@ -60,3 +60,30 @@ def test_row_quantile_matches_numpy():
     x = torch.randn(5, 8575, dtype=torch.float64)
     assert np.allclose(row_quantile(x, 0.95).numpy()[:, 0], np.quantile(x.numpy(), 0.95, axis=1))
     assert np.allclose(row_quantile(x[:, :11], 0.5).numpy()[:, 0], np.median(x[:, :11].numpy(), axis=1))
+
+
+def test_brackett_masked_pixels_carry_no_flux_information(real_file):
+    from stellarnn.spectra import apogee_wavelength
+    from stellarnn.spectra.brackett_mask import brackett_mask, brackett_wavelength_vacuum
+
+    star = read_apstar(real_file("apstar-2M19485057")).combined
+    wl = apogee_wavelength()
+    line = 1 - 0.5 * (np.abs(wl - brackett_wavelength_vacuum(11)) < 2.5)  # a fake deep Br 11 core
+    flux = np.stack([star.flux, star.flux * line])
+    ivar = np.stack([star.ivar, star.ivar])
+    core = brackett_mask(wl, 6000.0)
+    for kind in ("raw", "continuum_normalised"):
+        f0, e0 = preprocess(flux, ivar, None, kind)
+        assert not torch.equal(f0[0], f0[1])  # without the mask the line is seen
+        f, e = preprocess(flux, ivar, None, kind, masked=core)
+        torch.testing.assert_close(f[0], f[1])  # with it both spectra are the same input
+        torch.testing.assert_close(e[0], e[1])
+        sel = torch.as_tensor(core & (ivar[0] > 0))
+        # masked pixels get the no-information error of step 2 (5 x the median error)
+        assert torch.allclose(e[0, sel], e[0, sel].max()) and e[0, sel].max() >= e0[0, sel].max()
+        torch.testing.assert_close(f[:, ~torch.as_tensor(core)], f0[:, ~torch.as_tensor(core)])  # nothing else moves
+    f, _ = preprocess(flux, ivar, None, "continuum_normalised", masked=core)
+    assert torch.all(f[:, torch.as_tensor(core)] == 1.0)  # normalised input: the continuum is 1
+    f, _ = preprocess(flux, ivar, None, "raw", masked=core)
+    k = np.flatnonzero(core)[13]  # raw input: the DR17 continuum, near the neighbouring flux level
+    assert 0.9 < float(f[0, k]) / np.median(star.flux[k - 60:k - 20]) < 1.1

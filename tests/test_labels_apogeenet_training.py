@@ -69,3 +69,48 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     with pytest.raises(Exception, match="do not fit"):
         train_apogeenet(flux, ivar, labels, tmp_path / "c.pt", hyperparameters=dict(TINY, head_width=8),
                         val_fraction=0.25, config=TrainConfig(epochs=0, **cfg), init_from=tmp_path / "a.pt")
+
+
+def test_brackett_mask_in_training_inputs_and_checkpoint(tmp_path, monkeypatch):
+    import stellarnn.labels.apogeenet.training as training
+    from stellarnn.spectra.brackett_mask import brackett_mask
+    from stellarnn.train import read_checkpoint
+
+    seen = {}
+
+    class Recording(training.Trainer):
+        def fit(self, train, val):
+            seen["x"] = torch.cat([train[0], val[0]])
+            return super().fit(train, val)
+
+    monkeypatch.setattr(training, "Trainer", Recording)
+    rng = np.random.default_rng(2)
+    n = 8
+    teff = np.array([4000.0, 4500, 5000, 5400, 5600, 6000, 6500, 7000])
+    wl = apogee_wavelength()
+    flux = 100 * (1 - 0.3 * rng.uniform(size=(n, 1)) * np.exp(-0.5 * ((wl - 16811.2) / 8) ** 2)[None])
+    flux[:, :246] = np.nan  # the chip gap before the blue chip, as in apStar files
+    ivar = np.where(np.isfinite(flux), 1e4, 0.0)
+    labels = np.stack([teff, np.full(n, 2.0), np.full(n, -0.5)], axis=1)
+    cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-3, progress=False)
+    train_apogeenet(flux, ivar, labels, tmp_path / "m.pt", input_flux="continuum_normalised", hyperparameters=TINY,
+                    val_fraction=0.25, config=cfg, eval_draws=2, brackett_mask=True)
+    order = np.random.default_rng(0).permutation(n)  # the split of train_apogeenet (seed 0)
+    x = np.empty((n, wl.size), dtype=np.float32)
+    x[order[2:]], x[order[:2]] = seen["x"][:6].numpy(), seen["x"][6:].numpy()
+    for i in range(n):  # log(normalised flux 1) = 0 on the masked pixels of each star's own Teff
+        m = brackett_mask(wl, teff[i])
+        assert np.all(x[i, m] == 0.0)
+        wing = (np.abs(wl - 16811.2) > 3.5) & (np.abs(wl - 16811.2) < 15)
+        if teff[i] >= 5500:  # the line wings stay in for hot stars only
+            assert np.all(x[i, wing] < 0)
+        else:
+            assert np.all(x[i, wing] == 0.0)
+    assert read_checkpoint(tmp_path / "m.pt")["normalisation"]["brackett_mask"] is True
+    assert get_pipeline("apogeenet", weights=tmp_path / "m.pt", quality_checks=False).brackett_mask is True
+    assert get_pipeline("apogeenet", weights=tmp_path / "m.pt", quality_checks=False,
+                        brackett_mask=False).brackett_mask is False
+    train_apogeenet(flux, ivar, labels, tmp_path / "off.pt", input_flux="continuum_normalised", hyperparameters=TINY,
+                    val_fraction=0.25, config=cfg, eval_draws=2)
+    assert read_checkpoint(tmp_path / "off.pt")["normalisation"]["brackett_mask"] is False
+    assert not np.all(seen["x"].numpy()[:, brackett_mask(wl, 7000.0)] == 0.0)

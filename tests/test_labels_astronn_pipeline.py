@@ -157,3 +157,42 @@ def test_shipped_networks_do_not_flag_held_out_like_spectra(name):
         assert r["result_flags"] & 0b11111110000 == 0, (r["result_flags"], r["reason"])
         assert 0.5 < r["ood_chi2"] < 5 and r["line_snr"] > 10 and r["ood_label_distance"] == 0
         assert np.isfinite(r["teff"])
+
+
+def test_brackett_mask_two_passes(weights, spectra, monkeypatch):
+    from stellarnn.spectra.brackett_mask import CORE_LINES, brackett_wavelength_vacuum
+
+    off = get_pipeline("astronn", weights=weights, mc_passes=4, ood_emulator=False)
+    assert off.brackett_mask is False  # a checkpoint without the setting: the shipped behaviour
+    on = get_pipeline("astronn", weights=weights, mc_passes=4, ood_emulator=False, brackett_mask=True)
+    star = spectra[-1]
+    line = np.ones_like(star.flux)
+    for n in CORE_LINES:
+        line[np.abs(star.wavelength - brackett_wavelength_vacuum(n)) < 2.5] = 0.5
+    fake = Spectrum(star.wavelength, star.flux * line, star.ivar, star.bitmask, dict(star.meta))
+    a, b = on.process([star, fake])
+    for k in ("teff", "logg", "fe_h", "mg_h", "e_teff"):
+        assert a[k] == pytest.approx(b[k], rel=1e-5)  # the cores are not seen
+    a, b = off.process([star, fake])
+    assert a["teff"] != pytest.approx(b["teff"], rel=1e-7)
+    # pass 1: every spectrum with the cool-star mask; pass 2: those with a pass-1 Teff >= 5500 K, cores only
+    calls = []
+    real = on.predict_normalised
+
+    def fake_predict(x, seeds=None):
+        calls.append(int((np.asarray(x) == 1.0).sum()))
+        out = real(x, seeds)
+        if len(calls) == 1:
+            out["value"][:, 0] = np.where(np.arange(len(x)) % 2 == 0, 4800.0, 6200.0)
+        return out
+
+    monkeypatch.setattr(on, "predict_normalised", fake_predict)
+    rows = on.process([star, star, star])
+    from stellarnn.spectra import apogee_wavelength, kept_pixel_index
+    from stellarnn.spectra.brackett_mask import brackett_mask
+
+    already = np.asarray(on.quality.assess([star]).continuum.flux)[0] == 1.0  # masked by the DR17 normalisation
+    wl = apogee_wavelength()[kept_pixel_index()]
+    assert calls[0] == 3 * int((already | brackett_mask(wl, None)).sum())
+    assert calls[1] == int((already | brackett_mask(wl, 6200.0)).sum()) < calls[0] // 3
+    assert rows[0]["teff"] == 4800.0 and rows[2]["teff"] == 4800.0 and rows[1]["teff"] != 6200.0

@@ -40,3 +40,18 @@ def test_bad_inputs():
         normalise_apstar(np.ones((1, 8575)), np.ones((1, 8574)))
     with pytest.raises(ValueError):
         label_statistics(np.ones(3))
+
+
+def test_brackett_cores_are_set_to_one():
+    from stellarnn.labels.astronn.preprocessing import mask_brackett_normalised
+
+    x = np.full((3, 7514), 0.9)
+    out = mask_brackett_normalised(x, np.array([4000.0, 6000.0, np.nan]))
+    assert isinstance(out, np.ndarray) and (x == 0.9).all()  # a new array
+    assert ((out == 1.0).sum(axis=1) == [691, 277, 691]).all()  # kept pixels of the cool / hot masks
+    t = mask_brackett_normalised(torch.full((2, 7514), 0.5), None)
+    assert isinstance(t, torch.Tensor) and ((t == 1.0).sum(dim=1) == 691).all()
+    with pytest.raises(ValueError, match="7514"):
+        mask_brackett_normalised(np.ones((1, 8575)), 5000.0)
+    with pytest.raises(ValueError, match="2 values for 3 spectra"):
+        mask_brackett_normalised(x, [5000.0, 6000.0])

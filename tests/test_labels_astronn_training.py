@@ -76,3 +76,33 @@ def test_robust_scatter():
     x = np.random.default_rng(0).normal(0, 2.0, (20000, 1))
     x[:100] = 1e6
     assert robust_scatter(x)[0] == pytest.approx(2.0, rel=0.05)
+
+
+def test_brackett_mask_in_training_inputs_and_checkpoint(tmp_path):
+    from stellarnn.spectra import kept_pixel_index
+    from stellarnn.spectra.brackett_mask import brackett_mask
+    from stellarnn.train import read_checkpoint
+
+    wl = apogee_wavelength()[kept_pixel_index()]
+    teff = np.array([4000.0, 5000, 6000, 7000])
+    normed = np.tile(1 - 0.4 * np.exp(-0.5 * ((wl - 16811.2) / 8) ** 2), (4, 1))  # a deep Br 11 line in every star
+    labels = np.full((4, len(OUTPUT_LABELS)), -9999.0)
+    labels[:, 0], labels[:, 1], labels[:, OUTPUT_LABELS.index("fe_h")] = teff, 4.0, 0.0
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=1e-3, progress=False)
+    train_astronn(normed, labels, tmp_path / "m.pt", val_fraction=0.25, hyperparameters=NARROW, eval_passes=2,
+                  config=cfg, brackett_mask=True)
+    norm = read_checkpoint(tmp_path / "m.pt")["normalisation"]
+    assert norm["brackett_mask"] is True
+    mean = np.asarray(norm["spectrum_mean"], dtype=np.float64)
+    tr = np.random.default_rng(0).permutation(4)[1:]  # the training rows of train_astronn (seed 0)
+    core, wide = brackett_mask(wl, 7000.0), brackett_mask(wl, 4000.0)
+    assert np.all(mean[core] == 1.0)  # every star's cores set to 1 before the mean
+    only_wide = wide & ~core
+    n_hot = int((teff[tr] >= 5500).sum())
+    np.testing.assert_allclose(mean[only_wide], (len(tr) - n_hot + n_hot * normed[0, only_wide]) / len(tr), rtol=1e-5)
+    assert get_pipeline("astronn", weights=tmp_path / "m.pt", ood_emulator=False).brackett_mask is True
+    train_astronn(normed, labels, tmp_path / "off.pt", val_fraction=0.25, hyperparameters=NARROW, eval_passes=2,
+                  config=cfg)
+    off = read_checkpoint(tmp_path / "off.pt")["normalisation"]
+    assert off["brackett_mask"] is False and np.asarray(off["spectrum_mean"])[core].min() < 0.7
+    assert get_pipeline("astronn", weights=tmp_path / "off.pt", ood_emulator=False).brackett_mask is False

@@ -203,3 +203,25 @@ def test_cli_defaults_come_from_the_training_function():
     args = build_parser().parse_args(["train", "astronn", "--grid", "g", "-o", "x.pt"])
     assert args.loss_beta == sig["loss_beta"].default
     assert (args.select == "values") == sig["select_on_values"].default
+
+
+def test_brackett_mask_option_reaches_training_and_run(apstar_dir, tmp_path, monkeypatch):
+    from stellarnn.labels.pipeline import get_pipeline as real_get_pipeline
+    from stellarnn.train import read_checkpoint
+
+    out = tmp_path / "anet.pt"
+    assert main(["train", "apogeenet", "--spectra", str(apstar_dir / "apStar*.fits"), "--labels",
+                 str(apstar_dir / "labels.fits"), "--epochs", "1", "-o", str(out), "-q", "--val-fraction", "0.5",
+                 "--brackett-mask"]) == 0
+    assert read_checkpoint(out)["normalisation"]["brackett_mask"] is True
+    made = []
+
+    def recording(name, **kwargs):
+        made.append(real_get_pipeline(name, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr("stellarnn.labels.pipeline.get_pipeline", recording)
+    star = str(apstar_dir / "apStar-b.fits")
+    assert main(["run", "apogeenet", star, "--weights", str(out), "--draws", "2"]) == 0
+    assert main(["run", "apogeenet", star, "--weights", str(out), "--draws", "2", "--no-brackett-mask"]) == 0
+    assert [p.brackett_mask for p in made] == [True, False]  # the checkpoint's setting, unless overridden

@@ -100,3 +100,46 @@ def test_label_distance_allows_for_the_label_uncertainty():
     assert d[0] == 0  # 50 K outside the box, 100 K uncertainty
     assert d[1] == pytest.approx(200 / 250)
     assert d[2] == pytest.approx(np.hypot(100 / 250, 0.05 / 0.25))  # NaN error counts as none
+
+
+def test_brackett_mask_hides_a_fake_deep_brackett_line(ood):
+    from stellarnn.spectra.brackett_mask import CORE_LINES, brackett_wavelength_vacuum
+
+    masked = EmulatorOOD(ood.path, brackett_mask=True)
+    assert ood.brackett_mask is False  # the default: the shipped networks' behaviour
+    wl = apogee_wavelength()
+
+    def lines(n_uppers, sigma, depth=0.5):
+        out = np.ones_like(wl)
+        for n in n_uppers:
+            out *= 1 - depth * np.exp(-0.5 * ((wl - brackett_wavelength_vacuum(n)) / sigma) ** 2)
+        return out
+
+    hot, cool = _labels(ood, 7000, 4.2, 0.0), _labels(ood, 4800, 2.5, -0.2)
+    # narrow cores (sigma 0.7 A) at Br 11-20 in a hot star: only the +-3 A cores are masked
+    flux, ivar = _observed(ood, hot, seed=5, extra=lines(CORE_LINES, 0.7))
+    info = assess_information(flux, ivar)
+    plain, hidden = ood.measure(hot, info), masked.measure(hot, info)
+    assert plain["ood_chi2"][0] > 3, plain["ood_chi2"]
+    assert 0.7 < hidden["ood_chi2"][0] < 1.3, hidden["ood_chi2"]
+    # broad Br 11-13 lines (sigma 4 A): hidden by the +-20 A windows of a cool star only
+    flux, ivar = _observed(ood, np.vstack([cool, hot]), seed=6, extra=lines((11, 12, 13), 4.0))
+    info = assess_information(flux, ivar)
+    both = np.vstack([cool, hot])
+    plain, hidden = ood.measure(both, info), masked.measure(both, info)
+    assert plain["ood_chi2"][0] > 3 and plain["ood_chi2"][1] > 3, plain["ood_chi2"]
+    assert 0.7 < hidden["ood_chi2"][0] < 1.3, hidden["ood_chi2"]  # cool: wide windows
+    assert hidden["ood_chi2"][1] > 3, hidden["ood_chi2"]  # hot: the line wings stay in
+    # the masked pixels count in neither measure: garbage there changes nothing when the mask is on
+    from stellarnn.spectra import kept_pixel_index
+    from stellarnn.spectra.brackett_mask import brackett_mask
+
+    info = assess_information(*_observed(ood, cool, seed=7))
+    before = masked.measure(cool, info)
+    in_mask = torch.as_tensor(brackett_mask(wl[kept_pixel_index()], 4800.0))
+    assert int(in_mask.sum()) == 691
+    info.continuum.flux[:, in_mask] = 5.0
+    after, unmasked = masked.measure(cool, info), ood.measure(cool, info)
+    for key in ("ood_chi2", "line_snr"):
+        np.testing.assert_allclose(after[key], before[key], rtol=1e-9)
+    assert unmasked["ood_chi2"][0] > 100 * before["ood_chi2"][0]

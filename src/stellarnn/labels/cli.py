@@ -117,6 +117,9 @@ def cmd_train(args) -> int:
     data = _training_arrays(args)
     config = _train_config(args)
     provenance = dict(data["provenance"], command=args.command_line)
+    from ..spectra.brackett_mask import BRACKETT_MASK_DEFAULT
+
+    brackett_mask = BRACKETT_MASK_DEFAULT if getattr(args, "brackett_mask", None) is None else args.brackett_mask
     if args.pipeline == "astronn":
         from .astronn.training import train_astronn
 
@@ -124,7 +127,7 @@ def cmd_train(args) -> int:
                                    label_errors=data["errors"], val_fraction=args.val_fraction, config=config,
                                    resume_path=args.resume, provenance=provenance, seed=args.seed,
                                    loss_beta=args.loss_beta, select_on_values=args.select == "values",
-                                   init_from=args.init)
+                                   init_from=args.init, brackett_mask=brackett_mask)
     else:
         from .apogeenet.network import APOGEENET_FULL, APOGEENET_SMALL
         from .apogeenet.training import train_apogeenet
@@ -135,7 +138,7 @@ def cmd_train(args) -> int:
                                      bitmask=data["bitmask"], input_flux=data["input_flux"],
                                      val_fraction=args.val_fraction, config=config, hyperparameters=hp,
                                      resume_path=args.resume, provenance=provenance, seed=args.seed,
-                                     init_from=args.init)
+                                     init_from=args.init, brackett_mask=brackett_mask)
     print(json.dumps(metrics, indent=1, default=float))
     print(f"wrote {args.out}", file=sys.stderr)
     if args.manifest:
@@ -298,6 +301,8 @@ def cmd_run(args) -> int:
         from ..cli_arguments import check_output_file
 
         check_output_file(args.output, RUN_TABLE_SUFFIXES)
+    if getattr(args, "brackett_mask", None) is not None:
+        kwargs["brackett_mask"] = args.brackett_mask
     if args.pipeline == "astronn" and args.mc_passes:
         kwargs["mc_passes"] = args.mc_passes
     if args.pipeline == "apogeenet" and args.draws:
@@ -375,6 +380,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--threads", type=positive_int, default=None,
                        help="torch threads (default: torch's choice, one per core)")
         q.add_argument("-q", "--quiet", action="store_true")
+        q.add_argument("--brackett-mask", action=argparse.BooleanOptionalAction, default=None,
+                       help="mask the H I Brackett cores (+-3 A around Br 11-20; +-20 A around Br 11-13 below "
+                            "5500 K) in the training spectra, recorded in the checkpoint (stellarnn.spectra."
+                            "brackett_mask; default off, as the shipped weights)")
         q.add_argument("--manifest", action="store_true",
                        help="write manifest.json next to the checkpoint (under weights/%s/ this ships it)" % name)
         if name == "apogeenet":
@@ -437,6 +446,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--threads", type=positive_int, default=None,
                        help="torch threads (default: torch's choice, one per core)")
+        q.add_argument("--brackett-mask", action=argparse.BooleanOptionalAction, default=None,
+                       help="mask the H I Brackett cores before the network and in the OOD chi^2 (default: "
+                            "what the weights were trained with; off for the shipped weights)")
         if name == "astronn":
             q.add_argument("--mc-passes", type=positive_int, default=None, help="MC-dropout passes (default 100)")
         else:

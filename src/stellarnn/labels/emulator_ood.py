@@ -18,6 +18,10 @@ synthetic stars the network was trained on, batched over spectra (no per-spectru
   chip) and w = 1 / max(error, noise)^2 (``noise``: the flux-difference noise of
   :mod:`.spectrum_information`, so that an error array that lies cannot create a detection).
   Pure noise gives N(0, 1); a star whose lines are where the model puts them gives sqrt(sum w t^2);
+* with ``brackett_mask=True`` the H I Brackett cores of :mod:`stellarnn.spectra.brackett_mask` (at the
+  predicted Teff) count as bad pixels in both ``ood_chi2`` and ``line_snr``: neither LTE code
+  reproduces them in cool stars (``bench/results/brackett.json``), so they must not make a real star
+  look out of distribution.  Off by default (``BRACKETT_MASK_DEFAULT``), as for the shipped networks;
 * ``ood_label_distance``: how far the predicted Teff, log g, [Fe/H] lie outside the emulator's
   (= the training grids') label box by more than their own uncertainties (e_teff, ...),
   sqrt(sum_k (excess_k / scale_k)^2) with scales 250 K, 0.5 dex, 0.25 dex (``LABEL_DISTANCE_SCALES``);
@@ -45,7 +49,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..spectra import APOGEE_CHIP_SLICES, kept_pixel_index
+from ..spectra import APOGEE_CHIP_SLICES, apogee_wavelength, kept_pixel_index
+from ..spectra.brackett_mask import BRACKETT_MASK_DEFAULT, brackett_mask as brackett_pixels
 from .spectrum_information import FLAG_FEATURELESS, InformationReport
 
 FLAG_OOD_CHI2 = 1 << 7
@@ -113,9 +118,12 @@ class EmulatorOOD:
     ----------
     path : path, optional
         A ``payne-emulator`` checkpoint (default: the shipped one).
+    brackett_mask : bool
+        Leave the Brackett cores (:mod:`stellarnn.spectra.brackett_mask`, at the predicted Teff) out of
+        ``ood_chi2`` and ``line_snr``.
     """
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, brackett_mask: bool = BRACKETT_MASK_DEFAULT):
         from ..synthesis.emulator import load_emulator
         from ..synthesis.grid_builder import LABEL_NAMES
 
@@ -129,6 +137,8 @@ class EmulatorOOD:
         self.box_min = self.model.label_min.double().numpy()
         self.box_max = self.model.label_max.double().numpy()
         self.kept = torch.as_tensor(kept_pixel_index())
+        self.brackett_mask = bool(brackett_mask)
+        self.kept_wavelength = apogee_wavelength()[kept_pixel_index()]
         self.chip_sizes = [s.stop - s.start for s in APOGEE_CHIP_SLICES]
         self.basis = _chip_basis(self.chip_sizes, POLY_DEGREE)
         self.basis_products = (self.basis[:, None, :] * self.basis[None, :, :]).flatten(0, 1)  # (81, 7514)
@@ -223,6 +233,9 @@ class EmulatorOOD:
         scaled = self.model.scale(torch.as_tensor(np.asarray(grid_labels), dtype=torch.float32)).to(torch.float64)
         flux = info.continuum.flux[idx]
         good = info.normalised_good[idx]
+        if self.brackett_mask:  # the Brackett cores at the predicted Teff are not evidence either way
+            teff = np.asarray(grid_labels, dtype=np.float64)[:, self.label_names.index("teff")]
+            good = good & ~torch.as_tensor(brackett_pixels(self.kept_wavelength, teff))
         err = info.continuum.error[idx]
         sigma = torch.sqrt(err ** 2 + MODEL_ERROR_FLOOR ** 2)
         w = torch.where(good, sigma.clamp_min(1e-300) ** -2, 0.0)

@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...spectra import Spectrum
+from ...spectra import Spectrum, apogee_wavelength
+from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, COOL_TEFF, brackett_mask as brackett_pixels
 from ...train import file_sha256, load_checkpoint, pick_device
 from ..noise_model import NoiseModel
 from ..pipeline import (QualityChecks, failed_row, process_in_batches, register_pipeline, resolve_shipped_weights,
@@ -56,6 +57,11 @@ class APOGEENetPipeline:
     quality_checks : bool
         False skips refusing spectra (information bits, emulator measures): only for calibrating the
         network on its own synthetic spectra (``train calibrate-noise``), never for labelling.
+    brackett_mask : bool or None
+        Set the H I Brackett cores (:mod:`stellarnn.spectra.brackett_mask`) to the continuum with ivar 0
+        before the network and leave them out of the OOD measures.  None: what the checkpoint was
+        trained with (``normalisation["brackett_mask"]``), else ``BRACKETT_MASK_DEFAULT`` (off: the
+        shipped weights were trained without the mask).  Two passes (:meth:`predict_brackett_masked`).
 
     Before the network, every spectrum's usable information is checked
     (:mod:`stellarnn.labels.spectrum_information`); after it, the OOD measures of
@@ -67,7 +73,7 @@ class APOGEENetPipeline:
 
     def __init__(self, weights=None, n_draws: int = N_DRAWS_DEFAULT, batch_size: int = 32, device: str = "auto",
                  seed: int = 0, chunk_size: int = 128, ood_emulator=None,
-                 quality_checks: bool = True):
+                 quality_checks: bool = True, brackett_mask: bool | None = None):
         path = resolve_shipped_weights("apogeenet", weights)
         self.device = pick_device(device)
         self.model, payload = load_checkpoint(path, expected_kind="apogeenet", device=self.device)
@@ -84,18 +90,49 @@ class APOGEENetPipeline:
         if n_draws < 2:
             raise ValueError("n_draws must be >= 2 (the uncertainty is a standard deviation over draws)")
         self.n_draws, self.batch_size, self.chunk_size, self.seed = int(n_draws), int(batch_size), int(chunk_size), seed
-        self.quality = QualityChecks(ood_emulator, enabled=quality_checks)
+        self.brackett_mask = bool(norm.get("brackett_mask", BRACKETT_MASK_DEFAULT) if brackett_mask is None
+                                  else brackett_mask)
+        self.quality = QualityChecks(ood_emulator, enabled=quality_checks, brackett_mask=self.brackett_mask)
 
-    def predict_arrays(self, flux, ivar, bitmask=None, generator=None, continuum=None) -> dict:
+    def predict_arrays(self, flux, ivar, bitmask=None, generator=None, continuum=None, masked=None) -> dict:
         """Raw predictions for arrays (B, 8575): teff, logg, fe_h and raw_e_* (numpy, float64).
 
         ``generator``: one torch.Generator, or a list with one per spectrum; ``continuum``: the DR17
-        normalisation of these spectra if already computed.
+        normalisation of these spectra if already computed; ``masked``: pixels set to the continuum
+        with ivar 0 (:func:`~.preprocessing.preprocess`).
         """
-        f, e = preprocess(flux, ivar, bitmask, self.input_flux, continuum)
+        f, e = preprocess(flux, ivar, bitmask, self.input_flux, continuum, masked)
         out = predict_with_noise_draws(self.model, f, e, self.output_mean, self.output_std, self.n_draws,
                                        generator, self.chunk_size)
         return {k: v.numpy() for k, v in out.items()}
+
+    def predict_brackett_masked(self, flux, ivar, bitmask, seeds, continuum=None) -> dict:
+        """:meth:`predict_arrays` with the Brackett cores masked when ``brackett_mask`` (else unchanged).
+
+        ``seeds``: one per spectrum (its noise draws come from a generator seeded with it, afresh in each
+        pass).  Pass 1 masks every spectrum as a cool star (wide Br 11-13 windows); spectra whose
+        pass-1 Teff is >= ``COOL_TEFF`` are predicted again with the cores only, as the network saw such
+        stars in training, and keep that second prediction.
+        """
+        def generators(s):
+            return [torch.Generator().manual_seed(int(v)) for v in s]
+
+        if not self.brackett_mask:
+            return self.predict_arrays(flux, ivar, bitmask, generators(seeds), continuum)
+        flux, ivar = np.asarray(flux), np.asarray(ivar)
+        wl = apogee_wavelength(flux.shape[1])
+        out = self.predict_arrays(flux, ivar, bitmask, generators(seeds), continuum, brackett_pixels(wl, None))
+        hot = np.flatnonzero(out["teff"] >= COOL_TEFF)
+        if len(hot):
+            sel = torch.as_tensor(hot)
+            cont = None if continuum is None else type(continuum)(*(getattr(continuum, k)[sel] for k in (
+                "flux", "error", "continuum", "not_normalised", "chip_failed")))
+            again = self.predict_arrays(flux[hot], ivar[hot], None if bitmask is None else np.asarray(bitmask)[hot],
+                                        generators([seeds[i] for i in hot]), cont,
+                                        brackett_pixels(wl, out["teff"][hot]))
+            for key in out:
+                out[key][hot] = again[key]
+        return out
 
     def rows_from_predictions(self, pred: dict) -> list[dict]:
         """Rows (fields + reason) from :meth:`predict_arrays` output."""
@@ -122,9 +159,10 @@ class APOGEENetPipeline:
             cont = info.continuum
             cont = type(cont)(cont.flux[sel], cont.error[sel], cont.continuum[sel], cont.not_normalised[sel],
                               cont.chip_failed[sel])
-            generators = [torch.Generator().manual_seed(spectrum_seed(batch[i], self.seed)) for i in good]
-            pred = self.predict_arrays(np.stack([batch[i].flux for i in good]), np.stack([batch[i].ivar for i in good]),
-                                       np.stack([batch[i].bitmask for i in good]), generators, cont)
+            seeds = [spectrum_seed(batch[i], self.seed) for i in good]
+            pred = self.predict_brackett_masked(np.stack([batch[i].flux for i in good]),
+                                                np.stack([batch[i].ivar for i in good]),
+                                                np.stack([batch[i].bitmask for i in good]), seeds, cont)
             rows = self.rows_from_predictions(pred)
             labels = {k: pred[k] for k in LABELS}
         profile = () if self.quality.ood is None else [n for n in self.quality.ood.label_names

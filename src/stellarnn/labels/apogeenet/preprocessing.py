@@ -13,6 +13,11 @@ draw (flux + error * N(0, 1)), see :mod:`~stellarnn.labels.apogeenet.uncertainty
 ``input_flux="continuum_normalised"`` (for networks trained on continuum-normalised synthetic
 spectra) first divides the flux by the DR17 AstroNN continuum (:func:`stellarnn.spectra.apogee_continuum`)
 on the 7514 kept pixels and sets the chip gaps to flux 1; the steps above follow unchanged.
+
+``masked`` (optional, e.g. the H I Brackett cores of :mod:`stellarnn.spectra.brackett_mask`) pixels
+are set to the continuum (1 for normalised input, the DR17 continuum for raw input) with ivar 0 before
+step 1, so that they carry no flux information and get the no-information error of step 2; training
+(:mod:`~stellarnn.labels.apogeenet.training`) and the pipeline call :func:`preprocess` alike.
 """
 from __future__ import annotations
 
@@ -121,8 +126,28 @@ def full_grid_from_continuum(cont, ivar) -> tuple[torch.Tensor, torch.Tensor]:
     return out_flux, out_ivar
 
 
+def mask_to_continuum(flux, ivar, masked, continuum_full=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flux and ivar (B, n) with the ``masked`` pixels ((n,) or (B, n) bool) set to the continuum, ivar 0.
+
+    ``continuum_full``: the continuum on the same pixels (B, n) (NaN where unknown: the flux is kept
+    there, the ivar still 0); None for normalised flux (continuum 1).
+    """
+    flux, ivar = _as_batch(flux, "flux"), _as_batch(ivar, "ivar")
+    m = torch.as_tensor(np.asarray(masked, dtype=bool)).expand(flux.shape)
+    level = torch.ones_like(flux) if continuum_full is None else torch.as_tensor(continuum_full).to(flux)
+    fill = torch.where(torch.isfinite(level), level, flux)
+    return torch.where(m, fill, flux), torch.where(m, 0.0, ivar)
+
+
+def _continuum_full_grid(cont, n_pixels: int) -> torch.Tensor:
+    """The DR17 continuum of a ContinuumResult on the full apStar grid (NaN outside the kept pixels)."""
+    out = torch.full((cont.continuum.shape[0], n_pixels), torch.nan, dtype=torch.float64)
+    out[:, torch.as_tensor(kept_pixel_index())] = cont.continuum.to(torch.float64)
+    return out
+
+
 def preprocess(flux, ivar, bitmask=None, input_flux: str = "raw",
-               continuum=None) -> tuple[torch.Tensor, torch.Tensor]:
+               continuum=None, masked=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Flux and error ready for the noise draws: steps 1-2 (after normalisation if asked).
 
     Parameters
@@ -134,7 +159,9 @@ def preprocess(flux, ivar, bitmask=None, input_flux: str = "raw",
     input_flux : {"raw", "continuum_normalised"}
         What the network was trained on.
     continuum : ContinuumResult, optional
-        The DR17 normalisation of these spectra, if already computed (used with "continuum_normalised").
+        The DR17 normalisation of these spectra, if already computed.
+    masked : bool array (n,) or (B, n), optional
+        Pixels set to the continuum with ivar 0 before the cleaning (module docstring).
     """
     if input_flux not in INPUT_FLUX_KINDS:
         raise ValueError(f"input_flux must be one of {INPUT_FLUX_KINDS}, not {input_flux!r}")
@@ -143,4 +170,14 @@ def preprocess(flux, ivar, bitmask=None, input_flux: str = "raw",
             flux, ivar = full_grid_from_continuum(continuum, ivar)
         else:
             flux, ivar = continuum_normalise_full_grid(flux, ivar, bitmask)
+        if masked is not None:
+            flux, ivar = mask_to_continuum(flux, ivar, masked)
+    elif masked is not None:
+        flux, ivar = _as_batch(flux, "flux"), _as_batch(ivar, "ivar")
+        if continuum is None:
+            good = torch.isfinite(ivar) & (ivar > 0)
+            error = torch.where(good, ivar.clamp_min(1e-300).rsqrt(), torch.inf)
+            continuum = apogee_continuum(flux, error, None if bitmask is None else
+                                         np.asarray(bitmask).reshape(flux.shape))
+        flux, ivar = mask_to_continuum(flux, ivar, masked, _continuum_full_grid(continuum, flux.shape[1]))
     return clean_flux_and_error(flux, ivar)

@@ -5,13 +5,17 @@ real apStar files) or divided by the DR17 continuum (``input_flux="continuum_nor
 synthetic grids; recorded so that the pipeline normalises real spectra the same way).
 The training inputs go through exactly the inference preprocessing (:mod:`~stellarnn.labels.apogeenet.preprocessing`).
 Targets are [log g, log10 Teff, [Fe/H]] z-scored with the published statistics; the loss is the
-mean squared error over the labels present (NaN / -9999 ignored).
+mean squared error over the labels present (NaN / -9999 ignored).  ``brackett_mask=True`` sets the
+H I Brackett cores (:mod:`stellarnn.spectra.brackett_mask`, at each star's true Teff) to the continuum
+with ivar 0 in the preprocessing, and records it in the checkpoint so that the pipeline does the same.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ...spectra import apogee_wavelength
+from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, brackett_mask as brackett_pixels
 from ...train import TrainConfig, Trainer, save_checkpoint
 from ..astronn.loss import missing_label_mask
 from ..astronn.training import robust_scatter
@@ -58,7 +62,8 @@ def evaluate_apogeenet(model, flux, error, labels, n_draws: int = 20, seed: int 
 
 def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str = "raw", val_fraction: float = 0.1,
                     config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
-                    provenance: dict | None = None, seed: int = 0, eval_draws: int = 20, init_from=None):
+                    provenance: dict | None = None, seed: int = 0, eval_draws: int = 20, init_from=None,
+                    brackett_mask: bool = BRACKETT_MASK_DEFAULT):
     """Train the APOGEENet ResNet and save a float16 checkpoint.
 
     Parameters
@@ -77,6 +82,11 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
         Network widths (default :data:`~.network.APOGEENET_SMALL`; ``APOGEENET_FULL`` for the published size).
     init_from : path, optional
         An APOGEENet checkpoint of the same widths to start from (fine-tuning).
+    brackett_mask : bool
+        Mask the Brackett cores (:func:`~stellarnn.spectra.brackett_mask.brackett_mask` at the true Teff;
+        the wide windows where Teff is missing) in every training spectrum; recorded in the checkpoint
+        (``normalisation["brackett_mask"]``) for the pipeline.  Off by default (the shipped weights were
+        trained without it); on for networks trained on the PySME grids with H lines.
 
     Returns
     -------
@@ -95,14 +105,19 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
     val, tr = order[:n_val], order[n_val:]
     # preprocessing exactly as at inference, in chunks (float64 inside) to bound memory; the
     # network input is kept as float32, the cleaned flux/error only for the validation rows
+    teff = np.asarray(labels, dtype=np.float64)[:, 0]
+
+    def masked(rows):  # the Brackett pixels of these rows (None: no mask)
+        return brackett_pixels(apogee_wavelength(flux.shape[1]), teff[rows]) if brackett_mask else None
+
     x = torch.empty(flux.shape, dtype=torch.float32)
     for a in range(0, flux.shape[0], 2000):
         b = a + 2000
         fa, _ = preprocess(np.asarray(flux[a:b], dtype=np.float64), np.asarray(ivar[a:b], dtype=np.float64),
-                           None if bitmask is None else bitmask[a:b], input_flux)
+                           None if bitmask is None else bitmask[a:b], input_flux, masked=masked(slice(a, b)))
         x[a:b] = log_scale(fa).to(torch.float32)
     f, e = preprocess(np.asarray(flux[val], dtype=np.float64), np.asarray(ivar[val], dtype=np.float64),
-                      None if bitmask is None else np.asarray(bitmask)[val], input_flux)
+                      None if bitmask is None else np.asarray(bitmask)[val], input_flux, masked=masked(val))
     y = torch.as_tensor(targets, dtype=torch.float32)
     hp = dict(APOGEENET_SMALL if hyperparameters is None else hyperparameters)
     model = APOGEENetResNet(**hp)
@@ -124,6 +139,7 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
                                                 eval_draws, seed)}
     save_checkpoint(out_path, model, "apogeenet", {k: (list(v) if isinstance(v, tuple) else v) for k, v in hp.items()},
                     normalisation={"output_mean": list(APOGEENET_OUTPUT_MEAN), "output_std": list(APOGEENET_OUTPUT_STD),
-                                   "input_flux": input_flux, "label_names": list(LABELS)},
+                                   "input_flux": input_flux, "label_names": list(LABELS),
+                                   "brackett_mask": bool(brackett_mask)},
                     metrics=metrics, provenance=dict(provenance or {}), half=True)
     return model, metrics

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ...spectra import Spectrum
+from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, COOL_TEFF
 from ...train import file_sha256, load_checkpoint, pick_device
 from ..noise_model import NoiseModel
 from ..pipeline import (QualityChecks, failed_row, process_in_batches, register_pipeline, resolve_shipped_weights,
@@ -23,7 +24,7 @@ from ..pipeline import (QualityChecks, failed_row, process_in_batches, register_
 from . import network  # noqa: F401  (registers the "astronn" model kind)
 from .flags import FIELDS, FLAG_NO_RESULT, flag_bad, flag_warn, result_flags
 from .network import OUTPUT_LABELS
-from .preprocessing import network_input
+from .preprocessing import mask_brackett_normalised, network_input
 from .uncertainty import MC_PASSES_DEFAULT, predict_mc_dropout
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,12 @@ class AstroNNPipeline:
     quality_checks : bool
         False skips refusing spectra (information bits, emulator measures): only for calibrating the
         network on its own synthetic spectra (``train calibrate-noise``), never for labelling.
+    brackett_mask : bool or None
+        Set the H I Brackett cores (:mod:`stellarnn.spectra.brackett_mask`) to 1 before the network and
+        leave them out of the OOD measures.  None: what the checkpoint was trained with
+        (``normalisation["brackett_mask"]``), else ``BRACKETT_MASK_DEFAULT`` (off: the shipped weights
+        were trained without the mask).  Two passes (:meth:`predict_brackett_masked`): all spectra with
+        the cool-star mask, then those whose first-pass Teff is >= ``COOL_TEFF`` again with the cores only.
 
     Before the network, every spectrum's usable information is checked
     (:mod:`stellarnn.labels.spectrum_information`, which also gives the DR17 normalisation the
@@ -72,7 +79,7 @@ class AstroNNPipeline:
 
     def __init__(self, weights=None, mc_passes: int = MC_PASSES_DEFAULT, batch_size: int = 64, device: str = "auto",
                  seed: int = 0, max_rows: int = 4096, ood_emulator=None,
-                 quality_checks: bool = True):
+                 quality_checks: bool = True, brackett_mask: bool | None = None):
         path = resolve_shipped_weights("astronn", weights)
         self.device = pick_device(device)
         self.model, payload = load_checkpoint(path, expected_kind="astronn", device=self.device)
@@ -91,7 +98,9 @@ class AstroNNPipeline:
         if mc_passes < 2:
             raise ValueError("mc_passes must be >= 2")
         self.mc_passes, self.batch_size, self.seed, self.max_rows = int(mc_passes), int(batch_size), seed, int(max_rows)
-        self.quality = QualityChecks(ood_emulator, enabled=quality_checks)
+        self.brackett_mask = bool(norm.get("brackett_mask", BRACKETT_MASK_DEFAULT) if brackett_mask is None
+                                  else brackett_mask)
+        self.quality = QualityChecks(ood_emulator, enabled=quality_checks, brackett_mask=self.brackett_mask)
         self._mask_banks: dict[int, dict] = {}
 
     def mask_bank(self, k: int) -> dict:
@@ -114,6 +123,27 @@ class AstroNNPipeline:
         out = predict_mc_dropout(self.model, x, self.label_mean, self.label_std, self.mc_passes, self.seed,
                                  self.max_rows, masks=masks)
         return {k: v.numpy() for k, v in out.items()}
+
+    def predict_brackett_masked(self, normalised_flux, seeds=None) -> dict:
+        """:meth:`predict_normalised` with the Brackett cores masked (when ``brackett_mask``; else unchanged).
+
+        Pass 1 masks every spectrum as a cool star (wide Br 11-13 windows, the pixels least trusted);
+        spectra whose pass-1 Teff is >= ``COOL_TEFF`` are predicted again with the cores only, as the
+        network saw such stars in training, and keep that second prediction.
+        """
+        if not self.brackett_mask:
+            return self.predict_normalised(normalised_flux, seeds)
+        x = torch.as_tensor(np.asarray(normalised_flux) if not isinstance(normalised_flux, torch.Tensor)
+                            else normalised_flux).to(torch.float64)
+        out = self.predict_normalised(mask_brackett_normalised(x, None), seeds)
+        teff = out["value"][:, OUTPUT_LABELS.index("teff")]
+        hot = np.flatnonzero(teff >= COOL_TEFF)
+        if len(hot):
+            again = self.predict_normalised(mask_brackett_normalised(x[torch.as_tensor(hot)], teff[hot]),
+                                            None if seeds is None else [seeds[i] for i in hot])
+            for key in out:
+                out[key][hot] = again[key]
+        return out
 
     def rows_from_predictions(self, value: np.ndarray, raw_error: np.ndarray) -> list[dict]:
         """Rows (fields + reason) from raw values and errors (B, 22) in OUTPUT_LABELS order."""
@@ -140,7 +170,7 @@ class AstroNNPipeline:
         rows, labels = [], {}
         if len(good):
             seeds = [spectrum_seed(batch[i], self.seed) for i in good]
-            pred = self.predict_normalised(info.continuum.flux[torch.as_tensor(good)], seeds)
+            pred = self.predict_brackett_masked(info.continuum.flux[torch.as_tensor(good)], seeds)
             rows = self.rows_from_predictions(pred["value"], pred["raw_error"])
             j = {name: k for k, name in enumerate(OUTPUT_LABELS)}
             labels = {k: pred["value"][:, j[k]] for k in ("teff", "logg", "fe_h")}

@@ -2,7 +2,9 @@
 
 apStar flux (B, 8575) -> DR17 continuum normalisation (:func:`stellarnn.spectra.apogee_continuum`,
 7514 kept pixels, masked pixels set to 1) -> minus the per-pixel mean of the training spectra
-(no scaling).  Label normalisation: z-scores whose mean and standard deviation are computed on
+(no scaling).  Optionally (``brackett_mask``, :mod:`stellarnn.spectra.brackett_mask`) the H I Brackett
+cores are set to 1 as well, like any masked pixel, in training and at inference alike
+(:func:`mask_brackett_normalised`).  Label normalisation: z-scores whose mean and standard deviation are computed on
 valid labels only (missing-label sentinels never enter the statistics, a defect of the public
 implementation that REFERENCE.md asks us to avoid).
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...spectra import APOGEE_N_KEPT, apogee_continuum
+from ...spectra import APOGEE_N_KEPT, apogee_continuum, apogee_wavelength, kept_pixel_index
+from ...spectra.brackett_mask import brackett_mask
 from .loss import missing_label_mask
 
 
@@ -29,6 +32,24 @@ def normalise_apstar(flux, ivar, bitmask=None) -> torch.Tensor:
     good = torch.isfinite(ivar) & (ivar > 0)
     error = torch.where(good, ivar.clamp_min(1e-300).rsqrt(), torch.inf)
     return apogee_continuum(flux, error, bitmask).flux
+
+
+def mask_brackett_normalised(normalised_flux, teff=None):
+    """Normalised flux (B, 7514) with the Brackett cores for ``teff`` (None, scalar or (B,)) set to 1.
+
+    The same convention as the DR17 normalisation's masked pixels (flux 1); returns a new array or
+    tensor of the input's type, float64.
+    """
+    is_tensor = isinstance(normalised_flux, torch.Tensor)
+    x = torch.as_tensor(np.asarray(normalised_flux) if not is_tensor else normalised_flux).to(torch.float64)
+    if x.ndim != 2 or x.shape[1] != APOGEE_N_KEPT:
+        raise ValueError(f"need normalised flux (B, {APOGEE_N_KEPT}), got {tuple(x.shape)}")
+    teff = None if teff is None else np.asarray(teff, dtype=np.float64)
+    if teff is not None and teff.ndim == 1 and teff.shape[0] != x.shape[0]:
+        raise ValueError(f"teff has {teff.shape[0]} values for {x.shape[0]} spectra")
+    mask = torch.as_tensor(brackett_mask(apogee_wavelength()[kept_pixel_index()], teff), device=x.device)
+    out = torch.where(mask, 1.0, x)
+    return out if is_tensor else out.numpy()
 
 
 def network_input(normalised_flux, spectrum_mean) -> torch.Tensor:

@@ -4,7 +4,9 @@ Inputs are either continuum-normalised spectra (N, 7514) or apStar spectra (N, 8
 inverse variance (normalised here with the DR17 continuum, exactly as at inference).  Labels are
 physical (K, dex) in :data:`~.network.OUTPUT_LABELS` order, NaN or -9999 where missing.
 Optimisation follows Leung & Bovy 2019 / REFERENCE.md: Adam (5e-4), ReduceLROnPlateau, robust
-heteroscedastic loss, 10 % validation.
+heteroscedastic loss, 10 % validation.  ``brackett_mask=True`` sets the H I Brackett cores
+(:mod:`stellarnn.spectra.brackett_mask`, at each star's true Teff) to 1 before the training mean is
+taken, and records the setting in the checkpoint so that the pipeline masks real spectra the same way.
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import numpy as np
 import torch
 
 from ...spectra import APOGEE_N_KEPT, APOGEE_N_PIXELS
+from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT
 from ...train import TrainConfig, Trainer, save_checkpoint
 from .loss import missing_label_mask, robust_heteroscedastic_loss
 from .network import OUTPUT_LABELS, build_astronn
-from .preprocessing import label_statistics, network_input, normalise_apstar, normalise_labels
+from .preprocessing import (label_statistics, mask_brackett_normalised, network_input, normalise_apstar,
+                            normalise_labels)
 from .uncertainty import predict_mc_dropout
 
 #: grid label name of each AstroNN output ([X/H] = [X/M] + [M/H]; C I and Ti II share C and Ti;
@@ -124,7 +128,7 @@ def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, 
 def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=None, val_fraction: float = 0.1,
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
                   provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.5,
-                  select_on_values: bool = True, init_from=None):
+                  select_on_values: bool = True, init_from=None, brackett_mask: bool = BRACKETT_MASK_DEFAULT):
     """Train ApogeeBCNNCensored and save a float16 checkpoint with its normalisation and metrics.
 
     Parameters
@@ -151,6 +155,11 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         An AstroNN checkpoint to start from (fine-tuning; its hyper-parameters are used unless
         ``hyperparameters`` is given, and must then match).  The normalisation (training-mean
         spectrum, label statistics) is recomputed on the new training set.
+    brackett_mask : bool
+        Set the Brackett cores (:func:`~stellarnn.spectra.brackett_mask.brackett_mask` at the true Teff;
+        the wide windows where Teff is missing) to 1 in every training spectrum; recorded in the
+        checkpoint (``normalisation["brackett_mask"]``) for the pipeline.  Off by default (the shipped
+        weights were trained without it); on for networks trained on the PySME grids with H lines.
 
     Returns
     -------
@@ -163,6 +172,8 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
                          f"got {labels.shape}")
     if not np.isfinite(normed).all():
         raise ValueError("normalised flux contains NaN/inf")
+    if brackett_mask:
+        normed = mask_brackett_normalised(normed, labels[:, OUTPUT_LABELS.index("teff")])
     n = normed.shape[0]
     if n < 2:
         raise ValueError("need at least 2 labelled spectra (one for validation)")
@@ -212,6 +223,6 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
                                               eval_passes, seed)}
     save_checkpoint(out_path, model, "astronn", hp,
                     normalisation={"spectrum_mean": spectrum_mean, "label_mean": label_mean, "label_std": label_std,
-                                   "label_names": list(OUTPUT_LABELS)},
+                                   "label_names": list(OUTPUT_LABELS), "brackett_mask": bool(brackett_mask)},
                     metrics=metrics, provenance=dict(provenance or {}), half=True)
     return model, metrics
