@@ -114,3 +114,33 @@ def test_brackett_mask_in_training_inputs_and_checkpoint(tmp_path, monkeypatch):
                     val_fraction=0.25, config=cfg, eval_draws=2)
     assert read_checkpoint(tmp_path / "off.pt")["normalisation"]["brackett_mask"] is False
     assert not np.all(seen["x"].numpy()[:, brackett_mask(wl, 7000.0)] == 0.0)
+
+
+def _fresh_apogeenet(tmp_path, name, epochs, resume, fixed_rows=0):
+    from stellarnn.labels.astronn.training import grid_labels_to_astronn, noise_free_observations
+    from stellarnn.labels.astronn.network import OUTPUT_LABELS
+    from test_labels_astronn_training import fake_grid23
+
+    torch.manual_seed(0)
+    obs = noise_free_observations(fake_grid23(24))
+    lab = grid_labels_to_astronn(obs["labels"], obs["label_names"])[:, [OUTPUT_LABELS.index(k) for k in
+                                                                         ("teff", "logg", "fe_h")]]
+    fresh = {"flux": obs["flux"][fixed_rows:], "continuum": obs["continuum"][fixed_rows:], "labels": lab[fixed_rows:]}
+    fixed = obs["flux"][:fixed_rows].astype(np.float64)
+    return train_apogeenet(fixed, np.full_like(fixed, 1e4), lab[:fixed_rows], tmp_path / f"{name}.pt",
+                           input_flux="continuum_normalised", hyperparameters=TINY, val_fraction=0.25, eval_draws=3,
+                           resume_path=resume, fresh=fresh, snr_range=(30, 500), brackett_mask=True,
+                           config=TrainConfig(epochs=epochs, batch_size=6, lr=3e-3, progress=False,
+                                              early_stop_patience=5))
+
+
+def test_fresh_noise_training_on_23_label_grid_runs_and_resumes(tmp_path):
+    _, full = _fresh_apogeenet(tmp_path, "full", 2, None, fixed_rows=4)  # 20 fresh + 4 fixed (emulator-like) rows
+    assert full["epochs_run"] == 2 and full["n_train"] + full["n_val"] == 24
+    assert full["fresh_noise"]["n_spectra"] == 20
+    resume = tmp_path / "apogeenet.resume.pt"
+    _fresh_apogeenet(tmp_path, "part", 1, resume, fixed_rows=4)
+    _, resumed = _fresh_apogeenet(tmp_path, "resumed", 2, resume, fixed_rows=4)
+    assert resumed["epochs_run"] == 2
+    assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-5)
+    assert set(resumed["validation"]) == {"teff", "logg", "fe_h"}

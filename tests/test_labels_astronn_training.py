@@ -106,3 +106,57 @@ def test_brackett_mask_in_training_inputs_and_checkpoint(tmp_path):
     off = read_checkpoint(tmp_path / "off.pt")["normalisation"]
     assert off["brackett_mask"] is False and np.asarray(off["spectrum_mean"])[core].min() < 0.7
     assert get_pipeline("astronn", weights=tmp_path / "off.pt", ood_emulator=False).brackett_mask is False
+
+
+# ---------------------------------------------------------------- 23-label grids, fresh noise, resume
+from stellarnn.labels.astronn.training import noise_free_observations  # noqa: E402
+
+GRID23 = list(LABEL_NAMES) + ["v_macro", "v_sini"]
+
+
+def fake_grid23(n, seed=0):
+    """A tiny grid with the 23 labels of grids/apogee_like, columns in a shuffled order (picked by name)."""
+    g = fake_grid(n, seed)
+    lab = np.concatenate([g["labels"], np.tile([[6.0, 12.0]], (n, 1))], axis=1)
+    order = np.random.default_rng(1).permutation(len(GRID23))
+    return dict(g, labels=lab[:, order], label_names=[GRID23[i] for i in order])
+
+
+def test_23_label_grid_labels_are_picked_by_name():
+    g = fake_grid23(4)
+    out = grid_labels_to_astronn(g["labels"], g["label_names"])
+    ref = grid_labels_to_astronn(fake_grid(4)["labels"], LABEL_NAMES)
+    np.testing.assert_array_equal(out, ref)  # v_macro, v_sini (and v_micro) ignored, order irrelevant
+    assert out.shape == (4, len(OUTPUT_LABELS)) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="label names"):
+        grid_labels_to_astronn(g["labels"], g["label_names"][:-1])
+
+
+def _fresh_training(tmp_path, name, epochs, resume):
+    torch.manual_seed(0)
+    obs = noise_free_observations(fake_grid23(30))
+    fresh = {"flux": obs["flux"], "continuum": obs["continuum"],
+             "labels": grid_labels_to_astronn(obs["labels"], obs["label_names"])}
+    empty = np.empty((0, 8575))
+    return train_astronn(empty, np.empty((0, len(OUTPUT_LABELS))), tmp_path / f"{name}.pt", ivar=empty,
+                         val_fraction=0.2, hyperparameters=NARROW, eval_passes=3, fresh=fresh, snr_range=(30, 500),
+                         resume_path=resume, brackett_mask=True,
+                         config=TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, progress=False,
+                                            early_stop_patience=5, seed=0))
+
+
+def test_fresh_noise_training_on_23_label_grid_runs_and_resumes(tmp_path):
+    _, full = _fresh_training(tmp_path, "full", 2, None)
+    assert full["epochs_run"] == 2 and full["n_train"] == 24 and full["n_val"] == 6
+    assert full["fresh_noise"]["snr_range"] == [30, 500] and full["early_stop_patience"] == 5
+    resume = tmp_path / "state" / "astronn.resume.pt"
+    _fresh_training(tmp_path, "part", 1, resume)  # interrupted after epoch 0
+    from stellarnn.train.trainer import read_resume_state
+
+    assert read_resume_state(resume)["epoch"] == 0  # loads with weights_only=True
+    _, resumed = _fresh_training(tmp_path, "resumed", 2, resume)
+    assert resumed["epochs_run"] == 2
+    # the resumed run saw the same epoch-1 noise as the uninterrupted one: same validation loss
+    assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-5)
+    payload = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert payload["normalisation"]["brackett_mask"] is True

@@ -225,3 +225,38 @@ def test_brackett_mask_option_reaches_training_and_run(apstar_dir, tmp_path, mon
     assert main(["run", "apogeenet", star, "--weights", str(out), "--draws", "2"]) == 0
     assert main(["run", "apogeenet", star, "--weights", str(out), "--draws", "2", "--no-brackett-mask"]) == 0
     assert [p.brackett_mask for p in made] == [True, False]  # the checkpoint's setting, unless overridden
+
+
+def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
+    from stellarnn.synthesis.grid_builder import LABEL_NAMES
+    from stellarnn.synthesis.populations import population_of
+    from stellarnn.train import read_checkpoint  # the safe loader (weights_only)
+
+    rng = np.random.default_rng(2)
+    labels = [[rng.uniform(4000, 6000), rng.uniform(1, 4), rng.uniform(-0.8, 0), 1.2] + [0.0] * (len(LABEL_NAMES) - 4)
+              for _ in range(10)]
+    write_toy_grid(tmp_path / "grid", labels)
+    ew = tiny_emulator(tmp_path / "emu.pt")
+    out = tmp_path / "ann.pt"
+    args = ["train", "astronn", "--grid", str(tmp_path / "grid"), "--fresh-noise", "--snr-range", "30", "500",
+            "--emulated", "40", "--emulator", str(ew), "--gate-grid", str(tmp_path / "grid"), "--epochs", "2",
+            "--early-stop", "3", "--batch-size", "8", "-o", str(out), "-q", "--val-fraction", "0.25"]
+    # every population's error is far below 1e6 sigma: the populations of the held-out grid are used, the others not
+    assert main(args + ["--gate-sigma", "1e6"]) == 0
+    prov = read_checkpoint(out)["provenance"]
+    gate = prov["emulator_gate"]
+    held_out = set(population_of(*np.array(labels)[:, :3].T)) - {""}
+    assert set(gate["allowed"]) == held_out and set(gate["skipped"]).isdisjoint(held_out)
+    assert 0 < gate["n_kept"] < gate["n_drawn"] == 40
+    assert f"+ {gate['n_kept']} emulator spectra" in prov["training_data"] and "fresh noise" in prov["training_data"]
+    metrics = read_checkpoint(out)["metrics"]
+    assert metrics["n_train"] + metrics["n_val"] == 10 + gate["n_kept"] and metrics["fresh_noise"]["n_spectra"] == 10
+    assert "populations used" in capsys.readouterr().err
+    # an emulator no better than 1e-9 sigma anywhere: no emulator spectra at all, the grid alone
+    assert main(args + ["--gate-sigma", "1e-9"]) == 0
+    gate = read_checkpoint(out)["provenance"]["emulator_gate"]
+    assert gate["allowed"] == [] and gate["n_kept"] == 0
+    # fresh noise needs a grid
+    assert main(["train", "astronn", "--fresh-noise", "--spectra", "x*.fits", "--labels", "t.fits",
+                 "-o", str(tmp_path / "x.pt")]) == 1
+    assert "--fresh-noise needs --grid" in capsys.readouterr().err

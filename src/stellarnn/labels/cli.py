@@ -22,7 +22,8 @@ def _train_config(args):
 
     lr = args.lr if args.lr is not None else (5e-4 if args.pipeline == "astronn" else 1e-3)
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, plateau_patience=args.plateau_patience,
-                       max_seconds=args.max_seconds, seed=args.seed, progress=not args.quiet)
+                       max_seconds=args.max_seconds, seed=args.seed, progress=not args.quiet,
+                       early_stop_patience=getattr(args, "early_stop", None))
 
 
 def _training_arrays(args) -> dict:
@@ -31,6 +32,24 @@ def _training_arrays(args) -> dict:
     from .astronn.network import OUTPUT_LABELS
     from .astronn.training import grid_labels_to_astronn, synthetic_observations
 
+    if getattr(args, "fresh_noise", False) and not args.grid:
+        raise ValueError("--fresh-noise needs --grid DIR (noise-free synthetic spectra)")
+    if args.grid and getattr(args, "fresh_noise", False):
+        from ..synthesis.training_set import FRESH_SNR_RANGE
+        from .astronn.training import noise_free_observations
+
+        obs = noise_free_observations(args.grid)
+        lo, hi = args.snr_range or FRESH_SNR_RANGE
+        empty = np.empty((0, obs["flux"].shape[1]), dtype=np.float32)
+        data = {"flux": empty, "ivar": empty, "bitmask": None, "labels": np.empty((0, len(OUTPUT_LABELS))),
+                "errors": None, "input_flux": "continuum_normalised",
+                "fresh": {"flux": obs["flux"], "continuum": obs["continuum"],
+                          "labels": grid_labels_to_astronn(obs["labels"], obs["label_names"])},
+                "provenance": {"training_data": f"synthetic grid {' + '.join(args.grid)}, fresh noise every epoch "
+                                                f"(S/N log-uniform {lo:g}-{hi:g} per spectrum and epoch), seed {args.seed}"}}
+        if args.emulated:
+            data = _add_emulated(data, args)
+        return data
     if args.grid:
         obs = synthetic_observations(args.grid, args.snr, args.seed, args.copies)
         labels = grid_labels_to_astronn(obs["labels"], obs["label_names"])
@@ -49,20 +68,53 @@ def _training_arrays(args) -> dict:
     return data
 
 
+def _grid_prior(grid_dir):
+    """The label prior a grid folder was built with (its ``spec.json``; None, i.e. the uniform box, without one)."""
+    from ..synthesis.grid_builder import GridSpec
+
+    spec = Path(grid_dir) / "spec.json"
+    if not spec.is_file():
+        return None
+    return GridSpec.from_json(json.loads(spec.read_text())["spec"]).prior
+
+
 def _add_emulated(data: dict, args) -> dict:
-    """Append ``args.emulated`` emulator spectra (S/N 30-300, bad pixels, chip gaps) to grid observations."""
+    """Append emulator spectra (bad pixels, chip gaps) to grid observations.
+
+    ``args.emulated`` label sets are drawn from the first grid's prior; with ``--gate-grid`` only the
+    stars of the populations where the emulator's held-out error is <= ``--gate-sigma`` (S/N-100 sigma)
+    are kept (:func:`~stellarnn.synthesis.training_set.emulator_population_gate`).
+    """
     import numpy as np
 
     from ..synthesis.emulator import load_emulator
-    from ..synthesis.training_set import generate_training_set
+    from ..synthesis.grid_builder import BROADENING_LABELS, LABEL_NAMES
+    from ..synthesis.training_set import (emulator_population_gate, generate_training_set, in_populations,
+                                          prior_labels)
     from ..train import file_sha256
     from .astronn.training import grid_labels_to_astronn
 
     emulator, payload = load_emulator(args.emulator)
+    names = (LABEL_NAMES + BROADENING_LABELS)[:emulator.label_min.numel()]
+    prior = _grid_prior(args.grid[0])
+    drawn = prior_labels(args.emulated, args.seed + 1000, prior, names)
+    gate = None
+    if args.gate_grid:
+        from ..synthesis.grid_builder import load_grid
+
+        gate = emulator_population_gate(emulator, load_grid(args.gate_grid), args.gate_sigma)
+        keep = in_populations(drawn, names, gate["allowed"])
+        gate.update(grid=str(args.gate_grid), n_drawn=int(len(drawn)), n_kept=int(keep.sum()))
+        drawn = drawn[keep]
+        print(f"emulator gate ({args.gate_grid}, <= {args.gate_sigma:g} sigma): populations used "
+              f"{', '.join(gate['allowed']) or 'none'}; skipped {', '.join(gate['skipped']) or 'none'}; "
+              f"{len(drawn)} of {args.emulated} emulator spectra kept", file=sys.stderr)
+    snr_range = tuple(args.snr_range) if args.snr_range else (30.0, 300.0)
     fluxes, ivars, bitmasks, labels = [], [], [], []
     chunk = 2000  # generated in chunks and kept as float32: 20,000 spectra stay ~2 GB
-    for start in range(0, args.emulated, chunk):
-        ts = generate_training_set(emulator, min(chunk, args.emulated - start), seed=args.seed + 1000 + start)
+    for start in range(0, len(drawn), chunk):
+        ts = generate_training_set(emulator, len(drawn[start:start + chunk]), seed=args.seed + 1000 + start,
+                                   snr_range=snr_range, labels=drawn[start:start + chunk])
         ok = np.isfinite(ts.flux) & np.isfinite(ts.error) & (ts.error > 0)
         # the grid rows are at continuum level ~1; scale emulated rows to the same level (normalisation
         # removes it anyway, this keeps the raw inputs comparable)
@@ -72,6 +124,8 @@ def _add_emulated(data: dict, args) -> dict:
         bitmasks.append(ts.bitmask.astype(np.int32))
         labels.append(grid_labels_to_astronn(ts.labels, list(ts.label_names)))
         del ts
+    if not fluxes:
+        return dict(data, provenance=dict(data["provenance"], emulator_gate=gate))
     flux, ivar = np.concatenate(fluxes), np.concatenate(ivars)
     n_grid = len(data["flux"])
     bitmask = np.concatenate([np.zeros((n_grid, flux.shape[1]), dtype=np.int32)] + bitmasks)
@@ -81,9 +135,11 @@ def _add_emulated(data: dict, args) -> dict:
     out["bitmask"] = bitmask
     out["labels"] = np.concatenate([data["labels"]] + labels)
     out["provenance"] = {"training_data": data["provenance"]["training_data"]
-                         + f" + {args.emulated} emulator spectra ({args.emulator}, S/N 30-300 log-uniform, "
-                           f"bad-pixel clusters, chip gaps; seed {args.seed + 1000})",
-                         "emulator_sha256": file_sha256(args.emulator)}
+                         + f" + {len(flux)} emulator spectra ({args.emulator}, labels from the prior of {args.grid[0]}"
+                           f"{', populations ' + '/'.join(gate['allowed']) if gate else ''}, S/N "
+                           f"{snr_range[0]:g}-{snr_range[1]:g} log-uniform, bad-pixel clusters, chip gaps; "
+                           f"seed {args.seed + 1000})",
+                         "emulator_sha256": file_sha256(args.emulator), "emulator_gate": gate}
     return out
 
 
@@ -127,18 +183,23 @@ def cmd_train(args) -> int:
                                    label_errors=data["errors"], val_fraction=args.val_fraction, config=config,
                                    resume_path=args.resume, provenance=provenance, seed=args.seed,
                                    loss_beta=args.loss_beta, select_on_values=args.select == "values",
-                                   init_from=args.init, brackett_mask=brackett_mask)
+                                   init_from=args.init, brackett_mask=brackett_mask, fresh=data.get("fresh"),
+                                   snr_range=args.snr_range)
     else:
         from .apogeenet.network import APOGEENET_FULL, APOGEENET_SMALL
         from .apogeenet.training import train_apogeenet
 
         cols = [OUTPUT_LABELS.index(n) for n in ("teff", "logg", "fe_h")]
         hp = APOGEENET_FULL if args.size == "full" else APOGEENET_SMALL
+        fresh = data.get("fresh")
+        if fresh is not None:
+            fresh = dict(fresh, labels=fresh["labels"][:, cols])
         _, metrics = train_apogeenet(data["flux"], data["ivar"], data["labels"][:, cols], args.out,
                                      bitmask=data["bitmask"], input_flux=data["input_flux"],
                                      val_fraction=args.val_fraction, config=config, hyperparameters=hp,
                                      resume_path=args.resume, provenance=provenance, seed=args.seed,
-                                     init_from=args.init, brackett_mask=brackett_mask)
+                                     init_from=args.init, brackett_mask=brackett_mask, fresh=fresh,
+                                     snr_range=args.snr_range)
     print(json.dumps(metrics, indent=1, default=float))
     print(f"wrote {args.out}", file=sys.stderr)
     if args.manifest:
@@ -363,8 +424,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="train on synthetic grid folder(s) instead (grids/apogee/train [grids/apogee/train2])")
         q.add_argument("--snr", type=positive_float, default=100.0, help="S/N of the noise added to grid spectra")
         q.add_argument("--copies", type=positive_int, default=1, help="noise realisations per grid spectrum")
+        q.add_argument("--fresh-noise", action="store_true",
+                       help="with --grid: new noise for every grid spectrum every epoch, S/N log-uniform in "
+                            "--snr-range per spectrum and epoch (replaces --snr/--copies)")
+        q.add_argument("--snr-range", type=positive_float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                       help="S/N range of --fresh-noise (default 30 500) and of the --emulated spectra (default 30 300)")
         q.add_argument("--emulated", type=non_negative_int, default=0,
-                       help="with --grid: add this many emulator spectra (S/N 30-300, bad pixels, gaps)")
+                       help="with --grid: draw this many label sets from the grid's prior and add their emulator "
+                            "spectra (bad pixels, gaps; only the gated populations with --gate-grid)")
+        q.add_argument("--gate-grid", help="held-out grid (e.g. grids/apogee_like/test) on which the emulator's "
+                                           "per-population error decides which populations --emulated may use")
+        q.add_argument("--gate-sigma", type=positive_float, default=0.3,
+                       help="largest emulator error (median rms over the S/N-100 sigma) of a used population")
         q.add_argument("--emulator", default=str(_shipped_emulator_dir()
                                                  / "payne_apogee.pt"), help="emulator checkpoint for --emulated")
         q.add_argument("-o", "--out", required=True, type=output_file(".pt"), help="checkpoint to write (.pt)")
@@ -373,6 +444,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--batch-size", type=positive_int, default=64)
         q.add_argument("--lr", type=float, default=None, help="Adam learning rate (5e-4 AstroNN, 1e-3 APOGEENet)")
         q.add_argument("--plateau-patience", type=int, default=4)
+        q.add_argument("--early-stop", type=positive_int, default=None, metavar="N",
+                       help="stop after N epochs without a better validation score (best weights kept)")
         q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best kept)")
         q.add_argument("--val-fraction", type=float, default=0.1)
         q.add_argument("--resume", help="resume file: written every epoch, picked up if present")

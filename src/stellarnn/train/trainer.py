@@ -146,6 +146,8 @@ class Trainer:
     ``val_fn(model, batch)``, when given, is the validation criterion that selects the best weights
     and drives the learning-rate schedule instead of the loss (e.g. the error of the predicted
     values when the loss also scores predicted variances).
+    A training ``Dataset`` with a ``set_epoch(epoch)`` method has it called at the start of every
+    epoch (e.g. :class:`stellarnn.synthesis.training_set.FreshNoiseDataset`, new noise each epoch).
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Sequence[torch.Tensor]], torch.Tensor],
@@ -235,7 +237,10 @@ class Trainer:
 
         bar = tqdm(range(start_epoch, cfg.epochs), desc="training", unit="epoch", disable=not cfg.progress,
                    initial=start_epoch, total=cfg.epochs)
+        set_epoch = getattr(loader.dataset, "set_epoch", None)  # datasets that change every epoch (fresh noise)
         for epoch in bar:
+            if callable(set_epoch):
+                set_epoch(epoch)
             model.train()
             total, count = 0.0, 0
             if full_batch is not None:

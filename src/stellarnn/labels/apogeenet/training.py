@@ -63,7 +63,7 @@ def evaluate_apogeenet(model, flux, error, labels, n_draws: int = 20, seed: int 
 def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str = "raw", val_fraction: float = 0.1,
                     config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
                     provenance: dict | None = None, seed: int = 0, eval_draws: int = 20, init_from=None,
-                    brackett_mask: bool = BRACKETT_MASK_DEFAULT):
+                    brackett_mask: bool = BRACKETT_MASK_DEFAULT, fresh: dict | None = None, snr_range=None):
     """Train the APOGEENet ResNet and save a float16 checkpoint.
 
     Parameters
@@ -88,37 +88,78 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
         (``normalisation["brackett_mask"]``) for the pipeline.  Off by default (the shipped weights were
         trained without it); on for networks trained on the PySME grids with H lines.
 
+    fresh : dict, optional
+        Noise-free spectra that get new noise every epoch (:class:`~stellarnn.synthesis.training_set.FreshNoiseDataset`):
+        ``flux``, ``continuum`` (M, 8575) and ``labels`` (M, 3); trained on with the fixed rows ``flux``/``ivar``
+        (which may be empty); their validation rows get one fixed noise realisation.
+    snr_range : (low, high), optional
+        S/N range of the fresh noise (default 30-500, log-uniform per spectrum and epoch).
+
     Returns
     -------
     (model, metrics dict)
     """
     flux = np.asarray(flux)
     ivar = np.asarray(ivar)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1, 3) if np.size(labels) == 0 else labels
     targets = physical_to_targets(labels)
     if flux.ndim != 2 or targets.shape[0] != flux.shape[0]:
         raise ValueError(f"flux (N, 8575) and labels (N, 3) must have the same N; got {flux.shape}, {targets.shape}")
-    if flux.shape[0] < 2:
+    n_fresh = 0 if fresh is None else len(fresh["flux"])
+    fresh_labels = np.empty((0, 3)) if fresh is None else np.asarray(fresh["labels"], dtype=np.float64)
+    if fresh_labels.shape != (n_fresh, 3):
+        raise ValueError(f"fresh-noise labels must be ({n_fresh}, 3), got {fresh_labels.shape}")
+    all_labels = np.concatenate([fresh_labels, np.asarray(labels, dtype=np.float64)])  # noise-free rows first
+    targets = np.concatenate([physical_to_targets(fresh_labels), targets])
+    n = len(all_labels)
+    if n < 2:
         raise ValueError("need at least 2 labelled spectra (one for validation)")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(flux.shape[0])
-    n_val = max(1, int(round(val_fraction * flux.shape[0])))
+    order = rng.permutation(n)
+    n_val = max(1, int(round(val_fraction * n)))
     val, tr = order[:n_val], order[n_val:]
+    tr_f, tr_x, val_f, val_x = tr[tr < n_fresh], tr[tr >= n_fresh] - n_fresh, val[val < n_fresh], val[val >= n_fresh] - n_fresh
     # preprocessing exactly as at inference, in chunks (float64 inside) to bound memory; the
     # network input is kept as float32, the cleaned flux/error only for the validation rows
-    teff = np.asarray(labels, dtype=np.float64)[:, 0]
+    teff = all_labels[:, 0]
+    bm = None if bitmask is None else np.asarray(bitmask)
 
-    def masked(rows):  # the Brackett pixels of these rows (None: no mask)
+    def masked(rows):  # the Brackett pixels of these rows (global row numbers; None: no mask)
         return brackett_pixels(apogee_wavelength(flux.shape[1]), teff[rows]) if brackett_mask else None
 
     x = torch.empty(flux.shape, dtype=torch.float32)
     for a in range(0, flux.shape[0], 2000):
         b = a + 2000
         fa, _ = preprocess(np.asarray(flux[a:b], dtype=np.float64), np.asarray(ivar[a:b], dtype=np.float64),
-                           None if bitmask is None else bitmask[a:b], input_flux, masked=masked(slice(a, b)))
+                           None if bm is None else bm[a:b], input_flux, masked=masked(np.arange(a, min(b, len(flux))) + n_fresh))
         x[a:b] = log_scale(fa).to(torch.float32)
-    f, e = preprocess(np.asarray(flux[val], dtype=np.float64), np.asarray(ivar[val], dtype=np.float64),
-                      None if bitmask is None else np.asarray(bitmask)[val], input_flux, masked=masked(val))
     y = torch.as_tensor(targets, dtype=torch.float32)
+    f, e = (preprocess(np.asarray(flux[val_x], dtype=np.float64), np.asarray(ivar[val_x], dtype=np.float64),
+                       None if bm is None else bm[val_x], input_flux, masked=masked(val_x + n_fresh))
+            if len(val_x) else (torch.empty((0, flux.shape[1]), dtype=torch.float64),) * 2)
+    if n_fresh:
+        from ...synthesis.training_set import (FRESH_SNR_RANGE, FreshNoiseDataset, add_fresh_noise, epoch_generator,
+                                               log_uniform_snr)
+
+        snr_range = tuple(snr_range or FRESH_SNR_RANGE)
+        clean, cont = fresh["flux"], fresh["continuum"]
+
+        def make_input(noisy, noisy_ivar, rows, fresh_rows=tr_f):
+            fa, _ = preprocess(noisy, noisy_ivar, None, input_flux, masked=masked(fresh_rows[rows]))
+            return log_scale(fa).to(torch.float32)
+
+        train_data = FreshNoiseDataset(clean[tr_f], cont[tr_f], make_input, (y[np.concatenate([tr_f, tr_x + n_fresh])],),
+                                       fixed_inputs=x[tr_x], snr_range=snr_range, seed=seed)
+        gen = epoch_generator(seed, 2 ** 31)  # validation: one fixed noise realisation
+        vf, vi = add_fresh_noise(clean[val_f], cont[val_f], log_uniform_snr(len(val_f), snr_range, gen), gen)
+        fv, ev = preprocess(vf, vi, None, input_flux, masked=masked(val_f))
+        x_val = torch.cat([log_scale(fv).to(torch.float32), x[val_x]])
+        f, e = torch.cat([fv, torch.as_tensor(f)]), torch.cat([ev, torch.as_tensor(e)])
+    else:
+        train_data = (x[tr_x], y[tr_x + n_fresh])
+        x_val = x[val_x]
+    val_data = (x_val, y[np.concatenate([val_f, val_x + n_fresh])])
+    val_labels = all_labels[np.concatenate([val_f, val_x + n_fresh])]
     hp = dict(APOGEENET_SMALL if hyperparameters is None else hyperparameters)
     model = APOGEENetResNet(**hp)
     if init_from is not None:
@@ -131,12 +172,15 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
         xb, yb = batch
         return masked_mse(m(xb), yb)
 
-    history = Trainer(model, loss_fn, cfg, resume_path=resume_path).fit((x[tr], y[tr]), (x[val], y[val]))
+    history = Trainer(model, loss_fn, cfg, resume_path=resume_path).fit(train_data, val_data)
     metrics = {"n_train": int(len(tr)), "n_val": int(len(val)), "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
                "train_seconds": history.seconds,
-               "validation": evaluate_apogeenet(model, f, e, np.asarray(labels, dtype=np.float64)[val],
-                                                eval_draws, seed)}
+               "early_stop_patience": cfg.early_stop_patience,
+               "fresh_noise": ({"n_spectra": n_fresh, "snr_range": list(snr_range), "seed": seed,
+                                "law": "S/N log-uniform per spectrum and epoch, sigma = continuum / S/N"}
+                               if n_fresh else None),
+               "validation": evaluate_apogeenet(model, f, e, val_labels, eval_draws, seed)}
     save_checkpoint(out_path, model, "apogeenet", {k: (list(v) if isinstance(v, tuple) else v) for k, v in hp.items()},
                     normalisation={"output_mean": list(APOGEENET_OUTPUT_MEAN), "output_std": list(APOGEENET_OUTPUT_STD),
                                    "input_flux": input_flux, "label_names": list(LABELS),

@@ -33,9 +33,19 @@ GRID_TO_ASTRONN = {"teff": "teff", "logg": "logg", "fe_h": "m_h", "c_h": "c_m", 
 
 
 def grid_labels_to_astronn(labels: np.ndarray, label_names) -> np.ndarray:
-    """Convert grid labels (teff, logg, m_h, v_micro, x_m ...) to AstroNN outputs (N, 22): [X/H]."""
+    """Convert grid labels (teff, logg, m_h, v_micro, x_m ...) to AstroNN outputs (N, 22): [X/H].
+
+    Columns are picked by name, so any order and extra labels are accepted: the broadening labels
+    (v_micro, and v_macro, v_sini of the 23-label grids) are not AstroNN outputs and are ignored;
+    an output whose grid label is absent is NaN (missing).
+    """
     labels = np.asarray(labels, dtype=np.float64)
+    label_names = list(label_names)
+    if labels.ndim != 2 or labels.shape[1] != len(label_names):
+        raise ValueError(f"labels {labels.shape} do not match the {len(label_names)} label names")
     col = {n: i for i, n in enumerate(label_names)}
+    if "m_h" not in col:
+        raise ValueError("grid labels need m_h ([X/H] = [X/M] + [M/H])")
     out = np.full((labels.shape[0], len(OUTPUT_LABELS)), np.nan)
     for j, name in enumerate(OUTPUT_LABELS):
         src = GRID_TO_ASTRONN[name]
@@ -44,6 +54,34 @@ def grid_labels_to_astronn(labels: np.ndarray, label_names) -> np.ndarray:
         v = labels[:, col[src]]
         out[:, j] = v + labels[:, col["m_h"]] if src.endswith("_m") and src != "m_h" else v
     return out
+
+
+def noise_free_observations(grid) -> dict:
+    """Noise-free apStar-like observations of a synthetic grid: normalised flux x relative continuum.
+
+    Parameters
+    ----------
+    grid : dict or path (or list of paths)
+        Output of :func:`stellarnn.synthesis.grid_builder.load_grid` (or its directories).
+
+    Returns
+    -------
+    dict with ``flux`` and ``continuum`` (n, 8575) float32, ``labels`` (grid labels), ``label_names``.
+    """
+    if not isinstance(grid, dict):
+        from ...synthesis.grid_builder import load_grid
+
+        grid = load_grid(grid)
+    norm = np.asarray(grid["flux"], dtype=np.float32)
+    n, npx = norm.shape
+    if npx != APOGEE_N_PIXELS:
+        raise ValueError(f"grid flux has {npx} pixels, expected {APOGEE_N_PIXELS}")
+    cont_sparse = np.asarray(grid["continuum"], dtype=np.float64)
+    step = int(math.ceil(npx / cont_sparse.shape[1]))
+    xs = np.arange(cont_sparse.shape[1]) * step
+    cont = np.stack([np.interp(np.arange(npx), xs, c) for c in cont_sparse]).astype(np.float32)
+    return {"flux": norm * cont, "continuum": cont, "labels": np.asarray(grid["labels"]),
+            "label_names": list(grid["label_names"])}
 
 
 def synthetic_observations(grid, snr: float, seed: int = 0, copies: int = 1) -> dict:
@@ -128,7 +166,8 @@ def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, 
 def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=None, val_fraction: float = 0.1,
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
                   provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.5,
-                  select_on_values: bool = True, init_from=None, brackett_mask: bool = BRACKETT_MASK_DEFAULT):
+                  select_on_values: bool = True, init_from=None, brackett_mask: bool = BRACKETT_MASK_DEFAULT,
+                  fresh: dict | None = None, snr_range=None):
     """Train ApogeeBCNNCensored and save a float16 checkpoint with its normalisation and metrics.
 
     Parameters
@@ -161,35 +200,90 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         checkpoint (``normalisation["brackett_mask"]``) for the pipeline.  Off by default (the shipped
         weights were trained without it); on for networks trained on the PySME grids with H lines.
 
+    fresh : dict, optional
+        Noise-free spectra that get new noise every epoch (:class:`~stellarnn.synthesis.training_set.FreshNoiseDataset`):
+        ``flux`` and ``continuum`` (M, 8575) (:func:`noise_free_observations`), ``labels`` (M, 22).  They are
+        trained on together with the fixed rows ``flux`` (which may then be empty, (0, 8575)); their
+        validation rows get one fixed noise realisation.
+    snr_range : (low, high), optional
+        S/N range of the fresh noise (default 30-500, log-uniform per spectrum and epoch).
+
     Returns
     -------
     (model, metrics dict)
     """
     normed = _normalised(flux, ivar, bitmask)
-    labels = np.asarray(labels, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1, len(OUTPUT_LABELS)) if np.size(labels) == 0 \
+        else np.asarray(labels, dtype=np.float64)
     if labels.shape != (normed.shape[0], len(OUTPUT_LABELS)):
         raise ValueError(f"labels must be (N, {len(OUTPUT_LABELS)}) = ({normed.shape[0]}, {len(OUTPUT_LABELS)}), "
                          f"got {labels.shape}")
     if not np.isfinite(normed).all():
         raise ValueError("normalised flux contains NaN/inf")
-    if brackett_mask:
-        normed = mask_brackett_normalised(normed, labels[:, OUTPUT_LABELS.index("teff")])
-    n = normed.shape[0]
+    it = OUTPUT_LABELS.index("teff")
+    if brackett_mask and len(normed):
+        normed = np.asarray(mask_brackett_normalised(normed, labels[:, it]))
+    n_fresh = 0 if fresh is None else len(fresh["flux"])
+    fresh_labels = (np.empty((0, len(OUTPUT_LABELS))) if fresh is None
+                    else np.asarray(fresh["labels"], dtype=np.float64))
+    if fresh_labels.shape != (n_fresh, len(OUTPUT_LABELS)):
+        raise ValueError(f"fresh-noise labels must be ({n_fresh}, {len(OUTPUT_LABELS)}), got {fresh_labels.shape}")
+    all_labels = np.concatenate([fresh_labels, labels])  # rows: noise-free spectra first, then fixed ones
+    n = len(all_labels)
     if n < 2:
         raise ValueError("need at least 2 labelled spectra (one for validation)")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     n_val = max(1, int(round(val_fraction * n)))
     val, tr = order[:n_val], order[n_val:]
-    spectrum_mean = normed[tr].mean(axis=0)
-    label_mean, label_std = label_statistics(labels[tr])
-    errors = None if label_errors is None else np.asarray(label_errors, dtype=np.float64)
-    z, ez = normalise_labels(labels, label_mean, label_std, errors)
-    ez = np.full_like(z, np.nan) if ez is None else ez
-    x = network_input(normed, spectrum_mean)
+    tr_f, tr_x, val_f, val_x = tr[tr < n_fresh], tr[tr >= n_fresh] - n_fresh, val[val < n_fresh], val[val >= n_fresh] - n_fresh
 
-    def tensors(idx):
-        return (x[idx], torch.as_tensor(z[idx], dtype=torch.float32), torch.as_tensor(ez[idx], dtype=torch.float32))
+    def mask_fresh(normalised, rows):  # rows: indices into the noise-free spectra
+        return (mask_brackett_normalised(normalised, fresh_labels[rows, it]) if brackett_mask
+                else torch.as_tensor(normalised))
+
+    if n_fresh:  # the training mean spectrum: noise-free spectra (noise averages out) and fixed rows
+        clean, cont = fresh["flux"], fresh["continuum"]
+        sums = normed[tr_x].sum(axis=0)
+        for a in range(0, len(tr_f), 2000):
+            rows = tr_f[a:a + 2000]
+            sums = sums + mask_fresh(normalise_apstar(clean[rows], (np.asarray(cont[rows], dtype=np.float64) / 100) ** -2),
+                                     rows).numpy().sum(axis=0)
+        spectrum_mean = sums / len(tr)
+    else:
+        spectrum_mean = normed[tr_x].mean(axis=0)
+    label_mean, label_std = label_statistics(all_labels[tr])
+    errors = None if label_errors is None else np.asarray(label_errors, dtype=np.float64)
+    if errors is not None:
+        errors = np.concatenate([np.full((n_fresh, len(OUTPUT_LABELS)), np.nan), errors])
+    z, ez = normalise_labels(all_labels, label_mean, label_std, errors)
+    ez = np.full_like(z, np.nan) if ez is None else ez
+    x_fixed = network_input(normed, spectrum_mean) if len(normed) else torch.empty((0, APOGEE_N_KEPT))
+
+    def targets(idx):
+        return torch.as_tensor(z[idx], dtype=torch.float32), torch.as_tensor(ez[idx], dtype=torch.float32)
+
+    if n_fresh:
+        from ...synthesis.training_set import (FRESH_SNR_RANGE, FreshNoiseDataset, add_fresh_noise, epoch_generator,
+                                               log_uniform_snr)
+
+        snr_range = tuple(snr_range or FRESH_SNR_RANGE)
+
+        def make_input(noisy, noisy_ivar, rows, fresh_rows=tr_f):
+            return network_input(mask_fresh(normalise_apstar(noisy, noisy_ivar), fresh_rows[rows]), spectrum_mean)
+
+        train_data = FreshNoiseDataset(clean[tr_f], cont[tr_f], make_input, targets(np.concatenate([tr_f, tr_x + n_fresh])),
+                                       fixed_inputs=x_fixed[tr_x], snr_range=snr_range, seed=seed)
+        # validation: one fixed noise realisation (same S/N law), so that epochs are compared on the same data
+        gen = epoch_generator(seed, 2 ** 31)
+        val_flux, val_ivar = add_fresh_noise(clean[val_f], cont[val_f], log_uniform_snr(len(val_f), snr_range, gen), gen)
+        val_normed = np.concatenate([mask_fresh(normalise_apstar(val_flux, val_ivar), val_f).numpy(), normed[val_x]])
+    else:
+        train_data = (x_fixed[tr_x],) + targets(tr)
+        val_normed = normed[val_x]
+    val_data = (network_input(val_normed, spectrum_mean),) + targets(np.concatenate([val_f, val_x + n_fresh]))
+    labels = all_labels
+    val_labels = np.concatenate([fresh_labels[val_f], labels[n_fresh:][val_x]])
 
     if init_from is not None and hyperparameters is None:
         from ...train import read_checkpoint
@@ -214,12 +308,16 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         return (torch.where(valid, value - torch.where(valid, yb, 0.0), 0.0) ** 2).sum() / valid.sum().clamp_min(1)
 
     history = Trainer(model, loss_fn, cfg, resume_path=resume_path,
-                      val_fn=value_mse if select_on_values else None).fit(tensors(tr), tensors(val))
+                      val_fn=value_mse if select_on_values else None).fit(train_data, val_data)
     metrics = {"n_train": int(len(tr)), "n_val": int(len(val)), "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
                "train_seconds": history.seconds, "loss_beta": loss_beta,
                "selection": "value_mse" if select_on_values else "loss",
-               "validation": evaluate_astronn(model, normed[val], labels[val], spectrum_mean, label_mean, label_std,
+               "early_stop_patience": cfg.early_stop_patience,
+               "fresh_noise": ({"n_spectra": n_fresh, "snr_range": list(snr_range), "seed": seed,
+                                "law": "S/N log-uniform per spectrum and epoch, sigma = continuum / S/N"}
+                               if n_fresh else None),
+               "validation": evaluate_astronn(model, val_normed, val_labels, spectrum_mean, label_mean, label_std,
                                               eval_passes, seed)}
     save_checkpoint(out_path, model, "astronn", hp,
                     normalisation={"spectrum_mean": spectrum_mean, "label_mean": label_mean, "label_std": label_std,

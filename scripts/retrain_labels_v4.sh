@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Retrain the label chain on the APOGEE-like grids (issue "APOGEENet and AstroNN at the information bound",
+# item 1; grids of the issue "Training data that carries the information").  Resumable; run in the background:
+#   1. the spectrum emulator on grids/apogee_like/train (held-out error on grids/apogee_like/test)
+#   2. AstroNN at its faithful size (ASTRONN_FULL) and 3. APOGEENet (APOGEENET_SIZE, below), both from scratch on
+#      the PySME spectra with fresh noise every epoch (S/N log-uniform 30-500 per spectrum and epoch), the H I
+#      Brackett cores masked, early stopping on the 10 % validation split, plus EMULATED label sets drawn from
+#      the grid's prior whose emulator spectra are kept only in the populations where the new emulator's
+#      held-out error is <= 0.3 sigma at S/N 100 (the populations used/skipped are in the checkpoints' provenance)
+#   4. both noise models recalibrated (emulated repeat pairs, then the accuracy floor on grids/apogee_like/calib)
+#   5. bench/crlb.py, bench/emulator.py and bench/labels.py on grids/apogee_like/test
+# Each finished step leaves STATE/STEP.done; a rerun skips those and resumes the one in progress (resume files
+# in STATE).  STATE (default $STELLARNN_CACHE/retrain_v4, i.e. ~/.cache/stellarnn/retrain_v4) lies outside the
+# work tree, so a later session on the same machine resumes the chain even with a new checkout.  New checkpoints
+# (and manifests) are staged in STATE/weights/ and copied into weights/ only once all three are trained and
+# calibrated: the shipped weights never hold a half-finished chain.
+#
+# Emulator widths (EMU_HIDDEN, default 512 512 512, SiLU): the Payne's 300 300 leaky-ReLU network left an error at
+# the noise level in cool giants and M dwarfs (6.6e-3 and 9.6e-3 rms against sigma = 1e-2), whose molecular
+# bands (CN, CO, OH) vary fast with Teff; a third, wider hidden layer gives the curvature they need at little
+# cost, since the 8575-pixel output layer dominates (512 x 8575 = 4.4 M of ~4.9 M parameters), and SiLU keeps
+# the Jacobian smooth for the fitter and the CRLB.  Measure, don't guess: bench/emulator.py reports the
+# per-population error; if a population stays above 0.3 sigma its emulator spectra are simply not used.
+#
+# APOGEENET_SIZE: "small" (default; 108 k parameters, the shipped configuration) or "full" (the published
+# 72.6 M parameters).  The full network runs at ~2.7 spectra/s with 20 draws on 2 cores (bench/results/labels.json,
+# i.e. ~53 forward passes/s, roughly 18 spectra/s in training): ~20 min per epoch on ~20 k spectra, ~10 h
+# for 30 epochs; use it where that time (or a GPU) is available, and state the choice with its epochs and wall
+# time (the checkpoint's metrics hold epochs_run and train_seconds).
+#
+# Usage: nohup scripts/retrain_labels_v4.sh > logs/retrain_v4.log 2>&1 &
+#   environment: RETRAIN_STATE, APOGEENET_SIZE (small|full), EMU_HIDDEN, EMULATED (label sets drawn, default
+#   20000), NET_SECONDS (wall-time limit per network, default 14400), EMU_SECONDS (default 18000), THREADS (2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=.venv/bin/stellarnn
+PY=.venv/bin/python
+GRIDS=${RETRAIN_GRIDS:-grids/apogee_like}  # (another folder only for tests of this script)
+TRAIN=$GRIDS/train
+TEST=$GRIDS/test
+CALIB=$GRIDS/calib
+APOGEENET_SIZE=${APOGEENET_SIZE:-small}
+EMU_HIDDEN=${EMU_HIDDEN:-512 512 512}
+EMULATED=${EMULATED:-20000}
+NET_SECONDS=${NET_SECONDS:-14400}
+EMU_SECONDS=${EMU_SECONDS:-18000}
+THREADS=${THREADS:-2}
+case "$APOGEENET_SIZE" in small|full) ;; *) echo "APOGEENET_SIZE must be small or full, not '$APOGEENET_SIZE'" >&2; exit 1;; esac
+
+# Refuse to start while any grid is incomplete: every spectrum that spec.json asks for must be synthesised.
+for g in $TEST $CALIB $TRAIN; do
+    if [[ ! -f "$g/spec.json" ]]; then
+        echo "retrain_labels_v4: $g has no spec.json: build the grids first (scripts/build_grids.sh)" >&2; exit 1
+    fi
+    want=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['spec']['n'])" "$g/spec.json")
+    if ! info=$($S grid info "$g" 2>&1 | head -1); then info="$g: 0 spectra"; fi
+    have=$(sed -n 's/^.*: \([0-9][0-9]*\) spectra.*$/\1/p' <<< "$info")
+    if [[ -z "$have" || "$have" -lt "$want" ]]; then
+        echo "retrain_labels_v4: $g is incomplete (${have:-0} of $want spectra: '$info'); wait for" \
+             "scripts/build_grids.sh to finish, then rerun" >&2
+        exit 1
+    fi
+done
+
+STATE=${RETRAIN_STATE:-${STELLARNN_CACHE:-$HOME/.cache/stellarnn}/retrain_v4}
+W=$STATE/weights
+mkdir -p logs "$STATE" "$W/emulator" "$W/apogeenet" "$W/astronn"
+
+step() {  # step NAME COMMAND...
+    local name=$1; shift
+    if [[ -e "$STATE/$name.done" ]]; then echo "== $name: done already"; return; fi
+    echo "== $name: $*  ($(date -u +%FT%TZ))"
+    "$@"
+    touch "$STATE/$name.done"
+}
+
+EMU=$W/emulator/payne_apogee.pt
+# shellcheck disable=SC2086  # EMU_HIDDEN is a list of widths
+step emulator $S emulator train --grid $TRAIN --test-grid $TEST --activation silu --hidden $EMU_HIDDEN \
+    --epochs 3000 --batch-size 128 --plateau-patience 80 --early-stop 300 --max-seconds "$EMU_SECONDS" \
+    --resume "$STATE/emulator.resume.pt" --threads "$THREADS" -q -o "$EMU"
+
+COMMON=(--grid $TRAIN --fresh-noise --snr-range 30 500 --brackett-mask --emulated "$EMULATED" --emulator "$EMU"
+        --gate-grid $TEST --gate-sigma 0.3 --early-stop 8 --plateau-patience 3 --max-seconds "$NET_SECONDS"
+        --threads "$THREADS" --manifest -q)
+step astronn $S train astronn "${COMMON[@]}" --epochs 100 --lr 5e-4 --batch-size 64 --loss-beta 0.5 --select values \
+    --resume "$STATE/astronn.resume.pt" -o "$W/astronn/astronn.pt"
+step apogeenet $S train apogeenet "${COMMON[@]}" --size "$APOGEENET_SIZE" --epochs 100 --lr 1e-3 --batch-size 32 \
+    --resume "$STATE/apogeenet.resume.pt" -o "$W/apogeenet/apogeenet.pt"
+
+step calibrate_astronn $S train calibrate-noise astronn --weights "$W/astronn/astronn.pt" --emulated 400 \
+    --emulator "$EMU" --accuracy-grid $CALIB --accuracy-snr 50 100 200 --raise-scale --threads "$THREADS"
+step calibrate_apogeenet $S train calibrate-noise apogeenet --weights "$W/apogeenet/apogeenet.pt" --emulated 400 \
+    --emulator "$EMU" --accuracy-grid $CALIB --accuracy-snr 50 100 200 --threads "$THREADS"
+
+install() {
+    for d in emulator apogeenet astronn; do cp "$W/$d/"*.pt "$W/$d/manifest.json" "weights/$d/"; done
+}
+step install install
+step bench_crlb $PY bench/crlb.py --emulator weights/emulator/payne_apogee.pt --label-grid $TEST --error-grid $TEST \
+    --check-physics $TRAIN --threads "$THREADS"
+step bench_emulator $PY bench/emulator.py --weights weights/emulator/payne_apogee.pt --test-grid $TEST --threads "$THREADS"
+step bench_labels $PY bench/labels.py --threads "$THREADS" --astronn-weights weights/astronn/astronn.pt \
+    --apogeenet-weights weights/apogeenet/apogeenet.pt --emulator-weights weights/emulator/payne_apogee.pt \
+    --test-grid $TEST --fitter-n 60
+echo "== all done ($(date -u +%FT%TZ)); commit weights/, bench/results/ and update the README figures"
