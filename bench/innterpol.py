@@ -15,6 +15,13 @@ repeats).  Also the SVD reconstruction error at the grid points against the numb
     python bench/innterpol.py --throughput-only   # re-time only, merged into the existing JSON
     python bench/innterpol.py --audit-only        # the grid audit only (key ``audit``), merged into the JSON
     python bench/innterpol.py --skip-throughput   # accuracy + audit; throughput entries of the JSON kept
+    python bench/innterpol.py --device cuda       # GPU throughput only, key ``gpu`` of the JSON (the rest kept)
+
+GPU (``--device cuda`` or ``cuda:N``): ``Innterpol.load(device=...)`` (the batched torch path, chunks of
+``--device-chunk-size`` rows) at batch sizes ``--gpu-batches``, numpy in and out (each chunk copied back to the
+host) and tensors kept on the GPU, with and without the out-of-grid distance, plus the agreement with the CPU
+engine on 1e4 points (max |delta log10|, distances identical or not); written under the key ``gpu`` with the
+GPU's name.  Without a CUDA device the key records ``{"present": false, "reason": ...}`` and the script exits 0.
 
 Grid audit (issue 23, :mod:`stellarnn.atmospheres.audit`): per slice of every axis the deck VTURB and the
 smoothness against the neighbouring slices, key ``audit``.  The accuracy of each checkpoint is evaluated
@@ -199,6 +206,79 @@ def bfloat16_cpu_flags() -> list[str]:
     return sorted(f for f in set(flags) if f.startswith("amx") or f == "avx512_bf16")
 
 
+NO_GPU = {"present": False, "reason": "no CUDA device on this machine"}
+
+
+def gpu_throughput(emulator: Innterpol, batches, repeats: int, seed: int = 0) -> dict:
+    """Atmospheres per second of ``emulator`` (any device, the torch path) at each batch size.
+
+    Points uniform over the grid's axis ranges (some nearest a hole: the KD-tree fallback is in the figures).
+    ``numpy``: arrays in, numpy out (host copies included); ``tensor``: tensors on the device in and out.
+    Device work is synchronised before each clock read.  Medians over ``repeats`` after one warm-up call.
+    """
+    dev = emulator.device
+    lo, hi = emulator.grid_nodes.min(0), emulator.grid_nodes.max(0)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    out = {}
+    for batch in batches:
+        pts = np.random.default_rng(seed + batch).uniform(lo, hi, (batch, len(lo)))
+        cols = [pts[:, k] for k in range(pts.shape[1])]
+        tens = [torch.as_tensor(c, dtype=torch.float32, device=dev) for c in cols]
+        row = {}
+        for kind, args in (("numpy", cols), ("tensor", tens)):
+            for with_distance in (True, False):
+                def call():
+                    emulator.atmosphere(*args, with_distance=with_distance)
+                    sync()
+
+                call()
+                times = []
+                for _ in range(max(1, repeats)):
+                    t0 = time.perf_counter()
+                    call()
+                    times.append(time.perf_counter() - t0)
+                t = float(np.median(times))
+                key = f"{kind}_{'with' if with_distance else 'no'}_distance"
+                row[f"{key}_atm_per_s"], row[f"{key}_seconds"] = batch / t, t
+        out[str(batch)] = row
+        print(f"batch {batch:>9d} on {dev}: numpy {row['numpy_with_distance_atm_per_s']:.3g} /s with distance, "
+              f"tensor {row['tensor_with_distance_atm_per_s']:.3g} /s with distance, "
+              f"{row['tensor_no_distance_atm_per_s']:.3g} /s without")
+    return out
+
+
+def device_agreement(emulator: Innterpol, reference: Innterpol, n: int = 10_000, seed: int = 1) -> dict:
+    """Max |delta log10| per quantity and whether the distances are identical, ``emulator`` vs ``reference``."""
+    lo, hi = reference.grid_nodes.min(0), reference.grid_nodes.max(0)
+    pts = np.random.default_rng(seed).uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), (n, len(lo)))
+    a = reference.atmosphere(*pts.T)
+    b = emulator.atmosphere(*pts.T)
+    names = ("rhox", "temperature", "p_gas", "n_e")
+    return {"n_points": n, "max_abs_delta_log10": {k: float(np.max(np.abs(np.log10(getattr(b, k))
+                                                                         - np.log10(getattr(a, k))))) for k in names},
+            "distance_identical": bool(np.array_equal(a.grid_distance, b.grid_distance)),
+            "distance_max_abs_delta": float(np.max(np.abs(a.grid_distance - b.grid_distance)))}
+
+
+def gpu_section(weights: str, device: str, batches, repeats: int, chunk_size: int) -> dict:
+    """The ``gpu`` key: GPU name, throughput and agreement with the CPU engine (or why there is none)."""
+    if not torch.cuda.is_available():
+        return dict(NO_GPU)
+    emulator = Innterpol.load(weights, device=device)
+    emulator.device_chunk_size = chunk_size
+    dev = emulator.device
+    return {"present": True, "device": str(dev), "name": torch.cuda.get_device_name(dev),
+            "torch": torch.__version__, "cuda": torch.version.cuda, "checkpoint": Path(weights).stem,
+            "device_chunk_size": chunk_size, "repeats": repeats,
+            "agreement_with_cpu_engine": device_agreement(emulator, Innterpol.load(weights)),
+            "throughput": gpu_throughput(emulator, batches, repeats),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", nargs="*", default=None, help="checkpoints (default: the shipped weights)")
@@ -211,7 +291,23 @@ def main(argv=None) -> int:
                     help="the grid audit only (key 'audit'); merge into the existing --out JSON")
     ap.add_argument("--skip-throughput", action="store_true",
                     help="accuracy and audit only; keep the throughput entries of the existing --out JSON")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default: the CPU benchmark) or cuda / cuda:N: GPU throughput only, key 'gpu' of --out")
+    ap.add_argument("--gpu-batches", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000],
+                    help="batch sizes of the GPU timing")
+    ap.add_argument("--device-chunk-size", type=int, default=2 ** 20, help="rows per chunk of the GPU path")
     args = ap.parse_args(argv)
+    if args.device != "cpu":
+        if not args.device.startswith("cuda"):
+            ap.error(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        weights = (args.weights or [str(DEFAULT_WEIGHTS)])[0]
+        result["gpu"] = gpu_section(weights, args.device, args.gpu_batches, args.repeats, args.device_chunk_size)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        print(f"gpu: {json.dumps(result['gpu'])[:300]}\nwrote {out}")
+        return 0
     if args.audit_only:
         out = Path(args.out)
         result = json.loads(out.read_text()) if out.is_file() else {}

@@ -30,6 +30,14 @@ not depend on weight values) and network accuracy is recorded as not measured; w
 emulator weights the fitter is skipped with the reason recorded.  Timings are wall-clock on this
 machine with ``--threads`` torch threads; the load average at start and end is recorded (other
 jobs share the CPU).
+
+``--device cuda`` (or ``cuda:N``) runs only the GPU section and writes it under the key ``gpu`` of ``--out``
+(the other keys kept): the GPU's name, end-to-end throughput of the pipelines with the shipped weights on
+``--gpu-n-spectra`` in-memory spectra (AstroNN 100 MC passes, APOGEENet small 20 draws, APOGEENet full
+configuration with random weights, 20 draws), and the agreement of the GPU labels with the CPU ones on a few
+spectra (max |delta| / e per label).  ``--astronn-max-rows`` and ``--apogeenet-chunk-size`` are passed to the
+pipelines when given.  Without a CUDA device the key records ``{"present": false, "reason": ...}`` and the
+script exits 0.
 """
 from __future__ import annotations
 
@@ -467,6 +475,67 @@ def bench_ood(args) -> dict:
     return out
 
 
+NO_GPU = {"present": False, "reason": "no CUDA device on this machine"}
+GPU_LABELS = ("teff", "logg", "fe_h")
+
+
+def _timed_rate(pipe, spectra, repeats: int, sync) -> dict:
+    pipe.process(spectra[:2])
+    sync()
+
+    def call():
+        pipe.process(spectra)
+        sync()
+
+    t = median_seconds(call, repeats)
+    return {"n_spectra": len(spectra), "median_seconds": t, "spectra_per_second": len(spectra) / t}
+
+
+def _agreement(gpu_rows: list[dict], cpu_rows: list[dict]) -> dict:
+    """Max over spectra of |gpu - cpu| / e (the CPU row's uncertainty) per label."""
+    out = {}
+    for k in GPU_LABELS:
+        g = np.array([r.get(k, np.nan) for r in gpu_rows], float)
+        c = np.array([r.get(k, np.nan) for r in cpu_rows], float)
+        e = np.array([r.get(f"e_{k}", np.nan) for r in cpu_rows], float)
+        out[k] = float(np.nanmax(np.abs(g - c) / e)) if np.isfinite(e).any() else None
+    return out
+
+
+def bench_gpu(args) -> dict:
+    """The ``gpu`` key: GPU name, pipeline throughput on it, agreement with the CPU (or why there is none)."""
+    if not torch.cuda.is_available():
+        return dict(NO_GPU)
+    device = torch.device(args.device)
+
+    def sync():
+        torch.cuda.synchronize(device)
+
+    spectra = test_batch(args.gpu_n_spectra)
+    extra = {"astronn": {} if args.astronn_max_rows is None else {"max_rows": args.astronn_max_rows},
+             "apogeenet": {} if args.apogeenet_chunk_size is None else {"chunk_size": args.apogeenet_chunk_size}}
+    out = {"present": True, "device": str(device), "name": torch.cuda.get_device_name(device),
+           "torch": torch.__version__, "cuda": torch.version.cuda, "repeats": args.repeats,
+           "pipeline_options": extra, "throughput": {}, "agreement_with_cpu_max_delta_over_e": {}}
+    n_check = min(8, len(spectra))
+    for key, name, kw in (("astronn_mc100", "astronn", {"mc_passes": 100}),
+                          ("apogeenet_small_draws20", "apogeenet", {"n_draws": 20})):
+        pipe = get_pipeline(name, device=str(device), **kw, **extra[name])
+        out["throughput"][key] = {**_timed_rate(pipe, spectra, args.repeats, sync), "weights": "shipped"}
+        cpu = get_pipeline(name, device="cpu", **kw)
+        out["agreement_with_cpu_max_delta_over_e"][key] = _agreement(pipe.process(spectra[:n_check]),
+                                                                    cpu.process(spectra[:n_check]))
+        del pipe, cpu
+    with tempfile.TemporaryDirectory(prefix="labels_bench_gpu") as tmp:
+        full = random_weights(Path(tmp))["apogeenet_full"]
+        pipe = get_pipeline("apogeenet", weights=full, device=str(device), n_draws=20, **extra["apogeenet"])
+        out["throughput"]["apogeenet_full_draws20"] = {**_timed_rate(pipe, spectra, args.repeats, sync),
+                                                       "weights": "random (full configuration)",
+                                                       "parameters": count_parameters(pipe.model)}
+    out["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -487,8 +556,24 @@ def main() -> None:
                     help="'ood': run only the information / out-of-distribution section and update its key "
                          "('ood') in --out, keeping the other keys")
     ap.add_argument("--ood-per-kind", type=int, default=8, help="bad / off-population spectra per kind (8 kinds)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default: the CPU benchmark) or cuda / cuda:N: the GPU section only, key 'gpu' of --out")
+    ap.add_argument("--gpu-n-spectra", type=int, default=4096, help="in-memory spectra of the GPU timing")
+    ap.add_argument("--astronn-max-rows", type=int, default=None, help="AstroNN max_rows on the GPU (default: its own)")
+    ap.add_argument("--apogeenet-chunk-size", type=int, default=None,
+                    help="APOGEENet chunk_size on the GPU (default: its own)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device != "cpu":
+        if not args.device.startswith("cuda"):
+            ap.error(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        result["gpu"] = bench_gpu(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, default=float))
+        print(f"gpu: {json.dumps(result['gpu'], default=float)[:300]}\nwrote {out}")
+        return
     if args.only == "ood":
         out = Path(args.out)
         result = json.loads(out.read_text()) if out.is_file() else {}

@@ -29,6 +29,18 @@ intra-op threads on a busy 2-core machine); chunks are shared dynamically betwee
 thread and ``threads - 1`` pool workers.  Same float32 arithmetic as :meth:`Innterpol.profiles`.
 ``precision="bfloat16"`` runs the hidden x hidden products with bfloat16 weights and activations (the CPU's
 bfloat16 matrix units where it has them), the rest as float32; ``precision="float64"`` all in double.
+
+Devices (``Innterpol(..., device=)``, :meth:`Innterpol.load`): on ``"cpu"`` (the default) the engine above runs. On
+another device (``"cuda"``, ``"cuda:1"``; ``"auto"`` takes CUDA when ``torch.cuda.is_available()``) the same
+per-layer products (the engine's weights, the output layer folded with the SVD decoding as in
+:meth:`Innterpol.log_profiles`) run as batched torch operations on that device, in chunks of
+:attr:`Innterpol.device_chunk_size` rows (default 2**20), and the out-of-grid distance is the same lattice look-up
+in torch on the device (:mod:`stellarnn.atmospheres.grid_distance_device`; queries nearest a hole: an exact
+brute-force search over the models on a GPU, the KD tree on the CPU). Numpy inputs give numpy outputs (each chunk
+copied back to the host); tensor inputs give tensors left on the device (profiles and ``grid_distance``), which
+avoids the host copy that bounds the numpy path. ``engine="torch"`` forces this path on the CPU too (how the tests
+check it without a GPU; slower there than the CPU engine, whose one-thread chunks avoid torch's per-op threading).
+Tensors that require grad take the autograd path of the CPU module whatever the device.
 """
 from __future__ import annotations
 
@@ -44,6 +56,7 @@ from torch import nn
 
 from ..train import load_checkpoint, register_model
 from .grid_distance import NearestModelDistance
+from .grid_distance_device import DeviceLatticeDistance
 from .model import Atmosphere
 from .resample import QUANTITIES
 from .svd import SVDBasis
@@ -97,15 +110,50 @@ class InnterpolMLP(nn.Module):
         return self.net(x)
 
 
+ENGINES = ("auto", "cpu", "torch")
+
+
+def resolve_device(device) -> torch.device:
+    """The torch device for ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+
+    Raises
+    ------
+    ValueError
+        Not a device name, or a CUDA device this machine does not have (one line).
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{device!r} is not a torch device (auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA device on this machine (use 'auto' or 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 class Innterpol:
     """A trained emulator with its SVD basis and scalings (inference, batched, differentiable).
 
     Build it with :meth:`load` (a checkpoint written by
     :func:`stellarnn.atmospheres.training.train_innterpol`).
+
+    Parameters
+    ----------
+    device : str or torch.device
+        Where :meth:`atmosphere` runs without gradients: ``"cpu"`` (default; the CPU engine), ``"cuda"``,
+        ``"cuda:N"``, or ``"auto"`` (CUDA when ``torch.cuda.is_available()``).
+    engine : {"auto", "cpu", "torch"}
+        ``"auto"``: the CPU engine on the CPU, the batched torch path elsewhere; ``"torch"`` forces the
+        batched torch path (also on the CPU); ``"cpu"`` needs ``device="cpu"``.
     """
 
     def __init__(self, model: InnterpolMLP, basis: SVDBasis, axis_names, axis_min, axis_max,
-                 coefficient_scale, grid_nodes, log_tau, checkpoint: dict | None = None):
+                 coefficient_scale, grid_nodes, log_tau, checkpoint: dict | None = None, *,
+                 device="cpu", engine: str = "auto"):
         self.model = model.eval()
         self.basis = basis
         self.axis_names = tuple(axis_names)
@@ -131,16 +179,31 @@ class Innterpol:
         #: layer is the first) and from its end, stay float32; the rest take bfloat16 weights and activations
         #: (see :meth:`atmosphere`).  The output layer is never in the trunk: it is always float32.
         self.bfloat16_float32_layers = (1, 0)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.device = resolve_device(device)
+        if engine == "cpu" and self.device.type != "cpu":
+            raise ValueError(f"engine='cpu' runs on the CPU only, not on device {str(self.device)!r}")
+        #: "cpu" (the chunked CPU engine) or "torch" (batched torch operations on :attr:`device`)
+        self.engine = engine if engine != "auto" else ("cpu" if self.device.type == "cpu" else "torch")
+        #: rows per chunk of the torch path (bounds its device memory: about 1.2 GB of float32 profiles)
+        self.device_chunk_size = 2 ** 20
+        self._device_engine_cache: dict = {}
+        self._device_distance: DeviceLatticeDistance | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> "Innterpol":
+    def load(cls, path: str | os.PathLike | None = None, *, device="cpu", engine: str = "auto") -> "Innterpol":
         """Load a checkpoint (default: the shipped ATLAS9 weights, ``weights/atmospheres/innterpol_atlas9.pt``).
+
+        ``device`` and ``engine``: see :class:`Innterpol` (default: the CPU engine).
 
         Raises
         ------
         FileNotFoundError
             No checkpoint at the path (train one with ``stellarnn atmosphere train``).
+        ValueError
+            A device this machine does not have, or an unknown engine.
         """
         if not (path or os.environ.get("STELLARNN_INNTERPOL_WEIGHTS")):
             from ..data.shipped_weights import shipped_weights
@@ -157,7 +220,8 @@ class Innterpol:
 
         basis = SVDBasis(arr(norm["svd_mean"]), arr(norm["svd_components"]))
         return cls(model, basis, norm["axis_names"], arr(norm["axis_min"]), arr(norm["axis_max"]),
-                   arr(norm["coefficient_scale"]), arr(norm["grid_nodes"]), arr(norm["log_tau"]), payload)
+                   arr(norm["coefficient_scale"]), arr(norm["grid_nodes"]), arr(norm["log_tau"]), payload,
+                   device=device, engine=engine)
 
     @property
     def excluded_m_h(self) -> tuple:
@@ -345,6 +409,67 @@ class Innterpol:
             torch.set_num_threads(prev)
         return out, dist
 
+    # ------------------------------------------------------------------ batched torch path (any device)
+    def _device_engine(self, precision: str) -> tuple:
+        """The CPU engine's weights (:meth:`_engine_weights`) copied to :attr:`device`."""
+        key = (precision, self.output_path(), tuple(self.bfloat16_float32_layers), str(self.device))
+        if key not in self._device_engine_cache:
+            layers, output, lo, width = self._engine_weights(precision)
+
+            def move(t):
+                return t.to(self.device) if isinstance(t, torch.Tensor) else t
+
+            self._device_engine_cache[key] = ([((move(w), move(b)), slope) for (w, b), slope in layers],
+                                              tuple(move(t) for t in output), move(lo), move(width))
+        return self._device_engine_cache[key]
+
+    def _device_chunks(self, params, precision: str, with_distance: bool):
+        """Run the torch path chunk by chunk: yields ``(start, stop, log-free profiles, distance or None)``.
+
+        ``params``: (n, d) float32 axis values, numpy or a tensor on any device.  The profiles chunk is a
+        device tensor (m, Q*K) in the compute dtype, valid until the next chunk; the distance (m,) float64.
+        """
+        engine = self._device_engine(precision)
+        comp = torch.float64 if precision == "float64" else torch.float32
+        p = torch.as_tensor(params)
+        n = p.shape[0]
+        chunk = max(1, int(self.device_chunk_size))
+        if with_distance:
+            if self._device_distance is None or self._device_distance.device != self.device:
+                self._device_distance = DeviceLatticeDistance(self._distance, self.device)
+            steps = torch.as_tensor(self.steps, dtype=torch.float64, device=self.device)
+        buf = torch.empty((min(n, chunk), self._mean.numel()), dtype=comp, device=self.device)
+        with torch.inference_mode():
+            for s in range(0, n, chunk):
+                e = min(n, s + chunk)
+                pc = p[s:e].to(self.device, non_blocking=True)
+                out = buf[:e - s]
+                self._run_chunk(engine, pc.to(comp), out)
+                dist = self._device_distance(pc.to(torch.float64) / steps) if with_distance else None
+                yield s, e, out, dist
+
+    def _infer_device(self, params, precision: str, dtype, with_distance: bool, as_tensor: bool):
+        """The torch path: (profiles (n, Q, K), distance (n,) or None); tensors on :attr:`device` or numpy."""
+        n = params.shape[0]
+        shape = (n, *self._mean.shape)
+        if as_tensor:
+            comp = torch.float64 if precision == "float64" else torch.float32
+            lin = torch.empty(shape, dtype=comp, device=self.device)
+            dist = torch.empty(n, dtype=torch.float64, device=self.device) if with_distance else None
+            flat = lin.view(n, -1)
+        else:
+            lin = np.empty(shape, dtype=dtype)
+            dist = np.empty(n) if with_distance else None
+            flat = torch.from_numpy(lin.reshape(n, -1))
+        for s, e, out, d in self._device_chunks(params, precision, with_distance):
+            flat[s:e].copy_(out)
+            if with_distance:
+                if as_tensor:
+                    dist[s:e] = d
+                else:
+                    dist[s:e] = d.cpu().numpy()
+        return lin, dist
+
     def grid_distance(self, params) -> np.ndarray:
         """Out-of-grid indicator: distance (typical grid steps) to the nearest training model."""
         p = params.detach().cpu().numpy() if isinstance(params, torch.Tensor) else np.asarray(params, dtype=float)
@@ -419,11 +544,17 @@ class Innterpol:
             read-only broadcast of the 71-point scale for batches), and ``grid_distance`` (the
             out-of-grid indicator, typical grid steps to the nearest training model; > 1 means
             extrapolation; None when ``with_distance=False``).  Single for scalar input, else batched.
+            On the torch path (:attr:`engine` ``"torch"``, any non-CPU device) tensor inputs give tensors on
+            :attr:`device`, ``grid_distance`` included (float64).
         """
         params, as_tensor, scalar = self._params({"teff": teff, "logg": logg, "m_h": m_h, **other_axes})
         if as_tensor and params.requires_grad and torch.is_grad_enabled():
             lin = self.profiles(params)  # autograd path (module layers)
             dist = self.grid_distance(params) if with_distance else None
+        elif self.engine == "torch":  # batched torch operations on self.device
+            lin, dist = self._infer_device(params, precision, dtype, with_distance, as_tensor)
+            if as_tensor:
+                params = params.to(lin.device)
         elif as_tensor:
             p32 = params.detach().cpu().numpy()
             out, dist = self._infer(p32, precision, np.float64 if precision == "float64" else np.float32,
@@ -434,7 +565,7 @@ class Innterpol:
         n = lin.shape[0]
         kw = {name.removeprefix("log_"): lin[:, i] for i, name in enumerate(QUANTITIES)}
         if as_tensor:
-            lt = torch.as_tensor(self.log_tau, dtype=lin.dtype).expand(n, -1)
+            lt = torch.as_tensor(self.log_tau, dtype=lin.dtype, device=lin.device).expand(n, -1)
             stellar = {k: params[:, i] for i, k in enumerate(("teff", "logg", "m_h"))}
         else:
             lt = np.broadcast_to(self.log_tau.astype(lin.dtype, copy=False), (n, self.log_tau.size))

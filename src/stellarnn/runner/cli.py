@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli_arguments import output_folder
+from ..cli_arguments import output_folder, torch_device
 
 DEFAULT_OUT = "outputs"
 #: default of --db-retry (seconds); the same as stellarnn.runner.store.DEFAULT_RETRY_SECONDS
@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
                           workers=args.workers, scheduler=args.scheduler, dask=args.dask,
                           include_visits=args.visits, grid_snr=args.grid_snr,
                           pipeline_kwargs=parse_options(args.option), modules=args.modules or (), rerun=args.rerun,
-                          progress=not args.quiet, db_retry_seconds=args.db_retry)
+                          progress=not args.quiet, db_retry_seconds=args.db_retry, device=args.device)
     elsewhere = (f", {report.n_items_claimed_elsewhere} taken by a concurrent run"
                  if report.n_items_claimed_elsewhere else "")
     print(f"{report.pipeline} {report.version}: run {report.run_id} {report.status} on {report.executor} "
@@ -85,7 +85,7 @@ def cmd_survey(args) -> int:
     summary = run_survey(args.pipelines, args.inputs, args.db, args.out, batch_size=args.batch_size,
                          workers=args.workers, scheduler=args.scheduler, include_visits=not args.no_visits,
                          export_formats=args.formats, rerun=args.rerun, progress=not args.quiet,
-                         db_retry_seconds=args.db_retry)
+                         db_retry_seconds=args.db_retry, device=args.device)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -196,6 +196,10 @@ def add_run_options(q: argparse.ArgumentParser) -> None:
                    help="retry a database that fails with a connection error (server restart, lock) with "
                         f"back-off for this long before stopping with a one-line error "
                         f"(default {DEFAULT_RETRY_SECONDS:g}; 0: no retry); a rerun then resumes")
+    q.add_argument("--device", type=torch_device, default=None, metavar="DEVICE",
+                   help="auto, cpu, cuda or cuda:N, passed to each pipeline as device= (default: the pipeline's "
+                        "own); with cuda or auto and several GPUs, worker i uses cuda:(i mod n_gpus); a CUDA "
+                        "device this machine lacks is refused before any work")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

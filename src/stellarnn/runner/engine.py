@@ -71,12 +71,38 @@ def pipeline_spec(name: str, kwargs: dict | None = None, modules: Sequence[str] 
     return spec, pipe
 
 
+def check_device(device: str | None) -> str | None:
+    """``device`` if this machine has it (``auto``, ``cpu``, ``cuda``, ``cuda:N``), else a one-line ``ValueError``."""
+    if device is None:
+        return None
+    import argparse
+
+    from ..cli_arguments import torch_device
+
+    try:
+        return torch_device(str(device))
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"device {exc}") from None
+
+
+def with_device(pipeline_kwargs: dict | None, device: str | None) -> dict:
+    """The pipeline's constructor keywords with ``device`` added (``None``: the pipeline's own default)."""
+    kwargs = dict(pipeline_kwargs or {})
+    if device is None:
+        return kwargs
+    if "device" in kwargs and kwargs["device"] != device:
+        raise ValueError(f"two devices given: device={device!r} and the pipeline option device={kwargs['device']!r}")
+    kwargs["device"] = device
+    return kwargs
+
+
 def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[WorkItem], db_url: str | None = None,
                  *, out_dir: str | os.PathLike = ".", batch_size: int = 32, workers: int | None = None,
                  scheduler: str | None = None, dask: bool = False, include_visits: bool = False,
                  grid_snr: float = DEFAULT_GRID_SNR, pipeline_kwargs: dict | None = None,
                  modules: Sequence[str] = (), rerun: bool = False, progress: bool = True,
-                 max_in_flight: int | None = None, db_retry_seconds: float = DEFAULT_RETRY_SECONDS) -> RunReport:
+                 max_in_flight: int | None = None, db_retry_seconds: float = DEFAULT_RETRY_SECONDS,
+                 device: str | None = None) -> RunReport:
     """Run one pipeline over inputs into the results database; resumable.
 
     Parameters
@@ -99,6 +125,12 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
         S/N given to noiseless grid spectra.
     pipeline_kwargs : dict, optional
         Keyword arguments of the pipeline's constructor.
+    device : str, optional
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, passed to the pipeline's constructor as ``device=``
+        (default None: not passed, the pipeline's own default).  ``cuda`` and ``auto`` on a machine
+        with GPUs give worker i the GPU ``cuda:(i mod n_gpus)``
+        (:func:`~stellarnn.runner.task.worker_device`); a CUDA device this machine lacks is a
+        ``ValueError`` before any work.
     modules : sequence of str
         Modules to import in workers before building the pipeline (user-registered pipelines).
     rerun : bool
@@ -124,6 +156,7 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pipeline_kwargs = with_device(pipeline_kwargs, check_device(device))
     db_url = db_url or default_db_url(out_dir)
     items = list(inputs) if inputs and all(isinstance(i, WorkItem) for i in inputs) else resolve_inputs(inputs)
     spec, pipe = pipeline_spec(pipeline, pipeline_kwargs, modules)
@@ -208,7 +241,8 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
                out_dir: str | os.PathLike = "outputs", *, batch_size: int = 32, workers: int | None = None,
                scheduler: str | None = None, include_visits: bool = True, pipeline_kwargs: dict | None = None,
                export_formats: Sequence[str] = ("fits",), plots: bool = True, rerun: bool = False,
-               progress: bool = True, db_retry_seconds: float = DEFAULT_RETRY_SECONDS) -> dict:
+               progress: bool = True, db_retry_seconds: float = DEFAULT_RETRY_SECONDS,
+               device: str | None = None) -> dict:
     """The survey job: every pipeline over the inputs into one database, then summaries and plots.
 
     Parameters
@@ -226,6 +260,8 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
     export_formats : sequence of {"fits", "parquet", "csv"}
     db_retry_seconds : float
         See :func:`run_pipeline`.
+    device : str, optional
+        Every pipeline's ``device=`` (see :func:`run_pipeline`).
 
     Returns
     -------
@@ -238,6 +274,7 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
 
     if not pipeline_names:
         raise ValueError("no pipeline given")
+    device = check_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     db_url = db_url or default_db_url(out)
@@ -247,7 +284,7 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
         report = run_pipeline(name, items, db_url, out_dir=out, batch_size=batch_size, workers=workers,
                               scheduler=scheduler, include_visits=include_visits,
                               pipeline_kwargs=(pipeline_kwargs or {}).get(name), rerun=rerun, progress=progress,
-                              db_retry_seconds=db_retry_seconds)
+                              db_retry_seconds=db_retry_seconds, device=device)
         summary["runs"][name] = report.to_dict()
         pname = report.pipeline
         summary["exports"][pname] = {fmt: str(export_results(db_url, pname, fmt, out / f"{pname}_summary.{fmt}",

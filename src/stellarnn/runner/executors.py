@@ -29,7 +29,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterable, Iterator
 
-from .task import Task, TaskResult, run_task
+from .task import Task, TaskResult, run_task, set_worker_index
 
 
 #: seconds between two checks of the parent process id by a worker's watchdog thread
@@ -63,6 +63,15 @@ def die_with_parent(parent_pid: int, interval: float = PARENT_WATCH_SECONDS) -> 
     threading.Thread(target=watch, name="stellarnn-parent-watchdog", daemon=True).start()
 
 
+def start_worker(parent_pid: int, counter) -> None:
+    """Initializer of a local worker process: die with the parent, take the next worker number from ``counter``."""
+    die_with_parent(parent_pid)
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    set_worker_index(index)
+
+
 class InlineExecutor:
     """Run each task in this process, one after the other."""
 
@@ -84,7 +93,8 @@ class LocalExecutor:
     """A pool of ``workers`` processes (``spawn`` start method by default: safe with torch threads).
 
     Workers die with this process, even when it is killed with ``SIGKILL``
-    (:func:`die_with_parent`).
+    (:func:`die_with_parent`), and are numbered 0 ... workers - 1 as they start (a pipeline's
+    ``device="cuda"`` then means GPU ``number mod n_gpus``, :func:`stellarnn.runner.task.worker_device`).
 
     Parameters
     ----------
@@ -107,8 +117,9 @@ class LocalExecutor:
         self.pool: ProcessPoolExecutor | None = None
 
     def __enter__(self):
-        self.pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context(self.start_method),
-                                        initializer=die_with_parent, initargs=(os.getpid(),))
+        context = multiprocessing.get_context(self.start_method)
+        self.pool = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=start_worker,
+                                        initargs=(os.getpid(), context.Value("i", 0)))
         return self
 
     def __exit__(self, exc_type, exc, tb):

@@ -79,17 +79,68 @@ class TaskResult:
 
 
 _WORKER_PIPELINES: dict[PipelineSpec, object] = {}
+#: this process's worker number (0, 1, ... set by the local executor's initializer; 0 elsewhere)
+_WORKER_INDEX: int | None = None
+
+
+def set_worker_index(index: int) -> None:
+    """Record this worker process's number (picks its GPU, :func:`worker_device`)."""
+    global _WORKER_INDEX
+    _WORKER_INDEX = int(index)
+
+
+def worker_index() -> int:
+    """This process's worker number: the local executor's, a Dask worker's integer name, else 0."""
+    if _WORKER_INDEX is not None:
+        return _WORKER_INDEX
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+        return int(name) if isinstance(name, int) or str(name).isdigit() else 0
+    except (ImportError, ValueError):
+        return 0
+
+
+def worker_device(device: str, index: int, n_gpus: int) -> str:
+    """The device worker ``index`` uses for the runner's ``--device``: one GPU per worker, round robin.
+
+    ``"cuda"`` (no index) and ``"auto"`` on a machine with ``n_gpus`` > 0 GPUs give ``cuda:(index mod n_gpus)``;
+    ``"auto"`` without a GPU gives ``"cpu"``; an explicit ``"cuda:N"``, ``"cpu"`` or other name is kept.
+    """
+    if device in ("auto", "cuda"):
+        if n_gpus > 0:
+            return f"cuda:{int(index) % n_gpus}"
+        return "cpu" if device == "auto" else device
+    return device
+
+
+def spec_for_worker(spec: PipelineSpec, index: int) -> PipelineSpec:
+    """``spec`` with its ``device`` keyword (when it has one) resolved for worker ``index``."""
+    kwargs = dict(spec.kwargs)
+    device = kwargs.get("device")
+    if not isinstance(device, str) or device not in ("auto", "cuda"):
+        return spec
+    import torch
+
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    kwargs["device"] = worker_device(device, index, n_gpus)
+    return PipelineSpec.create(spec.name, kwargs, spec.modules)
 
 
 def worker_pipeline(spec: PipelineSpec, torch_threads: int = 0):
-    """The pipeline for ``spec`` in this process, built on first use and then reused."""
+    """The pipeline for ``spec`` in this process, built on first use and then reused.
+
+    A ``device`` of ``"cuda"`` or ``"auto"`` in the spec's keywords becomes this worker's GPU
+    (:func:`worker_device`).
+    """
     pipe = _WORKER_PIPELINES.get(spec)
     if pipe is None:
         if torch_threads > 0:
             import torch
 
             torch.set_num_threads(torch_threads)
-        pipe = _WORKER_PIPELINES[spec] = spec.build()
+        pipe = _WORKER_PIPELINES[spec] = spec_for_worker(spec, worker_index()).build()
     return pipe
 
 
