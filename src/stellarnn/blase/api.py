@@ -277,14 +277,9 @@ def clone(source, *, wavelength_min: float | None = None, wavelength_max: float 
         (:class:`UnsupportedSpectrumError`) an input type that is not a spectrum.
     """
     wavelength, flux, name = _source_arrays(source)
-    keep = np.ones(wavelength.size, dtype=bool)
-    if wavelength_min is not None:
-        keep &= wavelength >= wavelength_min
-    if wavelength_max is not None:
-        keep &= wavelength <= wavelength_max
-    if keep.sum() < 3:
-        raise ValueError("fewer than 3 source pixels in the requested wavelength range")
-    wavelength, flux = wavelength[keep], flux[keep]
+    from .sources import cut_wavelength_range
+
+    wavelength, flux = cut_wavelength_range(wavelength, flux, wavelength_min, wavelength_max, name or "the source")
     result = clone_spectrum(wavelength, flux, progress=progress, **options)
     return Clone(result, wavelength, flux, name)
 

@@ -97,13 +97,24 @@ def load_clone_source(source: str | Path, wavelength_min: float | None = None,
         wavelength, flux = table[:, iw], table[:, iflux]
     else:
         raise ValueError(f"{path}: clone source must be .npz or .csv")
+    return cut_wavelength_range(wavelength, flux, wavelength_min, wavelength_max, str(path))
+
+
+def cut_wavelength_range(wavelength, flux, wavelength_min=None, wavelength_max=None, what: str = "the source"):
+    """The pixels of a spectrum within [``wavelength_min``, ``wavelength_max``] (either may be None).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 pixels remain (``what`` names the spectrum in the message).
+    """
     keep = np.ones(wavelength.size, dtype=bool)
     if wavelength_min is not None:
         keep &= wavelength >= wavelength_min
     if wavelength_max is not None:
         keep &= wavelength <= wavelength_max
     if keep.sum() < 3:
-        raise ValueError(f"{path}: fewer than 3 pixels in the requested range")
+        raise ValueError(f"{what}: fewer than 3 pixels in the requested range")
     return wavelength[keep], flux[keep]
 
 

@@ -32,6 +32,14 @@ GRID_TO_ASTRONN = {"teff": "teff", "logg": "logg", "fe_h": "m_h", "c_h": "c_m", 
                    "cr_h": "cr_m", "mn_h": "mn_m", "co_h": "co_m", "ni_h": "ni_m"}
 
 
+def _grid_continuum(grid: dict, n_pixels: int) -> np.ndarray:
+    """The grid's relative continuum (stored every ``continuum_step`` pixels) back on every pixel."""
+    from ...synthesis.training_set import upsample_continuum
+
+    sparse = np.asarray(grid["continuum"], dtype=np.float64)
+    return upsample_continuum(sparse, int(math.ceil(n_pixels / sparse.shape[1])), n_pixels)
+
+
 def grid_labels_to_astronn(labels: np.ndarray, label_names) -> np.ndarray:
     """Convert grid labels (teff, logg, m_h, v_micro, x_m ...) to AstroNN outputs (N, 22): [X/H].
 
@@ -76,10 +84,7 @@ def noise_free_observations(grid) -> dict:
     n, npx = norm.shape
     if npx != APOGEE_N_PIXELS:
         raise ValueError(f"grid flux has {npx} pixels, expected {APOGEE_N_PIXELS}")
-    cont_sparse = np.asarray(grid["continuum"], dtype=np.float64)
-    step = int(math.ceil(npx / cont_sparse.shape[1]))
-    xs = np.arange(cont_sparse.shape[1]) * step
-    cont = np.stack([np.interp(np.arange(npx), xs, c) for c in cont_sparse]).astype(np.float32)
+    cont = _grid_continuum(grid, npx).astype(np.float32)
     return {"flux": norm * cont, "continuum": cont, "labels": np.asarray(grid["labels"]),
             "label_names": list(grid["label_names"])}
 
@@ -111,10 +116,7 @@ def synthetic_observations(grid, snr: float, seed: int = 0, copies: int = 1) -> 
     n, npx = norm.shape
     if npx != APOGEE_N_PIXELS:
         raise ValueError(f"grid flux has {npx} pixels, expected {APOGEE_N_PIXELS}")
-    cont_sparse = np.asarray(grid["continuum"], dtype=np.float64)
-    step = int(math.ceil(npx / cont_sparse.shape[1]))
-    xs = np.arange(cont_sparse.shape[1]) * step
-    cont = np.stack([np.interp(np.arange(npx), xs, c) for c in cont_sparse])  # (n, 8575), relative
+    cont = _grid_continuum(grid, npx)  # (n, 8575), relative
     rng = np.random.default_rng(seed)
     flux = np.tile(norm * cont, (copies, 1))
     sigma = np.tile(cont, (copies, 1)) / snr
