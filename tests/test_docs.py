@@ -177,3 +177,17 @@ def test_broken_block_or_missing_figure_fails_the_build(tmp_path):
     """)
     status, err = _build(src, tmp_path / "out2")
     assert status != 0 and "did not write its figure never_written.png" in err
+
+
+def test_docstring_examples_run():
+    """Every docstring example of the package runs (doctest), as in ``make docs``."""
+    import doctest
+    import importlib
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    modules = sorted(p for p in (src / "stellarnn").rglob("*.py") if ">>>" in p.read_text(encoding="utf-8"))
+    assert modules, "no docstring examples found"
+    for path in modules:
+        name = ".".join(path.relative_to(src).with_suffix("").parts)
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} docstring examples failed"
