@@ -16,6 +16,13 @@ Usage: python bench/stokes_stratified.py [--heldout DIR] [--weights A.pt B.pt] [
 ``--unphysical`` measures only ``unphysical_outputs`` (issue 21, item 7) for each checkpoint and
 merges it into the existing JSON (other keys kept): the fraction of held-out node values with
 B_⊥ < 0 or T outside 3000–12000 K, per node and over all, and the fraction of profiles with any.
+
+``--per-regime`` measures only ``per_regime`` (issue 21, items 6 and 7) for the first checkpoint
+found among ``--weights`` on a held-out set built with regimes (``stellarnn stokes build-set DIR --seed 1
+--regimes quiet network plage penumbra umbra --stray-light-max 0.2 --continuum-error 0.01``) and
+merges it into ``--out``: for each regime, the number of profiles, the RMSE of T at log τ500 = −1 and
+0, of v_LOS and B_LOS at log τ500 = −1, the fraction of profiles with an unphysical output, and (when
+the checkpoint has the statistics) the fraction flagged out of distribution, next to the issue's targets.
 """
 from __future__ import annotations
 
@@ -134,6 +141,46 @@ def unphysical_outputs(weights: list[str], stokes: np.ndarray) -> dict:
     return out
 
 
+#: issue 21 targets per regime: RMSE at log τ500 = −1 (T, v_LOS, B_LOS) and 0 (T)
+REGIME_TARGETS = {"temperature_rmse_K_logtau-1": 80.0, "temperature_rmse_K_logtau0": 50.0,
+                  "v_los_rmse_km_s_logtau-1": 0.25, "B_los_rmse_G_logtau-1": {"quiet": 30.0, "default": 80.0},
+                  "fraction_unphysical": 0.0}
+
+
+def per_regime(weights: str, stokes: np.ndarray, targets: np.ndarray, regime: np.ndarray) -> dict:
+    """RMSE per regime at log τ500 = −1 and 0, fraction unphysical and flagged OOD (see the module docstring)."""
+    inverter = StratifiedInverter(weights)
+    res = inverter.invert(torch.from_numpy(stokes))
+    ood = inverter.out_of_distribution(torch.from_numpy(stokes))
+    node = {lt: int(np.argmin(np.abs(LOG_TAU_NODES - lt))) for lt in (-1.0, 0.0)}
+
+    def rmse(name, lt, sel):
+        truth = targets[sel, TARGET_NAMES.index(name), node[lt]]
+        return float(np.sqrt(np.mean((res[name][sel, node[lt]] - truth) ** 2)))
+
+    out = {"weights": str(Path(weights).relative_to(ROOT) if Path(weights).is_relative_to(ROOT) else weights),
+           "constrained": inverter.constrained, "noise_ic": NOISE, "targets": REGIME_TARGETS,
+           "ood_available": ood["available"], "ood_threshold": ood["threshold"]}
+    for name in sorted(set(regime.tolist())):
+        sel = regime == name
+        b_target = REGIME_TARGETS["B_los_rmse_G_logtau-1"]
+        entry = {"n": int(sel.sum()),
+                 "temperature_rmse_K_logtau-1": rmse("temperature", -1.0, sel),
+                 "temperature_rmse_K_logtau0": rmse("temperature", 0.0, sel),
+                 "v_los_rmse_km_s_logtau-1": rmse("v_los", -1.0, sel),
+                 "B_los_rmse_G_logtau-1": rmse("B_los", -1.0, sel),
+                 "fraction_unphysical": float((res["unphysical"][sel] > 0).any(1).mean()),
+                 "fraction_ood_flagged": float(ood["flag"][sel].mean()) if ood["available"] else None}
+        limits = {"temperature_rmse_K_logtau-1": REGIME_TARGETS["temperature_rmse_K_logtau-1"],
+                  "temperature_rmse_K_logtau0": REGIME_TARGETS["temperature_rmse_K_logtau0"],
+                  "v_los_rmse_km_s_logtau-1": REGIME_TARGETS["v_los_rmse_km_s_logtau-1"],
+                  "B_los_rmse_G_logtau-1": b_target.get(name, b_target["default"]),
+                  "fraction_unphysical": REGIME_TARGETS["fraction_unphysical"]}
+        entry["targets_met"] = {k: bool(entry[k] <= v) for k, v in limits.items()}
+        out[name] = entry
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heldout", default=str(ROOT / "weights/stokes/stratified_heldout"))
@@ -144,12 +191,25 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench/results/stokes_stratified.json"))
     ap.add_argument("--unphysical", action="store_true", help="measure only unphysical_outputs and merge it "
                     "into --out")
+    ap.add_argument("--per-regime", action="store_true", help="measure only per_regime (a held-out set built "
+                    "with --regimes) and merge it into --out")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     data = load_stratified_set(args.heldout)
     rng = np.random.default_rng(NOISE_SEED)
     stokes = (data["stokes"] + rng.normal(0.0, NOISE, data["stokes"].shape)).astype(np.float32)
+    if args.per_regime:
+        found = [w for w in args.weights if Path(w).is_file()]
+        if not found:
+            raise SystemExit(f"no stratified-CNN weights found among {args.weights}")
+        merged = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+        merged["per_regime"] = {"heldout": str(args.heldout), "n_heldout": int(len(stokes)),
+                                "set_metadata": data["metadata"][0],
+                                **per_regime(found[0], stokes, data["targets"], data["regime"])}
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+        print(json.dumps(merged["per_regime"], indent=1))
+        return 0
     if args.unphysical:
         merged = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
         merged["unphysical_outputs"] = unphysical_outputs(args.weights, stokes)

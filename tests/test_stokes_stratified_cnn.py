@@ -160,3 +160,59 @@ def test_constrained_outputs_are_physical_by_construction(tmp_path):
     free = StratifiedInverter(tmp_path / "u.pt").invert(extreme)
     flagged = (free["B_perp"] < 0) | (free["temperature"] < 3000) | (free["temperature"] > 12000)
     np.testing.assert_array_equal(free["unphysical"] > 0, flagged)
+
+
+def test_out_of_distribution_flag_from_training_feature_statistics(tmp_path):
+    """Issue 21, item 7: a retrain stores the penultimate-feature statistics; in-distribution profiles
+    are (nearly) never flagged, absurd ones (V = I, pure noise, a flat line) always are."""
+    from stellarnn.stokes.stratified_cnn import (OOD_PERCENTILE, StratifiedInverter, fit_feature_distribution,
+                                                 mahalanobis_distance)
+
+    me = MilneEddington()
+    g = torch.Generator().manual_seed(2)
+
+    def profiles(n):
+        p = torch.stack([torch.rand(n, generator=g) * 1000, torch.rand(n, generator=g) * 180,
+                         torch.rand(n, generator=g) * 180, torch.rand(n, generator=g) * 4 - 2,
+                         28 + 6 * torch.rand(n, generator=g), 5 + 5 * torch.rand(n, generator=g),
+                         torch.full((n,), 0.2), torch.full((n,), 0.2), torch.full((n,), 0.8)], 1).double()
+        return p, me(p).float().numpy()
+
+    p, stokes = profiles(240)
+    targets = np.zeros((240, 6, 11), np.float32)
+    targets[:, 0] = 5000.0 + 300 * p[:, 4:5].numpy() / 34
+    targets[:, 1] = p[:, 3:4].numpy()
+    targets[:, 2] = (p[:, 0] * torch.cos(torch.deg2rad(p[:, 1]))).numpy()[:, None]
+    targets[:, 3] = (p[:, 0] * torch.sin(torch.deg2rad(p[:, 1]))).numpy()[:, None]
+    targets[:, 4] = np.sin(np.deg2rad(2 * p[:, 2].numpy()))[:, None]
+    targets[:, 5] = np.cos(np.deg2rad(2 * p[:, 2].numpy()))[:, None]
+    metrics = train_stratified_cnn(stokes, targets, tmp_path / "ood.pt", epochs=3, batch_size=32, channels=8,
+                                   hidden=32, progress=False, val_fraction=0.25)
+    assert metrics["ood_percentile"] == OOD_PERCENTILE and metrics["ood_threshold"] > 0
+    inverter = StratifiedInverter(tmp_path / "ood.pt")
+    assert inverter.ood_available
+    _, fresh = profiles(40)  # new draws from the training distribution
+    rng = np.random.default_rng(5)
+    fresh = fresh + rng.normal(0, 1e-3, fresh.shape).astype(np.float32)
+    inside = inverter.out_of_distribution(fresh)
+    assert inside["available"] and inside["distance"].shape == (40,)
+    assert inside["flag"].mean() <= 0.1, inside["distance"]
+    absurd = np.repeat(fresh[:3], 3, axis=0)
+    absurd[0:3, 3] = absurd[0:3, 0]                       # Stokes V = I
+    absurd[3:6] = rng.normal(0, 0.3, absurd[3:6].shape)   # noise
+    absurd[6:9] = 1.0                                     # a flat I = 1, Q = U = V = 1
+    outside = inverter.out_of_distribution(absurd)
+    assert outside["flag"].all(), (outside["distance"], outside["threshold"])
+    assert outside["distance"].min() > inside["distance"].max()
+    # a checkpoint written before the statistics existed: nothing is computed, and it says so
+    payload = torch.load(tmp_path / "ood.pt", weights_only=True)
+    for key in ("ood_feature_mean", "ood_precision_cholesky", "ood_threshold", "ood_percentile"):
+        del payload["normalisation"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    old = StratifiedInverter(tmp_path / "old.pt").out_of_distribution(fresh)
+    assert old["available"] is False and old["distance"] is None and "retrain" in old["note"]
+    # the distance itself: identity precision gives the Euclidean norm; too few profiles is an error
+    f = torch.tensor([[3.0, 4.0]])
+    assert float(mahalanobis_distance(f, torch.zeros(2), torch.eye(2))[0]) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="at least"):
+        fit_feature_distribution(torch.zeros(1, 4), torch.zeros(1, 4))

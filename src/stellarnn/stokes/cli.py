@@ -205,11 +205,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_build_set(args) -> int:
-    from .lightweaver_driver import build_stratified_set
+    from .lightweaver_driver import ObservationEffects, build_stratified_set
 
+    effects = ObservationEffects(psf_fwhm_ma=args.psf_fwhm_ma, noise_sigma=args.noise,
+                                 stray_light_max=args.stray_light_max, continuum_error_sigma=args.continuum_error)
     data = build_stratified_set(args.directory, args.n, seed=args.seed, chunk_size=args.chunk_size,
-                                workers=args.workers)
-    print(f"{len(data['stokes'])} profiles (seed {args.seed}) in {args.directory}")
+                                workers=args.workers, regimes=args.regimes, effects=effects)
+    counts = dict(zip(*np.unique(data["regime"], return_counts=True)))
+    print(f"{len(data['stokes'])} profiles (seed {args.seed}) in {args.directory}; regimes "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
 
@@ -309,6 +313,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--chunk-size", type=positive_int, default=50)
     q.add_argument("--workers", type=positive_int, default=1, help="processes (one single-threaded Lightweaver each)")
+    q.add_argument("--regimes", nargs="+", choices=("quiet", "network", "plage", "penumbra", "umbra"), default=None,
+                   help="solar regimes drawn uniformly per profile (default: the single broad prior)")
+    q.add_argument("--psf-fwhm-ma", type=float, default=30.0,
+                   help="FWHM of the Gaussian Hinode SP spectral PSF in mÅ (30)")
+    q.add_argument("--noise", type=float, default=0.0, help="white noise in I_c added to the stored profiles (0; "
+                   "training adds 1e-3 itself)")
+    q.add_argument("--stray-light-max", type=float, default=0.0,
+                   help="stray-light fraction drawn from U(0, this) (0: none; 0.2 for Hinode-like sets)")
+    q.add_argument("--continuum-error", type=float, default=0.0,
+                   help="sigma of the continuum-normalisation factor N(1, sigma) (0: none; 0.01 for Hinode-like sets)")
     q.set_defaults(func=cmd_build_set)
 
     q = s.add_parser("plot", help="plot parameter maps (FITS from invert/synth) or one pixel's profiles")

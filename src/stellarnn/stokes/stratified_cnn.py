@@ -22,6 +22,14 @@ unchanged and reverses U and V (the magneto-optical terms η_V ρ_U − η_U ρ_
 solution, Landi Degl'Innocenti & Landolfi 2004, keep their sign only with χ mirrored too).
 Checked on Lightweaver profiles of a perturbed atmosphere (tests/test_stokes_lightweaver_driver.py):
 the mirror holds to < 1e-10 I_c, the rotation only to < 5e-4 I_c, below the 1e-3 training noise.
+
+Out-of-distribution measure (issue 21, item 7): training ends by fitting the mean and a shrunk
+covariance of the network's penultimate-layer features (:meth:`StratifiedCNN.penultimate`) on the
+training profiles with the training noise (:func:`fit_feature_distribution`); the checkpoint stores
+them with the 99th percentile of the Mahalanobis distances of the validation profiles (not used in the
+fit) as the threshold. :meth:`StratifiedInverter.out_of_distribution` gives every inverted profile its
+distance and a flag above that threshold. Checkpoints written before this have no such statistics:
+then nothing is computed and ``available`` is False.
 """
 from __future__ import annotations
 
@@ -114,6 +122,10 @@ class StratifiedCNN(nn.Module):
         self.target_mean.copy_(torch.as_tensor(mean).reshape(-1))
         self.target_std.copy_(torch.as_tensor(std).reshape(-1))
 
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, hidden) activations of the last hidden layer (input of the output layer)."""
+        return self.head[:-1](self.features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(self.features(x))
         if not self.constrained:
@@ -152,6 +164,42 @@ def augment_symmetries(stokes: torch.Tensor, targets: torch.Tensor, b_wf: torch.
     alpha = 180.0 * torch.rand(n, generator=generator, dtype=torch.float64)
     mirror = torch.rand(n, generator=generator) < 0.5
     return apply_symmetry(stokes, targets, alpha, mirror, b_wf)
+
+
+#: percentile of the validation distances above which a profile is flagged out of distribution
+OOD_PERCENTILE = 99.0
+
+
+def mahalanobis_distance(features: torch.Tensor, mean: torch.Tensor, precision_cholesky: torch.Tensor) -> torch.Tensor:
+    """sqrt((f − μ)ᵀ Σ⁻¹ (f − μ)) per row of (n, d) ``features``, with Σ⁻¹ = L Lᵀ (``precision_cholesky`` = L)."""
+    return torch.linalg.vector_norm((features.double() - mean.double()) @ precision_cholesky.double(), dim=1)
+
+
+def fit_feature_distribution(train_features: torch.Tensor, val_features: torch.Tensor,
+                             percentile: float = OOD_PERCENTILE) -> dict:
+    """Mean, precision Cholesky factor and flag threshold of penultimate-layer features.
+
+    The covariance is shrunk towards its mean variance, Σ = (1 − α) S + α (tr S / d) I with
+    α = d / (n + d) (our choice: a stable inverse also when n ≲ d). The threshold is the
+    ``percentile`` of the Mahalanobis distances of ``val_features`` (profiles not used for the fit).
+    Returns float64 numpy arrays ``ood_feature_mean`` (d,), ``ood_precision_cholesky`` (d, d) and
+    scalars ``ood_threshold``, ``ood_percentile``.
+    """
+    f = train_features.double()
+    n, d = f.shape
+    if n < 2 or val_features.shape[0] < 1:
+        raise ValueError("the feature distribution needs at least 2 training and 1 validation profiles")
+    mean = f.mean(0)
+    centred = f - mean
+    sample = centred.T @ centred / (n - 1)
+    alpha = d / (n + d)
+    cov = (1 - alpha) * sample + alpha * (torch.trace(sample) / d).clamp_min(1e-12) * torch.eye(d, dtype=f.dtype)
+    precision = torch.linalg.inv(cov)
+    precision = 0.5 * (precision + precision.T)
+    chol = torch.linalg.cholesky(precision)
+    distances = mahalanobis_distance(val_features, mean, chol)
+    return {"ood_feature_mean": mean.numpy(), "ood_precision_cholesky": chol.numpy(),
+            "ood_threshold": float(np.percentile(distances.numpy(), percentile)), "ood_percentile": float(percentile)}
 
 
 def pearson_and_rmse(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,18 +285,29 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
     t0 = time.perf_counter()
     history = Trainer(model, loss_fn, config, resume_path=resume_path).fit((stokes[tr], y[tr], b_wf[tr], weak[tr]),
                                                                            (stokes[va], y[va], b_wf[va], weak[va]))
+    model.eval()
     with torch.inference_mode():
         pred = (model((stokes[va] - x_mean[:, None]) / x_std[:, None]) * y_std + y_mean).reshape(-1, n_q, n_nodes)
+        # out-of-distribution statistics of the penultimate features, on noisy profiles as observed
+        noisy = torch.Generator().manual_seed(seed + 1)
+
+        def features(x):
+            x = x + noise * torch.randn(x.shape, generator=noisy) if noise > 0 else x
+            return torch.cat([model.penultimate((x[i:i + 4096] - x_mean[:, None]) / x_std[:, None])
+                              for i in range(0, x.shape[0], 4096)])
+
+        ood = fit_feature_distribution(features(stokes[tr]), features(stokes[va]))
     r, rmse = pearson_and_rmse(pred.numpy(), targets[va].numpy())
     names = TARGET_NAMES if n_q == len(TARGET_NAMES) else tuple(f"q{k}" for k in range(n_q))
     metrics = {"physics_weight": physics_weight, "augment_symmetries": augment, "weak_field_factor_kappa": kappa,
                "weak_field_limit_gauss": weak_field_limit_gauss, "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
                "n_train": int(tr.numel()), "n_val": int(n_val), "log_tau_nodes": LOG_TAU_NODES.tolist()[:n_nodes],
                "pearson_r": {nm: r[k].tolist() for k, nm in enumerate(names)},
-               "rmse": {nm: rmse[k].tolist() for k, nm in enumerate(names)}, "seconds": time.perf_counter() - t0}
+               "rmse": {nm: rmse[k].tolist() for k, nm in enumerate(names)}, "seconds": time.perf_counter() - t0,
+               "ood_threshold": ood["ood_threshold"], "ood_percentile": ood["ood_percentile"]}
     save_checkpoint(output, model, MODEL_KIND, hyper,
                     normalisation={"input_mean": x_mean.numpy(), "input_std": x_std.numpy(),
-                                   "target_mean": y_mean.numpy(), "target_std": y_std.numpy()},
+                                   "target_mean": y_mean.numpy(), "target_std": y_std.numpy(), **ood},
                     metrics=metrics, provenance={"training_data": f"{n} Lightweaver profiles"}, half=True)
     return metrics
 
@@ -282,6 +341,40 @@ class StratifiedInverter:
         self.log_tau_nodes = LOG_TAU_NODES[:self.n_nodes]
         self.metrics = payload.get("metrics", {})
         self.last_resampling: dict | None = None
+        self.ood_available = "ood_precision_cholesky" in norm
+        if self.ood_available:
+            self.ood_mean = torch.as_tensor(np.asarray(norm["ood_feature_mean"], dtype=np.float64))
+            self.ood_precision_cholesky = torch.as_tensor(np.asarray(norm["ood_precision_cholesky"], dtype=np.float64))
+            self.ood_threshold = float(norm["ood_threshold"])
+            self.ood_percentile = float(norm.get("ood_percentile", OOD_PERCENTILE))
+
+    def out_of_distribution(self, stokes, batch_size: int = 8192, wavelengths=None, resampling: str = "cubic") -> dict:
+        """Per profile: Mahalanobis distance of the penultimate features from the training set's, and a flag.
+
+        Returns ``available`` (False for checkpoints trained before the statistics were stored: then
+        nothing is computed and ``distance``/``flag`` are None), ``distance`` (n,), ``flag`` (n,) bool
+        (distance above ``threshold``, the training run's validation ``percentile``), ``threshold``,
+        ``percentile``. ``wavelengths``: the observed grid, as in :meth:`predict`.
+        """
+        from .wavelength_grid import to_network_grid
+
+        if not self.ood_available:
+            return {"available": False, "distance": None, "flag": None, "threshold": None, "percentile": None,
+                    "note": "checkpoint has no training feature statistics (retrain to record them)"}
+        if wavelengths is not None:
+            if not bool(torch.isfinite(torch.as_tensor(stokes)).all()):
+                raise ValueError("Stokes profiles contain NaN or infinity")
+            stokes, _ = to_network_grid(torch.as_tensor(stokes).numpy(), wavelengths, self.n_wavelengths, resampling)
+        stokes = check_stokes_profiles(stokes, self.n_wavelengths, torch.float32)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, stokes.shape[0], batch_size):
+                x = (stokes[start:start + batch_size].to(self.device) - self.input_mean[:, None]) / self.input_std[:, None]
+                out.append(mahalanobis_distance(self.model.penultimate(x).cpu(), self.ood_mean,
+                                                self.ood_precision_cholesky))
+        distance = torch.cat(out).numpy()
+        return {"available": True, "distance": distance, "flag": distance > self.ood_threshold,
+                "threshold": self.ood_threshold, "percentile": self.ood_percentile}
 
     def predict(self, stokes, batch_size: int = 8192, wavelengths=None, resampling: str = "cubic") -> torch.Tensor:
         """(n, n_quantities, n_nodes) stratifications in physical units for (n, 4, n_λ) Stokes [I_c].
