@@ -152,9 +152,10 @@ class PySMESynthesizer:
     transfer_resolution : float or None
         None (default): SME chooses its adaptive transfer grid.  A number R: the radiative transfer is
         solved on a fixed log-lambda grid of lambda / d lambda = R (2 A beyond each end), then disk-integrated
-        and interpolated to :attr:`wave` as before.  With the H I lines on, SME's adaptive grid is the cost:
-        at 4700 K / log g 2.5 it took 29 s, R = 300,000 took 12 s and differs from it after the APOGEE LSF by
-        1.6e-4 rms, 1.1e-3 at most (R = 150,000: 1.1e-3 rms, too coarse); measured 2026-12-04 on this machine.
+        and interpolated to :attr:`wave` as before.  With the H I lines on, SME's adaptive grid is the cost
+        (``bench/transfer_grid.py``, ``bench/results/transfer_grid.json``): at 4700 K / log g 2.5 it took 28 s,
+        R = 300,000 took 12 s and differs from it after the APOGEE LSF by 1.7e-4 rms, 1.1e-3 at most
+        (R = 150,000: 1.1e-3 rms, too coarse; a 6800 K dwarf: 16 s vs 12 s, 7.9e-5 rms).
     """
 
     def __init__(self, wmin: float, wmax: float, lines: LineTable, atmospheres=None, resolution: float = 3e5,
