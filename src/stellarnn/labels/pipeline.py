@@ -4,6 +4,29 @@ A pipeline takes a batch of :class:`~stellarnn.spectra.Spectrum` objects (apStar
 spectra or visits, 8575 px) and returns one row (a dict) per spectrum, in order.  It never
 raises for a bad spectrum: such a spectrum gets its documented flag and a ``reason``.
 The runner owns files, batching, databases and exports; pipelines never touch a database.
+
+Information and out-of-distribution bits, the same in every pipeline's ``result_flags`` (measures and
+thresholds in :mod:`stellarnn.labels.spectrum_information` and :mod:`stellarnn.labels.emulator_ood`):
+
+=====  ==========================  ==========================================================
+bit    name                        set when
+=====  ==========================  ==========================================================
+2^4    flag_missing_chip           a chip has < 50 % good pixels or error-array S/N < 2 (bad)
+2^5    flag_low_snr                robust S/N (``snr_robust``) < 5 (bad)
+2^6    flag_featureless            no absorption structure: line contrast < 0.5 before the
+                                   network (constant, smooth), or the emulator's line pattern
+                                   at the predicted labels detected at S/N (``line_snr``) < 5
+                                   after it (noise only) (bad)
+2^7    flag_ood_chi2               ``ood_chi2`` > 25 (warn)
+2^8    flag_ood_chi2_bad           ``ood_chi2`` > 100 (bad)
+2^9    flag_outside_training       predicted Teff / log g / [Fe/H] outside the training box
+                                   3500-8000 K, 0-5, -2.5..+0.5 by more than its e_* (warn)
+2^10   flag_far_outside_training   ``ood_label_distance`` > 1, e.g. Teff < 3250 K or > 8250 K (bad)
+=====  ==========================  ==========================================================
+
+Bits 4-6 (and 2^6 set after the network) leave every label NaN: the spectrum carries no stellar
+information.  The ``good_fraction_*``, ``snr_robust``, ``line_contrast``, ``line_snr``, ``ood_chi2`` and
+``ood_label_distance`` columns (:data:`stellarnn.labels.pipeline.QUALITY_FIELDS`) hold the measures.
 """
 from __future__ import annotations
 
@@ -41,13 +64,7 @@ class Pipeline(Protocol):
         ...
 
 
-from ..data.shipped_weights import WEIGHTS_ENV, shipped_weights, weights_dir  # noqa: F401 (WEIGHTS_ENV re-exported)
-
-
-def default_weights_dir(name: str) -> Path:
-    """The folder of the shipped ``name`` weights (:func:`stellarnn.data.shipped_weights.weights_dir`:
-    ``$STELLARNN_WEIGHTS_DIR``, the checkout, or the installed copy)."""
-    return weights_dir(name)
+from ..data.shipped_weights import WEIGHTS_ENV, shipped_weights  # noqa: F401 (WEIGHTS_ENV re-exported)
 
 
 def resolve_shipped_weights(name: str, weights=None) -> Path:

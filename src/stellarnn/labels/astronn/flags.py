@@ -14,28 +14,9 @@ bit    name                    set when
 ``flag_warn`` = any bit set (result_flags > 0); ``flag_bad`` = bits 0, 1 and 2 all set, 2^11 (no labels at
 all), or a bad bit below.
 
-Information and out-of-distribution bits, shared with APOGEENet (same values; measures and thresholds in
-:mod:`stellarnn.labels.spectrum_information` and :mod:`stellarnn.labels.emulator_ood`):
-
-=====  ==========================  ==========================================================
-bit    name                        set when
-=====  ==========================  ==========================================================
-2^4    flag_missing_chip           a chip has < 50 % good pixels or error-array S/N < 2 (bad)
-2^5    flag_low_snr                robust S/N (``snr_robust``) < 5 (bad)
-2^6    flag_featureless            no absorption structure: line contrast < 0.5 before the
-                                   network (constant, smooth), or the emulator's line pattern
-                                   at the predicted labels detected at S/N (``line_snr``) < 5
-                                   after it (noise only) (bad)
-2^7    flag_ood_chi2               ``ood_chi2`` > 25 (warn)
-2^8    flag_ood_chi2_bad           ``ood_chi2`` > 100 (bad)
-2^9    flag_outside_training       predicted Teff / log g / [Fe/H] outside the training box
-                                   3500-8000 K, 0-5, -2.5..+0.5 by more than its e_* (warn)
-2^10   flag_far_outside_training   ``ood_label_distance`` > 1, e.g. Teff < 3250 K or > 8250 K (bad)
-=====  ==========================  ==========================================================
-
-Bits 4-6 (and 2^6 set after the network) leave every label NaN: the spectrum carries no stellar
-information.  The ``good_fraction_*``, ``snr_robust``, ``line_contrast``, ``line_snr``, ``ood_chi2`` and
-``ood_label_distance`` columns (:data:`stellarnn.labels.pipeline.QUALITY_FIELDS`) hold the measures.
+Information and out-of-distribution bits 2^4-2^10 (``flag_missing_chip``, ``flag_low_snr``,
+``flag_featureless``, ``flag_ood_chi2``, ``flag_ood_chi2_bad``, ``flag_outside_training``,
+``flag_far_outside_training``), shared with the other pipeline: their table is in :mod:`stellarnn.labels.pipeline`.
 """
 from __future__ import annotations
 
