@@ -30,6 +30,7 @@ def test_label_stage_on_real_and_synthetic_apstar(tmp_path, monkeypatch):
     from stellarnn.labels.astronn.network import build_astronn
     from stellarnn.labels.cli import write_manifest
     from stellarnn.main_job import DEFAULT_SYNTHETIC_GRID, run_labels
+    from stellarnn.synthesis.populations import POPULATIONS
     from stellarnn.train import save_checkpoint
 
     # untrained weights of the shipped layout: this tests the plumbing, not the accuracy
@@ -52,11 +53,22 @@ def test_label_stage_on_real_and_synthetic_apstar(tmp_path, monkeypatch):
     assert result["n_synthetic"] == 5
     with fits.open(out / "synthetic_apstar" / "apStar-PYSME-00000.fits") as h:
         assert h[1].data.shape == (1, 8575) or h[1].data.shape == (8575,)
-        assert 3500 <= h[0].header["TEFF"] <= 8000 and h[0].header["SNR"] >= 50
+        assert 3000 <= h[0].header["TEFF"] <= 8000 and h[0].header["SNR"] >= 50
+        assert h[0].header["POPULAT"] in POPULATIONS and "VSINI" in h[0].header
     for name in ("apogeenet", "astronn"):
         t = Table.read(result["exports"][name]["fits"])
         assert len(t) == 2 + 3 + 5  # two real combined + the giant's 3 visits + 5 synthetic
-        assert result["synthetic_truth"][name]["n"] == 5
-        assert np.isfinite(result["synthetic_truth"][name]["teff"]["robust_scatter"])
+        truth = result["synthetic_truth"][name]
+        assert truth["n"] == 5 and "teff" not in truth  # per population, never pooled
+        assert sum(e["n"] for e in truth["by_population"].values()) == 5
+        assert set(truth["by_population"]) <= set(POPULATIONS) and len(truth["by_population"]) >= 3
+        for entry in truth["by_population"].values():
+            assert 0 < entry["teff"]["n_finite"] <= entry["n"]
+    # the two real stars, each with both pipelines' labels, flags and OOD measures
+    assert len(result["real_stars"]) == 2
+    for by_pipeline in result["real_stars"].values():
+        assert set(by_pipeline) == {"apogeenet", "astronn"}
+        for row in by_pipeline.values():
+            assert {"teff", "result_flags", "flag_bad", "ood_chi2", "ood_label_distance"} <= set(row)
     assert (out / "synthetic_truth.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "main_summary.json").read_text())["n_synthetic"] == 5

@@ -3,15 +3,20 @@
 1. Fetches the real data, reads the two real APOGEE apStar files (combined spectra and
    visits), continuum-normalises them (DR17 apogee_continuum) and writes a PNG per star, a
    FITS table and a CSV of the normalised spectra.
-2. Writes synthetic apStar files (the apStar writer) from the held-out PySME grid
-   (``grids/apogee/test``: never trained on): normalised flux x the PySME continuum, at an
-   arbitrary flux level, with Gaussian noise at S/N drawn log-uniformly in 50-200; the true
-   labels go into the primary header (TEFF, LOGG, M_H).
+2. Writes synthetic apStar files (the apStar writer) from the held-out PySME grid of the
+   APOGEE-like population (``grids/apogee_like/test``: never trained on, 100 stars in each of the
+   six populations of :mod:`stellarnn.synthesis.populations`, stored in population-balanced
+   order, so the first 200 hold about 33 of each and the Kiel diagram looks like a survey's):
+   normalised flux x the PySME continuum, at an arbitrary flux level, with Gaussian noise at S/N
+   drawn log-uniformly in 50-200; the true labels and the population go into the primary header
+   (TEFF, LOGG, M_H, VMICRO, VMACRO, VSINI, POPULAT).
 3. Runs both label pipelines (APOGEENet, AstroNN, shipped weights) over the real and the
    synthetic files with the survey runner on the embedded default (local processes, SQLite
    ``DIR/stellarnn_results.sqlite``), exports the FITS summaries and the Kiel and flag plots,
-   and compares the synthetic stars' labels with their truth (``DIR/synthetic_truth.png``,
-   ``DIR/main_summary.json``).
+   compares the synthetic stars' labels with their truth per population -- never pooled, the
+   populations' information bounds differ by up to 30x (``DIR/synthetic_truth.png``,
+   ``DIR/main_summary.json`` -> ``synthetic_truth.<pipeline>.<population>``) -- and reports the
+   two real stars' labels with their flags and out-of-distribution measures (``real_stars``).
 """
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+
+#: the two real APOGEE apStar files shipped in a registry package (stellarnn.data)
+REAL_STARS = ("apstar-2M17335483", "apstar-2M19485057")
 
 
 def run_main(out: Path) -> dict:
@@ -33,7 +42,7 @@ def run_main(out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rows, summary = [], {}
     wl = apogee_wavelength()[kept_pixel_index()]
-    for name in ("apstar-2M17335483", "apstar-2M19485057"):
+    for name in REAL_STARS:
         star = read_apstar(fetch(name))
         spectra = [star.combined] + (star.visits if star.nvisits > 1 else [])
         res = apogee_continuum(np.stack([s.flux for s in spectra]), np.stack([s.error for s in spectra]),
@@ -72,16 +81,20 @@ def run_main(out: Path) -> dict:
 
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SYNTHETIC_GRID = REPO / "grids" / "apogee" / "test"
+DEFAULT_SYNTHETIC_GRID = REPO / "grids" / "apogee_like" / "test"
 
 
 def write_synthetic_apstar(grid_dir, out_dir: Path, n: int, seed: int = 0, snr_range=(50.0, 200.0)) -> list[Path]:
     """Write ``n`` apStar files from a PySME grid: flux x continuum x level + noise, truth in the header."""
     from .spectra import write_apstar
     from .synthesis.grid_builder import load_grid
+    from .synthesis.populations import population_of
 
     grid = load_grid(grid_dir)
     n = min(n, len(grid["index"]))
+    names = list(grid["label_names"])
+    labels = np.asarray(grid["labels"], dtype=float)
+    population = population_of(*(labels[:, names.index(k)] for k in ("teff", "logg", "m_h")))
     rng = np.random.default_rng(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     step = int(np.ceil(grid["flux"].shape[1] / grid["continuum"].shape[1]))
@@ -98,20 +111,31 @@ def write_synthetic_apstar(grid_dir, out_dir: Path, n: int, seed: int = 0, snr_r
         objid = f"PYSME-{grid['index'][i]:05d}"
         header = {"OBJID": objid, "APOGEE_ID": objid, "SNR": float(snr), "NVISITS": 1, "TEFF": float(lab["teff"]),
                   "LOGG": float(lab["logg"]), "M_H": float(lab["m_h"]), "VMICRO": float(lab["v_micro"]),
-                  "ORIGIN": "stellarnn PySME grid (synthetic)"}
+                  "POPULAT": str(population[i]) or "none", "ORIGIN": "stellarnn PySME grid (synthetic)"}
+        for key, name in (("VMACRO", "v_macro"), ("VSINI", "v_sini")):
+            if name in lab:  # grids before the APOGEE-like population have no broadening labels
+                header[key] = float(lab[name])
         paths.append(write_apstar(out_dir / f"apStar-{objid}.fits", flux, sigma, header=header))
     return paths
 
 
 def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
-    """Robust scatter and bias of each pipeline's Teff, log g, [Fe/H] against the synthetic truth; a plot."""
+    """Robust scatter and bias of each pipeline's Teff, log g, [Fe/H] against the synthetic truth, per population.
+
+    ``truth`` maps object ids to ``{"teff", "logg", "m_h", "population"}``.  Returns
+    ``{pipeline: {"n": ..., "by_population": {population: {"n", label: {robust_scatter, median_bias,
+    n_finite}}}}}`` -- no pooled figure: the populations' information bounds differ by up to 30x
+    (``bench/results/crlb.json``).  The plot shows prediction against truth, coloured by population.
+    """
     from astropy.stats import mad_std
     from astropy.table import Table
     from astropy.units import UnitsWarning
 
-    stats, labels = {}, (("teff", "teff", "K"), ("logg", "logg", "dex"), ("fe_h", "m_h", "dex"))
     from .figures import new_figure, save_figure
+    from .synthesis.populations import POPULATIONS
 
+    stats, labels = {}, (("teff", "teff", "K"), ("logg", "logg", "dex"), ("fe_h", "m_h", "dex"))
+    colours = dict(zip(POPULATIONS, ("C0", "C1", "C2", "C3", "C4", "C5")))
     fig, axes = new_figure(nrows=len(summary_fits), ncols=3, figsize=(12, 3.8 * len(summary_fits)), squeeze=False)
     for r, (name, path) in enumerate(summary_fits.items()):
         with warnings.catch_warnings():  # 'dex' units are valid astropy units but not FITS-standard strings
@@ -119,26 +143,63 @@ def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
             t = Table.read(path)
         ids = np.array([str(v) for v in t["object_id"]])
         sel = np.array([i in truth and k == "combined" for i, k in zip(ids, t["kind"])])
-        stats[name] = {"n": int(sel.sum())}
+        population = np.array([truth[i]["population"] if s else "" for i, s in zip(ids, sel)])
+        stats[name] = {"n": int(sel.sum()), "by_population": {}}
+        for pop in [p for p in POPULATIONS if (population == p).any()] + (["none"] if (population == "none").any()
+                                                                          else []):
+            in_pop = sel & (population == pop)
+            entry = stats[name]["by_population"][pop] = {"n": int(in_pop.sum())}
+            for col, tcol, _ in labels:
+                if col not in t.colnames:
+                    continue
+                d = np.asarray(t[col], dtype=float)[in_pop] - np.array([truth[i][tcol] for i in ids[in_pop]])
+                ok = np.isfinite(d)
+                entry[col] = {"robust_scatter": float(mad_std(d[ok])) if ok.any() else float("nan"),
+                              "median_bias": float(np.median(d[ok])) if ok.any() else float("nan"),
+                              "n_finite": int(ok.sum())}
         for c, (col, tcol, unit) in enumerate(labels):
             if col not in t.colnames or not sel.any():
                 continue
-            pred = np.asarray(t[col], dtype=float)[sel]
-            true = np.array([truth[i][tcol] for i in ids[sel]])
-            d = pred - true
-            ok = np.isfinite(d)
-            mad = mad_std(d[ok]) if ok.any() else np.nan
-            stats[name][col] = {"robust_scatter": float(mad), "median_bias": float(np.median(d[ok])) if ok.any()
-                                else np.nan, "n_finite": int(ok.sum())}
             ax = axes[r, c]
-            ax.scatter(true, pred, s=6, c="k")
+            pred = np.asarray(t[col], dtype=float)
+            true = np.array([truth[i][tcol] if s else np.nan for i, s in zip(ids, sel)])
+            for pop, colour in list(colours.items()) + [("none", "0.5")]:
+                m = sel & (population == pop)
+                if m.any():
+                    ax.scatter(true[m], pred[m], s=7, c=colour, label=pop)
             lim = [np.nanmin(true), np.nanmax(true)]
-            ax.plot(lim, lim, "r-", lw=0.8)
+            ax.plot(lim, lim, "k-", lw=0.8)
             ax.set_xlabel(f"true {tcol} [{unit}]")
             ax.set_ylabel(f"{name} {col}")
-            ax.set_title(f"{name}: scatter {mad:.3g}, bias {stats[name][col]['median_bias']:.3g}", fontsize=9)
+            ax.set_title(f"{name} {col}", fontsize=9)
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7, markerscale=1.5)
     save_figure(fig, out, dpi=110)
     return stats
+
+
+#: columns of the real stars' report (labels, flags and the out-of-distribution measures)
+REAL_STAR_COLUMNS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "result_flags", "flag_warn", "flag_bad",
+                     "snr_robust", "line_snr", "ood_chi2", "ood_label_distance")
+
+
+def real_star_report(summary_fits: dict, object_ids) -> dict:
+    """Each pipeline's row for the combined spectrum of each real star: labels, flags and OOD measures."""
+    from astropy.table import Table
+    from astropy.units import UnitsWarning
+
+    report = {}
+    for name, path in summary_fits.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnitsWarning)
+            t = Table.read(path)
+        for row in t:
+            oid = str(row["object_id"])
+            if oid in object_ids and row["kind"] == "combined":
+                report.setdefault(oid, {})[name] = {
+                    c: (row[c].item() if hasattr(row[c], "item") else row[c]) for c in REAL_STAR_COLUMNS
+                    if c in t.colnames}
+    return report
 
 
 def run_labels(out: Path, n_synthetic: int = 200, synthetic_grid=DEFAULT_SYNTHETIC_GRID, workers: int | None = None,
@@ -155,13 +216,16 @@ def run_labels(out: Path, n_synthetic: int = 200, synthetic_grid=DEFAULT_SYNTHET
     truth = {}
     for p in synthetic:
         h = fits.getheader(p, 0)
-        truth[h["OBJID"]] = {"teff": h["TEFF"], "logg": h["LOGG"], "m_h": h["M_H"]}
-    inputs = [str(fetch("apstar-2M17335483")), str(fetch("apstar-2M19485057")), str(out / "synthetic_apstar")
-              + "/apStar-*.fits"]
+        truth[h["OBJID"]] = {"teff": h["TEFF"], "logg": h["LOGG"], "m_h": h["M_H"],
+                             "population": h.get("POPULAT", "none")}
+    inputs = [str(fetch(n)) for n in REAL_STARS] + [str(out / "synthetic_apstar") + "/apStar-*.fits"]
     result = run_survey(("apogeenet", "astronn"), inputs, out_dir=out, workers=workers, progress=progress,
                         export_formats=("fits",))
     exports = {name: fmts["fits"] for name, fmts in result["exports"].items()}
     result["synthetic_truth"] = compare_with_truth(exports, truth, out / "synthetic_truth.png")
+    real_ids = {str(fits.getheader(fetch(n), 0).get("OBJID", "")) for n in REAL_STARS} | {
+        str(fits.getheader(fetch(n), 0).get("APOGEE_ID", "")) for n in REAL_STARS}
+    result["real_stars"] = real_star_report(exports, real_ids - {""})
     result["n_synthetic"] = len(synthetic)
     (out / "main_summary.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     return result
@@ -175,9 +239,17 @@ def cmd_main(args) -> int:
     if args.n_synthetic >= 0:
         result = run_labels(out, args.n_synthetic, args.synthetic_grid, workers=args.workers)
         for name, stats in result["synthetic_truth"].items():
-            print(f"{name} on {stats['n']} synthetic stars: " + ", ".join(
-                f"{k} scatter {v['robust_scatter']:.3g} bias {v['median_bias']:+.3g}"
-                for k, v in stats.items() if isinstance(v, dict)))
+            print(f"{name} on {stats['n']} synthetic stars, robust scatter (bias) per population:")
+            for pop, entry in stats["by_population"].items():
+                print(f"  {pop:18s} n={entry['n']:3d}  " + "  ".join(
+                    f"{k} {v['robust_scatter']:.3g} ({v['median_bias']:+.3g})" for k, v in entry.items()
+                    if isinstance(v, dict)))
+        for oid, by_pipeline in result["real_stars"].items():
+            for name, row in by_pipeline.items():
+                print(f"{oid} {name}: Teff {row.get('teff', np.nan):.0f} K, log g {row.get('logg', np.nan):.2f}, "
+                      f"[Fe/H] {row.get('fe_h', np.nan):+.2f}, result_flags {row.get('result_flags')}, "
+                      f"flag_bad {row.get('flag_bad')}, ood_chi2 {row.get('ood_chi2', np.nan):.3g}, "
+                      f"ood_label_distance {row.get('ood_label_distance', np.nan):.3g}")
         for name, files in result["exports"].items():
             print(f"{name}: {files}")
         for name, files in result["plots"].items():
