@@ -350,6 +350,41 @@ def _write_table(rows, fields, path: Path) -> None:
     table.write(path, overwrite=True, format="ascii.csv")
 
 
+def cmd_guard(args) -> int:
+    import torch
+
+    from ..atomic_files import atomic_write
+    from .accuracy_guard import GUARD_FILE, guard_record, guard_subset, guard_violations, population_scatter, read_guard
+    from .pipeline import get_pipeline, resolve_shipped_weights
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    weights = resolve_shipped_weights(args.pipeline, args.weights)
+    subset = guard_subset()
+    measured = population_scatter(get_pipeline(args.pipeline, weights=weights), subset)
+    record = guard_record(args.pipeline, weights, measured, subset)
+    print(f"{args.pipeline} ({weights}), robust scatter at S/N {subset['snr']:g} on the guard subset:")
+    for pop, entry in measured.items():
+        print(f"  {pop:18s} n={entry['n']:2d}  " + "  ".join(
+            f"{lab} {entry[lab]:.4g} (limit {record['limits'][pop][lab]['limit']:.4g})"
+            for lab in ("teff", "logg", "fe_h")))
+    if args.write:
+        path = Path(weights).parent / GUARD_FILE
+        with atomic_write(path) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {path}")
+        return 0
+    try:
+        stored = read_guard(weights)
+    except FileNotFoundError as exc:
+        print(f"stellarnn: {exc}", file=sys.stderr)
+        return 1
+    bad = guard_violations(stored, measured)
+    for line in bad:
+        print(f"  over the stored limit: {line}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_run(args) -> int:
     import torch
 
@@ -501,6 +536,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: torch's choice, one per core)")
     q.add_argument("--dry-run", action="store_true", help="print the model, do not store it")
+
+    q = s.add_parser("guard", help="measure a checkpoint's per-population scatter on the guard subset of the "
+                                   "held-out grid (and write guard.json next to it)",
+                     description="The shipped-weights guard (stellarnn.labels.accuracy_guard): the first 10 stars "
+                                 "of each population of grids/apogee_like/test at S/N 100, robust scatter of Teff, "
+                                 "log g, [Fe/H] per population; limits 1.5x the issue's targets where met, else "
+                                 "1.25x the shipped figure.  tests/test_labels_accuracy_guard.py asserts them.")
+    q.set_defaults(func=cmd_guard)
+    q.add_argument("pipeline", choices=PIPELINES)
+    q.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    q.add_argument("--write", action="store_true", help="write guard.json next to the checkpoint")
+    q.add_argument("--threads", type=positive_int, default=None, help="torch threads")
 
     p = sub.add_parser("run", help="run a label pipeline on apStar files",
                        description="Run APOGEENet or AstroNN on apStar files (combined spectra and/or visits); "
