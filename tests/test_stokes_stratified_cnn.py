@@ -216,3 +216,44 @@ def test_out_of_distribution_flag_from_training_feature_statistics(tmp_path):
     assert float(mahalanobis_distance(f, torch.zeros(2), torch.eye(2))[0]) == pytest.approx(5.0)
     with pytest.raises(ValueError, match="at least"):
         fit_feature_distribution(torch.zeros(1, 4), torch.zeros(1, 4))
+
+
+def test_observation_effects_batch_matches_the_set_builder():
+    """The on-the-fly training effects are the builder's stray light and continuum factor, per profile."""
+    from stellarnn.stokes.lightweaver_driver import ObservationEffects, apply_observation_effects
+    from stellarnn.stokes.stratified_cnn import observation_effects_batch
+
+    rng = np.random.default_rng(3)
+    stokes = rng.normal(0.0, 0.05, (3, 4, 112)) + np.array([1.0, 0.0, 0.0, 0.0])[None, :, None]
+    qs = 1.0 - 0.4 * np.exp(-0.5 * ((np.arange(112) - 40) / 3.0) ** 2)
+    fx = ObservationEffects(stray_light_max=0.3, continuum_error_sigma=0.02)
+    expected, fs, cs = [], [], []
+    for k in range(3):
+        out, f, c = apply_observation_effects(stokes[k], qs, fx, np.random.default_rng(k))
+        expected.append(out), fs.append(f), cs.append(c)
+    fs[2], cs[2], expected[2] = 0.0, 1.0, stokes[2]  # a profile that keeps its own (built-in) effects
+    got = observation_effects_batch(torch.as_tensor(stokes), torch.as_tensor(qs), torch.tensor(fs, dtype=torch.float64),
+                                     torch.tensor(cs, dtype=torch.float64))
+    np.testing.assert_allclose(got.numpy(), np.stack(expected), rtol=0, atol=1e-12)
+    assert 0 < fs[0] < 0.3 and not np.allclose(got[0, 0].numpy(), stokes[0, 0])
+    np.testing.assert_allclose(got[:, 1:].numpy() / np.stack(expected)[:, 1:], 1.0)  # Q, U, V only scaled
+
+
+def test_training_with_observation_effects_on_the_fly(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 64
+    stokes = rng.normal(0.0, 0.01, (n, 4, 112)).astype(np.float32)
+    stokes[:, 0] += 1.0
+    targets = rng.normal(0.0, 1.0, (n, 6, 11)).astype(np.float32)
+    qs = np.ones(112)
+    with pytest.raises(ValueError, match="quiet_sun_intensity"):
+        train_stratified_cnn(stokes, targets, tmp_path / "e.pt", stray_light_max=0.2, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="effects_applied"):
+        train_stratified_cnn(stokes, targets, tmp_path / "e.pt", stray_light_max=0.2, quiet_sun_intensity=qs,
+                             effects_applied=np.zeros(3, bool), epochs=1, progress=False)
+    applied = np.arange(n) % 2 == 0
+    m = train_stratified_cnn(stokes, targets, tmp_path / "e.pt", stray_light_max=0.2, continuum_error_sigma=0.01,
+                             quiet_sun_intensity=qs, effects_applied=applied, epochs=1, batch_size=32, channels=8,
+                             hidden=32, progress=False)
+    assert m["observation_effects_on_the_fly"]["profiles_without_built_in_effects"] == n // 2
+    assert m["observation_effects_on_the_fly"]["stray_light_max"] == 0.2

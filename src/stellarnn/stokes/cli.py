@@ -170,14 +170,25 @@ def cmd_train(args) -> int:
         from .lightweaver_driver import load_stratified_set
         from .stratified_cnn import train_stratified_cnn
 
-        data = load_stratified_set(args.stratified)
+        sets = [load_stratified_set(d) for d in args.stratified]
+        data = {k: np.concatenate([d[k] for d in sets]) for k in ("stokes", "targets", "regime", "effects_applied")}
+        data["files"] = [f for d in sets for f in d["files"]]
         out = args.out if args.out != str(DEFAULT_WEIGHTS) else str(DEFAULT_STRATIFIED_WEIGHTS)
-        print(f"{len(data['stokes'])} Lightweaver profiles from {len(data['files'])} chunk files")
+        regimes = dict(zip(*np.unique(data["regime"], return_counts=True)))
+        print(f"{len(data['stokes'])} Lightweaver profiles from {len(data['files'])} chunk files; regimes "
+              + ", ".join(f"{k} {v}" for k, v in regimes.items()))
+        quiet_sun = None
+        if args.stray_light_max > 0:  # the unpolarised quiet-Sun profile through the PSF (one Lightweaver call)
+            from .lightweaver_driver import LightweaverSynthesizer
+
+            quiet_sun = LightweaverSynthesizer().quiet_sun_intensity
         metrics = train_stratified_cnn(data["stokes"], data["targets"], out, physics_weight=args.physics_weight,
                                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        channels=args.channels, hidden=args.hidden, augment=not args.no_augment,
                                        weight_decay=args.weight_decay, resume_path=args.resume, seed=args.seed,
-                                       constrained=args.constrained)
+                                       constrained=args.constrained, stray_light_max=args.stray_light_max,
+                                       continuum_error_sigma=args.continuum_error, quiet_sun_intensity=quiet_sun,
+                                       effects_applied=data["effects_applied"], max_seconds=args.max_seconds)
         print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
         if args.manifest:
             from ..train import update_manifest
@@ -186,8 +197,11 @@ def cmd_train(args) -> int:
             update_manifest(Path(out).parent / "manifest.json", out, Path(out).stem,
                             args.command_line,
                             training_data=f"{len(data['stokes'])} Lightweaver profiles ({', '.join(seeds)}) in "
-                                          f"{args.stratified}: perturbed FAL-C, Fe I 6301.5/6302.5, Hinode SP "
-                                          "sampling; 1e-3 I_c noise per batch; 10 % validation split",
+                                          f"{', '.join(args.stratified)}: perturbed FAL-C, Fe I 6301.5/6302.5, "
+                                          "Hinode SP sampling; 1e-3 I_c noise per batch; stray light "
+                                          f"U(0, {args.stray_light_max}) and continuum factor N(1, "
+                                          f"{args.continuum_error}) per batch where the set has none; "
+                                          "10 % validation split",
                             dtype="float16")
             print(f"wrote the {Path(out).stem} entry of {Path(out).parent / 'manifest.json'}")
         for name in ("temperature", "v_los", "B_los"):
@@ -283,7 +297,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"float16 checkpoint to write (default {DEFAULT_WEIGHTS.name}, or "
                         f"{DEFAULT_STRATIFIED_WEIGHTS.name} with --stratified)")
     q.add_argument("--data-dir", help="ME-CNN: directory for the chunked synthetic ME training set")
-    q.add_argument("--stratified", metavar="DIR", help="train the stratified CNN on the Lightweaver chunks in DIR")
+    q.add_argument("--stratified", metavar="DIR", nargs="+",
+                   help="train the stratified CNN on the Lightweaver chunks in DIR (several folders are concatenated)")
+    q.add_argument("--stray-light-max", type=float, default=0.0,
+                   help="stratified CNN: stray-light fraction U(0, this) drawn per batch for profiles built without "
+                        "observation effects (0: none; 0.2 for Hinode-like training)")
+    q.add_argument("--continuum-error", type=float, default=0.0,
+                   help="stratified CNN: continuum factor N(1, this) per batch for profiles built without "
+                        "observation effects (0: none; 0.01 for Hinode-like training)")
     q.add_argument("--manifest", action="store_true", help="stratified CNN: add/replace its entry in the "
                    "manifest.json next to --out")
     q.add_argument("--physics-weight", type=float, default=0.0,
@@ -301,7 +322,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--epochs", type=int, default=60)
     q.add_argument("--batch-size", type=positive_int, default=256)
     q.add_argument("--lr", type=float, default=1e-3)
-    q.add_argument("--max-seconds", type=float, default=None)
+    q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best weights kept)")
     q.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_train)

@@ -483,16 +483,17 @@ def load_stratified_set(directory: str | Path) -> dict:
     """Every finished chunk file (``lw_seed*_chunk*_n*.npz``) under ``directory``, concatenated in name order.
 
     Returns ``stokes`` (n, 4, 112) float32, ``targets`` (n, 6, n_nodes) float32, ``regime`` (n,) str
-    (:data:`BROAD_REGIME` for chunks built before regimes existed), ``log_tau_nodes``, ``files`` (the
-    chunk files read) and ``metadata`` (the build options of each file, in ``files`` order). Raises
-    ``FileNotFoundError`` when there is none.
+    (:data:`BROAD_REGIME` for chunks built before regimes existed), ``effects_applied`` (n,) bool (the
+    chunk was built with stray light or a continuum error, :class:`ObservationEffects`), ``log_tau_nodes``,
+    ``files`` (the chunk files read) and ``metadata`` (the build options of each file, in ``files``
+    order). Raises ``FileNotFoundError`` when there is none.
     """
     files = sorted(Path(directory).glob("lw_seed*_chunk*_n*.npz"))
     files = [f for f in files if not f.name.endswith(".part.npz")]
     if not files:
         raise FileNotFoundError(f"no Lightweaver chunk files (lw_seed*_chunk*_n*.npz) in {directory}; build them with "
                                 "`stellarnn stokes build-set`")
-    stokes, targets, regime, metadata = [], [], [], []
+    stokes, targets, regime, metadata, applied = [], [], [], [], []
     for f in files:
         with np.load(f) as d:
             if not np.array_equal(d["log_tau_nodes"], LOG_TAU_NODES):
@@ -501,5 +502,9 @@ def load_stratified_set(directory: str | Path) -> dict:
             targets.append(d["targets"].astype(np.float32))
             regime.append(d["regime"].astype(str) if "regime" in d.files else np.full(len(d["stokes"]), BROAD_REGIME))
         metadata.append(_chunk_metadata(f))
+        fx = metadata[-1].get("observation_effects", {})
+        applied.append(np.full(len(stokes[-1]), fx.get("stray_light_max", 0.0) > 0
+                               or fx.get("continuum_error_sigma", 0.0) > 0))
     return {"stokes": np.concatenate(stokes), "targets": np.concatenate(targets), "regime": np.concatenate(regime),
-            "log_tau_nodes": LOG_TAU_NODES, "files": [str(f) for f in files], "metadata": metadata}
+            "effects_applied": np.concatenate(applied), "log_tau_nodes": LOG_TAU_NODES,
+            "files": [str(f) for f in files], "metadata": metadata}

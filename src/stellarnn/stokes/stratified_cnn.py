@@ -210,19 +210,44 @@ def pearson_and_rmse(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
     return r, np.sqrt(((pred - truth) ** 2).mean(0))
 
 
+def observation_effects_batch(stokes: torch.Tensor, quiet_sun_intensity: torch.Tensor, stray_light: torch.Tensor,
+                              continuum_factor: torch.Tensor) -> torch.Tensor:
+    """Stray light and a continuum-normalisation factor on a batch of Stokes profiles (B, 4, n_λ) [I_c].
+
+    ``c ((1 - f) S + f (I_qs, 0, 0, 0))`` per profile, with ``stray_light`` f (B,) and ``continuum_factor``
+    c (B,): the batched form of :func:`stellarnn.stokes.lightweaver_driver.apply_observation_effects`
+    (stray light is unpolarised; f = 0 and c = 1 leave a profile unchanged).
+    """
+    f = stray_light.to(stokes.dtype)[:, None, None]
+    out = (1.0 - f) * stokes
+    out[:, 0] = out[:, 0] + f[:, :, 0] * quiet_sun_intensity.to(stokes.dtype)[None, :]
+    return out * continuum_factor.to(stokes.dtype)[:, None, None]
+
+
 def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | Path, physics_weight: float = 0.0,
                          physics_scale_gauss: float = 200.0, weak_field_limit_gauss: float = 800.0,
                          val_fraction: float = 0.1, epochs: int = 50,
                          batch_size: int = 128, lr: float = 1e-3, channels: int = 32, hidden: int = 256,
                          noise: float = 1e-3, augment: bool = True, weight_decay: float = 0.0,
                          resume_path: str | Path | None = None, seed: int = 0, progress: bool = True,
-                         constrained: bool = False) -> dict:
+                         constrained: bool = False, stray_light_max: float = 0.0, continuum_error_sigma: float = 0.0,
+                         quiet_sun_intensity: np.ndarray | None = None, effects_applied: np.ndarray | None = None,
+                         max_seconds: float | None = None) -> dict:
     """Train on (n, 4, 112) Stokes and (n, 6, n_nodes) targets; write a float16 checkpoint; return metrics.
 
     ``augment`` applies :func:`augment_symmetries` to every training batch (needs the six
     :data:`TARGET_NAMES` quantities). ``constrained`` builds the network with physically bounded
     outputs (:class:`StratifiedCNN`, :func:`physical_outputs`). Metrics: Pearson r and RMSE per node
     (validation split, not augmented) for every target quantity.
+
+    Hinode-like observation effects on the fly (issue 21, item 6; the same model as
+    :func:`stellarnn.stokes.lightweaver_driver.apply_observation_effects`): with ``stray_light_max`` > 0
+    each training profile becomes ``(1 - f) S + f (I_qs, 0, 0, 0)``, f ~ U(0, ``stray_light_max``), with
+    ``quiet_sun_intensity`` I_qs (n_λ,) the unpolarised quiet-Sun profile through the same PSF; with
+    ``continuum_error_sigma`` > 0 it is then multiplied by c ~ N(1, ``continuum_error_sigma``). Fresh draws
+    every batch, only for profiles whose ``effects_applied`` is False (sets built without the effects;
+    profiles built with them keep their own draw). ``max_seconds`` stops training (best weights kept)
+    after that wall time.
     """
     stokes = torch.as_tensor(np.asarray(stokes), dtype=torch.float32)
     targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
@@ -234,6 +259,16 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
         raise ValueError(f"too few profiles ({n}) to train")
     if not (torch.isfinite(stokes).all() and torch.isfinite(targets).all()):
         raise ValueError("training data contain NaN or infinity")
+    if stray_light_max < 0 or stray_light_max >= 1 or continuum_error_sigma < 0:
+        raise ValueError("need 0 <= stray_light_max < 1 and continuum_error_sigma >= 0")
+    if stray_light_max > 0 and (quiet_sun_intensity is None or np.shape(quiet_sun_intensity) != (stokes.shape[2],)):
+        raise ValueError(f"stray light needs quiet_sun_intensity of shape ({stokes.shape[2]},)")
+    qs = torch.as_tensor(np.asarray(quiet_sun_intensity if quiet_sun_intensity is not None else np.zeros(stokes.shape[2])),
+                         dtype=torch.float32)
+    todo = torch.ones(n, dtype=torch.float32) if effects_applied is None else \
+        torch.as_tensor(~np.asarray(effects_applied, dtype=bool), dtype=torch.float32)
+    if todo.shape != (n,):
+        raise ValueError(f"effects_applied must have shape ({n},)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     tr, va = perm[n_val:], perm[:n_val]
     x_mean, x_std = stokes[tr].mean(dim=(0, 2)), stokes[tr].std(dim=(0, 2)).clamp_min(1e-8)
@@ -259,10 +294,14 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
         x_std[3] = torch.sqrt(second[2]).clamp_min(1e-8)
 
     def loss_fn(model, batch):
-        x, yt, bwf, wk = batch
+        x, yt, bwf, wk, fx = batch
         if model.training and augment:
             x, phys_t, bwf = augment_symmetries(x, (yt * y_std + y_mean).reshape(-1, n_q, n_nodes), bwf)
             yt = (phys_t.reshape(yt.shape[0], -1) - y_mean) / y_std
+        if model.training and (stray_light_max > 0 or continuum_error_sigma > 0):
+            f = stray_light_max * torch.rand(x.shape[0]) * fx
+            c = 1.0 + continuum_error_sigma * torch.randn(x.shape[0]) * fx
+            x = observation_effects_batch(x, qs, f, c)
         if model.training and noise > 0:
             x = x + noise * torch.randn_like(x)
         out = model((x - x_mean[:, None]) / x_std[:, None])
@@ -280,11 +319,11 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
     if constrained:
         model.set_target_scaling(y_mean, y_std)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, plateau_patience=4, seed=seed,
-                         weight_decay=weight_decay,
+                         weight_decay=weight_decay, max_seconds=max_seconds,
                          progress=progress, grad_clip=5.0)
     t0 = time.perf_counter()
-    history = Trainer(model, loss_fn, config, resume_path=resume_path).fit((stokes[tr], y[tr], b_wf[tr], weak[tr]),
-                                                                           (stokes[va], y[va], b_wf[va], weak[va]))
+    history = Trainer(model, loss_fn, config, resume_path=resume_path).fit(
+        (stokes[tr], y[tr], b_wf[tr], weak[tr], todo[tr]), (stokes[va], y[va], b_wf[va], weak[va], todo[va]))
     model.eval()
     with torch.inference_mode():
         pred = (model((stokes[va] - x_mean[:, None]) / x_std[:, None]) * y_std + y_mean).reshape(-1, n_q, n_nodes)
@@ -304,7 +343,10 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                "n_train": int(tr.numel()), "n_val": int(n_val), "log_tau_nodes": LOG_TAU_NODES.tolist()[:n_nodes],
                "pearson_r": {nm: r[k].tolist() for k, nm in enumerate(names)},
                "rmse": {nm: rmse[k].tolist() for k, nm in enumerate(names)}, "seconds": time.perf_counter() - t0,
-               "ood_threshold": ood["ood_threshold"], "ood_percentile": ood["ood_percentile"]}
+               "ood_threshold": ood["ood_threshold"], "ood_percentile": ood["ood_percentile"],
+               "observation_effects_on_the_fly": {"stray_light_max": stray_light_max,
+                                                  "continuum_error_sigma": continuum_error_sigma,
+                                                  "profiles_without_built_in_effects": int(todo.sum())}}
     save_checkpoint(output, model, MODEL_KIND, hyper,
                     normalisation={"input_mean": x_mean.numpy(), "input_std": x_std.numpy(),
                                    "target_mean": y_mean.numpy(), "target_std": y_std.numpy(), **ood},
