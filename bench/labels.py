@@ -10,9 +10,17 @@ Measured in one run (medians over ``--repeats``):
   the first dropout computed once per spectrum) with one dropout mask set per pass shared by the
   spectra of a batch (the pipeline's form), factorised with independent masks per (spectrum,
   pass), and the naive form (every pass through the whole network);
-* with ``--astronn-weights`` / ``--apogeenet-weights`` and ``--test-grid``: accuracy on held-out
-  PySME spectra at S/N 50, 100, 200 (robust scatter, bias, std and robust std (1.4826 MAD) of
-  (prediction - truth)/e);
+* with ``--astronn-weights`` / ``--apogeenet-weights`` and ``--test-grid`` (default ``grids/apogee_like/test``):
+  accuracy on held-out PySME spectra at S/N 50, 100, 200 per population
+  (:mod:`stellarnn.synthesis.populations`), the issue's keys
+  ``accuracy.by_population.<population>.snr_<50|100|200>.<astronn|apogeenet|cannon|fitter>.<label>``: robust
+  scatter, bias, std and robust std (1.4826 MAD) of (prediction - truth)/e, and for Teff, log g, [Fe/H] the
+  ratio of the robust scatter to the population's median Cramér-Rao bound (``bench/results/crlb.json``);
+  the pooled figures only under ``pooled_over_populations``; a short table at S/N 100 is printed;
+* the Cannon (:mod:`stellarnn.labels.cannon`, Ness et al. 2015) trained inside the bench on the noise-free
+  flux / true continuum of ``--cannon-train-grid`` (default: ``grids/apogee_like/train`` once it holds
+  2000 spectra, else the old ``grids/apogee/train``, ``train2``, ``train3``) and tested on the same inputs
+  as the fitter; its labels, training time and test spectra per second under ``accuracy.cannon``;
 * on the same spectra and noise realisations, the least-squares (Payne-style) fitter
   (:func:`stellarnn.synthesis.fitter.fit_spectra` with the emulator ``--emulator-weights``):
   per-label robust scatter and bias side by side with the networks, its spectra per second and
@@ -141,11 +149,13 @@ def true_continuum(grid) -> np.ndarray:
 
 
 def _label_stats(pred: np.ndarray, truth: np.ndarray, err: np.ndarray | None) -> dict:
+    """Robust scatter (1.4826 MAD) and median of pred - truth, and std / robust std of (pred - truth)/err
+    (``err`` None or without a finite value: not computed), over the rows where pred is finite."""
     from stellarnn.labels.astronn.training import robust_scatter
 
     res = pred - truth
     out = {"robust_scatter": float(robust_scatter(res[:, None])[0]), "bias": float(np.nanmedian(res))}
-    if err is not None:
+    if err is not None and np.isfinite(err).any():
         z = res / err
         out["std_z"] = float(np.nanstd(z))
         out["robust_std_z"] = float(1.4826 * np.nanmedian(np.abs(z - np.nanmedian(z))))
@@ -165,77 +175,250 @@ def load_fitter(path) -> tuple[object, list[str] | None, str]:
     return emulator, names, ""
 
 
+ROOT = Path(__file__).resolve().parents[1]
+SNRS = (50, 100, 200)
+#: labels whose robust scatter is compared with the per-population Cramér-Rao bound (crlb.json; its fe_h is [M/H])
+CRLB_LABELS = ("teff", "logg", "fe_h")
+#: AstroNN outputs that copy another one in the synthetic grids (GRID_TO_ASTRONN: C I and Ti II share C and Ti);
+#: the Cannon fits the source label once and reports it under both names
+CANNON_COPIES = {"c_1_h": "c_h", "ti_2_h": "ti_h"}
+#: broadening labels the Cannon fits as nuisance labels where every training grid has them (not reported)
+CANNON_NUISANCE = ("v_micro", "v_macro", "v_sini")
+#: the new training grid becomes the Cannon's default once it holds this many spectra (~8x the coefficients)
+CANNON_MIN_TRAIN = 2000
+
+
+def default_cannon_train_grids() -> list[str]:
+    """``grids/apogee_like/train`` once it holds >= CANNON_MIN_TRAIN spectra, else the old box grids that exist."""
+    from stellarnn.synthesis.grid_builder import load_grid
+
+    new = ROOT / "grids" / "apogee_like" / "train"
+    if (new / "spec.json").is_file():
+        try:
+            if len(load_grid(new)["index"]) >= CANNON_MIN_TRAIN:
+                return [str(new)]
+        except (ValueError, OSError):
+            pass
+    return [str(ROOT / "grids" / "apogee" / n) for n in ("train", "train2", "train3")
+            if (ROOT / "grids" / "apogee" / n / "spec.json").is_file()]
+
+
+def cannon_labels(labels: np.ndarray, names: list[str], cannon_names: list[str]) -> np.ndarray:
+    """Grid labels -> the Cannon's labels: AstroNN [X/H] by name (:func:`grid_labels_to_astronn`), nuisance
+    labels as they are."""
+    from stellarnn.labels.astronn.training import grid_labels_to_astronn
+
+    astro = grid_labels_to_astronn(labels, names)
+    return np.column_stack([astro[:, OUTPUT_LABELS.index(n)] if n in OUTPUT_LABELS else labels[:, names.index(n)]
+                            for n in cannon_names])
+
+
+def train_cannon(folders: list[str], regularization: float):
+    """The Cannon trained on the noise-free synthetic flux (flux / true continuum) of the training grids.
+
+    Labels: the AstroNN outputs (:data:`OUTPUT_LABELS`, without the copies in :data:`CANNON_COPIES`) and the
+    broadening labels every grid has.  Grids of different specifications (old box / new APOGEE-like) are
+    loaded one by one and concatenated.  Returns (model, info dict).
+    """
+    from stellarnn.labels.cannon import CannonModel, n_coefficients
+    from stellarnn.synthesis.grid_builder import load_grid
+
+    grids = [load_grid(f) for f in folders]
+    nuisance = [n for n in CANNON_NUISANCE if all(n in g["label_names"] for g in grids)]
+    names = [n for n in OUTPUT_LABELS if n not in CANNON_COPIES] + nuisance
+    flux = np.concatenate([g["flux"] for g in grids])
+    labels = np.concatenate([cannon_labels(np.asarray(g["labels"], dtype=np.float64), list(g["label_names"]), names)
+                             for g in grids])
+    del grids
+    t0 = time.perf_counter()
+    model = CannonModel.fit(flux, None, labels, names, regularization=regularization)
+    seconds = time.perf_counter() - t0
+    info = {"train_grids": [str(Path(f).resolve().relative_to(ROOT)) if Path(f).resolve().is_relative_to(ROOT)
+                            else str(f) for f in folders],
+            "label_names": names, "nuisance_labels": nuisance, "copied_labels": CANNON_COPIES,
+            "n_labels": len(names),
+            "training_input": "noise-free grid flux / true continuum (ivar = inf: s^2 is the model's own scatter)",
+            "training_seconds": seconds, **model.training_summary}
+    info["spectra_per_coefficient"] = info["n_train"] / n_coefficients(len(names))
+    return model, info
+
+
+def _crlb_by_population() -> tuple[dict, str]:
+    path = ROOT / "bench" / "results" / "crlb.json"
+    if not path.is_file():
+        return {}, f"{path.relative_to(ROOT)} missing: no CRLB ratios"
+    return json.loads(path.read_text()).get("by_population", {}), str(path.relative_to(ROOT))
+
+
+def population_accuracy(methods: dict, truth: np.ndarray, masks: dict, crlb: dict, snr: int) -> dict:
+    """Per population, per method, per label: :func:`_label_stats` over the population's spectra the method
+    labelled, ``n_spectra``; for Teff, log g, [Fe/H] also ``ratio_to_median_crlb`` (robust scatter / the
+    population's median per-star bound at this S/N); ``fraction_at_bound`` where the method reports it."""
+    out = {}
+    for pop, mask in masks.items():
+        bound = (crlb.get(pop) or {}).get(f"snr_{snr}") or {}
+        per_method = {}
+        for name, m in methods.items():
+            rows = mask & np.isfinite(m["pred"][:, 0])
+            entry = {"n_spectra": int(rows.sum())}
+            if rows.any():
+                for lab in m["labels"]:
+                    j = OUTPUT_LABELS.index(lab)
+                    err = None if m["err"] is None else m["err"][rows, j]
+                    st = _label_stats(m["pred"][rows, j], truth[rows, j], err)
+                    if lab in CRLB_LABELS and bound.get(lab):
+                        st["ratio_to_median_crlb"] = st["robust_scatter"] / bound[lab]
+                    if m.get("at_bound") is not None:
+                        st["fraction_at_bound"] = float(m["at_bound"][rows, j].mean())
+                    entry[lab] = st
+                if m.get("reduced_chi2") is not None:
+                    entry["median_reduced_chi2"] = float(np.nanmedian(m["reduced_chi2"][rows]))
+            per_method[name] = entry
+        out[pop] = per_method
+    return out
+
+
 def bench_accuracy(args) -> dict:
+    """Accuracy on the held-out grid per population (issue 19 targets), AstroNN / APOGEENet / Cannon / fitter.
+
+    Every method sees the same noise realisation at each S/N (``synthetic_observations(grid, snr, seed=snr)``).
+    The networks get apStar-like spectra (flux x continuum + noise) through their pipelines; the fitter and the
+    Cannon get the noisy flux / true continuum with ivar x continuum^2 on all 8575 pixels (the Cannon is
+    trained on the noise-free training-grid flux normalised the same way).  Populations from the true Teff,
+    log g, [M/H] (:mod:`stellarnn.synthesis.populations`).
+    """
     emulator, emulator_labels, fitter_reason = load_fitter(args.emulator_weights)
     networks = [(n, w) for n, w in (("astronn", args.astronn_weights), ("apogeenet", args.apogeenet_weights)) if w]
     if not args.test_grid:
         return {"measured": False, "reason": "no held-out PySME test grid given (--test-grid)"}
-    if not (networks or emulator is not None):
-        return {"measured": False, "reason": "no trained network weights (--astronn-weights, --apogeenet-weights) "
-                                             f"and no emulator ({fitter_reason})"}
+    cannon_grids = [] if args.no_cannon else (args.cannon_train_grid or default_cannon_train_grids())
+    if not (networks or emulator is not None or cannon_grids):
+        return {"measured": False, "reason": "no trained network weights (--astronn-weights, --apogeenet-weights), "
+                                             f"no emulator ({fitter_reason}) and no Cannon training grid"}
     from stellarnn.labels.astronn.training import GRID_TO_ASTRONN, grid_labels_to_astronn, synthetic_observations
     from stellarnn.spectra import apogee_wavelength
     from stellarnn.synthesis.fitter import fit_spectra
     from stellarnn.synthesis.grid_builder import load_grid
+    from stellarnn.synthesis.populations import POPULATIONS, population_masks
 
     grid = load_grid(args.test_grid)
     if args.n_test:
         grid = {k: (v[:args.n_test] if isinstance(v, np.ndarray) else v) for k, v in grid.items()}
+    names = list(grid["label_names"])
+    grid_labels = np.asarray(grid["labels"], dtype=np.float64)
+    masks = population_masks(grid_labels[:, names.index("teff")], grid_labels[:, names.index("logg")],
+                             grid_labels[:, names.index("m_h")])
+    crlb, crlb_source = _crlb_by_population()
     wl = apogee_wavelength()
-    result = {"measured": True, "test_grid": args.test_grid, "n_test": int(len(grid["index"])),
-              "networks": [n for n, _ in networks]}
+    cont = true_continuum(grid)
+    result = {"measured": True, "test_grid": str(args.test_grid), "n_test": int(len(grid["index"])),
+              "snrs": list(SNRS), "networks": [n for n, _ in networks],
+              "populations": {"source": "stellarnn.synthesis.populations, from the true Teff, log g, [M/H]",
+                              "n": {p: int(masks[p].sum()) for p in POPULATIONS},
+                              "n_in_none": int((~np.any([masks[p] for p in POPULATIONS], axis=0)).sum())},
+              "crlb": {"source": crlb_source, "ratio_to_median_crlb": "robust scatter / the population's median "
+                       "per-star Cramer-Rao bound at the same S/N (crlb.json by_population; its fe_h is [M/H])"},
+              "stats": "robust_scatter = 1.4826 MAD of pred - truth; bias = median; std_z / robust_std_z of "
+                       "(pred - truth) / e (e: the method's own uncertainty; the fitter's only for Teff, log g, "
+                       "[Fe/H])"}
     if emulator is not None:
-        emulator_labels = emulator_labels or list(grid["label_names"])
+        emulator_labels = emulator_labels or names
         result["fitter"] = {"emulator_weights": str(args.emulator_weights), "fit_rv": False, "continuum_degree": -1,
-                            "input": "noisy flux / true continuum, ivar x continuum^2, 8575 px"}
-        cont = true_continuum(grid)
+                            "input": "noisy flux / true continuum, ivar x continuum^2, 8575 px",
+                            "n_per_snr": min(args.fitter_n or len(cont), len(cont))}
     else:
         result["fitter"] = {"measured": False, "reason": fitter_reason}
-    fit_seconds, fit_n = 0.0, 0
-    for snr in (50, 100, 200):
+    cannon = None
+    if cannon_grids:
+        cannon, result["cannon"] = train_cannon(cannon_grids, args.cannon_regularization)
+        result["cannon"]["input"] = "noisy flux / true continuum, ivar x continuum^2, 8575 px"
+        if args.cannon_save:
+            cannon.save(args.cannon_save, provenance={"train_grids": result["cannon"]["train_grids"]})
+            result["cannon"]["saved"] = str(args.cannon_save)
+    else:
+        result["cannon"] = {"measured": False, "reason": "--no-cannon" if args.no_cannon else "no training grid found"}
+    fit_seconds = fit_n = cannon_seconds = cannon_n = 0
+    by_pop = {p: {"n": int(masks[p].sum())} for p in POPULATIONS}
+    pooled = {"note": "over all held-out spectra, whose regimes' bounds differ by 30x: not a headline figure"}
+    for snr in SNRS:
         obs = synthetic_observations(grid, snr, seed=snr)  # the same noise realisations for every method
         truth = grid_labels_to_astronn(obs["labels"], obs["label_names"])
         spectra = [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])]
-        side = {}
+        flux = obs["flux"] / cont
+        ivar = np.where(np.isfinite(flux), obs["ivar"] * cont ** 2, 0.0)
+        methods = {}
         for name, w in networks:
             rows = get_pipeline(name, weights=w).process(spectra)
-            labels = OUTPUT_LABELS if name == "astronn" else ("teff", "logg", "fe_h")
-            per = {}
+            labels = OUTPUT_LABELS if name == "astronn" else CRLB_LABELS
+            pred = np.full(truth.shape, np.nan)
+            err = np.full(truth.shape, np.nan)
             for lab in labels:
                 j = OUTPUT_LABELS.index(lab)
-                per[lab] = _label_stats(np.array([r[lab] for r in rows]), truth[:, j],
-                                        np.array([r[f"e_{lab}"] for r in rows]))
-                side.setdefault(lab, {})[name] = per[lab]["robust_scatter"]
-            result.setdefault(name, {})[f"snr_{snr}"] = per
+                pred[:, j] = [r[lab] for r in rows]
+                err[:, j] = [r[f"e_{lab}"] for r in rows]
+            methods[name] = {"pred": pred, "err": err, "labels": labels}
+        if cannon is not None:
+            t0 = time.perf_counter()
+            fit = cannon.predict_labels(flux, ivar)
+            cannon_seconds += time.perf_counter() - t0
+            cannon_n += len(flux)
+            col = [cannon.label_names.index(CANNON_COPIES.get(lab, lab)) for lab in OUTPUT_LABELS]
+            methods["cannon"] = {"pred": fit.labels[:, col], "err": fit.label_errors[:, col], "labels": OUTPUT_LABELS,
+                                 "at_bound": fit.at_bound[:, col], "reduced_chi2": fit.reduced_chi2}
         if emulator is not None:
-            flux = obs["flux"] / cont
-            ivar = np.where(np.isfinite(flux), obs["ivar"] * cont ** 2, 0.0)
-            n_fit = len(flux) if not args.fitter_n else min(args.fitter_n, len(flux))
+            n_fit = result["fitter"]["n_per_snr"]
             t0 = time.perf_counter()
             fit = fit_spectra(emulator, flux[:n_fit], ivar[:n_fit], fit_rv=False)
             fit_seconds += time.perf_counter() - t0
             fit_n += n_fit
-            pred = grid_labels_to_astronn(fit.labels, emulator_labels)
-            pred_err = grid_labels_to_astronn(fit.label_errors, emulator_labels)
-            per = {}
+            pad = np.full((len(flux) - n_fit, len(emulator_labels)), np.nan)
+            pred = grid_labels_to_astronn(np.vstack([fit.labels, pad]), emulator_labels)
+            # formal errors only for labels fitted directly ([X/H] = [X/M] + [M/H] would need covariances)
+            err = grid_labels_to_astronn(np.vstack([fit.label_errors, pad]), emulator_labels)
+            err[:, [OUTPUT_LABELS.index(lab) for lab in OUTPUT_LABELS if lab not in CRLB_LABELS]] = np.nan
+            at_bound = np.zeros(truth.shape, dtype=bool)
             for j, lab in enumerate(OUTPUT_LABELS):
-                if not np.isfinite(pred[:, j]).any():
-                    continue
-                # formal errors only for labels fitted directly ([X/H] = [X/M] + [M/H] would need covariances)
-                direct = lab in ("teff", "logg", "fe_h")
-                per[lab] = _label_stats(pred[:, j], truth[:n_fit, j], pred_err[:, j] if direct else None)
-                bound = fit.at_bound[:, emulator_labels.index(GRID_TO_ASTRONN[lab])]
-                per[lab]["fraction_at_bound"] = float(bound.mean())
-                side.setdefault(lab, {})["fitter"] = per[lab]["robust_scatter"]
-            per["n_spectra"] = n_fit
-            per["median_reduced_chi2"] = float(np.median(fit.chi2 / np.maximum(fit.dof, 1)))
-            result["fitter"][f"snr_{snr}"] = per
-        result.setdefault("side_by_side_robust_scatter", {})[f"snr_{snr}"] = side
+                if GRID_TO_ASTRONN[lab] in emulator_labels:
+                    at_bound[:n_fit, j] = fit.at_bound[:, emulator_labels.index(GRID_TO_ASTRONN[lab])]
+            chi2 = np.full(len(flux), np.nan)
+            chi2[:n_fit] = fit.chi2 / np.maximum(fit.dof, 1)
+            fitted = [lab for j, lab in enumerate(OUTPUT_LABELS) if np.isfinite(pred[:n_fit, j]).any()]
+            methods["fitter"] = {"pred": pred, "err": err, "at_bound": at_bound, "reduced_chi2": chi2,
+                                 "labels": fitted}
+        for pop, entry in population_accuracy(methods, truth, masks, crlb, snr).items():
+            by_pop[pop][f"snr_{snr}"] = entry
+        everyone = {"all": np.ones(len(truth), dtype=bool)}
+        pooled[f"snr_{snr}"] = population_accuracy(methods, truth, everyone, {}, snr)["all"]
+    result["by_population"] = by_pop
+    result["pooled_over_populations"] = pooled
     if fit_n:
-        result["fitter"]["spectra_per_second"] = fit_n / fit_seconds
-        result["fitter"]["seconds"] = fit_seconds
-        result["fitter"]["n_fits"] = fit_n
+        result["fitter"].update({"spectra_per_second": fit_n / fit_seconds, "seconds": fit_seconds, "n_fits": fit_n})
+    if cannon_n:
+        result["cannon"].update({"test_spectra_per_second": cannon_n / cannon_seconds, "test_seconds": cannon_seconds,
+                                 "n_test_fits": cannon_n})
     return result
+
+
+def population_table(accuracy: dict, snr: int = 100) -> str:
+    """Robust scatter of Teff / log g / [Fe/H] per population and method at one S/N, with the median CRLB."""
+    if not accuracy.get("measured"):
+        return f"accuracy not measured: {accuracy.get('reason')}"
+    crlb, _ = _crlb_by_population()
+    methods = [m for m in ("astronn", "apogeenet", "cannon", "fitter")
+               if any(m in (accuracy["by_population"][p].get(f"snr_{snr}") or {}) for p in accuracy["by_population"])]
+    lines = [f"robust scatter at S/N {snr}: Teff [K] / log g / [Fe/H]   (n: held-out spectra; fitter: first "
+             f"{accuracy['fitter'].get('n_per_snr', 0)} only)",
+             f"{'population':<18}{'n':>4}  " + "".join(f"{m:>22}" for m in methods + ["median CRLB"])]
+    for pop, entry in accuracy["by_population"].items():
+        row = entry.get(f"snr_{snr}") or {}
+        cells = []
+        for m in methods:
+            e = row.get(m) or {}
+            cells.append("/".join(f"{e[lab]['robust_scatter']:.3g}" if lab in e else "-" for lab in CRLB_LABELS))
+        b = (crlb.get(pop) or {}).get(f"snr_{snr}") or {}
+        cells.append("/".join(f"{b[lab]:.3g}" if lab in b else "-" for lab in CRLB_LABELS))
+        lines.append(f"{pop:<18}{entry['n']:>4}  " + "".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)
 
 
 def fitter_on_emulator_spectra(args) -> dict:
@@ -255,8 +438,9 @@ def fitter_on_emulator_spectra(args) -> dict:
 
     grid = load_grid(args.test_grid)
     n = min(args.fitter_n or len(grid["index"]), len(grid["index"]))
-    labels = np.asarray(grid["labels"][:n], dtype=np.float64)
     names = emulator_labels or list(grid["label_names"])
+    # the emulator's labels by name (the 23-label grids add v_macro, v_sini, which the emulator may lack)
+    labels = np.asarray(grid["labels"][:n], dtype=np.float64)[:, [list(grid["label_names"]).index(x) for x in names]]
     with torch.inference_mode():
         clean = emulator(torch.as_tensor(labels, dtype=torch.float32)).double().numpy()
     truth = grid_labels_to_astronn(labels, names)
@@ -292,7 +476,8 @@ def fitter_comparison(throughput: dict, accuracy: dict) -> dict:
             "note": "fitter: fit_spectra(fit_rv=False) on normalised flux, timed within the accuracy runs; "
                     "networks: end-to-end pipeline throughput from 'throughput'",
             "ratio_network_to_fitter": {k: throughput[k]["spectra_per_second"] / rate
-                                        for k in ("astronn_mc100", "apogeenet_small_draws20") if k in throughput}}
+                                        for k in ("astronn_mc100", "apogeenet_small_draws20") if k in throughput},
+            "cannon_test_spectra_per_second": (accuracy.get("cannon") or {}).get("test_spectra_per_second")}
 
 
 def bench_real(paths: dict, args) -> dict:
@@ -544,7 +729,16 @@ def main() -> None:
     ap.add_argument("--n-full", type=int, default=2, help="spectra for the full-size APOGEENet timing")
     ap.add_argument("--astronn-weights")
     ap.add_argument("--apogeenet-weights")
-    ap.add_argument("--test-grid")
+    default_test = ROOT / "grids" / "apogee_like" / "test"
+    ap.add_argument("--test-grid", default=str(default_test) if (default_test / "spec.json").is_file() else None,
+                    help="held-out PySME grid of the accuracy section (default: grids/apogee_like/test)")
+    ap.add_argument("--cannon-train-grid", action="append",
+                    help="training grid of the Cannon (repeatable; default: grids/apogee_like/train once it holds "
+                         f">= {CANNON_MIN_TRAIN} spectra, else grids/apogee/train, train2, train3)")
+    ap.add_argument("--cannon-regularization", type=float, default=0.0,
+                    help="ridge on the Cannon's non-constant coefficients (relative to the design's second moments)")
+    ap.add_argument("--cannon-save", help="also write the trained Cannon to this checkpoint path")
+    ap.add_argument("--no-cannon", action="store_true", help="skip the Cannon in the accuracy section")
     ap.add_argument("--emulator-weights", default=str(Path(__file__).resolve().parents[1] / "weights" / "emulator"
                                                       / "payne_apogee.pt"),
                     help="Payne emulator for the least-squares fitter comparison (skipped if missing)")
@@ -552,9 +746,10 @@ def main() -> None:
     ap.add_argument("--fitter-n", type=int, default=0,
                     help="fit only the first N of them with the (slow) fitter at each S/N (0: all)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "labels.json"))
-    ap.add_argument("--only", choices=("all", "ood"), default="all",
+    ap.add_argument("--only", choices=("all", "ood", "accuracy"), default="all",
                     help="'ood': run only the information / out-of-distribution section and update its key "
-                         "('ood') in --out, keeping the other keys")
+                         "('ood') in --out, keeping the other keys; 'accuracy': only the accuracy sections "
+                         "('accuracy', 'fitter_on_emulator_spectra', 'least_squares_fitter'), likewise")
     ap.add_argument("--ood-per-kind", type=int, default=8, help="bad / off-population spectra per kind (8 kinds)")
     ap.add_argument("--device", default="cpu",
                     help="cpu (default: the CPU benchmark) or cuda / cuda:N: the GPU section only, key 'gpu' of --out")
@@ -590,6 +785,21 @@ def main() -> None:
             print(name, "bad flagged", section["bad_set"][name]["flagged_fraction"], "held-out flagged",
                   section["held_out"][name]["flagged_fraction"])
         return
+    if args.only == "accuracy":
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        load_start = os.getloadavg()
+        result["accuracy"] = bench_accuracy(args)
+        result["accuracy"]["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                         "torch_threads": args.threads, "torch": torch.__version__,
+                                         "load_average_start": load_start, "load_average_end": os.getloadavg()}
+        result["least_squares_fitter"] = fitter_comparison(result.get("throughput", {}), result["accuracy"])
+        result["fitter_on_emulator_spectra"] = fitter_on_emulator_spectra(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, default=float))
+        print(population_table(result["accuracy"]))
+        print(f"wrote {out}")
+        return
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                           "torch": torch.__version__, "load_average_start": os.getloadavg()}}
     with tempfile.TemporaryDirectory(prefix="labels_bench") as tmp:
@@ -607,6 +817,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))
     print(json.dumps(result["throughput"], indent=1, default=float))
+    print(population_table(result["accuracy"]))
 
 
 if __name__ == "__main__":
