@@ -158,3 +158,26 @@ def test_brackett_mask_two_passes(weights, spectra, monkeypatch):
     rows = on.process([star, star, star])
     assert [c[0] for c in calls] == [3, 1] and calls[0][1].sum() == 725 and calls[1][1].sum() == 277
     assert rows[0]["teff"] == 4800.0 and rows[2]["teff"] == 4800.0 and rows[1]["teff"] != 6200.0
+
+
+def same_rows(a: list[dict], b: list[dict]) -> bool:
+    """Rows equal value for value and type, NaN equal to NaN."""
+    def same(x, y):
+        return type(x) is type(y) and (x == y or (isinstance(x, float) and x != x and y != y))
+    return len(a) == len(b) and all(ra.keys() == rb.keys() and all(same(ra[k], rb[k]) for k in ra)
+                                    for ra, rb in zip(a, b))
+
+
+def test_cpu_defaults_keep_the_labels_and_bf16_is_refused(weights, spectra):
+    from stellarnn.labels.apogeenet.uncertainty import DRAW_DEVICE_DEFAULTS
+
+    default = get_pipeline("apogeenet", weights=weights, n_draws=4, device="cpu", ood_emulator=False)
+    assert (default.batch_size, default.chunk_size) == (32, 128) == tuple(
+        DRAW_DEVICE_DEFAULTS["cpu"][k] for k in ("batch_size", "chunk_size"))
+    former = get_pipeline("apogeenet", weights=weights, n_draws=4, device="cpu", ood_emulator=False,
+                          batch_size=32, chunk_size=128)
+    assert same_rows(default.process(spectra), former.process(spectra))
+    with pytest.raises(ValueError, match="CUDA"):
+        get_pipeline("apogeenet", weights=weights, device="cpu", precision="bf16")
+    with pytest.raises(ValueError, match=">= 1"):
+        get_pipeline("apogeenet", weights=weights, device="cpu", chunk_size=0)

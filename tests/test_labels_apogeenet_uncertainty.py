@@ -46,3 +46,31 @@ def test_fewer_than_two_draws_gives_nan():
     out = predict_with_noise_draws(MeanLogFlux(), torch.ones(1, 10, dtype=torch.float64),
                                    torch.ones(1, 10, dtype=torch.float64), (0, 3.7, 0), (1, 0.1, 1), n_draws=1)
     assert torch.isnan(out["raw_e_fe_h"]).all()
+
+
+def test_bf16_refused_on_cpu_and_chunk_size_checked():
+    flux = torch.full((2, 50), 2.0, dtype=torch.float64)
+    err = torch.full_like(flux, 0.1)
+    with pytest.raises(ValueError, match="CUDA"):
+        predict_with_noise_draws(MeanLogFlux(), flux, err, [0.0] * 3, [1.0] * 3, 4, precision="bf16")
+    with pytest.raises(ValueError, match="chunk_size"):
+        predict_with_noise_draws(MeanLogFlux(), flux, err, [0.0] * 3, [1.0] * 3, 4, chunk_size=0)
+
+
+def test_draws_follow_their_generators_and_chunking_does_not_change_the_result():
+    """Per-spectrum generators give each spectrum its own draws whatever the batch; the rows per network call
+    (``chunk_size``, the per-device size) change nothing."""
+    torch.manual_seed(0)
+    flux = 1.0 + 0.1 * torch.rand(3, 200, dtype=torch.float64)
+    err = torch.full_like(flux, 0.05)
+
+    def gens(seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    a = predict_with_noise_draws(MeanLogFlux(), flux, err, [0.0] * 3, [1.0] * 3, 6, gens([1, 2, 3]), chunk_size=128)
+    b = predict_with_noise_draws(MeanLogFlux(), flux, err, [0.0] * 3, [1.0] * 3, 6, gens([1, 2, 3]), chunk_size=5)
+    c = predict_with_noise_draws(MeanLogFlux(), flux[1:2], err[1:2], [0.0] * 3, [1.0] * 3, 6, gens([2]))
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-12, atol=1e-12)
+        assert torch.allclose(a[key][1:2], c[key], rtol=1e-12, atol=1e-12)
+    assert (a["raw_e_logg"] > 0).all() and len(set(a["raw_e_logg"].tolist())) == 3

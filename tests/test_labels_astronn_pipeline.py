@@ -196,3 +196,36 @@ def test_brackett_mask_two_passes(weights, spectra, monkeypatch):
     assert calls[0] == 3 * int((already | brackett_mask(wl, None)).sum())
     assert calls[1] == int((already | brackett_mask(wl, 6200.0)).sum()) < calls[0] // 3
     assert rows[0]["teff"] == 4800.0 and rows[2]["teff"] == 4800.0 and rows[1]["teff"] != 6200.0
+
+
+def same_rows(a: list[dict], b: list[dict]) -> bool:
+    """Rows equal value for value and type, NaN equal to NaN."""
+    def same(x, y):
+        return type(x) is type(y) and (x == y or (isinstance(x, float) and x != x and y != y))
+    return len(a) == len(b) and all(ra.keys() == rb.keys() and all(same(ra[k], rb[k]) for k in ra)
+                                    for ra, rb in zip(a, b))
+
+
+def test_cpu_defaults_keep_the_labels_and_gpu_options_are_parameters(weights, spectra):
+    """On a CPU the per-device defaults are the former fixed sizes (64 spectra, 4096 / 128 rows, one spectrum
+    at a time), so the labels are those of the explicit former arguments bit for bit; grouping a bank's
+    spectra (the GPU default) agrees to rounding; bf16 is refused on a CPU."""
+    from stellarnn.labels.astronn.uncertainty import MC_DEVICE_DEFAULTS
+
+    default = get_pipeline("astronn", weights=weights, mc_passes=10, device="cpu", ood_emulator=False)
+    assert (default.batch_size, default.max_rows, default.chunk_rows, default.group_by_masks) == (64, 4096, 128, False)
+    assert MC_DEVICE_DEFAULTS["cuda"]["chunk_rows"] == 65536 and MC_DEVICE_DEFAULTS["cuda"]["group_by_masks"]
+    former = get_pipeline("astronn", weights=weights, mc_passes=10, device="cpu", ood_emulator=False,
+                          batch_size=64, max_rows=4096, chunk_rows=128, group_by_masks=False)
+    grouped = get_pipeline("astronn", weights=weights, mc_passes=10, device="cpu", ood_emulator=False,
+                           chunk_rows=65536, max_rows=102400, group_by_masks=True)
+    a, b, c = (p.process(spectra) for p in (default, former, grouped))
+    assert same_rows(a, b)
+    for ra, rc in zip(a, c):
+        for name in OUTPUT_LABELS:
+            assert rc[name] == pytest.approx(ra[name], rel=1e-5, abs=1e-6)
+            assert rc[f"e_{name}"] == pytest.approx(ra[f"e_{name}"], rel=1e-4, abs=1e-6)
+    with pytest.raises(ValueError, match="CUDA"):
+        get_pipeline("astronn", weights=weights, device="cpu", precision="bf16")
+    with pytest.raises(ValueError, match=">= 1"):
+        get_pipeline("astronn", weights=weights, device="cpu", chunk_rows=0)

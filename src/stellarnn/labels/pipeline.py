@@ -112,6 +112,55 @@ def spectrum_seed(spectrum, base_seed: int = 0) -> int:
     return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
 
 
+#: numeric precisions of the label networks at inference (``precision=`` of both pipelines)
+INFERENCE_PRECISIONS = ("float32", "bf16")
+
+
+def device_defaults(table: dict, device) -> dict:
+    """The entry of a per-device table of inference sizes for ``device`` (a torch.device or its name).
+
+    ``table`` maps a device type ("cpu", "cuda") to a dict of keyword defaults; a device type the table
+    lacks (e.g. "mps") gets the "cpu" entry, the cache-sized one.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    return dict(table.get(kind, table["cpu"]))
+
+
+def check_precision(precision: str, device) -> str:
+    """``precision`` if the label networks can run at it on ``device``, else a ``ValueError`` saying why.
+
+    "float32" runs everywhere.  "bf16" (bfloat16 autocast of the network's convolutions and matrix
+    products, :func:`inference_autocast`) needs a CUDA device: on CPUs it is refused rather than run
+    slowly (most CPUs have no bfloat16 matrix units) and untested.
+    """
+    import torch
+
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, not {precision!r}")
+    if precision == "bf16" and torch.device(device).type != "cuda":
+        raise ValueError(f"precision='bf16' needs a CUDA device, got {str(torch.device(device))!r}; "
+                         "use precision='float32' on a CPU")
+    return precision
+
+
+def inference_autocast(precision: str, device):
+    """Context for the network's forward passes: nothing for "float32", bfloat16 autocast for "bf16" (CUDA).
+
+    Under autocast the convolutions and linear layers run in bfloat16 with float32 accumulation; the
+    outputs are stored and reduced (means, variances) in float32 / float64 as without it.
+    """
+    import contextlib
+
+    import torch
+
+    check_precision(precision, device)
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
+
 #: the information / out-of-distribution columns both pipelines add to every row
 QUALITY_FIELDS: dict[str, FieldInfo] = {
     "good_fraction_blue": FieldInfo("", "Fraction of good pixels (finite flux, ivar > 0, no bad PIXMASK bit) "
@@ -179,9 +228,12 @@ class QualityChecks:
             info.reasons = [""] * len(batch)
         return info
 
-    def rows(self, n: int, info, good_idx, good_rows: list[dict], labels: dict, fields: dict, profile=(),
+    def rows(self, n: int, info, good_idx, good_columns: dict, labels: dict, fields: dict, profile=(),
              flag_warn=None, flag_bad=None) -> list[dict]:
-        """Final rows of a batch: network rows (for ``good_idx``) with OOD columns and bits, NaN rows elsewhere.
+        """Final rows of a batch: network columns (for ``good_idx``) with OOD columns and bits, NaN rows elsewhere.
+
+        Everything is computed on columns (arrays over the batch); the row dicts are built in the
+        last step only (:func:`rows_from_columns`).
 
         Parameters
         ----------
@@ -190,64 +242,102 @@ class QualityChecks:
         info : InformationReport
             Of the whole batch.
         good_idx : sequence of int
-            Spectra that passed the information checks (their rows are ``good_rows``, same order).
+            Spectra that passed the information checks.
+        good_columns : dict of str -> array
+            The network's columns for ``good_idx`` (same order): label values, ``e_*`` ... and
+            ``result_flags``, ``reason`` (e.g. a pipeline's ``columns_from_predictions``).
         labels : dict
             ``teff``, ``logg``, ``fe_h`` (arrays over ``good_idx``) and optionally ``x_h`` (dict of
             AstroNN [X/H] arrays) for the emulator.
         profile : sequence of str
             Emulator labels the network does not predict (profiled, see :meth:`EmulatorOOD.measure`).
         flag_warn, flag_bad : callable
-            The pipeline's summary-flag functions of ``result_flags``.
+            The pipeline's summary-flag functions of ``result_flags`` (vectorised over an array).
         """
         from .emulator_ood import FLAG_FEATURELESS, OOD_FLAG_BITS, label_distance, ood_flags
         from .spectrum_information import INFORMATION_FLAG_BITS
 
-        good_idx = list(good_idx)
+        good_idx = np.asarray(list(good_idx), dtype=np.int64)
         m = len(good_idx)
         nan = np.full(m, np.nan)
         dist, bits = nan, np.zeros(m, dtype=np.int64)
         measures = {"line_snr": nan, "ood_chi2": nan}
         if m:
             teff, logg, fe_h = (np.asarray(labels[k], dtype=np.float64) for k in ("teff", "logg", "fe_h"))
-            errors = {k: np.array([r.get(f"e_{k}", np.nan) for r in good_rows], dtype=np.float64)
+            errors = {k: np.asarray(good_columns.get(f"e_{k}", nan), dtype=np.float64) * np.ones(m)
                       for k in ("teff", "logg", "fe_h")}
             if self.ood is not None:
                 dist = self.ood.label_distance(teff, logg, fe_h, errors)
                 grid = self.ood.grid_labels(teff, logg, fe_h, labels.get("x_h"))
-                measures = self.ood.measure(grid, info, rows=good_idx, profile=profile)
-                bits = ood_flags(measures["ood_chi2"], measures["line_snr"], dist)
+                measures = self.ood.measure(grid, info, rows=good_idx.tolist(), profile=profile)
+                bits = np.asarray(ood_flags(measures["ood_chi2"], measures["line_snr"], dist), dtype=np.int64)
             else:  # no emulator: only the label box
                 dist = label_distance(teff, logg, fe_h, errors=errors)
-                bits = ood_flags(nan, np.full(m, np.inf), dist)
-        names = {**INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
-        label_keys = [k for k, f in fields.items() if f.dtype.startswith("float") and k not in QUALITY_FIELDS]
-        out: list[dict | None] = [None] * n
-        for k, i in enumerate(good_idx):
-            row = dict(good_rows[k])
-            row.update(info.columns(i), line_snr=float(measures["line_snr"][k]),
-                       ood_chi2=float(measures["ood_chi2"][k]), ood_label_distance=float(dist[k]))
-            flags = int(row["result_flags"]) | int(bits[k])
-            if bits[k] & FLAG_FEATURELESS:  # no stellar line pattern: never a label
-                row.update({key: np.nan for key in label_keys})
-            new = [name for name, bit in names.items() if bits[k] & bit]
-            if new and not row.get("reason"):
-                row["reason"] = ("no stellar information: " if bits[k] & FLAG_FEATURELESS else "out of distribution: ") + \
-                    ", ".join(new) + f" (line_snr {row['line_snr']:.3g}, ood_chi2 {row['ood_chi2']:.3g}, " \
-                    f"label distance {row['ood_label_distance']:.3g})"
-            out[i] = self._summarise(row, flags, flag_warn, flag_bad)
-        for i in range(n):
-            if out[i] is None:
-                row = {key: (np.nan if f.dtype.startswith("float") else None) for key, f in fields.items()}
-                row.update(info.columns(i), reason=info.reasons[i])
-                out[i] = self._summarise(row, int(info.flags[i]), flag_warn, flag_bad)
-        return out
+                bits = np.asarray(ood_flags(nan, np.full(m, np.inf), dist), dtype=np.int64)
+        columns = {}
+        for key, f in fields.items():
+            if f.dtype.startswith("float"):
+                columns[key] = np.full(n, np.nan)
+            else:
+                columns[key] = np.full(n, None, dtype=object)
+            if m and key in good_columns:
+                columns[key][good_idx] = good_columns[key]
+        columns.update(information_columns(info))
+        for key, values in (("line_snr", measures["line_snr"]), ("ood_chi2", measures["ood_chi2"]),
+                            ("ood_label_distance", dist)):
+            columns[key] = np.full(n, np.nan)
+            columns[key][good_idx] = np.asarray(values, dtype=np.float64)
+        flags = np.asarray(info.flags, dtype=np.int64).copy()
+        reasons = np.asarray(info.reasons, dtype=object).copy() if n else np.empty(0, dtype=object)
+        if m:
+            flags[good_idx] = np.asarray(good_columns["result_flags"], dtype=np.int64) | bits
+            reasons[good_idx] = good_columns.get("reason", np.full(m, "", dtype=object))
+            featureless = good_idx[(bits & FLAG_FEATURELESS) != 0]
+            if len(featureless):  # no stellar line pattern: never a label
+                for key, f in fields.items():
+                    if f.dtype.startswith("float") and key not in QUALITY_FIELDS:
+                        columns[key][featureless] = np.nan
+            names = {**INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
+            for k in np.flatnonzero(bits):  # only flagged spectra: a reason string each
+                i = good_idx[k]
+                new = [name for name, bit in names.items() if bits[k] & bit]
+                if new and not reasons[i]:
+                    reasons[i] = (("no stellar information: " if bits[k] & FLAG_FEATURELESS else
+                                   "out of distribution: ") + ", ".join(new) +
+                                  f" (line_snr {columns['line_snr'][i]:.3g}, ood_chi2 {columns['ood_chi2'][i]:.3g}, "
+                                  f"label distance {columns['ood_label_distance'][i]:.3g})")
+        columns["result_flags"] = flags
+        columns["flag_warn"] = np.asarray(flag_warn(flags), dtype=bool)
+        columns["flag_bad"] = np.asarray(flag_bad(flags), dtype=bool)
+        columns["reason"] = reasons
+        return rows_from_columns(columns, n)
 
-    @staticmethod
-    def _summarise(row: dict, flags: int, flag_warn, flag_bad) -> dict:
-        row["result_flags"] = int(flags)
-        row["flag_warn"] = bool(flag_warn(np.asarray([flags]))[0])
-        row["flag_bad"] = bool(flag_bad(np.asarray([flags]))[0])
-        return row
+
+def information_columns(info) -> dict:
+    """The information columns of a whole batch as arrays (``info.columns(i)`` for every spectrum i at once)."""
+    from .spectrum_information import CHIP_NAMES
+
+    good_fraction = np.asarray(info.good_fraction, dtype=np.float64)
+    out = {f"good_fraction_{c}": good_fraction[:, k].copy() for k, c in enumerate(CHIP_NAMES)}
+    out.update(snr_robust=np.asarray(info.snr_robust, dtype=np.float64).copy(),
+               line_contrast=np.asarray(info.line_contrast, dtype=np.float64).copy())
+    return out
+
+
+def rows_from_columns(columns: dict, n: int) -> list[dict]:
+    """Row dicts from columns (arrays of length ``n``): the last step of a batch, Python scalars in every row.
+
+    ``ndarray.tolist`` turns each column into Python floats, ints and bools at once (what ``float(x[i])``
+    etc. give one by one); the rows are zipped from those lists.
+    """
+    keys = list(columns)
+    values = []
+    for key in keys:
+        col = np.asarray(columns[key])
+        if col.shape != (n,):
+            raise ValueError(f"column {key!r} has shape {col.shape}, expected ({n},)")
+        values.append(col.tolist())
+    return [dict(zip(keys, row)) for row in zip(*values)]
 
 
 def failed_row(fields, flag: int, reason: str, flag_bad_value: bool, flag_warn_value: bool) -> dict:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli_arguments import output_folder, torch_device
+from ..cli_arguments import non_negative_int, output_folder, torch_device
 
 DEFAULT_OUT = "outputs"
 #: default of --db-retry (seconds); the same as stellarnn.runner.store.DEFAULT_RETRY_SECONDS
@@ -59,7 +59,8 @@ def cmd_run(args) -> int:
                           workers=args.workers, scheduler=args.scheduler, dask=args.dask,
                           include_visits=args.visits, grid_snr=args.grid_snr,
                           pipeline_kwargs=parse_options(args.option), modules=args.modules or (), rerun=args.rerun,
-                          progress=not args.quiet, db_retry_seconds=args.db_retry, device=args.device)
+                          progress=not args.quiet, db_retry_seconds=args.db_retry, device=args.device,
+                          prefetch=args.prefetch)
     elsewhere = (f", {report.n_items_claimed_elsewhere} taken by a concurrent run"
                  if report.n_items_claimed_elsewhere else "")
     print(f"{report.pipeline} {report.version}: run {report.run_id} {report.status} on {report.executor} "
@@ -85,7 +86,7 @@ def cmd_survey(args) -> int:
     summary = run_survey(args.pipelines, args.inputs, args.db, args.out, batch_size=args.batch_size,
                          workers=args.workers, scheduler=args.scheduler, include_visits=not args.no_visits,
                          export_formats=args.formats, rerun=args.rerun, progress=not args.quiet,
-                         db_retry_seconds=args.db_retry, device=args.device)
+                         db_retry_seconds=args.db_retry, device=args.device, prefetch=args.prefetch)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -200,6 +201,9 @@ def add_run_options(q: argparse.ArgumentParser) -> None:
                    help="auto, cpu, cuda or cuda:N, passed to each pipeline as device= (default: the pipeline's "
                         "own); with cuda or auto and several GPUs, worker i uses cuda:(i mod n_gpus); a CUDA "
                         "device this machine lacks is refused before any work")
+    q.add_argument("--prefetch", type=non_negative_int, default=1, metavar="N",
+                   help="with --workers 0: read the files of the next N batches in a background thread while "
+                        "the current batch runs (default 1; 0: no read-ahead)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

@@ -102,7 +102,7 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
                  grid_snr: float = DEFAULT_GRID_SNR, pipeline_kwargs: dict | None = None,
                  modules: Sequence[str] = (), rerun: bool = False, progress: bool = True,
                  max_in_flight: int | None = None, db_retry_seconds: float = DEFAULT_RETRY_SECONDS,
-                 device: str | None = None) -> RunReport:
+                 device: str | None = None, prefetch: int = 1) -> RunReport:
     """Run one pipeline over inputs into the results database; resumable.
 
     Parameters
@@ -133,6 +133,9 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
         ``ValueError`` before any work.
     modules : sequence of str
         Modules to import in workers before building the pipeline (user-registered pipelines).
+    prefetch : int
+        With ``workers=0``: tasks whose files are read ahead in a background thread while the current
+        one runs (default 1; 0: none), see :class:`~stellarnn.runner.executors.InlineExecutor`.
     rerun : bool
         Process every item again (rows are updated in place, never duplicated); default skips
         items already complete for this pipeline version.
@@ -161,7 +164,7 @@ def run_pipeline(pipeline: str, inputs: Sequence[str | os.PathLike] | Sequence[W
     items = list(inputs) if inputs and all(isinstance(i, WorkItem) for i in inputs) else resolve_inputs(inputs)
     spec, pipe = pipeline_spec(pipeline, pipeline_kwargs, modules)
     name, version, fields = str(pipe.name), str(pipe.version), dict(pipe.fields)
-    executor = make_executor(workers, scheduler, dask, max_in_flight)
+    executor = make_executor(workers, scheduler, dask, max_in_flight, prefetch)
     if isinstance(executor, InlineExecutor):
         _WORKER_PIPELINES[spec] = pipe  # reuse the instance built above
         torch_threads = 0
@@ -242,7 +245,7 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
                scheduler: str | None = None, include_visits: bool = True, pipeline_kwargs: dict | None = None,
                export_formats: Sequence[str] = ("fits",), plots: bool = True, rerun: bool = False,
                progress: bool = True, db_retry_seconds: float = DEFAULT_RETRY_SECONDS,
-               device: str | None = None) -> dict:
+               device: str | None = None, prefetch: int = 1) -> dict:
     """The survey job: every pipeline over the inputs into one database, then summaries and plots.
 
     Parameters
@@ -262,6 +265,8 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
         See :func:`run_pipeline`.
     device : str, optional
         Every pipeline's ``device=`` (see :func:`run_pipeline`).
+    prefetch : int
+        Read-ahead with ``workers=0`` (see :func:`run_pipeline`).
 
     Returns
     -------
@@ -284,7 +289,7 @@ def run_survey(pipeline_names: Sequence[str], inputs: Sequence[str | os.PathLike
         report = run_pipeline(name, items, db_url, out_dir=out, batch_size=batch_size, workers=workers,
                               scheduler=scheduler, include_visits=include_visits,
                               pipeline_kwargs=(pipeline_kwargs or {}).get(name), rerun=rerun, progress=progress,
-                              db_retry_seconds=db_retry_seconds, device=device)
+                              db_retry_seconds=db_retry_seconds, device=device, prefetch=prefetch)
         summary["runs"][name] = report.to_dict()
         pname = report.pipeline
         summary["exports"][pname] = {fmt: str(export_results(db_url, pname, fmt, out / f"{pname}_summary.{fmt}",

@@ -1,6 +1,8 @@
 """Executors: run tasks and hand back their results as they finish, with few tasks in flight.
 
-* :class:`InlineExecutor` runs tasks in the calling process (``workers=0``; debugging, tiny runs);
+* :class:`InlineExecutor` runs tasks in the calling process (``workers=0``: debugging, tiny runs, and one
+  GPU driven by one process), reading the next task's files while the current one runs
+  (:func:`~stellarnn.runner.prefetch.read_ahead`);
 * :class:`LocalExecutor` is the default: a pool of worker processes over batches;
 * :class:`DaskExecutor` runs on a Dask distributed cluster: an existing scheduler
   (``--scheduler tcp://host:8786``) or a :class:`distributed.LocalCluster` it starts.
@@ -29,7 +31,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterable, Iterator
 
-from .task import Task, TaskResult, run_task, set_worker_index
+from .prefetch import read_ahead
+from .task import Task, TaskResult, read_task, run_task, set_worker_index
 
 
 #: seconds between two checks of the parent process id by a worker's watchdog thread
@@ -73,10 +76,23 @@ def start_worker(parent_pid: int, counter) -> None:
 
 
 class InlineExecutor:
-    """Run each task in this process, one after the other."""
+    """Run each task in this process, one after the other, the next ``prefetch`` tasks' files read meanwhile.
+
+    Parameters
+    ----------
+    prefetch : int
+        Tasks whose files a background thread reads ahead while the current task runs
+        (:func:`~stellarnn.runner.prefetch.read_ahead`; default 1); 0 reads each task when it comes
+        up.  The rows are the same either way.
+    """
 
     name = "inline"
     n_workers = 1
+
+    def __init__(self, prefetch: int = 1):
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        self.prefetch = int(prefetch)
 
     def __enter__(self):
         return self
@@ -85,12 +101,19 @@ class InlineExecutor:
         return False
 
     def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
-        for task in tasks:
-            yield run_task(task)
+        reads = read_ahead(tasks, read_task, self.prefetch)
+        try:
+            for task, read in reads:
+                yield run_task(task, read)
+        finally:
+            reads.close()  # stops the read-ahead thread now, also when this generator is abandoned
 
 
 class LocalExecutor:
     """A pool of ``workers`` processes (``spawn`` start method by default: safe with torch threads).
+
+    Each worker reads a task's files and then runs it; with several workers per GPU (``workers`` a
+    multiple of the GPU count) one worker's reading overlaps another's inference.
 
     Workers die with this process, even when it is killed with ``SIGKILL``
     (:func:`die_with_parent`), and are numbered 0 ... workers - 1 as they start (a pipeline's
@@ -226,12 +249,12 @@ class DaskExecutor:
 
 
 def make_executor(workers: int | None = None, scheduler: str | None = None, dask: bool = False,
-                  max_in_flight: int | None = None):
+                  max_in_flight: int | None = None, prefetch: int = 1):
     """The executor for CLI-style options.
 
     ``scheduler`` or ``dask=True`` choose Dask (a LocalCluster of ``workers`` processes when no
-    scheduler address is given); otherwise ``workers=0`` runs inline and ``workers>=1`` (default:
-    the CPU count) a local process pool.
+    scheduler address is given); otherwise ``workers=0`` runs inline (reading ``prefetch`` tasks
+    ahead, :class:`InlineExecutor`) and ``workers>=1`` (default: the CPU count) a local process pool.
     """
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
@@ -240,5 +263,5 @@ def make_executor(workers: int | None = None, scheduler: str | None = None, dask
     if workers is None:
         workers = os.cpu_count() or 1
     if workers == 0:
-        return InlineExecutor()
+        return InlineExecutor(prefetch)
     return LocalExecutor(workers, max_in_flight)

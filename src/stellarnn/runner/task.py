@@ -24,7 +24,7 @@ import numpy as np
 
 from ..labels.pipeline import FieldInfo, get_pipeline
 from .fields import RunnerFlag
-from .inputs import DEFAULT_GRID_SNR, WorkItem, read_items
+from .inputs import DEFAULT_GRID_SNR, ReadResult, WorkItem, read_items
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class Task:
 class TaskResult:
     """Rows of one task (identity + pipeline fields + ``runner_flags`` + ``reason``) and its timing.
 
-    Times are wall-clock seconds spent in the worker: reading spectra, and in ``pipeline.process``.
+    Times are wall-clock seconds spent in the worker: reading spectra (in a read-ahead thread, overlapped
+    with the previous task's processing, when the executor prefetches), and in ``pipeline.process``.
     """
 
     task_id: int
@@ -214,12 +215,26 @@ def rows_from_pipeline(pipeline, spectra: Sequence, fields: dict[str, FieldInfo]
     return rows
 
 
-def run_task(task: Task) -> TaskResult:
-    """Read a batch, run its pipeline, return rows and timing (runs inside a worker)."""
-    pipeline = worker_pipeline(task.pipeline, task.torch_threads)
-    fields = dict(pipeline.fields)
+def read_task(task: Task) -> tuple[ReadResult, float]:
+    """Read a task's spectra (:func:`~stellarnn.runner.inputs.read_items`): the result and the seconds it took.
+
+    An unreadable item becomes one of the result's failures (a flagged row), not an exception.
+    """
     t0 = time.perf_counter()
     read = read_items(task.items, task.include_visits, task.grid_snr)
+    return read, time.perf_counter() - t0
+
+
+def run_task(task: Task, prefetched: tuple[ReadResult, float] | None = None) -> TaskResult:
+    """Read a batch, run its pipeline, return rows and timing (runs inside a worker).
+
+    ``prefetched``: the task's :func:`read_task` result when its files were already read (e.g. by
+    :func:`~stellarnn.runner.prefetch.read_ahead` while the previous batch ran); the rows are the
+    same either way.
+    """
+    pipeline = worker_pipeline(task.pipeline, task.torch_threads)
+    fields = dict(pipeline.fields)
+    read, read_seconds = read_task(task) if prefetched is None else prefetched
     t1 = time.perf_counter()
     if read.spectra:
         try:
@@ -233,7 +248,7 @@ def run_task(task: Task) -> TaskResult:
     rows = [{**ident, **res} for ident, res in zip(read.identities, results)]
     for fail in read.failures:
         rows.append({**empty_fields(fields), **fail, "runner_flags": int(RunnerFlag.INPUT_UNREADABLE)})
-    return TaskResult(task.task_id, [it.key for it in task.items], rows, len(read.spectra), t1 - t0, t2 - t1,
+    return TaskResult(task.task_id, [it.key for it in task.items], rows, len(read.spectra), read_seconds, t2 - t1,
                       f"{socket.gethostname()}:{os.getpid()}")
 
 

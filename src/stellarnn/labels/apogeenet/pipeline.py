@@ -19,13 +19,13 @@ from ...spectra import Spectrum, apogee_wavelength
 from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, COOL_TEFF, brackett_mask as brackett_pixels
 from ...train import file_sha256, load_checkpoint, pick_device
 from ..noise_model import NoiseModel
-from ..pipeline import (QualityChecks, failed_row, process_in_batches, register_pipeline, resolve_shipped_weights,
-                        spectrum_seed)
+from ..pipeline import (QualityChecks, check_precision, device_defaults, failed_row, process_in_batches,
+                        register_pipeline, resolve_shipped_weights, spectrum_seed)
 from . import network  # noqa: F401  (registers the "apogeenet" model kind)
 from .flags import FIELDS, FLAG_RUNTIME_EXCEPTION, flag_bad, flag_warn, result_flags
 from .network import APOGEENET_OUTPUT_MEAN, APOGEENET_OUTPUT_STD
 from .preprocessing import preprocess
-from .uncertainty import N_DRAWS_DEFAULT, predict_with_noise_draws
+from .uncertainty import DRAW_DEVICE_DEFAULTS, N_DRAWS_DEFAULT, predict_with_noise_draws
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,18 @@ class APOGEENetPipeline:
         A checkpoint of kind ``"apogeenet"`` (default: the shipped one, ``weights/apogeenet``).
     n_draws : int
         Noise draws per spectrum (20).
-    batch_size : int
-        Spectra per network batch (each expands to 1 + n_draws rows).
+    batch_size : int, optional
+        Spectra per network batch (each expands to 1 + n_draws rows); default per device
+        (:data:`~stellarnn.labels.apogeenet.uncertainty.DRAW_DEVICE_DEFAULTS`: 32 on a CPU).
     device : str
-        "auto" (GPU if present), "cpu", "cuda".
+        "auto" (GPU if present), "cpu", "cuda".  On a GPU the noise draws come from per-spectrum
+        generators on the GPU (other random streams than on a CPU: the labels agree within the
+        Monte-Carlo noise, not bit for bit).
+    chunk_size : int, optional
+        Network rows per call; default per device (128 on a CPU).
+    precision : {"float32", "bf16"}
+        "bf16" runs the network under a bfloat16 autocast: CUDA only (refused on a CPU with a
+        ``ValueError``).
     seed : int
         Base seed of the noise draws; each spectrum's draws come from its own generator seeded by
         :func:`~stellarnn.labels.pipeline.spectrum_seed` (its identity and data), so a spectrum's
@@ -71,11 +79,17 @@ class APOGEENetPipeline:
     name = "apogeenet"
     fields = FIELDS
 
-    def __init__(self, weights=None, n_draws: int = N_DRAWS_DEFAULT, batch_size: int = 32, device: str = "auto",
-                 seed: int = 0, chunk_size: int = 128, ood_emulator=None,
-                 quality_checks: bool = True, brackett_mask: bool | None = None):
+    def __init__(self, weights=None, n_draws: int = N_DRAWS_DEFAULT, batch_size: int | None = None,
+                 device: str = "auto", seed: int = 0, chunk_size: int | None = None, ood_emulator=None,
+                 quality_checks: bool = True, brackett_mask: bool | None = None, precision: str = "float32"):
         path = resolve_shipped_weights("apogeenet", weights)
         self.device = pick_device(device)
+        self.precision = check_precision(precision, self.device)
+        sizes = device_defaults(DRAW_DEVICE_DEFAULTS, self.device)
+        batch_size = sizes["batch_size"] if batch_size is None else batch_size
+        chunk_size = sizes["chunk_size"] if chunk_size is None else chunk_size
+        if min(batch_size, chunk_size) < 1:
+            raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
         self.model, payload = load_checkpoint(path, expected_kind="apogeenet", device=self.device)
         self.weights_path = path
         self.version = file_sha256(path)[:12]
@@ -103,7 +117,7 @@ class APOGEENetPipeline:
         """
         f, e = preprocess(flux, ivar, bitmask, self.input_flux, continuum, masked)
         out = predict_with_noise_draws(self.model, f, e, self.output_mean, self.output_std, self.n_draws,
-                                       generator, self.chunk_size)
+                                       generator, self.chunk_size, self.precision)
         return {k: v.numpy() for k, v in out.items()}
 
     def predict_brackett_masked(self, flux, ivar, bitmask, seeds, continuum=None) -> dict:
@@ -114,8 +128,8 @@ class APOGEENetPipeline:
         pass-1 Teff is >= ``COOL_TEFF`` are predicted again with the cores only, as the network saw such
         stars in training, and keep that second prediction.
         """
-        def generators(s):
-            return [torch.Generator().manual_seed(int(v)) for v in s]
+        def generators(s):  # on the model's device: the draws are made there
+            return [torch.Generator(device=self.device).manual_seed(int(v)) for v in s]
 
         if not self.brackett_mask:
             return self.predict_arrays(flux, ivar, bitmask, generators(seeds), continuum)
@@ -134,26 +148,30 @@ class APOGEENetPipeline:
                 out[key][hot] = again[key]
         return out
 
-    def rows_from_predictions(self, pred: dict) -> list[dict]:
-        """Rows (fields + reason) from :meth:`predict_arrays` output."""
-        raw_e = np.stack([pred["raw_e_teff"], pred["raw_e_logg"], pred["raw_e_fe_h"]], axis=1)
-        e = self.noise_model.apply(raw_e)
-        flags = result_flags(pred["teff"], pred["logg"], pred["fe_h"], np.zeros(len(pred["teff"]), bool))
-        warn, bad = flag_warn(flags), flag_bad(flags)
-        rows = []
-        for i in range(len(flags)):
-            rows.append({"teff": float(pred["teff"][i]), "e_teff": float(e[i, 0]),
-                         "logg": float(pred["logg"][i]), "e_logg": float(e[i, 1]),
-                         "fe_h": float(pred["fe_h"][i]), "e_fe_h": float(e[i, 2]),
-                         "raw_e_teff": float(raw_e[i, 0]), "raw_e_logg": float(raw_e[i, 1]),
-                         "raw_e_fe_h": float(raw_e[i, 2]), "result_flags": int(flags[i]),
-                         "flag_warn": bool(warn[i]), "flag_bad": bool(bad[i]), "reason": ""})
-        return rows
+    def columns_from_predictions(self, pred: dict) -> dict:
+        """Columns (fields + reason, arrays over spectra) from :meth:`predict_arrays` output.
+
+        The rows are built from them at the end of the batch
+        (:meth:`~stellarnn.labels.pipeline.QualityChecks.rows`).
+        """
+        raw_e = np.stack([pred["raw_e_teff"], pred["raw_e_logg"], pred["raw_e_fe_h"]], axis=1).astype(np.float64)
+        e = np.asarray(self.noise_model.apply(raw_e), dtype=np.float64)
+        flags = np.asarray(result_flags(pred["teff"], pred["logg"], pred["fe_h"], np.zeros(len(pred["teff"]), bool)),
+                           dtype=np.int64)
+        columns = {}
+        for k, name in enumerate(LABELS):
+            columns[name] = np.asarray(pred[name], dtype=np.float64)
+            columns[f"e_{name}"] = e[:, k]
+        for k, name in enumerate(LABELS):
+            columns[f"raw_e_{name}"] = raw_e[:, k]
+        columns.update(result_flags=flags, flag_warn=flag_warn(flags), flag_bad=flag_bad(flags),
+                       reason=np.full(len(flags), "", dtype=object))
+        return columns
 
     def _run_batch(self, batch: list[Spectrum]) -> list[dict]:
         info = self.quality.assess(batch)
         good = np.flatnonzero(info.usable)
-        rows, labels = [], {}
+        columns, labels = {}, {}
         if len(good):
             sel = torch.as_tensor(good)
             cont = info.continuum
@@ -163,11 +181,11 @@ class APOGEENetPipeline:
             pred = self.predict_brackett_masked(np.stack([batch[i].flux for i in good]),
                                                 np.stack([batch[i].ivar for i in good]),
                                                 np.stack([batch[i].bitmask for i in good]), seeds, cont)
-            rows = self.rows_from_predictions(pred)
+            columns = self.columns_from_predictions(pred)
             labels = {k: pred[k] for k in LABELS}
         profile = () if self.quality.ood is None else [n for n in self.quality.ood.label_names
                                                         if n not in ("teff", "logg", "m_h")]
-        return self.quality.rows(len(batch), info, good, rows, labels, FIELDS, profile, flag_warn, flag_bad)
+        return self.quality.rows(len(batch), info, good, columns, labels, FIELDS, profile, flag_warn, flag_bad)
 
     def _failed(self, reason: str) -> dict:
         return failed_row(FIELDS, FLAG_RUNTIME_EXCEPTION, reason, True, False)

@@ -180,13 +180,15 @@ class ApogeeBCNNCensored(nn.Module):
         (default: the global one).
         """
         keep = 1.0 - self.dropout
+        # float32 at least: under a bfloat16 autocast 1 / keep would be rounded (1/0.7 -> 1.4297)
+        dtype = conv.dtype if conv.dtype in (torch.float32, torch.float64) else torch.float32
 
         def draw(*shape):
             if generator is not None:  # straight into the float dtype: no bool -> float copy
-                return torch.empty((n_passes,) + shape, dtype=conv.dtype, device=conv.device).bernoulli_(
+                return torch.empty((n_passes,) + shape, dtype=dtype, device=conv.device).bernoulli_(
                     keep, generator=generator).mul_(1.0 / keep)
             mask = torch.empty((n_passes,) + shape, dtype=torch.bool, device=conv.device).bernoulli_(keep)
-            return mask.to(conv.dtype).mul_(1.0 / keep)
+            return mask.to(dtype).mul_(1.0 / keep)
 
         return {"conv": draw(*conv.shape[1:]), "flat": draw(self.dense1.in_features),
                 "dense1": draw(self.dense1.out_features),
@@ -293,7 +295,8 @@ class ApogeeBCNNCensored(nn.Module):
 
     def forward_mc(self, x: torch.Tensor, n_passes: int, shared_masks: bool = True,
                    chunk_rows: int = 128, generators: list[torch.Generator] | None = None,
-                   masks: list[dict] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   masks: list[dict] | None = None,
+                   shared_pass_masks: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n_passes`` Monte-Carlo dropout passes per spectrum: (value, log_var), each (B, n_passes, 22).
 
         The layers before the first dropout (conv1 and every branch's first dense layer, which see
@@ -317,12 +320,24 @@ class ApogeeBCNNCensored(nn.Module):
         together (``n_passes`` rows per network call), one spectrum after the other.
         ``masks`` (one :meth:`pass_masks` dict per spectrum, e.g. from a bank of mask sets shared by
         many spectra) does the same with given masks instead of drawing them.
+
+        ``shared_pass_masks`` (one :meth:`pass_masks` dict, e.g. one bank) is the batched form of
+        ``masks`` for spectra that all use the same mask sets: every spectrum of ``x`` gets exactly
+        these passes, evaluated together in chunks of ``chunk_rows`` rows as with ``shared_masks``.
+        Each spectrum's result equals the one ``masks`` gives up to floating-point rounding (the
+        matrix products see more rows at once), so its bits may depend on the other spectra of the
+        call; it is the fast form for GPUs (``chunk_rows`` of 65,536 there, see
+        :data:`~stellarnn.labels.astronn.uncertainty.MC_DEVICE_DEFAULTS`).
         """
         b = x.shape[0]
         if generators is not None and len(generators) != b:
             raise ValueError(f"{len(generators)} generators for {b} spectra")
         if masks is not None and len(masks) != b:
             raise ValueError(f"{len(masks)} mask sets for {b} spectra")
+        if shared_pass_masks is not None and (generators is not None or masks is not None):
+            raise ValueError("shared_pass_masks excludes generators and masks")
+        if shared_pass_masks is not None and shared_pass_masks["conv"].shape[0] != n_passes:
+            raise ValueError(f"mask set of {shared_pass_masks['conv'].shape[0]} passes for {n_passes} passes")
         if (generators is not None or masks is not None) and self._dropout_on():
             # one spectrum at a time, deterministic layers included: floating-point results then do
             # not depend on the batch either (matrix-product blocking varies with the row count)
@@ -344,11 +359,15 @@ class ApogeeBCNNCensored(nn.Module):
         if not self._dropout_on():
             v, s = self._stochastic(conv, branches)
             return v[:, None].expand(-1, n_passes, -1).clone(), s[:, None].expand(-1, n_passes, -1).clone()
-        values = torch.empty((b, n_passes, len(OUTPUT_LABELS)), dtype=conv.dtype, device=conv.device)
+        # outputs stored in the input's dtype (float32 also under a bfloat16 autocast)
+        values = torch.empty((b, n_passes, len(OUTPUT_LABELS)), dtype=x.dtype, device=conv.device)
         log_vars = torch.empty_like(values)
         pass_chunk = max(1, min(n_passes, chunk_rows // max(b, 1)))
         spec_chunk = max(1, chunk_rows // pass_chunk)
-        all_masks = self._pass_masks(n_passes, conv, branches) if shared_masks else None
+        if shared_pass_masks is not None:
+            all_masks = shared_pass_masks
+        else:
+            all_masks = self._pass_masks(n_passes, conv, branches) if shared_masks else None
         for p0 in range(0, n_passes, pass_chunk):
             pc = min(pass_chunk, n_passes - p0)
             masks = None if all_masks is None else _slice_passes(all_masks, slice(p0, p0 + pc))

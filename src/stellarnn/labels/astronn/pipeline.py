@@ -19,18 +19,21 @@ from ...spectra import Spectrum
 from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, COOL_TEFF
 from ...train import file_sha256, load_checkpoint, pick_device
 from ..noise_model import NoiseModel
-from ..pipeline import (QualityChecks, failed_row, process_in_batches, register_pipeline, resolve_shipped_weights,
-                        spectrum_seed)
+from ..pipeline import (QualityChecks, check_precision, device_defaults, failed_row, process_in_batches,
+                        register_pipeline, resolve_shipped_weights, spectrum_seed)
 from . import network  # noqa: F401  (registers the "astronn" model kind)
 from .flags import FIELDS, FLAG_NO_RESULT, flag_bad, flag_warn, result_flags
 from .network import OUTPUT_LABELS
 from .preprocessing import mask_brackett_normalised, network_input
-from .uncertainty import MC_PASSES_DEFAULT, predict_mc_dropout
+from .uncertainty import MC_DEVICE_DEFAULTS, MC_PASSES_DEFAULT, predict_mc_dropout
 
 log = logging.getLogger(__name__)
 
 #: banks of dropout mask sets a pipeline draws once; a spectrum's bank follows from its seed
 N_MASK_BANKS = 8
+#: spectra per batch by device type: 64 on a CPU (unchanged); on a GPU 1024, the batch of the H200
+#: measurements of issue 24 (``forward_mc`` at 1024 spectra per call, :data:`MC_DEVICE_DEFAULTS`)
+BATCH_SIZE_DEFAULTS = {"cpu": dict(batch_size=64), "cuda": dict(batch_size=1024)}
 
 
 @register_pipeline("astronn")
@@ -43,10 +46,23 @@ class AstroNNPipeline:
         A checkpoint of kind ``"astronn"`` (default: the shipped one, ``weights/astronn``).
     mc_passes : int
         Monte-Carlo dropout passes per spectrum (100).
-    batch_size : int
-        Spectra normalised and predicted together.
+    batch_size : int, optional
+        Spectra normalised and predicted together (default per device, :data:`BATCH_SIZE_DEFAULTS`: 64 on
+        a CPU, 1024 on a GPU).
     device : str
         "auto", "cpu" or "cuda".
+    max_rows, chunk_rows : int, optional
+        (spectrum, pass) rows per group and per network call
+        (:func:`~stellarnn.labels.astronn.uncertainty.predict_mc_dropout`);
+        default per device (:data:`~stellarnn.labels.astronn.uncertainty.MC_DEVICE_DEFAULTS`: 4096 and
+        128 on a CPU, 102,400 and 65,536 on a GPU).
+    group_by_masks : bool, optional
+        Evaluate the spectra of one mask bank together (default per device: False on a CPU, where each
+        spectrum's numbers are then bit-identical whatever its batch, True on a GPU, where they agree
+        to floating-point rounding).
+    precision : {"float32", "bf16"}
+        "bf16" runs the passes under a bfloat16 autocast: CUDA only (refused on a CPU with a
+        ``ValueError``).
     seed : int
         Base seed of the dropout masks.  The pipeline holds ``N_MASK_BANKS`` (8) banks of
         ``mc_passes`` mask sets, bank k drawn once from seed (``seed``, k); each spectrum uses bank
@@ -77,11 +93,22 @@ class AstroNNPipeline:
     name = "astronn"
     fields = FIELDS
 
-    def __init__(self, weights=None, mc_passes: int = MC_PASSES_DEFAULT, batch_size: int = 64, device: str = "auto",
-                 seed: int = 0, max_rows: int = 4096, ood_emulator=None,
-                 quality_checks: bool = True, brackett_mask: bool | None = None):
+    def __init__(self, weights=None, mc_passes: int = MC_PASSES_DEFAULT, batch_size: int | None = None,
+                 device: str = "auto", seed: int = 0, max_rows: int | None = None, ood_emulator=None,
+                 quality_checks: bool = True, brackett_mask: bool | None = None, chunk_rows: int | None = None,
+                 group_by_masks: bool | None = None, precision: str = "float32"):
         path = resolve_shipped_weights("astronn", weights)
         self.device = pick_device(device)
+        self.precision = check_precision(precision, self.device)
+        sizes = device_defaults(MC_DEVICE_DEFAULTS, self.device)
+        batch_size = device_defaults(BATCH_SIZE_DEFAULTS, self.device)["batch_size"] if batch_size is None \
+            else batch_size
+        max_rows = sizes["max_rows"] if max_rows is None else max_rows
+        self.chunk_rows = int(sizes["chunk_rows"] if chunk_rows is None else chunk_rows)
+        self.group_by_masks = bool(sizes["group_by_masks"] if group_by_masks is None else group_by_masks)
+        if min(batch_size, max_rows, self.chunk_rows) < 1:
+            raise ValueError(f"batch_size, max_rows and chunk_rows must be >= 1, got {batch_size}, {max_rows}, "
+                             f"{self.chunk_rows}")
         self.model, payload = load_checkpoint(path, expected_kind="astronn", device=self.device)
         self.weights_path, self.version = path, file_sha256(path)[:12]
         norm = payload.get("normalisation", {})
@@ -121,7 +148,8 @@ class AstroNNPipeline:
         x = network_input(normalised_flux, self.spectrum_mean)
         masks = None if seeds is None else [self.mask_bank(sd) for sd in seeds]
         out = predict_mc_dropout(self.model, x, self.label_mean, self.label_std, self.mc_passes, self.seed,
-                                 self.max_rows, masks=masks)
+                                 self.max_rows, self.chunk_rows, masks=masks, group_by_masks=self.group_by_masks,
+                                 precision=self.precision)
         return {k: v.numpy() for k, v in out.items()}
 
     def predict_brackett_masked(self, normalised_flux, seeds=None) -> dict:
@@ -145,38 +173,42 @@ class AstroNNPipeline:
                 out[key][hot] = again[key]
         return out
 
-    def rows_from_predictions(self, value: np.ndarray, raw_error: np.ndarray) -> list[dict]:
-        """Rows (fields + reason) from raw values and errors (B, 22) in OUTPUT_LABELS order."""
-        e = self.noise_model.apply(raw_error)
+    def columns_from_predictions(self, value: np.ndarray, raw_error: np.ndarray) -> dict:
+        """Columns (fields + reason, arrays over spectra) from raw values and errors (B, 22) in OUTPUT_LABELS order.
+
+        The rows are built from them at the end of the batch
+        (:meth:`~stellarnn.labels.pipeline.QualityChecks.rows`).
+        """
+        value = np.asarray(value, dtype=np.float64)
+        raw_error = np.asarray(raw_error, dtype=np.float64)
+        e = np.asarray(self.noise_model.apply(raw_error), dtype=np.float64)
         j = {name: i for i, name in enumerate(OUTPUT_LABELS)}
         flags = result_flags(value[:, j["teff"]], value[:, j["logg"]], value[:, j["fe_h"]], e[:, j["teff"]],
                              e[:, j["logg"]], e[:, j["fe_h"]], np.zeros(len(value), bool))
-        warn, bad = flag_warn(flags), flag_bad(flags)
-        rows = []
-        for i in range(len(value)):
-            row = {}
-            for name, k in j.items():
-                row[name] = float(value[i, k])
-                row[f"e_{name}"] = float(e[i, k])
-                row[f"raw_{name}"] = float(value[i, k])
-                row[f"raw_e_{name}"] = float(raw_error[i, k])
-            row.update(result_flags=int(flags[i]), flag_warn=bool(warn[i]), flag_bad=bool(bad[i]), reason="")
-            rows.append(row)
-        return rows
+        columns = {}
+        for name, k in j.items():
+            columns[name] = value[:, k]
+            columns[f"e_{name}"] = e[:, k]
+            columns[f"raw_{name}"] = value[:, k]
+            columns[f"raw_e_{name}"] = raw_error[:, k]
+        flags = np.asarray(flags, dtype=np.int64)
+        columns.update(result_flags=flags, flag_warn=flag_warn(flags), flag_bad=flag_bad(flags),
+                       reason=np.full(len(value), "", dtype=object))
+        return columns
 
     def _run_batch(self, batch: list[Spectrum]) -> list[dict]:
         info = self.quality.assess(batch)  # its DR17 normalisation is preprocessing.normalise_apstar's
         good = np.flatnonzero(info.usable)
-        rows, labels = [], {}
+        columns, labels = {}, {}
         if len(good):
             seeds = [spectrum_seed(batch[i], self.seed) for i in good]
             pred = self.predict_brackett_masked(info.continuum.flux[torch.as_tensor(good)], seeds)
-            rows = self.rows_from_predictions(pred["value"], pred["raw_error"])
+            columns = self.columns_from_predictions(pred["value"], pred["raw_error"])
             j = {name: k for k, name in enumerate(OUTPUT_LABELS)}
             labels = {k: pred["value"][:, j[k]] for k in ("teff", "logg", "fe_h")}
             labels["x_h"] = {name: pred["value"][:, k] for name, k in j.items() if name.endswith("_h")}
         profile = () if self.quality.ood is None else ["v_micro"]
-        return self.quality.rows(len(batch), info, good, rows, labels, FIELDS, profile, flag_warn, flag_bad)
+        return self.quality.rows(len(batch), info, good, columns, labels, FIELDS, profile, flag_warn, flag_bad)
 
     def _failed(self, reason: str) -> dict:
         return failed_row(FIELDS, FLAG_NO_RESULT, reason, True, True)  # no labels at all: bad, not only a warning
