@@ -697,8 +697,11 @@ def bench_gpu(args) -> dict:
         torch.cuda.synchronize(device)
 
     spectra = test_batch(args.gpu_n_spectra)
-    extra = {"astronn": {} if args.astronn_max_rows is None else {"max_rows": args.astronn_max_rows},
-             "apogeenet": {} if args.apogeenet_chunk_size is None else {"chunk_size": args.apogeenet_chunk_size}}
+    extra = {"astronn": {**({} if args.astronn_max_rows is None else {"max_rows": args.astronn_max_rows}),
+                         **({} if args.astronn_chunk_rows is None else {"chunk_rows": args.astronn_chunk_rows}),
+                         "precision": args.precision},
+             "apogeenet": {**({} if args.apogeenet_chunk_size is None else {"chunk_size": args.apogeenet_chunk_size}),
+                           "precision": args.precision}}
     out = {"present": True, "device": str(device), "name": torch.cuda.get_device_name(device),
            "torch": torch.__version__, "cuda": torch.version.cuda, "repeats": args.repeats,
            "pipeline_options": extra, "throughput": {}, "agreement_with_cpu_max_delta_over_e": {}}
@@ -755,6 +758,10 @@ def main() -> None:
                     help="cpu (default: the CPU benchmark) or cuda / cuda:N: the GPU section only, key 'gpu' of --out")
     ap.add_argument("--gpu-n-spectra", type=int, default=4096, help="in-memory spectra of the GPU timing")
     ap.add_argument("--astronn-max-rows", type=int, default=None, help="AstroNN max_rows on the GPU (default: its own)")
+    ap.add_argument("--astronn-chunk-rows", type=int, default=None,
+                    help="AstroNN chunk_rows on the GPU (default: the device table's)")
+    ap.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                    help="network precision of the GPU section (bf16: CUDA autocast)")
     ap.add_argument("--apogeenet-chunk-size", type=int, default=None,
                     help="APOGEENet chunk_size on the GPU (default: its own)")
     args = ap.parse_args()
