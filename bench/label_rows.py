@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stellarnn.data import fetch
 from stellarnn.labels.apogeenet import flags as apogeenet_flags
 from stellarnn.labels.apogeenet.pipeline import LABELS as APOGEENET_LABELS, PUBLISHED_NOISE_MODEL
 from stellarnn.labels.astronn import flags as astronn_flags
 from stellarnn.labels.astronn.network import OUTPUT_LABELS
 from stellarnn.labels.noise_model import NoiseModel
 from stellarnn.labels.pipeline import QualityChecks
-from stellarnn.spectra import Spectrum, read_apstar
+from labels import test_batch  # bench/labels.py: real spectra with fresh noise
+from timing import median_seconds
 
 
 # ---------------------------------------------------------------- before (commit 8616993), for comparison
@@ -151,35 +151,11 @@ def after_apogeenet_rows(quality, noise_model, n, info, good, pred):
 
 
 # ---------------------------------------------------------------- inputs, timing
-def spectra(n: int, seed: int = 0) -> list[Spectrum]:
-    """n apStar spectra: the data layer's real stars and visits with fresh noise at their error level."""
-    base = []
-    for name in ("apstar-2M17335483", "apstar-2M19485057"):
-        star = read_apstar(fetch(name))
-        base += [star.combined, *star.visits]
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        s = base[i % len(base)]
-        err = np.where(s.ivar > 0, 1 / np.sqrt(np.where(s.ivar > 0, s.ivar, 1)), 0)
-        out.append(Spectrum(s.wavelength, s.flux + err * rng.standard_normal(s.flux.size), s.ivar, s.bitmask))
-    return out
-
-
 def same_rows(a: list[dict], b: list[dict]) -> bool:
     def same(x, y):
         return type(x) is type(y) and (x == y or (isinstance(x, float) and x != x and y != y))
     return len(a) == len(b) and all(ra.keys() == rb.keys() and all(same(ra[k], rb[k]) for k in ra)
                                     for ra, rb in zip(a, b))
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -190,7 +166,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)
-    batch = spectra(args.n)
+    batch = test_batch(args.n)
     quality = QualityChecks(False)
     info = quality.assess(batch)
     info.flags[::17] |= 1 << 5  # some spectra without information: their rows are NaN rows
