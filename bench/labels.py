@@ -13,14 +13,18 @@ Measured in one run (medians over ``--repeats``):
 * with ``--astronn-weights`` / ``--apogeenet-weights`` and ``--test-grid`` (default ``grids/apogee_like/test``):
   accuracy on held-out PySME spectra at S/N 50, 100, 200 per population
   (:mod:`stellarnn.synthesis.populations`), the issue's keys
-  ``accuracy.by_population.<population>.snr_<50|100|200>.<astronn|apogeenet|cannon|fitter>.<label>``: robust
-  scatter, bias, std and robust std (1.4826 MAD) of (prediction - truth)/e, and for Teff, log g, [Fe/H] the
+  ``accuracy.by_population.<population>.snr_<50|100|200>.<astronn|apogeenet|cannon|cannon_routed|fitter>.<label>``:
+  robust scatter, bias, std and robust std (1.4826 MAD) of (prediction - truth)/e, and for Teff, log g, [Fe/H] the
   ratio of the robust scatter to the population's median Cramér-Rao bound (``bench/results/crlb.json``);
   the pooled figures only under ``pooled_over_populations``; a short table at S/N 100 is printed;
 * the Cannon (:mod:`stellarnn.labels.cannon`, Ness et al. 2015) trained inside the bench on the noise-free
   flux / true continuum of ``--cannon-train-grid`` (default: ``grids/apogee_like/train`` once it holds
   2000 spectra, else the old ``grids/apogee/train``, ``train2``, ``train3``) and tested on the same inputs
   as the fitter; its labels, training time and test spectra per second under ``accuracy.cannon``;
+* the routed Cannon (:class:`stellarnn.labels.cannon.RoutedCannon`, method ``cannon_routed``, the fair peer): one
+  Cannon per population trained on the same spectra inside the population's box +- 250 K / 0.3 / 0.3 dex, routed
+  by the global Cannon's labels (``--cannon-routing``), under the same keys; its training time, test spectra per
+  second (global + regional fits) and the fraction routed to the true population under ``accuracy.cannon_routed``;
 * on the same spectra and noise realisations, the least-squares (Payne-style) fitter
   (:func:`stellarnn.synthesis.fitter.fit_spectra` with the emulator ``--emulator-weights``):
   per-label robust scatter and bias side by side with the networks, its spectra per second and
@@ -213,14 +217,16 @@ def cannon_labels(labels: np.ndarray, names: list[str], cannon_names: list[str])
                             for n in cannon_names])
 
 
-def train_cannon(folders: list[str], regularization: float):
+def train_cannon(folders: list[str], regularization: float, routing: str | None = None):
     """The Cannon trained on the noise-free synthetic flux (flux / true continuum) of the training grids.
 
     Labels: the AstroNN outputs (:data:`OUTPUT_LABELS`, without the copies in :data:`CANNON_COPIES`) and the
     broadening labels every grid has.  Grids of different specifications (old box / new APOGEE-like) are
-    loaded one by one and concatenated.  Returns (model, info dict).
+    loaded one by one and concatenated.  Returns (model, info dict); with ``routing`` also the routed Cannon
+    (:class:`~stellarnn.labels.cannon.RoutedCannon`, populations from teff, logg, fe_h = [M/H] of the grids)
+    on the same spectra, sharing the global model, and its info dict: (model, info, routed, routed_info).
     """
-    from stellarnn.labels.cannon import CannonModel, n_coefficients
+    from stellarnn.labels.cannon import CannonModel, RoutedCannon, n_coefficients
     from stellarnn.synthesis.grid_builder import load_grid
 
     grids = [load_grid(f) for f in folders]
@@ -240,7 +246,19 @@ def train_cannon(folders: list[str], regularization: float):
             "training_input": "noise-free grid flux / true continuum (ivar = inf: s^2 is the model's own scatter)",
             "training_seconds": seconds, **model.training_summary}
     info["spectra_per_coefficient"] = info["n_train"] / n_coefficients(len(names))
-    return model, info
+    if routing is None:
+        return model, info
+    t0 = time.perf_counter()
+    routed = RoutedCannon.fit(flux, None, labels, names, population_label_names=("teff", "logg", "fe_h"),
+                              routing=routing, regularization=regularization, global_model=model)
+    regional_seconds = time.perf_counter() - t0
+    routed_info = {"train_grids": info["train_grids"], "label_names": names, "routing": routing,
+                   "regional_training_seconds": regional_seconds, "training_seconds": seconds + regional_seconds,
+                   "margin_teff_logg_m_h": routed.margin,
+                   "min_train_spectra": routed.training_summary["min_train_spectra"],
+                   "regions": routed.training_summary["regions"],
+                   "note": "global Cannon (= method cannon) routes; one Cannon per population refits (RoutedCannon)"}
+    return model, info, routed, routed_info
 
 
 def _crlb_by_population() -> tuple[dict, str]:
@@ -330,14 +348,21 @@ def bench_accuracy(args) -> dict:
         result["fitter"] = {"measured": False, "reason": fitter_reason}
     cannon = None
     if cannon_grids:
-        cannon, result["cannon"] = train_cannon(cannon_grids, args.cannon_regularization)
-        result["cannon"]["input"] = "noisy flux / true continuum, ivar x continuum^2, 8575 px"
+        cannon, result["cannon"], routed, result["cannon_routed"] = train_cannon(
+            cannon_grids, args.cannon_regularization, routing=args.cannon_routing)
+        result["cannon"]["input"] = result["cannon_routed"]["input"] = ("noisy flux / true continuum, ivar x "
+                                                                         "continuum^2, 8575 px")
         if args.cannon_save:
             cannon.save(args.cannon_save, provenance={"train_grids": result["cannon"]["train_grids"]})
             result["cannon"]["saved"] = str(args.cannon_save)
+            routed_path = Path(args.cannon_save).with_name(Path(args.cannon_save).stem + "_routed.pt")
+            routed.save(routed_path, provenance={"train_grids": result["cannon"]["train_grids"]})
+            result["cannon_routed"]["saved"] = str(routed_path)
     else:
         result["cannon"] = {"measured": False, "reason": "--no-cannon" if args.no_cannon else "no training grid found"}
-    fit_seconds = fit_n = cannon_seconds = cannon_n = 0
+        result["cannon_routed"] = dict(result["cannon"])
+    fit_seconds = fit_n = cannon_seconds = cannon_n = routed_seconds = 0
+    routed_to_truth = {}
     by_pop = {p: {"n": int(masks[p].sum())} for p in POPULATIONS}
     pooled = {"note": "over all held-out spectra, whose regimes' bounds differ by 30x: not a headline figure"}
     for snr in SNRS:
@@ -365,6 +390,15 @@ def bench_accuracy(args) -> dict:
             col = [cannon.label_names.index(CANNON_COPIES.get(lab, lab)) for lab in OUTPUT_LABELS]
             methods["cannon"] = {"pred": fit.labels[:, col], "err": fit.label_errors[:, col], "labels": OUTPUT_LABELS,
                                  "at_bound": fit.at_bound[:, col], "reduced_chi2": fit.reduced_chi2}
+            t0 = time.perf_counter()
+            rfit = routed.predict_labels(flux, ivar, global_labels=fit)
+            routed_seconds += time.perf_counter() - t0
+            methods["cannon_routed"] = {"pred": rfit.labels[:, col], "err": rfit.label_errors[:, col],
+                                        "labels": OUTPUT_LABELS, "at_bound": rfit.at_bound[:, col],
+                                        "reduced_chi2": rfit.reduced_chi2}
+            routed_to_truth[f"snr_{snr}"] = {
+                p: float(np.mean(rfit.region[masks[p]] == p)) if masks[p].any() else None for p in POPULATIONS}
+            routed_to_truth[f"snr_{snr}"]["mean_candidates"] = float(rfit.n_candidates.mean())
         if emulator is not None:
             n_fit = result["fitter"]["n_per_snr"]
             t0 = time.perf_counter()
@@ -396,6 +430,10 @@ def bench_accuracy(args) -> dict:
     if cannon_n:
         result["cannon"].update({"test_spectra_per_second": cannon_n / cannon_seconds, "test_seconds": cannon_seconds,
                                  "n_test_fits": cannon_n})
+        total = cannon_seconds + routed_seconds  # the global fit routes: part of the routed Cannon's cost
+        result["cannon_routed"].update({"test_spectra_per_second": cannon_n / total, "test_seconds": total,
+                                        "regional_test_seconds": routed_seconds, "n_test_fits": cannon_n,
+                                        "fraction_routed_to_true_population": routed_to_truth})
     return result
 
 
@@ -404,7 +442,7 @@ def population_table(accuracy: dict, snr: int = 100) -> str:
     if not accuracy.get("measured"):
         return f"accuracy not measured: {accuracy.get('reason')}"
     crlb, _ = _crlb_by_population()
-    methods = [m for m in ("astronn", "apogeenet", "cannon", "fitter")
+    methods = [m for m in ("astronn", "apogeenet", "cannon", "cannon_routed", "fitter")
                if any(m in (accuracy["by_population"][p].get(f"snr_{snr}") or {}) for p in accuracy["by_population"])]
     lines = [f"robust scatter at S/N {snr}: Teff [K] / log g / [Fe/H]   (n: held-out spectra; fitter: first "
              f"{accuracy['fitter'].get('n_per_snr', 0)} only)",
@@ -477,7 +515,9 @@ def fitter_comparison(throughput: dict, accuracy: dict) -> dict:
                     "networks: end-to-end pipeline throughput from 'throughput'",
             "ratio_network_to_fitter": {k: throughput[k]["spectra_per_second"] / rate
                                         for k in ("astronn_mc100", "apogeenet_small_draws20") if k in throughput},
-            "cannon_test_spectra_per_second": (accuracy.get("cannon") or {}).get("test_spectra_per_second")}
+            "cannon_test_spectra_per_second": (accuracy.get("cannon") or {}).get("test_spectra_per_second"),
+            "cannon_routed_test_spectra_per_second":
+                (accuracy.get("cannon_routed") or {}).get("test_spectra_per_second")}
 
 
 def bench_real(paths: dict, args) -> dict:
@@ -740,7 +780,11 @@ def main() -> None:
                          f">= {CANNON_MIN_TRAIN} spectra, else grids/apogee/train, train2, train3)")
     ap.add_argument("--cannon-regularization", type=float, default=0.0,
                     help="ridge on the Cannon's non-constant coefficients (relative to the design's second moments)")
-    ap.add_argument("--cannon-save", help="also write the trained Cannon to this checkpoint path")
+    ap.add_argument("--cannon-save", help="also write the trained Cannon to this checkpoint path (and the routed "
+                                          "Cannon to <stem>_routed.pt beside it)")
+    ap.add_argument("--cannon-routing", choices=("labels", "likelihood"), default="labels",
+                    help="routing of the routed Cannon: regions around the global Cannon's labels (default) or all "
+                         "regions, the lowest -2 ln L wins either way")
     ap.add_argument("--no-cannon", action="store_true", help="skip the Cannon in the accuracy section")
     ap.add_argument("--emulator-weights", default=str(Path(__file__).resolve().parents[1] / "weights" / "emulator"
                                                       / "payne_apogee.pt"),
