@@ -18,7 +18,7 @@ merges it into the existing JSON (other keys kept): the fraction of held-out nod
 B_⊥ < 0 or T outside 3000–12000 K, per node and over all, and the fraction of profiles with any.
 
 ``--per-regime`` measures only ``per_regime`` (issue 21, items 6 and 7) for the first checkpoint
-found among ``--weights`` on a held-out set built with regimes (``stellarnn stokes build-set DIR --seed 1
+found among ``--weights`` (and every checkpoint found under ``per_regime_by_checkpoint``) on a held-out set built with regimes (``stellarnn stokes build-set DIR --seed 1
 --regimes quiet network plage penumbra umbra --stray-light-max 0.2 --continuum-error 0.01``) and
 merges it into ``--out``: for each regime, the number of profiles, the RMSE of T at log τ500 = −1 and
 0, of v_LOS and B_LOS at log τ500 = −1, the fraction of profiles with an unphysical output, and (when
@@ -204,11 +204,20 @@ def main() -> int:
         if not found:
             raise SystemExit(f"no stratified-CNN weights found among {args.weights}")
         merged = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
-        merged["per_regime"] = {"heldout": str(args.heldout), "n_heldout": int(len(stokes)),
-                                "set_metadata": data["metadata"][0],
-                                **per_regime(found[0], stokes, data["targets"], data["regime"])}
+        head = {"heldout": str(args.heldout), "n_heldout": int(len(stokes)), "set_metadata": data["metadata"][0]}
+        by_checkpoint = {Path(w).name: {**head, **per_regime(w, stokes, data["targets"], data["regime"])}
+                         for w in found}
+        merged["per_regime"] = by_checkpoint[Path(found[0]).name]
+        merged["per_regime_by_checkpoint"] = by_checkpoint
         Path(args.out).write_text(json.dumps(merged, indent=1))
-        print(json.dumps(merged["per_regime"], indent=1))
+        regimes = [r for r in ("quiet", "network", "plage", "penumbra", "umbra") if r in merged["per_regime"]]
+        print("RMSE T(-1) [K], T(0) [K], v_LOS(-1) [km/s], B_LOS(-1) [G], fraction unphysical")
+        for name, res in by_checkpoint.items():
+            for r in regimes:
+                e = res[r]
+                print(f"{name:34s} {r:9s} n={e['n']:4d} " + " ".join(f"{e[k]:8.3g}" for k in (
+                    "temperature_rmse_K_logtau-1", "temperature_rmse_K_logtau0", "v_los_rmse_km_s_logtau-1",
+                    "B_los_rmse_G_logtau-1", "fraction_unphysical")))
         return 0
     if args.unphysical:
         merged = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
