@@ -613,8 +613,8 @@ def bench_ood(args) -> dict:
     """Information / out-of-distribution flags of both shipped pipelines (issue 19 item 3, issue 20 item 10).
 
     * a set of bad and off-population spectra (:func:`ood_spectra`): every one should be flagged;
-    * the held-out PySME grid ``grids/apogee/test`` with noise at S/N 100 (never trained on): at most
-      2 % flagged;
+    * the held-out PySME grid ``--test-grid`` (default ``grids/apogee_like/test``, the APOGEE-like
+      population; never trained on) with noise at S/N 100: at most 2 % flagged, also per population;
     * throughput of each pipeline with the checks and OOD measures (the default) and without the
       emulator measures (``ood_emulator=False``), on ``--n-spectra`` of the held-out spectra.
 
@@ -630,12 +630,17 @@ def bench_ood(args) -> dict:
     bits = {**INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
     quality_mask = sum(bits.values())
     bad, kinds, how = ood_spectra(args.ood_per_kind)
-    grid = load_grid(Path(__file__).resolve().parents[1] / "grids" / "apogee" / "test")
+    from stellarnn.synthesis.populations import population_of
+
+    grid = load_grid(args.test_grid)
     obs = synthetic_observations(grid, 100.0, seed=100)
+    names = list(obs["label_names"])
+    population = population_of(*(obs["labels"][:, names.index(k)] for k in ("teff", "logg", "m_h")))
     wl = apogee_wavelength()
     held = [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])]
+    grid_name = Path(args.test_grid).resolve().as_posix().split("/grids/")[-1]
     out = {"bad_set": {"n_spectra": len(bad), "kinds": how},
-           "held_out": {"grid": "grids/apogee/test", "n_spectra": len(held), "snr": 100},
+           "held_out": {"grid": f"grids/{grid_name}", "n_spectra": len(held), "snr": 100},
            "flagged_means": "flagged_fraction: flag_bad (the network's own bits included) or any information/OOD "
                             "bit (2^4-2^10) set; flagged_by_information_or_ood_fraction: an information/OOD bit set",
            "target": {"bad_flagged_fraction": 1.0, "held_out_flagged_fraction_max": 0.02,
@@ -670,8 +675,12 @@ def bench_ood(args) -> dict:
         chi2 = np.array([r["ood_chi2"] for r in rows])
         total["ood_chi2_percentiles_50_90_98_max"] = [float(v) for v in np.nanpercentile(chi2, [50, 90, 98, 100])]
         total["flagged_true_labels"] = [{"teff": float(obs["labels"][i, 0]), "logg": float(obs["labels"][i, 1]),
-                                         "m_h": float(obs["labels"][i, 2]), "result_flags": int(rows[i]["result_flags"])}
+                                         "m_h": float(obs["labels"][i, 2]), "population": str(population[i]),
+                                         "result_flags": int(rows[i]["result_flags"])}
                                         for i in np.flatnonzero(flagged)]
+        total["flagged_fraction_by_population"] = {
+            str(pop): {"n": int((population == pop).sum()), "flagged_fraction": float(flagged[population == pop].mean())}
+            for pop in dict.fromkeys(population)}
         out["held_out"][name] = total
         # throughput with and without the emulator measures (the information checks always run)
         sample = held[:args.n_spectra]
