@@ -26,7 +26,7 @@ regional model uses.
 
 The expanded boxes are evaluated through :func:`~stellarnn.synthesis.populations.population_masks`
 itself (the single source of the edges): a star lies within margins m of a box iff some shift δ with
-|δ_k| <= m_k moves it into the box; the shifts tried are a grid of :data:`MARGIN_GRID_POINTS` per axis
+``|δ_k| <= m_k`` moves it into the box; the shifts tried are a grid of :data:`MARGIN_GRID_POINTS` per axis
 (spacing m/4), which is exact for boxes at least a quarter margin wide on every axis (all populations
 are, for every widening factor: the narrowest box, 1400 K, exceeds 8 x 250 K / 4).
 """
