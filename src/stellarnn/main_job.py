@@ -223,8 +223,8 @@ def run_labels(out: Path, n_synthetic: int = 200, synthetic_grid=DEFAULT_SYNTHET
                         export_formats=("fits",))
     exports = {name: fmts["fits"] for name, fmts in result["exports"].items()}
     result["synthetic_truth"] = compare_with_truth(exports, truth, out / "synthetic_truth.png")
-    real_ids = {str(fits.getheader(fetch(n), 0).get("OBJID", "")) for n in REAL_STARS} | {
-        str(fits.getheader(fetch(n), 0).get("APOGEE_ID", "")) for n in REAL_STARS}
+    headers = [fits.getheader(fetch(n), 0) for n in REAL_STARS]  # each file's header read once
+    real_ids = {str(h.get(k, "")) for h in headers for k in ("OBJID", "APOGEE_ID")}
     result["real_stars"] = real_star_report(exports, real_ids - {""})
     result["n_synthetic"] = len(synthetic)
     (out / "main_summary.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
