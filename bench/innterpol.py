@@ -45,7 +45,7 @@ import torch
 from stellarnn.atmospheres.audit import audit_grid, format_audit, inconsistent_slices
 from stellarnn.atmospheres.emulator import DEFAULT_WEIGHTS, Innterpol
 from stellarnn.atmospheres.evaluation import SETS, LinearBaseline, error_table, evaluate_checkpoint, time_call
-from stellarnn.atmospheres.resample import atlas9_tau_grid
+from stellarnn.atmospheres.resample import add_family_axis, atlas9_tau_grid
 from stellarnn.atmospheres.svd import reconstruction_error
 from stellarnn.atmospheres.training import make_splits
 
@@ -113,12 +113,14 @@ def teff_axis_interpolation(grid, seed: int = 0) -> dict:
 def bfloat16_accuracy(emulator: Innterpol, grid) -> dict:
     """Error table of the ``precision="bfloat16"`` engine on the checkpoint's three held-out sets."""
     seed = emulator.checkpoint.get("provenance", {}).get("splits", {}).get("seed", 0)
+    if "family" in emulator.axis_names:
+        grid = add_family_axis(grid)
     splits = make_splits(grid, seed=seed)
     out = {"bfloat16_float32_layers": list(emulator.bfloat16_float32_layers), "sets": {}}
     for name in SETS:
         mask = getattr(splits, name)
         p, truth = grid.params[mask], grid.values[mask]
-        atm = emulator.atmosphere(p[:, 0], p[:, 1], p[:, 2], with_distance=False, precision="bfloat16")
+        atm = emulator.atmosphere(**dict(zip(grid.axis_names, p.T)), with_distance=False, precision="bfloat16")
         pred = np.log10(np.stack([atm.rhox, atm.temperature, atm.p_gas, atm.n_e], axis=1))
         out["sets"][name] = error_table(pred, truth)
     return out

@@ -3,15 +3,23 @@
 # the spectra in flight.  PROCESSES (default 2) worker processes.
 #
 # The APOGEE-like grids (current physics: --prior apogee-like, H I lines, v_macro and v sin i, fixed
-# R = 300,000 transfer grid; grids/apogee_like/README.md): held-out test and calibration grids first,
+# R = 300,000 transfer grid; one ATLAS9 [M/H] family; grids/apogee_like_f0/README.md): held-out test and calibration grids first,
 # stratified by population, then the training grid.
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 P=${PROCESSES:-2}
 G=.venv/bin/stellarnn
-$G grid build apogee --n 600   --seed 21 --stratify --out grids/apogee_like/test  --processes "$P" -q
-$G grid build apogee --n 300   --seed 22 --stratify --out grids/apogee_like/calib --processes "$P" -q
-$G grid build apogee --n 12000 --seed 23            --out grids/apogee_like/train --processes "$P" -q
+# Atmospheres from one ATLAS9 [M/H] family (GridSpec.atmosphere_m_h_family = 0; grids/apogee_like_f0/README.md).
+$G grid build apogee --n 600   --seed 21 --stratify --out grids/apogee_like_f0/test  --processes "$P" -q
+$G grid build apogee --n 300   --seed 22 --stratify --out grids/apogee_like_f0/calib --processes "$P" -q
+$G grid build apogee --n 12000 --seed 23            --out grids/apogee_like_f0/train --processes "$P" -q
+if [ "${MIXED_FAMILY_GRIDS:-0}" = 1 ]; then
+  # grids/apogee_like: the same labels, atmospheres interpolated across both ATLAS9 families (superseded).
+  MIX="--atmosphere-family both"
+  $G grid build apogee $MIX --n 600   --seed 21 --stratify --out grids/apogee_like/test  --processes "$P" -q
+  $G grid build apogee $MIX --n 300   --seed 22 --stratify --out grids/apogee_like/calib --processes "$P" -q
+  $G grid build apogee $MIX --n 12000 --seed 23            --out grids/apogee_like/train --processes "$P" -q
+fi
 if [ "${OLD_GRIDS:-0}" = 1 ]; then
   # The first grids (uniform box, no H I lines, SME's adaptive transfer grid), kept for comparison.
   OLD="--prior box --no-hydrogen --transfer-resolution 0"

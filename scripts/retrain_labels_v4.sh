@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Retrain the label chain on the APOGEE-like grids (issue "APOGEENet and AstroNN at the information bound",
 # item 1; grids of the issue "Training data that carries the information").  Resumable; run in the background:
-#   1. the spectrum emulator on grids/apogee_like/train (held-out error on grids/apogee_like/test)
+#   1. the spectrum emulator on grids/apogee_like_f0/train (held-out error on grids/apogee_like_f0/test)
 #   2. AstroNN at its faithful size (ASTRONN_FULL) and 3. APOGEENet (APOGEENET_SIZE, below), both from scratch on
 #      the PySME spectra with fresh noise every epoch (S/N log-uniform 30-500 per spectrum and epoch), the H I
 #      Brackett cores masked, early stopping on the 10 % validation split, plus EMULATED label sets drawn from
 #      the grid's prior whose emulator spectra are kept only in the populations where the new emulator's
 #      held-out error is <= 0.3 sigma at S/N 100 (the populations used/skipped are in the checkpoints' provenance)
-#   4. both noise models recalibrated (emulated repeat pairs, then the accuracy floor on grids/apogee_like/calib)
-#   5. bench/crlb.py, bench/emulator.py and bench/labels.py on grids/apogee_like/test
+#   4. both noise models recalibrated (emulated repeat pairs, then the accuracy floor on grids/apogee_like_f0/calib)
+#   5. bench/crlb.py, bench/emulator.py and bench/labels.py on grids/apogee_like_f0/test
 # Each finished step leaves STATE/STEP.done; a rerun skips those and resumes the one in progress (resume files
 # in STATE).  STATE (default $STELLARNN_CACHE/retrain_v4, i.e. ~/.cache/stellarnn/retrain_v4) lies outside the
 # work tree, so a later session on the same machine resumes the chain even with a new checkout.  New checkpoints
@@ -35,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 S=.venv/bin/stellarnn
 PY=.venv/bin/python
-GRIDS=${RETRAIN_GRIDS:-grids/apogee_like}  # (another folder only for tests of this script)
+GRIDS=${RETRAIN_GRIDS:-grids/apogee_like_f0}  # (another folder only for tests of this script)
 TRAIN=$GRIDS/train
 TEST=$GRIDS/test
 CALIB=$GRIDS/calib

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stellarnn.atmospheres.audit import (audit_grid, best_bracketing_pair, format_audit, inconsistent_slices,
-                                         neighbour_deviation)
+                                         m_h_families, neighbour_deviation)
 from stellarnn.atmospheres.grid import COLUMNS, AtmosphereGrid
 
 
@@ -67,6 +67,35 @@ def test_atlas9_audit_finds_the_solar_slice():
     assert rows[0.0]["rms_percent"]["n_e"]["median"] > 10.0     # and 14-19 % in n_e
     assert rows[-0.2]["rms_percent"]["T"]["median"] < 0.05      # -0.2 is the mean of -0.3 and -0.1
     assert rows[-0.1]["best_bracketing_pair"]["pair"] == [-0.2, 0.1]
-    assert 0.0 in audit["m_h_layer_families"]["all_72_layers"]
-    assert -0.1 in audit["m_h_layer_families"]["with_64_layer_models"]
+    fam = audit["m_h_families"]
+    assert fam["families"]["0"]["m_h"] == [-2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.2, 0.5]
+    assert -0.1 in fam["families"]["1"]["m_h"] and 0.1 in fam["families"]["1"]["m_h"]
+    # adjacent slices of different families differ several times more than slices within a family
+    assert fam["interleaved"] and [b["axis"] for b in audit["axis_breaks"]] == ["m_h"]
+    cross = {r["value"]: r for r in fam["cross_family"]}
+    within = {r["value"]: r for r in fam["within_family"]}
+    assert cross[0.2]["pair"] == [0.1, 0.3] and cross[0.2]["T"] > 0.8        # 0.2 between two family-1 slices
+    assert within[0.1]["pair"] == [-0.1, 0.3] and within[0.1]["T"] < 0.1    # 0.1 from its own family, 0.4 dex apart
     assert not [b for b in audit["breaks"] if b["axis"] != "m_h"]  # Teff and log g slices mix both VTURB values
+
+
+def test_families_of_a_one_family_grid_are_not_interleaved():
+    grid = _smooth_grid()
+    n = len(grid.axes["m_h"])
+    fam = m_h_families(grid, family=np.arange(n) % 2)
+    assert not fam["interleaved"]
+    assert fam["within_family"] and fam["cross_family"]
+    # the same grid with every other slice offset by 0.92 % (a second computation): interleaved
+    grid.models[:, :, 1::2, :, :4] *= 10.0 ** 0.004
+    fam = m_h_families(grid, family=np.arange(n) % 2)
+    assert fam["interleaved"]
+    assert fam["median_percent"]["within_family"]["T"] < 1e-8
+    assert fam["median_percent"]["cross_family"]["T"] == pytest.approx(100 * (10 ** 0.004 - 1), rel=1e-2)
+
+
+def test_m_h_family_of_atlas9_nodes():
+    from stellarnn.atmospheres.grid import m_h_family
+
+    assert m_h_family([0.0, 0.1, -2.0, 1.0]).tolist() == [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="not .*nodes"):
+        m_h_family(0.05)

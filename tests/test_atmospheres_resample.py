@@ -48,3 +48,20 @@ def test_tau_sampled_grid_validation():
         TauSampledGrid(axes, np.array([[0], [1]]), np.full((2, 4, 71), np.nan))
     with pytest.raises(ValueError):
         TauSampledGrid(axes, np.array([[0], [1]]), np.ones((2, 71)))
+
+
+def test_family_axis_keeps_models_and_splits(tau_grid):
+    from stellarnn.atmospheres.grid import m_h_family
+    from stellarnn.atmospheres.resample import add_family_axis
+    from stellarnn.atmospheres.training import make_splits
+
+    g4 = add_family_axis(tau_grid)
+    assert g4.axis_names == ("teff", "logg", "m_h", "family")
+    np.testing.assert_array_equal(g4.values, tau_grid.values)
+    np.testing.assert_array_equal(g4.params[:, :3], tau_grid.params)
+    np.testing.assert_array_equal(g4.params[:, 3], m_h_family(tau_grid.params[:, 2]))
+    assert set(g4.params[g4.params[:, 2] == 0.1, 3]) == {1.0} and set(g4.params[g4.params[:, 2] == 0.2, 3]) == {0.0}
+    a, b = make_splits(tau_grid), make_splits(g4)  # the held-out protocol does not change
+    for name in ("train", "validation", "random", "teff_columns", "edge"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert add_family_axis(g4) is g4

@@ -131,3 +131,32 @@ def test_update_manifest(tmp_path):
     data = json.loads((folder / "manifest.json").read_text())["models"]
     assert len(data) == 1 and data[0]["command"] == "cmd2" and data[0]["file"] == "m.pt"
     assert entry["sha256"] == file_sha256(path) and entry["hyperparameters"]["n_inputs"] == 5
+
+
+def test_family_input_default_and_validation(tmp_path):
+    """An emulator with a family axis: left out, the family is the checkpoint's default (0); 0.5 is refused."""
+    torch.set_num_threads(1)
+    axes = {"teff": np.array([4000.0, 4500.0, 5000.0, 5500.0, 6000.0]), "logg": np.array([1.0, 2.0, 3.0]),
+            "m_h": np.array([-1.0, -0.5, 0.0, 0.5]), "family": np.array([0.0, 1.0])}
+    idx = np.stack(np.meshgrid(*[np.arange(len(a)) for a in axes.values()], indexing="ij"), -1).reshape(-1, 4)
+    idx = idx[idx[:, 2] % 2 == idx[:, 3]]  # slices alternate between the two families
+    p = np.stack([axes[k][idx[:, i]] for i, k in enumerate(axes)], 1)
+    x = INNTERPOL_LOG_TAU[None, :]
+    log_t = np.log10(p[:, :1]) + 0.05 * x + 0.02 * p[:, 3:4]  # family 1: +4.7 % in T
+    values = np.stack([0.9 * x + 0.5 * p[:, 1:2], log_t, 0.9 * x + 0.4 * p[:, 1:2], 4 * log_t - 3 + 0.3 * p[:, 2:3]], 1)
+    grid = TauSampledGrid(axes, idx, values, INNTERPOL_LOG_TAU.copy(), ["synthetic"])
+    splits = make_splits(grid, teff_range=(4250.0, 5750.0))
+    cfg = InnterpolConfig(n_components=3, hidden=16, n_hidden_layers=2, epochs=400, batch_size=16, lr=3e-3,
+                          plateau_patience=None)
+    path, _ = train_innterpol(grid, splits, tmp_path / "f.pt", cfg, progress=False)
+    em = Innterpol.load(path)
+    assert read_checkpoint(path)["normalisation"]["default_family"] == 0.0
+    assert em.default_axes == {"family": 0.0}
+    a = em.atmosphere(5000.0, 2.0, -0.5, with_distance=False)
+    b = em.atmosphere(5000.0, 2.0, -0.5, family=0, with_distance=False)
+    c = em.atmosphere(5000.0, 2.0, -0.5, family=1, with_distance=False)
+    np.testing.assert_array_equal(a.temperature, b.temperature)
+    ratio = np.median(c.temperature / b.temperature)
+    assert 1.02 < ratio < 1.08  # the network learned the family offset (10^0.02 = 1.047)
+    with pytest.raises(ValueError, match="family must be 0 or 1"):
+        em.atmosphere(5000.0, 2.0, -0.5, family=0.5)

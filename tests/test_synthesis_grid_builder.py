@@ -128,19 +128,31 @@ def test_committed_grids_share_one_specification():
     assert all(s == specs[0] for s in specs)
 
 
-def test_new_grids_leave_out_the_vturb_0_slice_of_atlas9():
+def test_new_grids_interpolate_atlas9_within_one_family_without_the_vturb_0_slice():
     spec = GridSpec(name="x", n=1, seed=1)
-    assert spec.atmosphere_excluded_m_h == (0.0,)
+    assert spec.atmosphere_excluded_m_h == (0.0,) and spec.atmosphere_m_h_family == 0
+    assert spec.atmosphere_slices_left_out() == [-5.0, -4.5, -3.5, -3.0, -0.3, -0.2, -0.1, 0.0, 0.1, 0.3, 1.0]
     atm = spec.atmospheres()
-    assert not np.any(np.isclose(atm.axes["m_h"], 0.0))
-    # [M/H] = 0 is interpolated between -0.1 and +0.1 (both VTURB 2 km/s decks)
-    mid = atm.interpolate_linear(teff=5750, logg=4.5, m_h=0.0).temperature
-    lo = atm.interpolate_linear(teff=5750, logg=4.5, m_h=-0.1).temperature
-    hi = atm.interpolate_linear(teff=5750, logg=4.5, m_h=0.1).temperature
-    n = min(len(mid), len(lo), len(hi))
-    np.testing.assert_allclose(mid[-n:], np.sqrt(lo[-n:] * hi[-n:]), rtol=1e-6)  # log-linear midpoint
+    filled = atm.axes["m_h"][atm.present.any(axis=(0, 1))]
+    assert filled.tolist() == [-2.5, -2.0, -1.5, -1.0, -0.5, 0.2, 0.5]
+    # [M/H] = 0 is interpolated between -0.5 and +0.2, both family-0 decks with VTURB 2 km/s
+    t = {m: atm.interpolate_linear(teff=5750, logg=4.5, m_h=m).temperature for m in (-0.5, 0.0, 0.2)}
+    n = min(len(v) for v in t.values())
+    w = 0.5 / 0.7
+    np.testing.assert_allclose(np.log10(t[0.0][-n:]), (1 - w) * np.log10(t[-0.5][-n:]) + w * np.log10(t[0.2][-n:]),
+                               atol=1e-9)
+    # no zig-zag between the families: T(tau_Ross ~ 1) of a solar-type dwarf moves smoothly with [M/H]
+    k = int(np.argmin(np.abs(atm.log_tau)))
+    deep = [atm.interpolate_linear(teff=5800, logg=4.4, m_h=m).temperature[k] for m in (0.0, 0.1, 0.2, 0.3)]
+    assert np.all(np.abs(np.diff(deep)) < 5.0)  # K per 0.1 dex (across both families: ~100 K)
+    # every slice, as the older grids were built
+    both = GridSpec(name="x", n=1, seed=1, atmosphere_m_h_family=None)
+    assert both.atmosphere_slices_left_out() == [0.0]
+    with pytest.raises(ValueError, match="atmosphere_m_h_family"):
+        GridSpec(name="x", n=1, seed=1, atmosphere_m_h_family=2).atmosphere_slices_left_out()
     old = GridSpec(name="x", n=1, seed=1).to_json()
-    del old["atmosphere_excluded_m_h"]
-    assert GridSpec.from_json(old).atmosphere_excluded_m_h == ()
+    del old["atmosphere_excluded_m_h"], old["atmosphere_m_h_family"]
+    legacy = GridSpec.from_json(old)
+    assert legacy.atmosphere_excluded_m_h == () and legacy.atmosphere_m_h_family is None
     with pytest.raises(ValueError, match="no slice"):
         atm.without_slices("m_h", [0.05])

@@ -181,13 +181,96 @@ def audit_grid(grid: AtmosphereGrid | None = None, break_factor: float = BREAK_F
             if r["break"]:
                 result["breaks"].append({"axis": axis_name, "value": r["value"], "reasons": list(r["break"])})
         result["axes"][axis_name] = {"median_of_slice_T_rms_percent": axis_median, "slices": rows}
-    if "m_h" in result["axes"]:
-        rows = [r for r in result["axes"]["m_h"]["slices"] if r["n_models"]]
-        # a hint of where the slices come from: some hold 64-layer decks (another ATLAS9 computation), some do not
-        result["m_h_layer_families"] = {
-            "all_72_layers": [r["value"] for r in rows if r["n_72_layers"] >= r["n_models"] - 1],  # one 71-layer model
-            "with_64_layer_models": [r["value"] for r in rows if r["n_72_layers"] < r["n_models"] - 1]}
+    if "m_h" in result["axes"] and "ATLAS9" in str(grid.source):
+        fam = m_h_families(grid)
+        result["m_h_families"] = fam
+        if fam["interleaved"]:
+            c, w = fam["median_percent"]["cross_family"], fam["median_percent"]["within_family"]
+            result["axis_breaks"] = [{
+                "axis": "m_h", "reason": f"two interleaved families of slices: adjacent slices of different families "
+                                         f"differ by {c['T']:.2f} % in T, {c['n_e']:.1f} % in n_e (median), slices "
+                                         f"within a family by {w['T']:.2f} % / {w['n_e']:.1f} %",
+                "handled_by": "the family as an input of the emulator (stellarnn atmosphere train --families); "
+                              "linear interpolation within one family"}]
     return result
+
+
+#: the [M/H] axis is flagged as two interleaved families when adjacent slices of different families differ (median
+#: rms % in T) by more than this many times slices bracketed within their family.  Differences grow with the span
+#: of the pair, and the cross-family pairs of the ATLAS9 grid span 0.2-1.0 dex against 0.2-3.3 dex within a family,
+#: so a larger cross-family difference cannot come from the span
+INTERLEAVE_FACTOR = 2.0
+
+
+def m_h_families(grid: AtmosphereGrid, family: np.ndarray | None = None,
+                 interleave_factor: float = INTERLEAVE_FACTOR) -> dict:
+    """How the [M/H] slices group into families, with the smoothness that shows it.
+
+    Every slice with a neighbour on both sides *within its own family* is compared with the linear
+    interpolation of those two slices (median over models of the rms % difference in T and n_e, as
+    :func:`neighbour_deviation`), and every slice whose immediate neighbours along the axis belong to the other
+    family is compared with them.  A grid that is one family has the two alike; the ATLAS9 grid of species
+    does not: adjacent slices from the two families differ by ~1 % in T and ~13 % in n_e, slices within a family
+    by 0.02-0.5 % in T (``bench/results/innterpol.json``, ``audit.m_h_families``).
+
+    Parameters
+    ----------
+    grid : AtmosphereGrid
+        The ATLAS9 grid (axes teff, logg, m_h).
+    family : (n_m_h,) int, optional
+        Family of each slice (default: :func:`stellarnn.atmospheres.grid.atlas9_m_h_families`).
+    interleave_factor : float
+        The axis is flagged as interleaved when the median cross-family difference in T exceeds this
+        many times the median within-family one (:data:`INTERLEAVE_FACTOR`).
+
+    Returns
+    -------
+    dict with ``families`` (family index -> name and its [M/H] values), ``within_family`` and ``cross_family``
+    (one row per slice: value, the bracketing pair, median T and n_e rms %), the medians of both, and
+    ``interleaved`` (bool).
+    """
+    from .grid import M_H_FAMILIES, atlas9_m_h_families
+
+    k = grid.axis_names.index("m_h")
+    values = np.asarray(grid.axes["m_h"], dtype=float)
+    if family is None:
+        feh, family = atlas9_m_h_families()
+        if not np.allclose(feh, values):
+            raise ValueError("family must be given for a grid whose [M/H] axis is not the ATLAS9 file's")
+    family = np.asarray(family, dtype=int)
+    n_models = np.moveaxis(grid.present, k, 0).reshape(len(values), -1).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_t = np.moveaxis(np.log10(grid.models[..., COLUMNS.index("temperature")]), k, 0)
+        log_ne = np.moveaxis(np.log10(grid.models[..., COLUMNS.index("n_e")]), k, 0)
+    filled = np.flatnonzero(n_models > 0)
+
+    def row(i, j, m):
+        t = _pair_deviation(log_t, values, i, j, m)
+        ne = _pair_deviation(log_ne, values, i, j, m)
+        if t.size < 10:
+            return None
+        return {"value": float(values[i]), "pair": [float(values[j]), float(values[m])],
+                "T": float(np.median(t)), "n_e": float(np.median(ne)), "n": int(t.size)}
+
+    within, cross = [], []
+    for pos, i in enumerate(filled):
+        same = filled[family[filled] == family[i]]
+        lo, hi = same[same < i], same[same > i]
+        if lo.size and hi.size and (r := row(i, lo[-1], hi[0])) is not None:
+            within.append(r)
+        if 0 < pos < len(filled) - 1:
+            j, m = filled[pos - 1], filled[pos + 1]
+            if (family[j] != family[i] or family[m] != family[i]) and (r := row(i, j, m)) is not None:
+                cross.append(r)
+    med = {name: {q: float(np.median([r[q] for r in rows])) if rows else None for q in ("T", "n_e")}
+           for name, rows in (("within_family", within), ("cross_family", cross))}
+    interleaved = bool(within and cross and med["cross_family"]["T"] > interleave_factor * med["within_family"]["T"])
+    return {"families": {str(f): {"name": M_H_FAMILIES[f], "m_h": [float(v) for v in values[filled][family[filled] == f]]}
+                         for f in sorted(set(family[filled].tolist()))},
+            "method": "median over models of the rms % difference of a slice from the linear interpolation of its "
+                      "nearest slices on both sides within its family (within_family), or of its immediate "
+                      "neighbours along the axis where one of them is of the other family (cross_family)",
+            "within_family": within, "cross_family": cross, "median_percent": med, "interleaved": interleaved}
 
 
 def inconsistent_slices(audit: dict, axis: str = "m_h") -> list[float]:
@@ -212,10 +295,12 @@ def format_audit(audit: dict) -> str:
             pair = (f"({bp['pair'][0]:g},{bp['pair'][1]:g}) {bp['T']:.3f}/{bp['n_e']:.1f}" if bp else "")
             lines.append(f"{axis:5s} {r['value']:7g} {r['n_models']:6d} {r['n_72_layers']:6d} {vt:>10s} "
                          + " ".join(cells) + f"  {pair:18s}" + ("  BREAK" if r["break"] else ""))
-    fam = audit.get("m_h_layer_families")
-    if fam:
-        lines.append(f"[M/H] slices whose models all have 72 layers: {fam['all_72_layers']}; "
-                     f"slices with 64-layer models: {fam['with_64_layer_models']}")
+    fams = audit.get("m_h_families")
+    if fams:
+        for f, entry in fams["families"].items():
+            lines.append(f"[M/H] family {f} ({entry['name']}): {entry['m_h']}")
+        for b in audit.get("axis_breaks", []):
+            lines.append(f"axis break: {b['axis']}: {b['reason']}")
     for b in audit["breaks"]:
         lines.append(f"break: {b['axis']} = {b['value']:g}: " + "; ".join(b["reasons"]))
     return "\n".join(lines)

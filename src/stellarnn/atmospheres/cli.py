@@ -62,7 +62,7 @@ def cmd_train(args) -> int:
     from .training import InnterpolConfig, make_splits, train_innterpol
 
     torch.set_num_threads(args.threads)
-    grid = atlas9_tau_grid()
+    grid = atlas9_tau_grid(families=args.families)
     splits = make_splits(grid, seed=args.seed)
     cfg = InnterpolConfig(n_components=args.components, hidden=args.hidden, n_hidden_layers=args.layers,
                           epochs=args.epochs, lr=args.lr, max_seconds=args.max_seconds, seed=args.seed,
@@ -81,7 +81,7 @@ def cmd_train(args) -> int:
              seed=args.seed, max_seconds=args.max_seconds,
              exclude_m_h=" ".join(f"{v:g}" for v in args.exclude_m_h) if args.exclude_m_h else None,
              quantity_weights=" ".join(f"{w:g}" for w in args.quantity_weights) if args.quantity_weights else None).items()
-        if v is not None) + f" -o {args.output}")
+        if v is not None) + (" --families" if args.families else "") + f" -o {args.output}")
     if args.init:
         command += f" --init {args.init}"
     path, _ = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume, init_path=args.init,
@@ -164,6 +164,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")
     q.add_argument("--init", help="start from this checkpoint (same widths and components; its SVD basis is kept)")
     q.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
+    q.add_argument("--families", action="store_true",
+                   help="the ATLAS9 [M/H] family (0: slices of 72-layer decks, 1: short-deck slices; "
+                        "`stellarnn atmosphere audit`) as a fourth input")
     q.add_argument("--exclude-m-h", type=float, nargs="+", metavar="MH",
                    help="[M/H] slices left out of training and validation (see `stellarnn atmosphere audit`)")
     q.add_argument("--device", default="cpu", help="torch device of the training (cpu, cuda, auto)")

@@ -475,8 +475,24 @@ class Innterpol:
         p = params.detach().cpu().numpy() if isinstance(params, torch.Tensor) else np.asarray(params, dtype=float)
         return self._distance(np.atleast_2d(p) / self.steps)
 
+    @property
+    def default_axes(self) -> dict:
+        """Values of the axes a caller may leave out: ``{"family": f}`` for an emulator trained with the ATLAS9
+        [M/H] family as an input (``stellarnn atmosphere train --families``; ``f`` from its checkpoint, 0: the
+        72-layer family), else empty."""
+        if "family" not in self.axis_names:
+            return {}
+        return {"family": float(self.checkpoint.get("normalisation", {}).get("default_family", 0.0))}
+
     def _params(self, coords: dict) -> tuple[torch.Tensor | np.ndarray, bool, bool]:
         """Axis values (n, d): a float32 tensor when any input is a tensor, else a float32 numpy array."""
+        coords = {**{k: v for k, v in self.default_axes.items() if coords.get(k) is None},
+                  **{k: v for k, v in coords.items() if v is not None or k not in self.default_axes}}
+        if "family" in self.axis_names:
+            fam = coords["family"]
+            fam = fam.detach().cpu().numpy() if isinstance(fam, torch.Tensor) else np.asarray(fam, dtype=float)
+            if not np.isin(fam, (0.0, 1.0)).all():
+                raise ValueError(f"family must be 0 or 1 (stellarnn.atmospheres.grid.M_H_FAMILIES), got {fam!r}")
         if set(coords) != set(self.axis_names):
             raise ValueError(f"this emulator's axes are {self.axis_names}; got {tuple(coords)}")
         values = [coords[k] for k in self.axis_names]
@@ -518,7 +534,9 @@ class Innterpol:
         ----------
         teff, logg, m_h : float, array (n,) or tensor (n,)
             Effective temperature [K], log g [cgs], [M/H] [dex]; further axes by name for grids
-            that have them.  Tensors give tensors out (differentiable, e.g. w.r.t. teff, when they
+            that have them.  An emulator trained with the ATLAS9 [M/H] family as an input takes
+            ``family=0`` (slices of 72-layer decks) or ``family=1`` (the short-deck slices); left out, it is
+            :attr:`default_axes`.  Tensors give tensors out (differentiable, e.g. w.r.t. teff, when they
             require grad); floats/arrays give numpy arrays (no autograd; chunked inference engine).
         with_distance : bool
             Compute the out-of-grid indicator (default).  ``False`` skips the nearest-model query

@@ -177,12 +177,14 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     kappa_Ross in % for the emulator and linear_raw) and ``ratio_to_linear`` (emulator rms / linear rms).
     """
     from .emulator import Innterpol
-    from .resample import atlas9_tau_grid
+    from .resample import add_family_axis, atlas9_tau_grid
     from .svd import SVDBasis
     from .training import make_splits
 
     emulator = Innterpol.load(path)
     grid = grid or atlas9_tau_grid()
+    if "family" in emulator.axis_names:  # emulator and linear baseline see each model's [M/H] family
+        grid = add_family_axis(grid)
     prov = emulator.checkpoint.get("provenance", {})
     seed = prov.get("splits", {}).get("seed", 0)
     splits = make_splits(grid, seed=seed)

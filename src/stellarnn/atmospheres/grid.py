@@ -53,6 +53,63 @@ OFF_SCALE_TOLERANCE_DEX = 0.1
 __all__ = ["AtmosphereGrid", "OutOfGridError", "COLUMNS"]
 
 
+#: a [Fe/H] slice holding at least this many decks shorter than 72 layers belongs to the short-deck family
+SHORT_DECK_MIN_MODELS = 5
+#: names of the two ATLAS9 [M/H] families (index = the ``family`` input of emulators trained with it)
+M_H_FAMILIES = ("72-layer decks", "short-deck slices")
+
+
+@functools.lru_cache(maxsize=4)
+def atlas9_m_h_families(path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The family (0 or 1) of each [Fe/H] slice of the ATLAS9 grid, from the decks' layer counts.
+
+    The species grid interleaves two ATLAS9 computations along [M/H] (:func:`stellarnn.atmospheres.audit.m_h_families`
+    measures it): slices whose decks all have 72 layers (family 0: [Fe/H] = -2.5 ... +0.5 in 0.5 dex steps,
+    +0.2, and 0.0) and slices that hold 60-65-layer decks among their 72-layer ones (family 1: -5 ... -3,
+    -0.3 ... +0.3 in 0.1-0.2 dex steps, +1.0).  64 layers is the depth scale of Kurucz's (1993) ATLAS9 grids,
+    72 that of Castelli & Kurucz (2003, IAU Symp. 210, A20); the file does not say which computation a
+    slice comes from, so the families are named by what the file shows.  A slice is in family 1 when it holds
+    at least :data:`SHORT_DECK_MIN_MODELS` shorter decks (one spliced or 71-layer model does not count).
+
+    Parameters
+    ----------
+    path : optional ``ATLAS9_grid.nc`` (default: ``stellarnn.data.fetch("atlas9-grid")``).
+
+    Returns
+    -------
+    feh : (19,) the [Fe/H] axis; family : (19,) int, 0 or 1 (empty slices: 0).
+    """
+    import h5py
+
+    if path is None:
+        from ..data import fetch
+
+        path = str(fetch("atlas9-grid"))
+    with h5py.File(path, "r") as fh:
+        feh = fh["feh"][:].astype(float)
+        rhox = fh["atmosphere"][:, :, :, :, 0].astype(float)
+    n_layers = np.isfinite(rhox).sum(-1)  # (teff, logg, feh)
+    short = ((n_layers > 0) & (n_layers < 72)).sum(axis=(0, 1))
+    return feh, (short >= SHORT_DECK_MIN_MODELS).astype(int)
+
+
+def m_h_family(m_h, path=None) -> np.ndarray:
+    """Family (0 or 1, :func:`atlas9_m_h_families`) of the ATLAS9 slice at each [M/H] value (exact node values).
+
+    Raises
+    ------
+    ValueError
+        A value that is not a [Fe/H] node of the grid.
+    """
+    feh, family = atlas9_m_h_families(None if path is None else str(path))
+    m = np.atleast_1d(np.asarray(m_h, dtype=float))
+    idx = np.argmin(np.abs(m[:, None] - feh[None, :]), axis=1)
+    off = np.abs(feh[idx] - m) > 1e-6
+    if off.any():
+        raise ValueError(f"[M/H] = {m[off][:5].tolist()} are not [Fe/H] nodes of the ATLAS9 grid {feh.tolist()}")
+    return family[idx]
+
+
 @functools.lru_cache(maxsize=4)
 def _atlas9_vturb_by_m_h(path: str) -> tuple[np.ndarray, np.ndarray]:
     """[Fe/H] of the ATLAS9 grid's non-empty slices and the median VTURB [cm/s] of their models."""

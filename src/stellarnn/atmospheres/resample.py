@@ -105,12 +105,40 @@ def resample_models(rhox, temperature, p_gas, n_e, abross, log_tau=INNTERPOL_LOG
     return np.transpose(res, (0, 2, 1))
 
 
-def atlas9_tau_grid(path=None) -> TauSampledGrid:
+def add_family_axis(grid: TauSampledGrid, path=None) -> TauSampledGrid:
+    """The ATLAS9 grid with a fourth axis ``family`` (0., 1.): the [M/H] family of each model's slice.
+
+    The species grid interleaves two ATLAS9 computations along [M/H] (:func:`stellarnn.atmospheres.grid.atlas9_m_h_families`,
+    :func:`stellarnn.atmospheres.audit.m_h_families`); with the family as an input an emulator learns two smooth
+    families instead of a zig-zag between adjacent slices, and linear interpolation stays within one family.
+    The models and their order are unchanged (the held-out splits are the same).
+
+    Parameters
+    ----------
+    grid : TauSampledGrid with axes teff, logg, m_h (the ATLAS9 file's [Fe/H] nodes)
+    path : optional ``ATLAS9_grid.nc`` whose layer counts define the families.
+    """
+    from .grid import m_h_family
+
+    if "family" in grid.axes:
+        return grid
+    if "m_h" not in grid.axes:
+        raise ValueError(f"a family axis needs an m_h axis; this grid has {grid.axis_names}")
+    family = m_h_family(grid.params[:, grid.axis_names.index("m_h")], path)
+    axes = dict(grid.axes, family=np.array([0.0, 1.0]))
+    return TauSampledGrid(axes, np.column_stack([grid.node_index, family]), grid.values, grid.log_tau,
+                          list(grid.notes) + ["axis 'family': 0 for [M/H] slices of 72-layer decks, 1 for the "
+                                              "short-deck slices (stellarnn.atmospheres.grid.atlas9_m_h_families)"])
+
+
+def atlas9_tau_grid(path=None, families: bool = False) -> TauSampledGrid:
     """The ATLAS9 grid resampled onto the 71-point iNNterpol scale (complete models only).
 
     Parameters
     ----------
     path : optional path of ``ATLAS9_grid.nc`` (default: ``stellarnn.data.fetch("atlas9-grid")``).
+    families : bool
+        Add the ``family`` axis (:func:`add_family_axis`).
     """
     import h5py
 
@@ -134,4 +162,5 @@ def atlas9_tau_grid(path=None) -> TauSampledGrid:
     notes = [f"{int(present.sum())} models in the file; {int((~complete).sum())} excluded because their own "
              f"tau_Ross range does not cover log tau {INNTERPOL_LOG_TAU[0]} .. {INNTERPOL_LOG_TAU[-1]}",
              f"{int(spliced.sum())} spliced model(s) cut where RHOX stops increasing"]
-    return TauSampledGrid(axes, node_index, values[complete], INNTERPOL_LOG_TAU.copy(), notes)
+    grid = TauSampledGrid(axes, node_index, values[complete], INNTERPOL_LOG_TAU.copy(), notes)
+    return add_family_axis(grid, path) if families else grid

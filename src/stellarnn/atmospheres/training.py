@@ -86,6 +86,12 @@ def make_splits(grid: TauSampledGrid, teff_range=(4250.0, 7250.0), edge_axis: st
     return Splits(train, validation, random, cols, edge, desc)
 
 
+#: the family an emulator trained with the ATLAS9 [M/H] family as an input uses when a caller gives none: 0, the
+#: slices of 72-layer decks, which sample [M/H] = -2.5 ... +0.5 (where most stars are) every 0.5 dex; family 1
+#: has nothing between -3.0 and -0.3 (:func:`stellarnn.atmospheres.grid.atlas9_m_h_families`)
+DEFAULT_FAMILY = 0.0
+
+
 @dataclass
 class InnterpolConfig:
     """Emulator hyper-parameters and optimisation settings (defaults: the iNNterpol paper, more epochs)."""
@@ -212,6 +218,8 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
                      "coefficient_scale": scale, "svd_mean": basis.mean, "svd_components": basis.components,
                      "grid_nodes": params[splits.train | splits.validation], "log_tau": grid.log_tau,
                      "quantities": list(QUANTITIES)}
+    if "family" in grid.axis_names:  # the ATLAS9 [M/H] family as an input: callers may leave it out
+        normalisation["default_family"] = DEFAULT_FAMILY
     metrics = {"best_val_mse": history.best_val, "best_epoch": history.best_epoch,
                "epochs_run": len(history.train_loss), "train_seconds": history.seconds}
     if polish is not None:

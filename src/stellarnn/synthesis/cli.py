@@ -31,7 +31,8 @@ def cmd_grid_build(args) -> int:
     prior = make_prior(args.prior, stratify=args.stratify)
     spec = GridSpec(name=f"apogee-{args.seed}", n=args.n, seed=args.seed, chunk_size=args.chunk_size, prior=prior,
                     hydrogen_lines=args.hydrogen, broadening_labels=args.prior != "box",
-                    transfer_resolution=args.transfer_resolution or None)
+                    transfer_resolution=args.transfer_resolution or None,
+                    atmosphere_m_h_family=None if args.atmosphere_family == "both" else int(args.atmosphere_family))
     counts = build_grid(args.out, spec, processes=args.processes, progress=not args.quiet,
                         max_spectra=args.max_spectra)
     print(json.dumps(counts))
@@ -308,6 +309,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--transfer-resolution", type=float, default=3e5,
                    help="fixed PySME transfer grid lambda/dlambda (default 300000; 0: SME's adaptive grid, "
                         "as the first grids)")
+    q.add_argument("--atmosphere-family", choices=["0", "1", "both"], default="0",
+                   help="ATLAS9 [M/H] family the atmospheres are interpolated in (default 0: the 72-layer decks, "
+                        "[M/H] -2.5..+0.5; both: every slice, as grids/apogee_like; `stellarnn atmosphere audit`)")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_grid_build)
     q = s.add_parser("info", help="summary of a grid folder")

@@ -64,16 +64,34 @@ class GridSpec:
     #: ATLAS9 [M/H] slices left out of the atmosphere interpolation: the [M/H] = 0 decks have VTURB = 0
     #: while all others have 2 km/s, and differ from their neighbours by ~1 % in T (``atmosphere audit``)
     atmosphere_excluded_m_h: tuple = (0.0,)
+    #: the ATLAS9 [M/H] family the atmospheres are interpolated in (None: every slice).  The grid interleaves two
+    #: families whose adjacent slices differ by ~1 % in T (``stellarnn.atmospheres.grid.atlas9_m_h_families``):
+    #: across both, a solar-type dwarf's T(tau = 1) jumps by ~100 K between [M/H] = +0.1 and +0.2.  Family 0 (the
+    #: 72-layer decks, [M/H] = -2.5 ... +0.5) covers the labels' whole [M/H] range.
+    atmosphere_m_h_family: int | None = 0
 
     #: values of fields that a spec.json written before the field existed was built with
     LEGACY = {"hydrogen_lines": False, "broadening_labels": False, "transfer_resolution": None,
-              "atmosphere_excluded_m_h": ()}
+              "atmosphere_excluded_m_h": (), "atmosphere_m_h_family": None}
+
+    def atmosphere_slices_left_out(self) -> list[float]:
+        """[M/H] slices of the ATLAS9 grid the atmosphere interpolation does not use (excluded or of the other family)."""
+        drop = {float(v) for v in self.atmosphere_excluded_m_h}
+        if self.atmosphere_m_h_family is not None:
+            from ..atmospheres.grid import atlas9_m_h_families
+
+            feh, family = atlas9_m_h_families()
+            if self.atmosphere_m_h_family not in set(family.tolist()):
+                raise ValueError(f"atmosphere_m_h_family must be one of {sorted(set(family.tolist()))}, "
+                                 f"got {self.atmosphere_m_h_family!r}")
+            drop |= {float(v) for v in feh[family != self.atmosphere_m_h_family]}
+        return sorted(drop)
 
     def atmospheres(self):
-        """The ATLAS9 grid this grid's spectra are synthesised from (its excluded slices removed)."""
+        """The ATLAS9 grid this grid's spectra are synthesised from (the slices it leaves out removed)."""
         from ..atmospheres import AtmosphereGrid
 
-        return AtmosphereGrid.load_atlas9().without_slices("m_h", self.atmosphere_excluded_m_h)
+        return AtmosphereGrid.load_atlas9().without_slices("m_h", self.atmosphere_slices_left_out())
 
     @property
     def label_names(self) -> tuple[str, ...]:
