@@ -257,3 +257,39 @@ def test_training_with_observation_effects_on_the_fly(tmp_path):
                              hidden=32, progress=False)
     assert m["observation_effects_on_the_fly"]["profiles_without_built_in_effects"] == n // 2
     assert m["observation_effects_on_the_fly"]["stray_light_max"] == 0.2
+
+
+def test_field_loss_weighs_weak_fields_and_init_warm_starts(tmp_path):
+    """The asinh field loss counts a weak-field error as much as a relative strong-field one; --init starts from a
+    checkpoint's weights."""
+    from stellarnn.stokes.stratified_cnn import StratifiedInverter, asinh_field_loss
+
+    t = torch.tensor
+    quiet = float(asinh_field_loss(t([40.0]), t([10.0]), 50.0))        # 30 G off a 10 G field
+    umbra = float(asinh_field_loss(t([2100.0]), t([2000.0]), 50.0))     # 100 G off 2000 G (5 %)
+    assert quiet > 5 * umbra  # in a standardised MSE (one scale for both) the umbra error would weigh 11x more
+    assert float(asinh_field_loss(t([-300.0, 5.0]), t([-300.0, 5.0]))) == 0.0
+    assert float(asinh_field_loss(t([-100.0]), t([100.0]), 50.0)) == pytest.approx((2 * np.arcsinh(2.0)) ** 2, rel=1e-6)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(3)
+    n = 64
+    stokes = rng.normal(0, 0.05, (n, 4, 112)).astype(np.float32)
+    stokes[:, 0] += 1.0
+    targets = np.zeros((n, 6, 11), np.float32)
+    targets[:, 0] = 6000.0 + rng.normal(0, 100, (n, 1))
+    targets[:, 1] = rng.normal(0, 1, (n, 1))
+    targets[:, 2] = rng.normal(0, 300, (n, 1))
+    targets[:, 3] = 10.0 + 30 * rng.random((n, 1))
+    chi = rng.uniform(0, np.pi, (n, 1))
+    targets[:, 4], targets[:, 5] = np.sin(2 * chi), np.cos(2 * chi)
+    kw = dict(batch_size=32, channels=8, hidden=32, progress=False, constrained=True, seed=0)
+    first = train_stratified_cnn(stokes, targets, tmp_path / "a.pt", epochs=2, field_loss_weight=1.0, **kw)
+    assert first["field_loss"] == {"weight": 1.0, "scale_gauss": 50.0}
+    # warm start: zero learning rate keeps the initial weights
+    metrics = train_stratified_cnn(stokes, targets, tmp_path / "i.pt", epochs=1, lr=0.0, init_path=tmp_path / "a.pt", **kw)
+    assert metrics["init_from"] == str(tmp_path / "a.pt")
+    a = StratifiedInverter(tmp_path / "a.pt").invert(torch.from_numpy(stokes[:8]))
+    c = StratifiedInverter(tmp_path / "i.pt").invert(torch.from_numpy(stokes[:8]))
+    np.testing.assert_allclose(a["B_los"], c["B_los"], rtol=1e-2, atol=0.5)
+    with pytest.raises(ValueError, match="field_loss"):
+        train_stratified_cnn(stokes, targets, tmp_path / "x.pt", epochs=1, progress=False, field_loss_scale_gauss=0.0)

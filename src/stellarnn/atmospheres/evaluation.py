@@ -51,9 +51,24 @@ class LinearBaseline:
         Models the baseline may use.
     features : (n_models, ...)
         What to interpolate (log profiles or SVD coefficients).
+
+    A grid with the ATLAS9 ``family`` axis (:func:`stellarnn.atmospheres.resample.add_family_axis`) is interpolated
+    within each point's family over that family's models (no cell ever has both families at one [M/H]).
     """
 
     def __init__(self, grid: TauSampledGrid, known: np.ndarray, features: np.ndarray):
+        self.family_axis = grid.axis_names.index("family") if "family" in grid.axis_names else None
+        if self.family_axis is not None:  # one baseline per ATLAS9 [M/H] family: never across the two
+            k = self.family_axis
+            axes = {n: a for n, a in grid.axes.items() if n != "family"}
+            fam = grid.params[:, k]
+            self.by_family = {}
+            for f in np.unique(fam[known]):
+                sel = fam == f
+                sub = TauSampledGrid(axes, np.delete(grid.node_index[sel], k, axis=1), grid.values[sel], grid.log_tau)
+                self.by_family[float(f)] = LinearBaseline(sub, known[sel], features[sel])
+            self.feature_shape = features.shape[1:]
+            return
         params = grid.params[known]
         self.feature_shape = features.shape[1:]
         self.axes = [np.unique(params[:, k]) for k in range(params.shape[1])]
@@ -68,6 +83,14 @@ class LinearBaseline:
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(np.asarray(points, dtype=float))
+        if self.family_axis is not None:
+            out = np.full((len(points),) + self.feature_shape, np.nan)
+            fam = points[:, self.family_axis]
+            for f, baseline in self.by_family.items():
+                sel = fam == f
+                if sel.any():
+                    out[sel] = baseline(np.delete(points[sel], self.family_axis, axis=1))
+            return out
         out, info = self.interpolator(points, fallback="nearest_cell")
         todo = info.used_fallback.copy()
         for k, axis in enumerate(self.axes):  # holes: neighbours along one axis
@@ -175,6 +198,9 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     dict: ``sets.<name>`` for (a) ``random``, (b) ``teff_columns``, (c) ``edge``, (d) ``solar_columns`` with
     ``emulator``/``linear_raw``/``linear_svd``/``svd_reconstruction`` tables (dex), ``percent`` (T, P, n_e,
     kappa_Ross in % for the emulator and linear_raw) and ``ratio_to_linear`` (emulator rms / linear rms).
+    On the ATLAS9 grid linear interpolation stays within each model's [M/H] family (the consistent grid:
+    :func:`stellarnn.atmospheres.audit.m_h_families`), whatever the emulator's inputs; ``percent`` also holds
+    ``linear_across_families``, multilinear interpolation over every slice, for reference.
     """
     from .emulator import Innterpol
     from .resample import add_family_axis, atlas9_tau_grid
@@ -183,8 +209,11 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
 
     emulator = Innterpol.load(path)
     grid = grid or atlas9_tau_grid()
-    if "family" in emulator.axis_names:  # emulator and linear baseline see each model's [M/H] family
+    across = None
+    if "m_h" in grid.axis_names and "family" not in grid.axis_names and _atlas9_m_h_nodes(grid):
+        across = grid  # the ATLAS9 grid: linear interpolation within each [M/H] family is the consistent baseline
         grid = add_family_axis(grid)
+    emulator_columns = [grid.axis_names.index(k) for k in emulator.axis_names]
     prov = emulator.checkpoint.get("provenance", {})
     seed = prov.get("splits", {}).get("seed", 0)
     splits = make_splits(grid, seed=seed)
@@ -196,6 +225,7 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     basis = SVDBasis(emulator.basis.mean, emulator.basis.components)
     linear_raw = LinearBaseline(grid, known, grid.values)
     linear_svd = LinearBaseline(grid, known, basis.encode(grid.values))
+    linear_across = LinearBaseline(across, known, across.values) if across is not None else None
     result = {"checkpoint": str(path or "shipped"), "n_components": basis.n_components,
               "splits": splits.description, "excluded_m_h": [float(v) for v in exclude_m_h],
               "n_excluded_models": int(excluded.sum()), "sets": {}}
@@ -211,12 +241,14 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
             continue
         p, truth = grid.params[mask], grid.values[mask]
         with torch.inference_mode():
-            emu = emulator.log_profiles(torch.as_tensor(p, dtype=torch.float32)).double().numpy()
+            emu = emulator.log_profiles(torch.as_tensor(p[:, emulator_columns], dtype=torch.float32)).double().numpy()
         lin = linear_raw(p)
         lin_svd = basis.decode(linear_svd(p))
         recon = basis.decode(basis.encode(truth))
         predictions[name] = (p, truth, emu, lin)
         pct = {"emulator": percent_table(emu, truth, grid.log_tau), "linear_raw": percent_table(lin, truth, grid.log_tau)}
+        if linear_across is not None:
+            pct["linear_across_families"] = percent_table(linear_across(across.params[mask]), truth, grid.log_tau)
         result["sets"][name] = {
             "n_models": int(mask.sum()),
             "m_h_values": sorted({float(v) for v in p[:, grid.axis_names.index("m_h")]}) if "m_h" in grid.axis_names else [],
@@ -226,13 +258,24 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
                                              / pct["linear_raw"][q]["median_model_rms"] for q in PHYSICAL},
             "emulator": error_table(emu, truth), "linear_raw": error_table(lin, truth),
             "linear_svd": error_table(lin_svd, truth), "svd_reconstruction": error_table(recon, truth),
-            "grid_distance_median": float(np.median(emulator.grid_distance(p))),
+            "grid_distance_median": float(np.median(emulator.grid_distance(p[:, emulator_columns]))),
             "T_monotone_fraction_below_logtau_-4": {
                 "truth": monotone_fraction(truth[:, 1], grid.log_tau), "emulator": monotone_fraction(emu[:, 1], grid.log_tau),
                 "linear_raw": monotone_fraction(lin[:, 1], grid.log_tau)}}
     if plot_dir is not None and all(name in predictions for name in SETS):
         result["plots"] = _plots(predictions, grid.log_tau, Path(plot_dir))
     return result
+
+
+def _atlas9_m_h_nodes(grid: TauSampledGrid) -> bool:
+    """Whether every [M/H] of the grid is a [Fe/H] node of the ATLAS9 file (so the families apply)."""
+    from .grid import m_h_family
+
+    try:
+        m_h_family(np.unique(grid.params[:, grid.axis_names.index("m_h")]))
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:

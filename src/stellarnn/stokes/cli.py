@@ -188,7 +188,9 @@ def cmd_train(args) -> int:
                                        weight_decay=args.weight_decay, resume_path=args.resume, seed=args.seed,
                                        constrained=args.constrained, stray_light_max=args.stray_light_max,
                                        continuum_error_sigma=args.continuum_error, quiet_sun_intensity=quiet_sun,
-                                       effects_applied=data["effects_applied"], max_seconds=args.max_seconds)
+                                       effects_applied=data["effects_applied"], max_seconds=args.max_seconds,
+                                       field_loss_weight=args.field_loss_weight,
+                                       field_loss_scale_gauss=args.field_loss_scale, init_path=args.init)
         print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
         if args.manifest:
             from ..train import update_manifest
@@ -309,6 +311,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "manifest.json next to --out")
     q.add_argument("--physics-weight", type=float, default=0.0,
                    help="stratified CNN: weight of the weak-field B_LOS consistency term (0: none)")
+    q.add_argument("--field-loss-weight", type=float, default=0.0,
+                   help="stratified CNN: weight of the asinh(B / B0) loss on B_LOS and B_perp (0: none), which "
+                        "counts weak fields as much as strong ones")
+    q.add_argument("--field-loss-scale", type=float, default=50.0, help="stratified CNN: B0 of the field loss [G]")
+    q.add_argument("--init", help="stratified CNN: start from this checkpoint's weights (same architecture)")
     q.add_argument("--constrained", action="store_true", help="stratified CNN: physically bounded outputs by "
                    "construction (T in 3000-12000 K, |v_LOS| <= 12 km/s, B_perp >= 0)")
     q.add_argument("--no-augment", action="store_true", help="stratified CNN: no azimuth-rotation / mirror "

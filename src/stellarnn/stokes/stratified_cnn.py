@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train import TrainConfig, Trainer, load_checkpoint, register_model, save_checkpoint
+from ..train import TrainConfig, Trainer, load_checkpoint, register_model, save_checkpoint, warm_start
 from .lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES, TARGET_UNITS
 from .me_cnn import stokes_features
 from .milne_eddington import check_stokes_profiles, hinode_sp_wavelengths
@@ -73,6 +73,16 @@ TEMPERATURE_BOUNDS_K = (3000.0, 12000.0)
 V_LOS_MAX_KM_S = 12.0
 B_LOS_MAX_GAUSS = 5000.0
 B_PERP_SOFTPLUS_SCALE_GAUSS = 300.0
+#: B0 of the optional field loss (:func:`train_stratified_cnn`): errors count in units of B0 below it, relative above
+FIELD_LOSS_SCALE_GAUSS = 50.0
+
+
+def asinh_field_loss(pred_gauss: torch.Tensor, true_gauss: torch.Tensor, scale_gauss: float = FIELD_LOSS_SCALE_GAUSS):
+    """Mean of ``(asinh(B / B0) - asinh(B_true / B0))^2``: an error in units of B0 for fields below B0, relative above.
+
+    The optional field loss of :func:`train_stratified_cnn` (B0 = ``scale_gauss``).
+    """
+    return ((torch.asinh(pred_gauss / scale_gauss) - torch.asinh(true_gauss / scale_gauss)) ** 2).mean()
 
 
 def physical_outputs(raw: torch.Tensor) -> torch.Tensor:
@@ -232,7 +242,8 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                          resume_path: str | Path | None = None, seed: int = 0, progress: bool = True,
                          constrained: bool = False, stray_light_max: float = 0.0, continuum_error_sigma: float = 0.0,
                          quiet_sun_intensity: np.ndarray | None = None, effects_applied: np.ndarray | None = None,
-                         max_seconds: float | None = None) -> dict:
+                         max_seconds: float | None = None, field_loss_weight: float = 0.0,
+                         field_loss_scale_gauss: float = FIELD_LOSS_SCALE_GAUSS, init_path: str | Path | None = None) -> dict:
     """Train on (n, 4, 112) Stokes and (n, 6, n_nodes) targets; write a float16 checkpoint; return metrics.
 
     ``augment`` applies :func:`augment_symmetries` to every training batch (needs the six
@@ -248,6 +259,13 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
     every batch, only for profiles whose ``effects_applied`` is False (sets built without the effects;
     profiles built with them keep their own draw). ``max_seconds`` stops training (best weights kept)
     after that wall time.
+
+    Field loss (``field_loss_weight`` > 0): the standardised MSE weighs a B_LOS error by the spread of B_LOS over
+    the whole set (hundreds of G when umbrae are in it), so quiet-Sun fields of tens of G hardly count.  The extra
+    term ``field_loss_weight * mean((asinh(B / B0) - asinh(B_true / B0))^2)`` over B_LOS and B_⊥ at every node, with
+    B0 = ``field_loss_scale_gauss``, counts an error in units of B0 for weak fields and as a relative error for
+    strong ones (asinh(x) ~ x for small x, ~ ln 2x for large x).  ``init_path``: start from the weights of a
+    checkpoint of the same architecture (fine-tuning; the target scaling is this set's).
     """
     stokes = torch.as_tensor(np.asarray(stokes), dtype=torch.float32)
     targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
@@ -287,6 +305,9 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
         kappa = float((w * b_wf[tr] * mean_blos).sum() / (w * mean_blos * mean_blos).sum().clamp_min(1e-12))
 
     augment = augment and blos_index is not None
+    if field_loss_weight < 0 or field_loss_scale_gauss <= 0:
+        raise ValueError("need field_loss_weight >= 0 and field_loss_scale_gauss > 0")
+    field_rows = [TARGET_NAMES.index("B_los"), TARGET_NAMES.index("B_perp")] if blos_index is not None else []
     if augment:  # input statistics invariant under the symmetries: zero-mean Q, U, V; one scale for Q and U
         second = (stokes[tr, 1:] ** 2).mean(dim=(0, 2))
         x_mean[1:] = 0.0
@@ -306,6 +327,10 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
             x = x + noise * torch.randn_like(x)
         out = model((x - x_mean[:, None]) / x_std[:, None])
         loss = ((out - yt) ** 2).mean()
+        if field_loss_weight > 0 and blos_index is not None:
+            pred_b = (out * y_std + y_mean).reshape(-1, n_q, n_nodes)[:, field_rows]
+            true_b = (yt * y_std + y_mean).reshape(-1, n_q, n_nodes)[:, field_rows]
+            loss = loss + field_loss_weight * asinh_field_loss(pred_b, true_b, field_loss_scale_gauss)
         if physics_weight > 0 and blos_index is not None:
             phys = (out * y_std + y_mean).reshape(-1, n_q, n_nodes)[:, blos_index][:, formation].mean(1)
             per = nn.functional.huber_loss(kappa * phys / physics_scale_gauss, bwf / physics_scale_gauss,
@@ -316,6 +341,7 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
     hyper = {"n_wavelengths": int(stokes.shape[2]), "n_quantities": int(n_q), "n_nodes": int(n_nodes),
              "channels": channels, "hidden": hidden, "constrained": bool(constrained)}
     model = StratifiedCNN(**hyper)
+    init_info = warm_start(model, init_path, MODEL_KIND) if init_path is not None else {}
     if constrained:
         model.set_target_scaling(y_mean, y_std)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, plateau_patience=4, seed=seed,
@@ -346,7 +372,8 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                "ood_threshold": ood["ood_threshold"], "ood_percentile": ood["ood_percentile"],
                "observation_effects_on_the_fly": {"stray_light_max": stray_light_max,
                                                   "continuum_error_sigma": continuum_error_sigma,
-                                                  "profiles_without_built_in_effects": int(todo.sum())}}
+                                                  "profiles_without_built_in_effects": int(todo.sum())},
+               "field_loss": {"weight": field_loss_weight, "scale_gauss": field_loss_scale_gauss}, **init_info}
     save_checkpoint(output, model, MODEL_KIND, hyper,
                     normalisation={"input_mean": x_mean.numpy(), "input_std": x_std.numpy(),
                                    "target_mean": y_mean.numpy(), "target_std": y_std.numpy(), **ood},
