@@ -160,3 +160,31 @@ def test_family_input_default_and_validation(tmp_path):
     assert 1.02 < ratio < 1.08  # the network learned the family offset (10^0.02 = 1.047)
     with pytest.raises(ValueError, match="family must be 0 or 1"):
         em.atmosphere(5000.0, 2.0, -0.5, family=0.5)
+
+
+def test_teff_as_theta_input(tmp_path):
+    """teff_as_theta: the network sees 5040/Teff; the CPU engine, the autograd path and the torch path agree."""
+    torch.set_num_threads(1)
+    grid = synthetic_5d_grid()
+    splits = make_splits(grid, teff_range=(4250.0, 5750.0))
+    cfg = InnterpolConfig(n_components=3, hidden=16, n_hidden_layers=2, epochs=30, batch_size=16, lr=3e-3,
+                          plateau_patience=None, teff_as_theta=True)
+    path, _ = train_innterpol(grid, splits, tmp_path / "t.pt", cfg, progress=False)
+    norm = read_checkpoint(path)["normalisation"]
+    assert norm["input_transform"] == {"teff": "theta"}
+    np.testing.assert_allclose(np.asarray(norm["axis_min"])[0], 5040.0 / 6000.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(norm["axis_max"])[0], 5040.0 / 4000.0, rtol=1e-6)
+    em = Innterpol.load(path)
+    p = grid.params[:5]
+    coords = dict(zip(grid.axis_names, p.T))
+    fast = em.atmosphere(**coords, with_distance=False).temperature
+    grad = em.profiles(torch.as_tensor(p, dtype=torch.float32))[:, 1].detach().numpy()
+    np.testing.assert_allclose(fast, grad, rtol=1e-5)
+    torch_path = Innterpol.load(path, engine="torch").atmosphere(**coords, with_distance=False).temperature
+    np.testing.assert_allclose(torch_path, fast, rtol=1e-5)
+    scaled = em.scale_inputs(torch.as_tensor(p, dtype=torch.float32))
+    np.testing.assert_allclose(scaled[:, 0].numpy(), (5040.0 / p[:, 0] - 5040.0 / 6000.0) / (5040.0 / 4000.0 - 5040.0 / 6000.0),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="input transform"):  # a warm start must keep the transform
+        train_innterpol(grid, splits, tmp_path / "u.pt", InnterpolConfig(n_components=3, hidden=16, n_hidden_layers=2,
+                        epochs=1), progress=False, init_path=path)

@@ -70,7 +70,8 @@ def cmd_train(args) -> int:
                           weight_decay=args.weight_decay, activation=args.activation,
                           polish_epochs=args.polish_epochs, polish_iterations=args.polish_iterations,
                           quantity_weights=tuple(args.quantity_weights) if args.quantity_weights else None,
-                          exclude_m_h=tuple(args.exclude_m_h or ()), device=args.device)
+                          exclude_m_h=tuple(args.exclude_m_h or ()), device=args.device,
+                          teff_as_theta=args.teff_as_theta)
     command = ("stellarnn atmosphere train " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in
         dict(components=args.components, hidden=args.hidden, layers=args.layers, epochs=args.epochs, lr=args.lr,
@@ -81,7 +82,8 @@ def cmd_train(args) -> int:
              seed=args.seed, max_seconds=args.max_seconds,
              exclude_m_h=" ".join(f"{v:g}" for v in args.exclude_m_h) if args.exclude_m_h else None,
              quantity_weights=" ".join(f"{w:g}" for w in args.quantity_weights) if args.quantity_weights else None).items()
-        if v is not None) + (" --families" if args.families else "") + f" -o {args.output}")
+        if v is not None) + (" --families" if args.families else "")
+        + (" --teff-as-theta" if args.teff_as_theta else "") + f" -o {args.output}")
     if args.init:
         command += f" --init {args.init}"
     path, _ = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume, init_path=args.init,
@@ -164,6 +166,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")
     q.add_argument("--init", help="start from this checkpoint (same widths and components; its SVD basis is kept)")
     q.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
+    q.add_argument("--teff-as-theta", action="store_true",
+                   help="the network sees theta = 5040 K / Teff instead of Teff (more of its input range for cool models)")
     q.add_argument("--families", action="store_true",
                    help="the ATLAS9 [M/H] family (0: slices of 72-layer decks, 1: short-deck slices; "
                         "`stellarnn atmosphere audit`) as a fourth input")

@@ -10,7 +10,10 @@ Axis-agnostic: d is whatever the grid has (3 for ATLAS9, 5 for ATLAS9-APOGEE wit
 Scalings stored in the checkpoint's ``normalisation``:
 
 * inputs: ``(x - axis_min) / (axis_max - axis_min)`` per axis (the paper divides by fixed
-  constants; min-max is the axis-agnostic equivalent);
+  constants; min-max is the axis-agnostic equivalent); with ``input_transform = {"teff": "theta"}``
+  (training option ``teff_as_theta``) x is theta = 5040 K / Teff for the Teff axis (:data:`THETA_TEFF_K`), and
+  ``axis_min``/``axis_max`` are in theta; the ATLAS9 [M/H] family may be a fourth axis (``family``, 0 or 1:
+  :func:`stellarnn.atmospheres.resample.add_family_axis`; :attr:`Innterpol.default_axes` when left out);
 * outputs: the coefficients of quantity q divided by ``coefficient_scale[q]``, the rms of that
   quantity's coefficients over the training set (keeps the relative size of the components,
   so the loss is the profile rms error in dex, up to a per-quantity weight).
@@ -62,6 +65,10 @@ from .resample import QUANTITIES
 from .svd import SVDBasis
 
 MODEL_KIND = "innterpol-mlp"
+#: theta = THETA_TEFF_K / Teff, the network's Teff input when trained with ``teff_as_theta`` (the temperature
+#: variable of the Saha and Boltzmann equations, theta = 5040 K / T: Gray 2005, The Observation and Analysis of
+#: Stellar Photospheres, 3rd ed., eq. 1.16)
+THETA_TEFF_K = 5040.0
 #: where shipped weights live (repository checkout); override with $STELLARNN_INNTERPOL_WEIGHTS
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "atmospheres" / "innterpol_atlas9.pt"
 
@@ -166,6 +173,11 @@ class Innterpol:
         self._components = torch.as_tensor(basis.components, dtype=torch.float32)
         self._mean = torch.as_tensor(basis.mean, dtype=torch.float32)
         self._fuse_output()
+        transform = (self.checkpoint.get("normalisation", {}) or {}).get("input_transform", {}) or {}
+        if any(v != "theta" or k != "teff" for k, v in transform.items()):
+            raise ValueError(f"unknown input transform {transform!r} (known: {{'teff': 'theta'}})")
+        #: column of the axis values the network sees as theta = 5040 K / Teff (None: Teff itself)
+        self._theta_column = self.axis_names.index("teff") if transform.get("teff") == "theta" else None
         self.steps = np.array([_median_step(self.grid_nodes[:, k]) for k in range(self.grid_nodes.shape[1])])
         self._distance = NearestModelDistance(self.grid_nodes / self.steps)
         #: rows per chunk of the inference engine (activations of a chunk stay in L2 cache)
@@ -229,8 +241,17 @@ class Innterpol:
         return tuple(float(v) for v in self.checkpoint.get("provenance", {}).get("excluded_m_h", ()))
 
     # ------------------------------------------------------------------ prediction
+    def network_inputs(self, params: torch.Tensor) -> torch.Tensor:
+        """Axis values as the network sees them: Teff replaced by theta = 5040 K / Teff when trained so."""
+        if self._theta_column is None:
+            return params
+        cols = list(params.unbind(1))
+        cols[self._theta_column] = THETA_TEFF_K / cols[self._theta_column]
+        return torch.stack(cols, 1)
+
     def scale_inputs(self, params: torch.Tensor) -> torch.Tensor:
-        return (params - self.axis_min.to(params)) / (self.axis_max - self.axis_min).to(params)
+        x = self.network_inputs(params)
+        return (x - self.axis_min.to(x)) / (self.axis_max - self.axis_min).to(x)
 
     def coefficients(self, params: torch.Tensor) -> torch.Tensor:
         """SVD coefficients (n, Q, C) for axis values ``params`` (n, d) (differentiable)."""
@@ -335,7 +356,7 @@ class Innterpol:
     def _run_chunk(self, engine, p: torch.Tensor, out: torch.Tensor) -> None:
         """cgs profiles (m, Q*K) of one chunk of axis values ``p`` (m, d), written into ``out``."""
         layers, output, lo, width = engine
-        x = (p - lo) / width
+        x = (self.network_inputs(p) - lo) / width
         for (w, b), slope in layers:
             if w.dtype != x.dtype:  # bfloat16 engine: round the activations entering a bf16 layer
                 x = x.to(w.dtype)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..train import TrainConfig, Trainer, read_checkpoint, save_checkpoint, warm_start
-from .emulator import MODEL_KIND, InnterpolMLP
+from .emulator import MODEL_KIND, THETA_TEFF_K, InnterpolMLP
 from .resample import QUANTITIES, TauSampledGrid
 from .svd import SVDBasis
 
@@ -122,6 +122,9 @@ class InnterpolConfig:
     exclude_m_h: tuple = ()
     #: torch device of the training ("cpu", "cuda" or "auto")
     device: str = "cpu"
+    #: the network sees theta = 5040 K / Teff instead of Teff (min-max scaled like every axis): the cool end, where
+    #: models change fastest with Teff, gets more of the input range (checkpoint ``input_transform``)
+    teff_as_theta: bool = False
 
 
 def weighted_mse(column_weights: torch.Tensor):
@@ -178,13 +181,24 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
         scale = _array(norm["coefficient_scale"])
         axis_min, axis_max = _array(norm["axis_min"]), _array(norm["axis_max"])
         coeffs = basis.encode(grid.values)
+        if (norm.get("input_transform") or {}) != ({"teff": "theta"} if cfg.teff_as_theta else {}):
+            raise ValueError(f"{init_path}: input transform {norm.get('input_transform') or {}} differs from the "
+                             f"configuration's (teff_as_theta={cfg.teff_as_theta})")
     else:
         basis = SVDBasis.fit(train_values, cfg.n_components)
         coeffs = basis.encode(grid.values)  # (n, Q, C)
         scale = np.sqrt((coeffs[splits.train] ** 2).mean(axis=(0, 2)))
-        axis_min = np.array([np.min(grid.axes[k]) for k in grid.axis_names], dtype=float)
-        axis_max = np.array([np.max(grid.axes[k]) for k in grid.axis_names], dtype=float)
-    x = torch.as_tensor((params - axis_min) / (axis_max - axis_min), dtype=torch.float32)
+        axes = [np.asarray(grid.axes[k], dtype=float) for k in grid.axis_names]
+        if cfg.teff_as_theta:
+            axes[grid.axis_names.index("teff")] = THETA_TEFF_K / axes[grid.axis_names.index("teff")]
+        axis_min = np.array([np.min(a) for a in axes])
+        axis_max = np.array([np.max(a) for a in axes])
+    net_params = params.copy()
+    if cfg.teff_as_theta:
+        if "teff" not in grid.axis_names:
+            raise ValueError("teff_as_theta needs a teff axis")
+        net_params[:, grid.axis_names.index("teff")] = THETA_TEFF_K / net_params[:, grid.axis_names.index("teff")]
+    x = torch.as_tensor((net_params - axis_min) / (axis_max - axis_min), dtype=torch.float32)
     y = torch.as_tensor((coeffs / scale[None, :, None]).reshape(len(grid), -1), dtype=torch.float32)
     hyper = {"n_inputs": len(grid.axis_names), "n_outputs": int(y.shape[1]), "hidden": cfg.hidden,
              "n_hidden_layers": cfg.n_hidden_layers, "negative_slope": cfg.negative_slope,
@@ -220,6 +234,8 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
                      "quantities": list(QUANTITIES)}
     if "family" in grid.axis_names:  # the ATLAS9 [M/H] family as an input: callers may leave it out
         normalisation["default_family"] = DEFAULT_FAMILY
+    if cfg.teff_as_theta:
+        normalisation["input_transform"] = {"teff": "theta"}
     metrics = {"best_val_mse": history.best_val, "best_epoch": history.best_epoch,
                "epochs_run": len(history.train_loss), "train_seconds": history.seconds}
     if polish is not None:
