@@ -189,9 +189,15 @@ def test_bfloat16_engine_rounds_only_the_hidden_layers():
     args = (pts[:, 0], pts[:, 1], pts[:, 2])
     f32 = emu.atmosphere(*args, dtype=np.float32)
     b16 = emu.atmosphere(*args, precision="bfloat16", dtype=np.float32)
-    layers, _, _, _ = emu._engine_weights("bfloat16")
+    layers, _, _, _, fused = emu._engine_weights("bfloat16")
     # input Linear float32, the hidden x hidden layers bfloat16
     assert [w.dtype for (w, _), _ in layers] == [torch.float32] + [torch.bfloat16] * 3
+    from stellarnn.atmospheres.emulator import _fused_bfloat16_linear_available
+
+    # where oneDNN has it, each bfloat16 layer is one fused primitive with (out, in) weights
+    assert sorted(fused) == ([1, 2, 3] if _fused_bfloat16_linear_available() else [])
+    for i, w in fused.items():
+        assert torch.equal(w, layers[i][0][0].T)
     assert b16.temperature.dtype == np.float32 and b16.grid_distance is not None
     d = np.abs(np.log10(b16.temperature) - np.log10(f32.temperature))
     assert 0 < np.median(d) < 5e-3 and d.max() < 0.1  # bfloat16 rounding (8-bit mantissa), not float32's ~1e-7

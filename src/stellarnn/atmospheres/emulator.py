@@ -31,7 +31,9 @@ stalls for milliseconds when another process holds a core: batch 1e3 ran 10-70x 
 intra-op threads on a busy 2-core machine); chunks are shared dynamically between the calling
 thread and ``threads - 1`` pool workers.  Same float32 arithmetic as :meth:`Innterpol.profiles`.
 ``precision="bfloat16"`` runs the hidden x hidden products with bfloat16 weights and activations (the CPU's
-bfloat16 matrix units where it has them), the rest as float32; ``precision="float64"`` all in double.
+bfloat16 matrix units where it has them; on the CPU each such layer is one oneDNN primitive for product, bias and
+leaky ReLU, ``torch.ops.mkldnn._linear_pointwise``, where the build has it, instead of addmm then the activation:
+``bench/innterpol.py`` times both engines), the rest as float32; ``precision="float64"`` all in double.
 
 Devices (``Innterpol(..., device=)``, :meth:`Innterpol.load`): on ``"cpu"`` (the default) the engine above runs. On
 another device (``"cuda"``, ``"cuda:1"``; ``"auto"`` takes CUDA when ``torch.cuda.is_available()``) the same
@@ -47,6 +49,7 @@ Tensors that require grad take the autograd path of the CPU module whatever the 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -349,17 +352,28 @@ class Innterpol:
                 else:  # scaled coefficients, then one small product per quantity
                     out = ("split", (last.weight.detach().T.to(dt) * scale[None, :]).contiguous(),
                            last.bias.detach().to(dt) * scale, comps.contiguous(), mean[:, None, :].contiguous())
+            # bfloat16 hidden layers on the CPU: one oneDNN primitive per layer (product, bias and activation), with
+            # the (out, in) weights it takes; layers whose activation it lacks keep addmm
+            fused = {}
+            if precision == "bfloat16" and _fused_bfloat16_linear_available():
+                for i, ((w, b), slope) in enumerate(zip(layers, slopes)):
+                    if w.dtype == torch.bfloat16 and (slope is None or isinstance(slope, float)):
+                        fused[i] = w.T.contiguous()
             self._engine[key] = (list(zip(layers, slopes)), out, self.axis_min.to(dt),
-                                       (self.axis_max - self.axis_min).to(dt))
+                                 (self.axis_max - self.axis_min).to(dt), fused)
         return self._engine[key]
 
     def _run_chunk(self, engine, p: torch.Tensor, out: torch.Tensor) -> None:
         """cgs profiles (m, Q*K) of one chunk of axis values ``p`` (m, d), written into ``out``."""
-        layers, output, lo, width = engine
+        layers, output, lo, width, fused = engine
         x = (self.network_inputs(p) - lo) / width
-        for (w, b), slope in layers:
+        for i, ((w, b), slope) in enumerate(layers):
             if w.dtype != x.dtype:  # bfloat16 engine: round the activations entering a bf16 layer
                 x = x.to(w.dtype)
+            if i in fused and x.device.type == "cpu":
+                x = torch.ops.mkldnn._linear_pointwise(x, fused[i], b, "none" if slope is None else "leaky_relu",
+                                                       [] if slope is None else [slope], "")
+                continue
             x = torch.addmm(b, x, w)
             if slope == "silu":
                 torch.nn.functional.silu(x, inplace=True)
@@ -435,13 +449,14 @@ class Innterpol:
         """The CPU engine's weights (:meth:`_engine_weights`) copied to :attr:`device`."""
         key = (precision, self.output_path(), tuple(self.bfloat16_float32_layers), str(self.device))
         if key not in self._device_engine_cache:
-            layers, output, lo, width = self._engine_weights(precision)
+            layers, output, lo, width, fused = self._engine_weights(precision)
 
             def move(t):
                 return t.to(self.device) if isinstance(t, torch.Tensor) else t
 
             self._device_engine_cache[key] = ([((move(w), move(b)), slope) for (w, b), slope in layers],
-                                              tuple(move(t) for t in output), move(lo), move(width))
+                                              tuple(move(t) for t in output), move(lo), move(width),
+                                              fused if self.device.type == "cpu" else {})
         return self._device_engine_cache[key]
 
     def _device_chunks(self, params, precision: str, with_distance: bool):
@@ -614,6 +629,25 @@ class Innterpol:
         if scalar:
             return atm[0]
         return atm
+
+
+@functools.lru_cache(maxsize=1)
+def _fused_bfloat16_linear_available() -> bool:
+    """Whether this torch build runs oneDNN's fused bfloat16 linear + leaky ReLU on this CPU (checked once against
+    addmm; a build without the operator, or a CPU without bfloat16 support, falls back to addmm)."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(8, 16, generator=g).to(torch.bfloat16)
+        w = torch.randn(16, 4, generator=g).to(torch.bfloat16)
+        b = torch.randn(4, generator=g).to(torch.bfloat16)
+        got = op(x, w.T.contiguous(), b, "leaky_relu", [0.2], "").float()
+        want = torch.nn.functional.leaky_relu(torch.addmm(b.float(), x.float(), w.float()), 0.2)
+        return bool(torch.allclose(got, want, rtol=2e-2, atol=5e-2))
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
 
 
 _POOL: ThreadPoolExecutor | None = None
