@@ -19,7 +19,9 @@ Scalings stored in the checkpoint's ``normalisation``:
   so the loss is the profile rms error in dex, up to a per-quantity weight).
 
 The out-of-grid indicator returned with every atmosphere is the distance (in typical grid
-steps, per-axis median node spacing) to the nearest model the network was trained on.
+steps, per-axis median node spacing) to the nearest model the network was trained on (for an emulator
+with the ATLAS9 family input, the nearest model of the query's family:
+:class:`~stellarnn.atmospheres.grid_distance.FamilyDistance`).
 
 Inference (:meth:`Innterpol.atmosphere` without gradients) runs a dedicated engine: the batch is
 cut into chunks of :attr:`Innterpol.chunk_size` rows that stay in cache; per chunk, in place,
@@ -61,8 +63,8 @@ import torch
 from torch import nn
 
 from ..train import load_checkpoint, register_model
-from .grid_distance import NearestModelDistance
-from .grid_distance_device import DeviceLatticeDistance
+from .grid_distance import FamilyDistance, NearestModelDistance
+from .grid_distance_device import DeviceFamilyDistance, DeviceLatticeDistance
 from .model import Atmosphere
 from .resample import QUANTITIES
 from .svd import SVDBasis
@@ -182,7 +184,10 @@ class Innterpol:
         #: column of the axis values the network sees as theta = 5040 K / Teff (None: Teff itself)
         self._theta_column = self.axis_names.index("teff") if transform.get("teff") == "theta" else None
         self.steps = np.array([_median_step(self.grid_nodes[:, k]) for k in range(self.grid_nodes.shape[1])])
-        self._distance = NearestModelDistance(self.grid_nodes / self.steps)
+        if "family" in self.axis_names:  # distance to the nearest model of the query's own family
+            self._distance = FamilyDistance(self.grid_nodes / self.steps, self.axis_names.index("family"))
+        else:
+            self._distance = NearestModelDistance(self.grid_nodes / self.steps)
         #: rows per chunk of the inference engine (activations of a chunk stay in L2 cache)
         self.chunk_size = 1024
         #: threads sharing the chunks of a large batch (None: torch.get_num_threads() of the caller)
@@ -204,7 +209,7 @@ class Innterpol:
         #: rows per chunk of the torch path (bounds its device memory: about 1.2 GB of float32 profiles)
         self.device_chunk_size = 2 ** 20
         self._device_engine_cache: dict = {}
-        self._device_distance: DeviceLatticeDistance | None = None
+        self._device_distance: DeviceLatticeDistance | DeviceFamilyDistance | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -472,7 +477,9 @@ class Innterpol:
         chunk = max(1, int(self.device_chunk_size))
         if with_distance:
             if self._device_distance is None or self._device_distance.device != self.device:
-                self._device_distance = DeviceLatticeDistance(self._distance, self.device)
+                self._device_distance = (DeviceFamilyDistance(self._distance, self.device)
+                                         if isinstance(self._distance, FamilyDistance)
+                                         else DeviceLatticeDistance(self._distance, self.device))
             steps = torch.as_tensor(self.steps, dtype=torch.float64, device=self.device)
         buf = torch.empty((min(n, chunk), self._mean.numel()), dtype=comp, device=self.device)
         with torch.inference_mode():
