@@ -58,23 +58,3 @@ def test_refuses_bad_input():
     with pytest.raises(ValueError, match=r"\(n, 2\)"):
         NearestModelDistance(np.zeros((3, 2)))(np.zeros((4, 3)))
 
-
-def test_family_distance_is_the_distance_within_the_family():
-    from scipy.spatial import cKDTree
-
-    from stellarnn.atmospheres.grid_distance import FamilyDistance
-
-    rng = np.random.default_rng(5)
-    a, b = np.meshgrid(np.arange(6.0), np.arange(5.0), indexing="ij")
-    base = np.column_stack([a.ravel(), b.ravel()])
-    fam0 = np.column_stack([base[::2], np.zeros(len(base[::2]))])       # two interleaved families
-    fam1 = np.column_stack([base[1::2], np.ones(len(base[1::2]))])
-    nodes = np.vstack([fam0, fam1])
-    d = FamilyDistance(nodes, column=2)
-    pts = np.column_stack([rng.uniform(-1, 6, 500), rng.uniform(-1, 5, 500), rng.integers(0, 2, 500)])
-    got = d(pts)
-    for f, fam in ((0, fam0), (1, fam1)):
-        sel = pts[:, 2] == f
-        want = cKDTree(fam[:, :2]).query(pts[sel, :2])[0]
-        np.testing.assert_allclose(got[sel], want, rtol=0, atol=1e-12)
-    assert np.isnan(d(np.array([[1.0, 1.0, 0.5]]))).all()  # no such family

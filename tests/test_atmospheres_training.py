@@ -160,20 +160,17 @@ def test_family_input_default_and_validation(tmp_path):
     assert 1.02 < ratio < 1.08  # the network learned the family offset (10^0.02 = 1.047)
     with pytest.raises(ValueError, match="family must be 0 or 1"):
         em.atmosphere(5000.0, 2.0, -0.5, family=0.5)
-    # the out-of-grid distance counts the models of the query's family only, the same on the torch path
-    from stellarnn.atmospheres.grid_distance import FamilyDistance
-
-    assert isinstance(em._distance, FamilyDistance)
+    # the out-of-grid distance: to the nearest model of either family over teff, log g, [M/H]; the torch path agrees
     teff = np.array([4500.0, 5250.0, 5000.0, 5000.0])
     m_h, family = np.array([-0.5, -1.0, 0.0, 0.0]), np.array([1, 0, 0, 1])
     d = em.atmosphere(teff, 2.0, m_h, family=family).grid_distance
     dev = Innterpol.load(path, engine="torch").atmosphere(teff, 2.0, m_h, family=family).grid_distance
     np.testing.assert_array_equal(d, dev)
-    own = grid.params[splits.train | splits.validation]
+    own = grid.params[splits.train | splits.validation][:, :3]
     for i in range(4):
-        mine = own[own[:, 3] == family[i]][:, :3]
-        want = np.min(np.sqrt((((mine - [teff[i], 2.0, m_h[i]]) / em.steps[:3]) ** 2).sum(1)))
+        want = np.min(np.sqrt((((own - [teff[i], 2.0, m_h[i]]) / em.steps[:3]) ** 2).sum(1)))
         assert d[i] == pytest.approx(want, rel=1e-12)
+    assert d[2] == d[3]  # the family label does not move a point in or out of the grid
 
 
 def test_teff_as_theta_input(tmp_path):

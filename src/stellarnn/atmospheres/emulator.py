@@ -20,8 +20,9 @@ Scalings stored in the checkpoint's ``normalisation``:
 
 The out-of-grid indicator returned with every atmosphere is the distance (in typical grid
 steps, per-axis median node spacing) to the nearest model the network was trained on (for an emulator
-with the ATLAS9 family input, the nearest model of the query's family:
-:class:`~stellarnn.atmospheres.grid_distance.FamilyDistance`).
+with the ATLAS9 family input, over Teff, log g and [M/H] to a model of either family: the families differ by
+~1 % in T, a quarter of what one Teff step changes, so a point between slices of the other family is inside the
+grid, not outside it).
 
 Inference (:meth:`Innterpol.atmosphere` without gradients) runs a dedicated engine: the batch is
 cut into chunks of :attr:`Innterpol.chunk_size` rows that stay in cache; per chunk, in place,
@@ -63,8 +64,8 @@ import torch
 from torch import nn
 
 from ..train import load_checkpoint, register_model
-from .grid_distance import FamilyDistance, NearestModelDistance
-from .grid_distance_device import DeviceFamilyDistance, DeviceLatticeDistance
+from .grid_distance import NearestModelDistance
+from .grid_distance_device import DeviceLatticeDistance
 from .model import Atmosphere
 from .resample import QUANTITIES
 from .svd import SVDBasis
@@ -184,10 +185,10 @@ class Innterpol:
         #: column of the axis values the network sees as theta = 5040 K / Teff (None: Teff itself)
         self._theta_column = self.axis_names.index("teff") if transform.get("teff") == "theta" else None
         self.steps = np.array([_median_step(self.grid_nodes[:, k]) for k in range(self.grid_nodes.shape[1])])
-        if "family" in self.axis_names:  # distance to the nearest model of the query's own family
-            self._distance = FamilyDistance(self.grid_nodes / self.steps, self.axis_names.index("family"))
-        else:
-            self._distance = NearestModelDistance(self.grid_nodes / self.steps)
+        #: axes the out-of-grid distance is measured along (all but the ATLAS9 family label)
+        self._distance_columns = [k for k, name in enumerate(self.axis_names) if name != "family"]
+        cols = self._distance_columns
+        self._distance = NearestModelDistance(self.grid_nodes[:, cols] / self.steps[cols])
         #: rows per chunk of the inference engine (activations of a chunk stay in L2 cache)
         self.chunk_size = 1024
         #: threads sharing the chunks of a large batch (None: torch.get_num_threads() of the caller)
@@ -209,7 +210,7 @@ class Innterpol:
         #: rows per chunk of the torch path (bounds its device memory: about 1.2 GB of float32 profiles)
         self.device_chunk_size = 2 ** 20
         self._device_engine_cache: dict = {}
-        self._device_distance: DeviceLatticeDistance | DeviceFamilyDistance | None = None
+        self._device_distance: DeviceLatticeDistance | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -415,7 +416,8 @@ class Innterpol:
         out_t = torch.from_numpy(out.reshape(n, -1))
         p_t = torch.from_numpy(p32).to(comp)
         dist = np.empty(n) if with_distance else None
-        scaled = p32.astype(float) / self.steps if with_distance else None
+        cols = self._distance_columns
+        scaled = p32[:, cols].astype(float) / self.steps[cols] if with_distance else None
         chunk = max(1, int(self.chunk_size))
 
         counter = itertools.count()
@@ -477,10 +479,9 @@ class Innterpol:
         chunk = max(1, int(self.device_chunk_size))
         if with_distance:
             if self._device_distance is None or self._device_distance.device != self.device:
-                self._device_distance = (DeviceFamilyDistance(self._distance, self.device)
-                                         if isinstance(self._distance, FamilyDistance)
-                                         else DeviceLatticeDistance(self._distance, self.device))
-            steps = torch.as_tensor(self.steps, dtype=torch.float64, device=self.device)
+                self._device_distance = DeviceLatticeDistance(self._distance, self.device)
+            steps = torch.as_tensor(self.steps[self._distance_columns], dtype=torch.float64, device=self.device)
+            cols = torch.as_tensor(self._distance_columns, device=self.device)
         buf = torch.empty((min(n, chunk), self._mean.numel()), dtype=comp, device=self.device)
         with torch.inference_mode():
             for s in range(0, n, chunk):
@@ -488,7 +489,7 @@ class Innterpol:
                 pc = p[s:e].to(self.device, non_blocking=True)
                 out = buf[:e - s]
                 self._run_chunk(engine, pc.to(comp), out)
-                dist = self._device_distance(pc.to(torch.float64) / steps) if with_distance else None
+                dist = self._device_distance(pc[:, cols].to(torch.float64) / steps) if with_distance else None
                 yield s, e, out, dist
 
     def _infer_device(self, params, precision: str, dtype, with_distance: bool, as_tensor: bool):
@@ -516,7 +517,8 @@ class Innterpol:
     def grid_distance(self, params) -> np.ndarray:
         """Out-of-grid indicator: distance (typical grid steps) to the nearest training model."""
         p = params.detach().cpu().numpy() if isinstance(params, torch.Tensor) else np.asarray(params, dtype=float)
-        return self._distance(np.atleast_2d(p) / self.steps)
+        cols = self._distance_columns
+        return self._distance(np.atleast_2d(p)[:, cols] / self.steps[cols])
 
     @property
     def default_axes(self) -> dict:

@@ -82,39 +82,3 @@ class NearestModelDistance:
             dist[hole] = self.tree.query(points[hole])[0]
         return dist
 
-
-class FamilyDistance:
-    """Distance to the nearest model *of the same family*: one :class:`NearestModelDistance` per value of a discrete
-    column (the ATLAS9 [M/H] family, :func:`stellarnn.atmospheres.resample.add_family_axis`).
-
-    A family is a label, not a coordinate: an emulator that takes it knows a family-0 atmosphere from the family-0
-    models around it, so the out-of-grid indicator is the distance to those (over the other columns).  Each family's
-    models fill their own lattice, so the exact lattice look-up answers almost every query (one binary search per
-    axis), where one lattice over both families would send every query at a slice of the other family to the tree.
-
-    Parameters
-    ----------
-    nodes : (n_models, d) array in the distance's units
-    column : int
-        The discrete column.
-    """
-
-    def __init__(self, nodes, column: int, max_lattice_points: int = MAX_LATTICE_POINTS):
-        nodes = np.asarray(nodes, dtype=float)
-        self.column = int(column)
-        self.ndim = nodes.shape[1]
-        keep = [k for k in range(self.ndim) if k != self.column]
-        self.keep = keep
-        self.by_family = {float(f): NearestModelDistance(nodes[nodes[:, self.column] == f][:, keep], max_lattice_points)
-                          for f in np.unique(nodes[:, self.column])}
-
-    def __call__(self, points) -> np.ndarray:
-        """Distances (n,) to the nearest model of each point's family (NaN for a family without models)."""
-        points = _as_points(points, self.ndim)
-        dist = np.full(len(points), np.nan)
-        fam = points[:, self.column]
-        for f, nearest in self.by_family.items():
-            sel = fam == f
-            if sel.any():
-                dist[sel] = nearest(points[sel][:, self.keep])
-        return dist

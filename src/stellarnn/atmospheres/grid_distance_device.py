@@ -97,25 +97,3 @@ class DeviceLatticeDistance:
                 out[s:s + len(block)] = torch.sqrt(best)
         return out
 
-
-class DeviceFamilyDistance:
-    """:class:`~stellarnn.atmospheres.grid_distance.FamilyDistance` on a device: one :class:`DeviceLatticeDistance`
-    per family, rows dispatched by their family column (the same distances as the CPU object)."""
-
-    def __init__(self, family_distance, device, **kwargs):
-        self.nearest = family_distance
-        self.device = torch.device(device)
-        self.by_family = {f: DeviceLatticeDistance(d, device, **kwargs) for f, d in family_distance.by_family.items()}
-
-    def __call__(self, points: torch.Tensor) -> torch.Tensor:
-        points = torch.as_tensor(points).to(self.device, torch.float64)
-        if points.ndim != 2 or points.shape[1] != self.nearest.ndim:
-            raise ValueError(f"points must have shape (n, {self.nearest.ndim}), got {tuple(points.shape)}")
-        dist = torch.full((points.shape[0],), float("nan"), dtype=torch.float64, device=self.device)
-        keep = torch.as_tensor(self.nearest.keep, device=self.device)
-        fam = points[:, self.nearest.column]
-        for f, lattice in self.by_family.items():
-            where = torch.nonzero(fam == f).squeeze(1)
-            if where.numel():
-                dist[where] = lattice(points[where][:, keep])
-        return dist
