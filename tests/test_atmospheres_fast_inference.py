@@ -8,7 +8,7 @@ from stellarnn.atmospheres.resample import QUANTITIES
 from stellarnn.atmospheres.svd import SVDBasis
 
 
-def _toy_emulator(seed=0, n_components=5, hidden=24, layers=3):
+def _toy_emulator(seed=0, n_components=5, hidden=24, layers=3, activation="leaky_relu"):
     """An Innterpol with random weights on an ATLAS9-like 3-D grid with holes (no training needed)."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -19,7 +19,7 @@ def _toy_emulator(seed=0, n_components=5, hidden=24, layers=3):
     nodes = nodes[rng.uniform(size=len(nodes)) > 0.3]  # holes
     nodes = nodes[~((nodes[:, 0] < 5000) & (nodes[:, 1] > 4.0))]  # a missing corner
     n_q, n_k = len(QUANTITIES), 71
-    model = InnterpolMLP(3, n_q * n_components, hidden, layers)
+    model = InnterpolMLP(3, n_q * n_components, hidden, layers, activation=activation)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.4)
@@ -212,3 +212,19 @@ def test_bfloat16_engine_rounds_only_the_hidden_layers():
     t = emu.atmosphere(torch.as_tensor(pts[:5, 0]), torch.as_tensor(pts[:5, 1]), torch.as_tensor(pts[:5, 2]),
                        precision="bfloat16")
     assert t.temperature.dtype == torch.float32
+
+
+def test_bfloat16_engine_with_silu_layers():
+    """A SiLU emulator's bfloat16 engine (fused oneDNN swish where available) stays within bfloat16 rounding."""
+    from stellarnn.atmospheres.emulator import _fused_bfloat16_linear_available
+
+    emu = _toy_emulator(seed=6, n_components=6, hidden=32, layers=3, activation="silu")
+    pts = _random_inputs(300, seed=9)
+    args = (pts[:, 0], pts[:, 1], pts[:, 2])
+    f32 = emu.atmosphere(*args, dtype=np.float32)
+    b16 = emu.atmosphere(*args, precision="bfloat16", dtype=np.float32)
+    layers, _, _, _, fused = emu._engine_weights("bfloat16")
+    assert [s for _, s in layers] == ["silu"] * 4
+    assert sorted(fused) == ([1, 2, 3] if _fused_bfloat16_linear_available() else [])
+    d = np.abs(np.log10(b16.temperature) - np.log10(f32.temperature))
+    assert 0 < np.median(d) < 5e-3 and d.max() < 0.1

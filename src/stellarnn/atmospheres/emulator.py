@@ -35,7 +35,7 @@ intra-op threads on a busy 2-core machine); chunks are shared dynamically betwee
 thread and ``threads - 1`` pool workers.  Same float32 arithmetic as :meth:`Innterpol.profiles`.
 ``precision="bfloat16"`` runs the hidden x hidden products with bfloat16 weights and activations (the CPU's
 bfloat16 matrix units where it has them; on the CPU each such layer is one oneDNN primitive for product, bias and
-leaky ReLU, ``torch.ops.mkldnn._linear_pointwise``, where the build has it, instead of addmm then the activation:
+activation (leaky ReLU or SiLU), ``torch.ops.mkldnn._linear_pointwise``, where the build has it, instead of addmm then the activation:
 ``bench/innterpol.py`` times both engines), the rest as float32; ``precision="float64"`` all in double.
 
 Devices (``Innterpol(..., device=)``, :meth:`Innterpol.load`): on ``"cpu"`` (the default) the engine above runs. On
@@ -363,7 +363,7 @@ class Innterpol:
             fused = {}
             if precision == "bfloat16" and _fused_bfloat16_linear_available():
                 for i, ((w, b), slope) in enumerate(zip(layers, slopes)):
-                    if w.dtype == torch.bfloat16 and (slope is None or isinstance(slope, float)):
+                    if w.dtype == torch.bfloat16:
                         fused[i] = w.T.contiguous()
             self._engine[key] = (list(zip(layers, slopes)), out, self.axis_min.to(dt),
                                  (self.axis_max - self.axis_min).to(dt), fused)
@@ -377,8 +377,9 @@ class Innterpol:
             if w.dtype != x.dtype:  # bfloat16 engine: round the activations entering a bf16 layer
                 x = x.to(w.dtype)
             if i in fused and x.device.type == "cpu":
-                x = torch.ops.mkldnn._linear_pointwise(x, fused[i], b, "none" if slope is None else "leaky_relu",
-                                                       [] if slope is None else [slope], "")
+                attr, scalars = (("none", []) if slope is None else ("swish", []) if slope == "silu"
+                                 else ("leaky_relu", [slope]))
+                x = torch.ops.mkldnn._linear_pointwise(x, fused[i], b, attr, scalars, "")
                 continue
             x = torch.addmm(b, x, w)
             if slope == "silu":
@@ -642,8 +643,8 @@ class Innterpol:
 
 @functools.lru_cache(maxsize=1)
 def _fused_bfloat16_linear_available() -> bool:
-    """Whether this torch build runs oneDNN's fused bfloat16 linear + leaky ReLU on this CPU (checked once against
-    addmm; a build without the operator, or a CPU without bfloat16 support, falls back to addmm)."""
+    """Whether this torch build runs oneDNN's fused bfloat16 linear + leaky ReLU / SiLU ("swish") on this CPU (checked
+    once against addmm; a build without the operator, or a CPU without bfloat16 support, falls back to addmm)."""
     op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return False
@@ -652,9 +653,13 @@ def _fused_bfloat16_linear_available() -> bool:
         x = torch.randn(8, 16, generator=g).to(torch.bfloat16)
         w = torch.randn(16, 4, generator=g).to(torch.bfloat16)
         b = torch.randn(4, generator=g).to(torch.bfloat16)
-        got = op(x, w.T.contiguous(), b, "leaky_relu", [0.2], "").float()
-        want = torch.nn.functional.leaky_relu(torch.addmm(b.float(), x.float(), w.float()), 0.2)
-        return bool(torch.allclose(got, want, rtol=2e-2, atol=5e-2))
+        plain = torch.addmm(b.float(), x.float(), w.float())
+        ok = True
+        for attr, scalars, want in (("leaky_relu", [0.2], torch.nn.functional.leaky_relu(plain, 0.2)),
+                                    ("swish", [], torch.nn.functional.silu(plain)), ("none", [], plain)):
+            got = op(x, w.T.contiguous(), b, attr, scalars, "").float()
+            ok = ok and bool(torch.allclose(got, want, rtol=2e-2, atol=5e-2))
+        return ok
     except (RuntimeError, NotImplementedError, TypeError):
         return False
 
