@@ -111,3 +111,19 @@ def test_evaluate_consistent_leaves_the_flagged_slice_out(tiny_weights, tmp_path
                  str(tmp_path), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["excluded_m_h"] == [0.0] and res["sets"]["solar_columns"]["m_h_values"] == [-0.1, 0.1]
+
+
+def test_get_family_with_the_shipped_emulator(tiny_weights, capsys):
+    """--family picks the ATLAS9 family of the shipped (family-input) emulator; a 3-input checkpoint refuses it."""
+    def t_at_tau1(argv):
+        assert main(argv) == 0
+        rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")][1:]
+        return float(next(r for r in rows if abs(float(r[0])) < 1e-9)[2])
+
+    default = t_at_tau1(["atmosphere", "get", "5800", "4.4", "0.1"])
+    zero = t_at_tau1(["atmosphere", "get", "5800", "4.4", "0.1", "--family", "0"])
+    one = t_at_tau1(["atmosphere", "get", "5800", "4.4", "0.1", "--family", "1"])
+    assert default == zero and one != zero
+    assert 0.0 < (one - zero) / zero < 0.03  # the short-deck family is hotter at tau_Ross = 1 (~1.5 %)
+    assert main(["atmosphere", "get", "5000", "3", "0", "--weights", str(tiny_weights), "--family", "1"]) == 1
+    assert "no ATLAS9 family input" in capsys.readouterr().err

@@ -25,7 +25,10 @@ def cmd_get(args) -> int:
         from .grid import deck_vturb
 
         emulator = Innterpol.load(args.weights)
-        atm = emulator.atmosphere(args.teff, args.logg, args.m_h)
+        if args.family is not None and "family" not in emulator.axis_names:
+            raise ValueError(f"--family: {args.weights or 'the shipped emulator'} has no ATLAS9 family input")
+        atm = emulator.atmosphere(args.teff, args.logg, args.m_h,
+                                  **({"family": float(args.family)} if args.family is not None else {}))
         # the VTURB of the decks the emulator learnt from at this [M/H] (the emulator does not predict it)
         atm.vturb = np.full(atm.n_layers, deck_vturb(args.m_h, exclude_m_h=emulator.excluded_m_h))
     dist = float(atm.grid_distance) if atm.grid_distance is not None else float("nan")
@@ -141,6 +144,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--linear", action="store_true", help="multilinear ATLAS9 interpolation instead of the emulator")
     q.add_argument("--extrapolate", action="store_true", help="with --linear: allow nearest-cell extrapolation")
     q.add_argument("--weights", help="emulator checkpoint (default: shipped weights)")
+    q.add_argument("--family", type=int, choices=(0, 1), default=None,
+                   help="ATLAS9 [M/H] family of the emulated model (0: slices of 72-layer decks, the default; 1: the "
+                        "short-deck slices; `stellarnn atmosphere audit`)")
     q.set_defaults(func=cmd_get)
     q = s.add_parser("train", help="train the emulator on the ATLAS9 grid (resumable)")
     q.add_argument("-o", "--output", default="weights/atmospheres/innterpol_atlas9.pt", type=output_file(".pt"))
