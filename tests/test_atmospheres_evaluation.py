@@ -89,6 +89,14 @@ def test_evaluate_a_small_checkpoint(tmp_path):
     assert res["sets"]["random"]["svd_reconstruction"]["log_rhox"]["rms_dex"] < 0.1
     assert all((tmp_path / f).is_file() for f in ("innterpol_edge_T.png", "innterpol_T_error_vs_depth.png"))
     assert "teff_columns" in format_table(res)
+    cols = res["sets"]["teff_columns"]["by_teff_column"]
+    assert set(cols) == {"4250", "4750", "5250", "5750", "6250", "6750", "7250", "without_4250"}
+    assert sum(cols[k]["n_models"] for k in cols if not k.startswith("without")) == res["sets"]["teff_columns"]["n_models"]
+    assert cols["without_4250"]["n_models"] == res["sets"]["teff_columns"]["n_models"] - cols["4250"]["n_models"]
+    t = cols["5250"]["T"]
+    assert t["ratio_to_linear"] == pytest.approx(t["emulator"] / t["linear_raw"])
+    # linear interpolation stays within each ATLAS9 family; across them is kept for reference
+    assert "linear_across_families" in res["sets"]["solar_columns"]["percent"]
 
 
 def test_evaluation_figures_draw_into_a_given_figure(monkeypatch):

@@ -200,7 +200,8 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     kappa_Ross in % for the emulator and linear_raw) and ``ratio_to_linear`` (emulator rms / linear rms).
     On the ATLAS9 grid linear interpolation stays within each model's [M/H] family (the consistent grid:
     :func:`stellarnn.atmospheres.audit.m_h_families`), whatever the emulator's inputs; ``percent`` also holds
-    ``linear_across_families``, multilinear interpolation over every slice, for reference.
+    ``linear_across_families``, multilinear interpolation over every slice, for reference.  Sets (b) and (d) also
+    give ``by_teff_column``: T, P, n_e rms % per held-out Teff column and pooled without the coolest one.
     """
     from .emulator import Innterpol
     from .resample import add_family_axis, atlas9_tau_grid
@@ -262,9 +263,27 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
             "T_monotone_fraction_below_logtau_-4": {
                 "truth": monotone_fraction(truth[:, 1], grid.log_tau), "emulator": monotone_fraction(emu[:, 1], grid.log_tau),
                 "linear_raw": monotone_fraction(lin[:, 1], grid.log_tau)}}
+        if "teff" in grid.axis_names and name in ("teff_columns", "solar_columns"):
+            result["sets"][name]["by_teff_column"] = _by_teff_column(p[:, grid.axis_names.index("teff")], emu, lin,
+                                                                     truth, grid.log_tau)
     if plot_dir is not None and all(name in predictions for name in SETS):
         result["plots"] = _plots(predictions, grid.log_tau, Path(plot_dir))
     return result
+
+
+def _by_teff_column(teff: np.ndarray, emu: np.ndarray, lin: np.ndarray, truth: np.ndarray, log_tau: np.ndarray) -> dict:
+    """rms % of T, P, n_e (emulator, linear) per held-out Teff column, and pooled over all columns but the coolest."""
+    out = {}
+    columns = np.unique(teff)
+    groups = [(f"{c:g}", teff == c) for c in columns]
+    if len(columns) > 1:
+        groups.append((f"without_{columns[0]:g}", teff != columns[0]))
+    for key, sel in groups:
+        e, li = percent_table(emu[sel], truth[sel], log_tau), percent_table(lin[sel], truth[sel], log_tau)
+        out[key] = {"n_models": int(sel.sum()),
+                    **{q: {"emulator": e[q]["rms"], "linear_raw": li[q]["rms"], "ratio_to_linear": e[q]["rms"] / li[q]["rms"]}
+                       for q in ("T", "P", "n_e")}}
+    return out
 
 
 def _atlas9_m_h_nodes(grid: TauSampledGrid) -> bool:
