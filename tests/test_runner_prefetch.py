@@ -143,7 +143,9 @@ def test_interrupted_runner_process_exits_promptly(tmp_path):
     db = f"sqlite:///{tmp_path / 'r.sqlite'}"
     cmd = [sys.executable, "-c", "import sys; from stellarnn.cli import main; sys.exit(main())",
            "runner", "run", "runner_test_stats", str(tmp_path / "apStar-*.fits"), "--db", db, "--workers", "0",
-           "--batch-size", "1", "--prefetch", "2", "--import", "test_runner_task", "--option", "sleep=0.5", "-q"]
+           "--batch-size", "1", "--prefetch", "2", "--import", "test_runner_task", "--option", "sleep=2.0", "-q"]
+    # 8 items x 2 s: the run cannot finish between the first item and the SIGINT even on a loaded machine (with
+    # 0.5 s per item a CI run under load once saw the process end normally just before the signal arrived)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
     with open(tmp_path / "run.out", "wb") as out:
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
