@@ -95,6 +95,9 @@ def test_evaluate_a_small_checkpoint(tmp_path):
     assert cols["without_4250"]["n_models"] == res["sets"]["teff_columns"]["n_models"] - cols["4250"]["n_models"]
     t = cols["5250"]["T"]
     assert t["ratio_to_linear"] == pytest.approx(t["emulator"] / t["linear_raw"])
+    away = res["sets"]["teff_columns"]["away_from_holes"]
+    assert 0 < away["n_models"] < res["sets"]["teff_columns"]["n_models"]  # some held-out models border holes
+    assert away["T_max_percent"] <= res["sets"]["teff_columns"]["percent"]["emulator"]["T"]["max"] + 1e-9
     # linear interpolation stays within each ATLAS9 family; across them is kept for reference
     assert "linear_across_families" in res["sets"]["solar_columns"]["percent"]
 

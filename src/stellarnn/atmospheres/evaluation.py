@@ -81,6 +81,21 @@ class LinearBaseline:
         self.cube, self.present = cube, present
         self.interpolator = MultilinearInterpolator(self.axes, cube, present)
 
+    def in_complete_cell(self, points: np.ndarray) -> np.ndarray:
+        """Whether each point lies in a grid cell whose corners are all models the baseline may use ("away from
+        holes": multilinear interpolation needs no fallback there); within the point's family for a family grid."""
+        points = np.atleast_2d(np.asarray(points, dtype=float))
+        if self.family_axis is not None:
+            out = np.zeros(len(points), dtype=bool)
+            fam = points[:, self.family_axis]
+            for f, baseline in self.by_family.items():
+                sel = fam == f
+                if sel.any():
+                    out[sel] = baseline.in_complete_cell(np.delete(points[sel], self.family_axis, axis=1))
+            return out
+        _, info = self.interpolator(points, fallback="nearest_cell")
+        return ~np.asarray(info.used_fallback, dtype=bool)
+
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(np.asarray(points, dtype=float))
         if self.family_axis is not None:
@@ -201,7 +216,8 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     On the ATLAS9 grid linear interpolation stays within each model's [M/H] family (the consistent grid:
     :func:`stellarnn.atmospheres.audit.m_h_families`), whatever the emulator's inputs; ``percent`` also holds
     ``linear_across_families``, multilinear interpolation over every slice, for reference.  Sets (b) and (d) also
-    give ``by_teff_column``: T, P, n_e rms % per held-out Teff column and pooled without the coolest one.
+    give ``by_teff_column``: T, P, n_e rms % per held-out Teff column and pooled without the coolest one; every set
+    gives ``away_from_holes``: the max and rms T error % over its models inside complete cells of training models.
     """
     from .emulator import Innterpol
     from .resample import add_family_axis, atlas9_tau_grid
@@ -263,6 +279,14 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
             "T_monotone_fraction_below_logtau_-4": {
                 "truth": monotone_fraction(truth[:, 1], grid.log_tau), "emulator": monotone_fraction(emu[:, 1], grid.log_tau),
                 "linear_raw": monotone_fraction(lin[:, 1], grid.log_tau)}}
+        away = linear_raw.in_complete_cell(p)
+        t_pct = 100.0 * np.abs(10.0 ** (emu[:, 1] - truth[:, 1]) - 1.0)
+        result["sets"][name]["away_from_holes"] = {
+            "definition": "held-out models inside a cell of the training lattice whose corners are all training models "
+                          "(of their family), so that multilinear interpolation needs no fallback; none in the random "
+                          "and edge sets, whose models are missing corners themselves or lie below the training log g",
+            "n_models": int(away.sum()), "T_max_percent": float(t_pct[away].max()) if away.any() else None,
+            "T_rms_percent": float(np.sqrt(np.mean(t_pct[away] ** 2))) if away.any() else None}
         if "teff" in grid.axis_names and name in ("teff_columns", "solar_columns"):
             result["sets"][name]["by_teff_column"] = _by_teff_column(p[:, grid.axis_names.index("teff")], emu, lin,
                                                                      truth, grid.log_tau)
