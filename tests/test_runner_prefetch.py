@@ -141,11 +141,13 @@ def test_interrupted_runner_process_exits_promptly(tmp_path):
 
     write_test_apstars(tmp_path, [0.5 + 0.1 * i for i in range(8)], nvisits=[1] * 8)
     db = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    cmd = [sys.executable, "-c", "import sys; from stellarnn.cli import main; sys.exit(main())",
+    # SIGINT's default handler restored first: a process started from a non-interactive shell's background job
+    # inherits SIGINT ignored, and then Python installs no KeyboardInterrupt handler (the run would simply finish)
+    cmd = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                 "from stellarnn.cli import main; sys.exit(main())",
            "runner", "run", "runner_test_stats", str(tmp_path / "apStar-*.fits"), "--db", db, "--workers", "0",
            "--batch-size", "1", "--prefetch", "2", "--import", "test_runner_task", "--option", "sleep=2.0", "-q"]
-    # 8 items x 2 s: the run cannot finish between the first item and the SIGINT even on a loaded machine (with
-    # 0.5 s per item a CI run under load once saw the process end normally just before the signal arrived)
+    # 8 items x 2 s: the run cannot finish between the first item and the SIGINT, even on a loaded machine
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
     with open(tmp_path / "run.out", "wb") as out:
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
