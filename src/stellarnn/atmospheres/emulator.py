@@ -72,8 +72,8 @@ from .svd import SVDBasis
 
 MODEL_KIND = "innterpol-mlp"
 #: theta = THETA_TEFF_K / Teff, the network's Teff input when trained with ``teff_as_theta`` (the temperature
-#: variable of the Saha and Boltzmann equations, theta = 5040 K / T: Gray 2005, The Observation and Analysis of
-#: Stellar Photospheres, 3rd ed., eq. 1.16)
+#: variable of the Saha and Boltzmann equations in their logarithmic form, theta = 5040 K / T: Gray 2005, The
+#: Observation and Analysis of Stellar Photospheres, 3rd ed., ch. 1)
 THETA_TEFF_K = 5040.0
 #: where shipped weights live (repository checkout); override with $STELLARNN_INNTERPOL_WEIGHTS
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "weights" / "atmospheres" / "innterpol_atlas9.pt"
@@ -359,7 +359,7 @@ class Innterpol:
                     out = ("split", (last.weight.detach().T.to(dt) * scale[None, :]).contiguous(),
                            last.bias.detach().to(dt) * scale, comps.contiguous(), mean[:, None, :].contiguous())
             # bfloat16 hidden layers on the CPU: one oneDNN primitive per layer (product, bias and activation), with
-            # the (out, in) weights it takes; layers whose activation it lacks keep addmm
+            # the (out, in) weights it takes; without the primitive (other builds, other CPUs) they keep addmm
             fused = {}
             if precision == "bfloat16" and _fused_bfloat16_linear_available():
                 for i, ((w, b), slope) in enumerate(zip(layers, slopes)):

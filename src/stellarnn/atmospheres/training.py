@@ -160,6 +160,8 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
     """
     cfg = config or InnterpolConfig()
     torch.manual_seed(cfg.seed)
+    if cfg.teff_as_theta and "teff" not in grid.axis_names:
+        raise ValueError(f"teff_as_theta needs a teff axis; this grid has {grid.axis_names}")
     if cfg.exclude_m_h:
         if "m_h" not in grid.axis_names:
             raise ValueError("exclude_m_h needs a grid with an m_h axis")
@@ -195,8 +197,6 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
         axis_max = np.array([np.max(a) for a in axes])
     net_params = params.copy()
     if cfg.teff_as_theta:
-        if "teff" not in grid.axis_names:
-            raise ValueError("teff_as_theta needs a teff axis")
         net_params[:, grid.axis_names.index("teff")] = THETA_TEFF_K / net_params[:, grid.axis_names.index("teff")]
     x = torch.as_tensor((net_params - axis_min) / (axis_max - axis_min), dtype=torch.float32)
     y = torch.as_tensor((coeffs / scale[None, :, None]).reshape(len(grid), -1), dtype=torch.float32)
