@@ -13,7 +13,8 @@ repeats).  Also the SVD reconstruction error at the grid points against the numb
 
     python bench/innterpol.py [--weights a.pt b.pt] [--plot-dir DIR] [--out bench/results/innterpol.json]
     python bench/innterpol.py --throughput-only   # re-time only, merged into the existing JSON
-    python bench/innterpol.py --audit-only        # the grid audit only (key ``audit``), merged into the JSON
+    python bench/innterpol.py --audit-only        # the grid audit only (keys ``audit`` and
+                                                  # ``synthesis_atmosphere_families``), merged into the JSON
     python bench/innterpol.py --skip-throughput   # accuracy + audit; throughput entries of the JSON kept
     python bench/innterpol.py --device cuda       # GPU throughput only, key ``gpu`` of the JSON (the rest kept)
 
@@ -107,6 +108,24 @@ def teff_axis_interpolation(grid, seed: int = 0) -> dict:
                            if len(e) else {"n_models": 0})
         rows["n_held_out"] = int(getattr(splits, name).sum())
         out[name] = rows
+    return out
+
+
+def synthesis_atmosphere_families(teff: float = 5800.0, logg: float = 4.4) -> dict:
+    """T(tau_Ross = 1) [K] of a solar-type dwarf interpolated from the ATLAS9 grid near solar [M/H]: over every slice
+    but [M/H] = 0 (how grids/apogee_like was synthesised) and within family 0 (grids/apogee_like_f0)."""
+    from stellarnn.atmospheres.grid import AtmosphereGrid
+    from stellarnn.synthesis.grid_builder import GridSpec
+
+    grid = AtmosphereGrid.load_atlas9()
+    specs = {"across_families": GridSpec(name="x", n=1, seed=1, atmosphere_m_h_family=None),
+             "family_0": GridSpec(name="x", n=1, seed=1)}
+    m_h = [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3]
+    k = int(np.argmin(np.abs(grid.log_tau)))
+    out = {"teff": teff, "logg": logg, "m_h": m_h, "log_tau_ross": float(grid.log_tau[k])}
+    for name, spec in specs.items():
+        atm = grid.without_slices("m_h", spec.atmosphere_slices_left_out())
+        out[f"T_tau1_{name}_K"] = [float(atm.interpolate_linear(teff, logg, m).temperature[k]) for m in m_h]
     return out
 
 
@@ -314,7 +333,9 @@ def main(argv=None) -> int:
         out = Path(args.out)
         result = json.loads(out.read_text()) if out.is_file() else {}
         result["audit"] = audit_grid()
+        result["synthesis_atmosphere_families"] = synthesis_atmosphere_families()
         print(format_audit(result["audit"]))
+        print(f"synthesis_atmosphere_families: {result['synthesis_atmosphere_families']}")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
         print(f"wrote {out}")
@@ -330,6 +351,7 @@ def main(argv=None) -> int:
     exclude = inconsistent_slices(audit, "m_h")
     previous = json.loads(Path(args.out).read_text()) if args.skip_throughput and Path(args.out).is_file() else {}
     result = {"audit": audit, "excluded_m_h_slices": exclude,
+              "synthesis_atmosphere_families": synthesis_atmosphere_families(),
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                           "bfloat16_cpu_flags": bfloat16_cpu_flags(), "load_average_start": os.getloadavg()},

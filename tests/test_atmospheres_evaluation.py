@@ -130,3 +130,14 @@ def test_evaluation_figures_draw_into_a_given_figure(monkeypatch):
     finally:
         plt.close(edge_fig)
         plt.close(error_fig)
+
+
+def test_family_baseline_only_for_the_atlas9_axis():
+    """A grid of its own whose [M/H] values are ATLAS9 nodes does not get the ATLAS9 families."""
+    from stellarnn.atmospheres.evaluation import _atlas9_m_h_nodes
+    from stellarnn.atmospheres.resample import TauSampledGrid, atlas9_tau_grid
+
+    own = TauSampledGrid({"teff": np.array([4000.0, 5000.0]), "logg": np.array([1.0]), "m_h": np.array([0.0, 0.1])},
+                         np.array([[0, 0, 0], [1, 0, 1]]), np.zeros((2, 4, 71)))
+    assert not _atlas9_m_h_nodes(own)
+    assert _atlas9_m_h_nodes(atlas9_tau_grid())

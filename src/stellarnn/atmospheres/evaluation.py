@@ -81,31 +81,28 @@ class LinearBaseline:
         self.cube, self.present = cube, present
         self.interpolator = MultilinearInterpolator(self.axes, cube, present)
 
+    def _per_family(self, points: np.ndarray, method: str, out: np.ndarray) -> np.ndarray:
+        """Fill ``out`` row by row with ``method`` of the family baseline each point belongs to."""
+        fam = points[:, self.family_axis]
+        for f, baseline in self.by_family.items():
+            sel = fam == f
+            if sel.any():
+                out[sel] = getattr(baseline, method)(np.delete(points[sel], self.family_axis, axis=1))
+        return out
+
     def in_complete_cell(self, points: np.ndarray) -> np.ndarray:
         """Whether each point lies in a grid cell whose corners are all models the baseline may use ("away from
         holes": multilinear interpolation needs no fallback there); within the point's family for a family grid."""
         points = np.atleast_2d(np.asarray(points, dtype=float))
         if self.family_axis is not None:
-            out = np.zeros(len(points), dtype=bool)
-            fam = points[:, self.family_axis]
-            for f, baseline in self.by_family.items():
-                sel = fam == f
-                if sel.any():
-                    out[sel] = baseline.in_complete_cell(np.delete(points[sel], self.family_axis, axis=1))
-            return out
+            return self._per_family(points, "in_complete_cell", np.zeros(len(points), dtype=bool))
         _, info = self.interpolator(points, fallback="nearest_cell")
         return ~np.asarray(info.used_fallback, dtype=bool)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(np.asarray(points, dtype=float))
         if self.family_axis is not None:
-            out = np.full((len(points),) + self.feature_shape, np.nan)
-            fam = points[:, self.family_axis]
-            for f, baseline in self.by_family.items():
-                sel = fam == f
-                if sel.any():
-                    out[sel] = baseline(np.delete(points[sel], self.family_axis, axis=1))
-            return out
+            return self._per_family(points, "__call__", np.full((len(points),) + self.feature_shape, np.nan))
         out, info = self.interpolator(points, fallback="nearest_cell")
         todo = info.used_fallback.copy()
         for k, axis in enumerate(self.axes):  # holes: neighbours along one axis
@@ -311,14 +308,15 @@ def _by_teff_column(teff: np.ndarray, emu: np.ndarray, lin: np.ndarray, truth: n
 
 
 def _atlas9_m_h_nodes(grid: TauSampledGrid) -> bool:
-    """Whether every [M/H] of the grid is a [Fe/H] node of the ATLAS9 file (so the families apply)."""
-    from .grid import m_h_family
+    """Whether the grid's [M/H] axis is the ATLAS9 file's [Fe/H] axis (so its families apply); a grid of its own
+    whose few [M/H] values happen to be ATLAS9 nodes is not the ATLAS9 grid."""
+    from .grid import atlas9_m_h_families
 
-    try:
-        m_h_family(np.unique(grid.params[:, grid.axis_names.index("m_h")]))
-    except (ValueError, OSError):
+    axis = np.asarray(grid.axes["m_h"], dtype=float)
+    if axis.size != 19:  # the file's axis length: no need to open it for other grids
         return False
-    return True
+    feh, _ = atlas9_m_h_families()
+    return bool(np.allclose(axis, feh))
 
 
 def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:
