@@ -9,7 +9,7 @@ population (:mod:`stellarnn.synthesis.populations`) at S/N 50, 100 and 200, and 
 * with the emulator's own error added to σ in quadrature (``with_emulator_error``: per population, the
   per-pixel rms of emulator minus PySME over that population's held-out spectra of ``--error-grid``).
 
-Label sets: the held-out labels of the APOGEE-like test grid (``grids/apogee_like/test``: its labels are
+Label sets: the held-out labels of the APOGEE-like test grid (``grids/apogee_like_f0/test``: its labels are
 deterministic in (seed, index), so the bounds need no spectra) are the main result (``by_population``);
 the old uniform-box held-out grid (``grids/apogee/test``) is reported beside it (``by_population_box_test``).
 Labels outside the emulator's training range are clipped to it (counted in ``n_clipped``).
@@ -194,7 +194,7 @@ def pysme_check(emu, names: list[str], spec: GridSpec, cache: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--emulator", default=str(ROOT / "weights" / "emulator" / "payne_apogee.pt"))
-    ap.add_argument("--label-grid", default=str(ROOT / "grids" / "apogee_like" / "test"),
+    ap.add_argument("--label-grid", default=str(ROOT / "grids" / "apogee_like_f0" / "test"),
                     help="held-out grid whose labels give the main result (by_population)")
     ap.add_argument("--box-grid", default=str(ROOT / "grids" / "apogee" / "test"))
     ap.add_argument("--error-grid", default=str(ROOT / "grids" / "apogee" / "test"),

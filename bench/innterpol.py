@@ -50,6 +50,8 @@ from stellarnn.atmospheres.resample import add_family_axis, atlas9_tau_grid
 from stellarnn.atmospheres.svd import reconstruction_error
 from stellarnn.atmospheres.training import make_splits
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def random_points_in_complete_cells(baseline: LinearBaseline, n: int, seed: int = 0) -> np.ndarray:
     """Uniform random points inside complete cells of the baseline's grid (no extrapolation needed)."""
@@ -126,6 +128,40 @@ def synthesis_atmosphere_families(teff: float = 5800.0, logg: float = 4.4) -> di
     for name, spec in specs.items():
         atm = grid.without_slices("m_h", spec.atmosphere_slices_left_out())
         out[f"T_tau1_{name}_K"] = [float(atm.interpolate_linear(teff, logg, m).temperature[k]) for m in m_h]
+    out["test_grid_flux_difference"] = test_grid_flux_difference()
+    return out
+
+
+def test_grid_flux_difference(across=ROOT / "grids" / "apogee_like" / "test",
+                              within=ROOT / "grids" / "apogee_like_f0" / "test") -> dict:
+    """What the atmosphere family does to the synthetic spectra: the two held-out grids have the same labels (same
+    prior, seed and indices) and differ only in the ATLAS9 interpolation (across both [M/H] families vs within
+    family 0).  Per population (:mod:`stellarnn.synthesis.populations`): the median and 90th percentile over stars of
+    the per-star rms of the normalised-flux difference on the 7514 kept apStar pixels, in units of sigma at S/N 100
+    (1e-2), the scale of the emulator target (0.3 sigma)."""
+    from stellarnn.spectra.apogee_grid import kept_pixel_index
+    from stellarnn.synthesis.grid_builder import load_grid
+    from stellarnn.synthesis.populations import population_of
+
+    if not ((Path(across) / "spec.json").is_file() and (Path(within) / "spec.json").is_file()):
+        return {"present": False, "reason": f"{across} or {within} missing"}
+    a, b = load_grid(across), load_grid(within)
+    if not (np.array_equal(a["index"], b["index"]) and np.array_equal(a["labels"], b["labels"])):
+        return {"present": False, "reason": "the two grids do not hold the same labels"}
+    keep = kept_pixel_index()
+    ok = (np.asarray(a["status"]) == "ok") & (np.asarray(b["status"]) == "ok")
+    diff = a["flux"][:, keep].astype(float) - b["flux"][:, keep].astype(float)
+    per_star = np.sqrt(np.nanmean(diff ** 2, axis=1)) / 1e-2
+    names = list(a["label_names"])
+    lab = np.asarray(a["labels"], dtype=float)
+    pop = population_of(*(lab[:, names.index(k)] for k in ("teff", "logg", "m_h")))
+    out = {"grids": [Path(across).relative_to(ROOT).as_posix(), Path(within).relative_to(ROOT).as_posix()],
+           "unit": "per-star rms of the flux difference / 1e-2 (sigma at S/N 100), 7514 kept pixels",
+           "by_population": {}}
+    for name in dict.fromkeys(pop):
+        m = ok & (pop == name)
+        out["by_population"][str(name)] = {"n": int(m.sum()), "median_rms_over_sigma": float(np.median(per_star[m])),
+                                           "p90_rms_over_sigma": float(np.percentile(per_star[m], 90))}
     return out
 
 

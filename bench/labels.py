@@ -10,7 +10,7 @@ Measured in one run (medians over ``--repeats``):
   the first dropout computed once per spectrum) with one dropout mask set per pass shared by the
   spectra of a batch (the pipeline's form), factorised with independent masks per (spectrum,
   pass), and the naive form (every pass through the whole network);
-* with ``--astronn-weights`` / ``--apogeenet-weights`` and ``--test-grid`` (default ``grids/apogee_like/test``):
+* with ``--astronn-weights`` / ``--apogeenet-weights`` and ``--test-grid`` (default ``grids/apogee_like_f0/test``):
   accuracy on held-out PySME spectra at S/N 50, 100, 200 per population
   (:mod:`stellarnn.synthesis.populations`), the issue's keys
   ``accuracy.by_population.<population>.snr_<50|100|200>.<astronn|apogeenet|cannon|cannon_routed|fitter>.<label>``:
@@ -18,7 +18,7 @@ Measured in one run (medians over ``--repeats``):
   ratio of the robust scatter to the population's median Cramér-Rao bound (``bench/results/crlb.json``);
   the pooled figures only under ``pooled_over_populations``; a short table at S/N 100 is printed;
 * the Cannon (:mod:`stellarnn.labels.cannon`, Ness et al. 2015) trained inside the bench on the noise-free
-  flux / true continuum of ``--cannon-train-grid`` (default: ``grids/apogee_like/train`` once it holds
+  flux / true continuum of ``--cannon-train-grid`` (default: ``grids/apogee_like_f0/train`` once it holds
   2000 spectra, else the old ``grids/apogee/train``, ``train2``, ``train3``) and tested on the same inputs
   as the fitter; its labels, training time and test spectra per second under ``accuracy.cannon``;
 * the routed Cannon (:class:`stellarnn.labels.cannon.RoutedCannon`, method ``cannon_routed``, the fair peer): one
@@ -193,10 +193,10 @@ CANNON_MIN_TRAIN = 2000
 
 
 def default_cannon_train_grids() -> list[str]:
-    """``grids/apogee_like/train`` once it holds >= CANNON_MIN_TRAIN spectra, else the old box grids that exist."""
+    """``grids/apogee_like_f0/train`` once it holds >= CANNON_MIN_TRAIN spectra, else the old box grids that exist."""
     from stellarnn.synthesis.grid_builder import load_grid
 
-    new = ROOT / "grids" / "apogee_like" / "train"
+    new = ROOT / "grids" / "apogee_like_f0" / "train"
     if (new / "spec.json").is_file():
         try:
             if len(load_grid(new)["index"]) >= CANNON_MIN_TRAIN:
@@ -613,7 +613,7 @@ def bench_ood(args) -> dict:
     """Information / out-of-distribution flags of both shipped pipelines (issue 19 item 3, issue 20 item 10).
 
     * a set of bad and off-population spectra (:func:`ood_spectra`): every one should be flagged;
-    * the held-out PySME grid ``--test-grid`` (default ``grids/apogee_like/test``, the APOGEE-like
+    * the held-out PySME grid ``--test-grid`` (default ``grids/apogee_like_f0/test``, the APOGEE-like
       population; never trained on) with noise at S/N 100: at most 2 % flagged, also per population;
     * throughput of each pipeline with the checks and OOD measures (the default) and without the
       emulator measures (``ood_emulator=False``), on ``--n-spectra`` of the held-out spectra.
@@ -781,11 +781,11 @@ def main() -> None:
     ap.add_argument("--n-full", type=int, default=2, help="spectra for the full-size APOGEENet timing")
     ap.add_argument("--astronn-weights")
     ap.add_argument("--apogeenet-weights")
-    default_test = ROOT / "grids" / "apogee_like" / "test"
+    default_test = ROOT / "grids" / "apogee_like_f0" / "test"
     ap.add_argument("--test-grid", default=str(default_test) if (default_test / "spec.json").is_file() else None,
-                    help="held-out PySME grid of the accuracy section (default: grids/apogee_like/test)")
+                    help="held-out PySME grid of the accuracy section (default: grids/apogee_like_f0/test)")
     ap.add_argument("--cannon-train-grid", action="append",
-                    help="training grid of the Cannon (repeatable; default: grids/apogee_like/train once it holds "
+                    help="training grid of the Cannon (repeatable; default: grids/apogee_like_f0/train once it holds "
                          f">= {CANNON_MIN_TRAIN} spectra, else grids/apogee/train, train2, train3)")
     ap.add_argument("--cannon-regularization", type=float, default=0.0,
                     help="ridge on the Cannon's non-constant coefficients (relative to the design's second moments)")

@@ -85,7 +85,7 @@ def grid_timings(folder: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grid", default=str(ROOT / "grids" / "apogee_like" / "test"))
+    ap.add_argument("--grid", default=str(ROOT / "grids" / "apogee_like_f0" / "test"))
     ap.add_argument("--skip-synthesis", action="store_true", help="only the grid builder's timings")
     ap.add_argument("-o", "--output", default=str(ROOT / "bench" / "results" / "transfer_grid.json"))
     args = ap.parse_args()

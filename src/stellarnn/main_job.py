@@ -4,7 +4,7 @@
    visits), continuum-normalises them (DR17 apogee_continuum) and writes a PNG per star, a
    FITS table and a CSV of the normalised spectra.
 2. Writes synthetic apStar files (the apStar writer) from the held-out PySME grid of the
-   APOGEE-like population (``grids/apogee_like/test``: never trained on, 100 stars in each of the
+   APOGEE-like population (``grids/apogee_like_f0/test``: never trained on, 100 stars in each of the
    six populations of :mod:`stellarnn.synthesis.populations`, stored in population-balanced
    order, so the first 200 hold about 33 of each and the Kiel diagram looks like a survey's):
    normalised flux x the PySME continuum, at an arbitrary flux level, with Gaussian noise at S/N
@@ -81,7 +81,7 @@ def run_main(out: Path) -> dict:
 
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SYNTHETIC_GRID = REPO / "grids" / "apogee_like" / "test"
+DEFAULT_SYNTHETIC_GRID = REPO / "grids" / "apogee_like_f0" / "test"
 
 
 def write_synthetic_apstar(grid_dir, out_dir: Path, n: int, seed: int = 0, snr_range=(50.0, 200.0)) -> list[Path]:

@@ -5,7 +5,7 @@ that keeps the shipped weights' per-population accuracy from regressing.  This m
 
 * draws the **guard subset**: the first :data:`GUARD_PER_POPULATION` stars of each population
   (:mod:`stellarnn.synthesis.populations`) of the committed held-out grid
-  ``grids/apogee_like/test`` (never trained on), observed as apStar-like spectra at S/N
+  ``grids/apogee_like_f0/test`` (never trained on), observed as apStar-like spectra at S/N
   :data:`GUARD_SNR` with a fixed noise seed (:func:`stellarnn.labels.astronn.training.synthetic_observations`);
 * measures each pipeline end to end (``Pipeline.process``: preprocessing, network, uncertainties,
   flags) and the robust scatter (1.4826 MAD) of Teff, log g, [Fe/H] against the truth per
@@ -46,7 +46,7 @@ GUARD_SNR = 100.0
 GUARD_SEED = 19
 GUARD_LABELS = ("teff", "logg", "fe_h")
 GUARD_FILE = "guard.json"
-DEFAULT_GUARD_GRID = Path(__file__).resolve().parents[3] / "grids" / "apogee_like" / "test"
+DEFAULT_GUARD_GRID = Path(__file__).resolve().parents[3] / "grids" / "apogee_like_f0" / "test"
 
 
 def guard_subset(grid_dir=DEFAULT_GUARD_GRID, per_population: int = GUARD_PER_POPULATION, snr: float = GUARD_SNR,

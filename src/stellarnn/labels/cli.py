@@ -467,7 +467,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--emulated", type=non_negative_int, default=0,
                        help="with --grid: draw this many label sets from the grid's prior and add their emulator "
                             "spectra (bad pixels, gaps; only the gated populations with --gate-grid)")
-        q.add_argument("--gate-grid", help="held-out grid (e.g. grids/apogee_like/test) on which the emulator's "
+        q.add_argument("--gate-grid", help="held-out grid (e.g. grids/apogee_like_f0/test) on which the emulator's "
                                            "per-population error decides which populations --emulated may use")
         q.add_argument("--gate-sigma", type=positive_float, default=0.3,
                        help="largest emulator error (median rms over the S/N-100 sigma) of a used population")
@@ -540,7 +540,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = s.add_parser("guard", help="measure a checkpoint's per-population scatter on the guard subset of the "
                                    "held-out grid (and write guard.json next to it)",
                      description="The shipped-weights guard (stellarnn.labels.accuracy_guard): the first 10 stars "
-                                 "of each population of grids/apogee_like/test at S/N 100, robust scatter of Teff, "
+                                 "of each population of grids/apogee_like_f0/test at S/N 100, robust scatter of Teff, "
                                  "log g, [Fe/H] per population; limits 1.5x the issue's targets where met, else "
                                  "1.25x the shipped figure.  tests/test_labels_accuracy_guard.py asserts them.")
     q.set_defaults(func=cmd_guard)

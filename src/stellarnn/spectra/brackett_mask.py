@@ -34,7 +34,7 @@ Fine structure and the Lamb shift move these lines by < 0.05 A, far below an apS
 
 ``BRACKETT_MASK_DEFAULT`` is False: the shipped AstroNN and APOGEENet weights were trained without the
 mask, so their pipelines keep their behaviour unless asked.  Networks retrained on the new PySME grids
-(``grids/apogee_like``) are meant to be trained with ``brackett_mask=True``; the training functions
+(``grids/apogee_like_f0``) are meant to be trained with ``brackett_mask=True``; the training functions
 record the setting in the checkpoint and the pipelines then apply it by default.
 """
 from __future__ import annotations
