@@ -141,3 +141,23 @@ def test_family_baseline_only_for_the_atlas9_axis():
                          np.array([[0, 0, 0], [1, 0, 1]]), np.zeros((2, 4, 71)))
     assert not _atlas9_m_h_nodes(own)
     assert _atlas9_m_h_nodes(atlas9_tau_grid())
+
+
+def test_trimmed_ratio_and_worst_models_find_the_few_models_that_carry_the_rms():
+    from stellarnn.atmospheres.evaluation import _trimmed_ratio, _worst_models
+
+    rng = np.random.default_rng(0)
+    n, layers = 200, 71
+    truth = rng.normal(0.0, 1.0, (n, 4, layers))
+    emu = truth + 0.001  # 0.23 % everywhere ...
+    emu[7, 2] += 0.3  # ... but one model off by a factor 2 in P
+    lin = truth + 0.004  # linear: 0.93 % everywhere
+    trimmed = _trimmed_ratio(emu, lin, truth, trim=1.0)
+    # without each method's worst 1 % (2 models) the outlier is gone and the ratio is the typical one
+    assert trimmed["emulator"]["P"] == pytest.approx(100 * (10 ** 0.001 - 1), rel=1e-6)
+    assert trimmed["ratio_to_linear"]["P"] == pytest.approx((10 ** 0.001 - 1) / (10 ** 0.004 - 1), rel=1e-6)
+    worst = _worst_models(np.arange(3 * n, dtype=float).reshape(n, 3), ("teff", "logg", "m_h"), emu, lin, truth, n=3)
+    assert len(worst) == 3
+    assert worst[0]["params"] == {"teff": 21.0, "logg": 22.0, "m_h": 23.0}
+    assert worst[0]["emulator_rms_percent"]["P"] == pytest.approx(100 * (10 ** 0.301 - 1), rel=1e-6)
+    assert worst[0]["linear_raw_rms_percent"]["P"] == pytest.approx(100 * (10 ** 0.004 - 1), rel=1e-6)

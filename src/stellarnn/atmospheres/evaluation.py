@@ -214,7 +214,9 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     :func:`stellarnn.atmospheres.audit.m_h_families`), whatever the emulator's inputs; ``percent`` also holds
     ``linear_across_families``, multilinear interpolation over every slice, for reference.  Sets (b) and (d) also
     give ``by_teff_column``: T, P, n_e rms % per held-out Teff column and pooled without the coolest one; every set
-    gives ``away_from_holes``: the max and rms T error % over its models inside complete cells of training models.
+    gives ``away_from_holes``: the max and rms T error % over its models inside complete cells of training models,
+    ``trimmed_1_percent`` (each method's rms without its own worst 1 % of models, and the ratio) and ``worst_models``
+    (the models with the largest emulator error in P, with both methods' per-model errors).
     """
     from .emulator import Innterpol
     from .resample import add_family_axis, atlas9_tau_grid
@@ -284,12 +286,50 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
                           "and edge sets, whose models are missing corners themselves or lie below the training log g",
             "n_models": int(away.sum()), "T_max_percent": float(t_pct[away].max()) if away.any() else None,
             "T_rms_percent": float(np.sqrt(np.mean(t_pct[away] ** 2))) if away.any() else None}
+        result["sets"][name]["trimmed_1_percent"] = _trimmed_ratio(emu, lin, truth)
+        result["sets"][name]["worst_models"] = _worst_models(p, grid.axis_names, emu, lin, truth)
         if "teff" in grid.axis_names and name in ("teff_columns", "solar_columns"):
             result["sets"][name]["by_teff_column"] = _by_teff_column(p[:, grid.axis_names.index("teff")], emu, lin,
                                                                      truth, grid.log_tau)
     if plot_dir is not None and all(name in predictions for name in SETS):
         result["plots"] = _plots(predictions, grid.log_tau, Path(plot_dir))
     return result
+
+
+def _per_model_rms_percent(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Per-model rms over depth of the % error of T, P, n_e: ``{name: (n,) array}``."""
+    out = {}
+    for name in ("T", "P", "n_e"):
+        pct = 100 * np.abs(10.0 ** (pred[:, PHYSICAL[name]] - truth[:, PHYSICAL[name]]) - 1)
+        with np.errstate(invalid="ignore"):
+            out[name] = np.sqrt(np.nanmean(pct ** 2, axis=-1))
+    return out
+
+
+def _trimmed_ratio(emu: np.ndarray, lin: np.ndarray, truth: np.ndarray, trim: float = 1.0) -> dict:
+    """rms % of T, P, n_e of each method over its models after dropping *its own* worst ``trim`` % of models (by
+    that quantity's per-model rms), and the emulator / linear ratio: how much of a set's rms a few models carry,
+    without choosing the models by one method's errors only."""
+    e, li = _per_model_rms_percent(emu, truth), _per_model_rms_percent(lin, truth)
+    out = {"definition": f"per method, rms over the models left after removing its own worst {trim:g} % (per-model "
+                         "rms over depth) of the set", "emulator": {}, "linear_raw": {}, "ratio_to_linear": {}}
+    for name in e:
+        for method, per in (("emulator", e[name]), ("linear_raw", li[name])):
+            keep = per <= np.nanpercentile(per, 100.0 - trim)
+            out[method][name] = float(np.sqrt(np.nanmean(per[keep] ** 2)))
+        out["ratio_to_linear"][name] = out["emulator"][name] / out["linear_raw"][name]
+    return out
+
+
+def _worst_models(params: np.ndarray, axis_names, emu: np.ndarray, lin: np.ndarray, truth: np.ndarray,
+                  n: int = 8) -> list[dict]:
+    """The ``n`` models with the largest emulator rms % in P (where the set's rms is most concentrated), with the
+    per-model rms % of T, P, n_e of the emulator and of linear interpolation."""
+    e, li = _per_model_rms_percent(emu, truth), _per_model_rms_percent(lin, truth)
+    order = np.argsort(-np.nan_to_num(e["P"], nan=-1.0))[:n]
+    return [{"params": {k: float(v) for k, v in zip(axis_names, params[j])},
+             "emulator_rms_percent": {q: float(e[q][j]) for q in e},
+             "linear_raw_rms_percent": {q: float(li[q][j]) for q in li}} for j in order]
 
 
 def _by_teff_column(teff: np.ndarray, emu: np.ndarray, lin: np.ndarray, truth: np.ndarray, log_tau: np.ndarray) -> dict:
