@@ -394,9 +394,9 @@ class Innterpol:
             coeff = torch.addmm(b_c, x, w_c).reshape(-1, q, c).transpose(0, 1)  # (Q, m, C)
             if out.dtype == coeff.dtype:  # straight into the (m, Q, K) rows, seen as (Q, m, K)
                 torch.baddbmm(mean, coeff, comps, out=out.view(-1, q, k).transpose(0, 1))
-            else:
-                out.view(-1, q, k).copy_(torch.baddbmm(mean, coeff, comps).transpose(0, 1))
-            out.mul_(np.log(10.0)).exp_()
+                out.mul_(np.log(10.0)).exp_()
+            else:  # 10**x in the compute dtype, then widened: a float64 exp costs ~4x a float32 one
+                out.view(-1, q, k).copy_(torch.baddbmm(mean, coeff, comps).mul_(np.log(10.0)).exp_().transpose(0, 1))
             return
         _, w_out, b_out = output
         if out.dtype == x.dtype:
