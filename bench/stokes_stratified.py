@@ -21,7 +21,7 @@ B_⊥ < 0 or T outside 3000–12000 K, per node and over all, and the fraction o
 found among ``--weights`` (and every checkpoint found under ``per_regime_by_checkpoint``) on a held-out set built with regimes (``stellarnn stokes build-set DIR --seed 1
 --regimes quiet network plage penumbra umbra --stray-light-max 0.2 --continuum-error 0.01``) and
 merges it into ``--out``: for each regime, the number of profiles, the RMSE of T at log τ500 = −1 and
-0, of v_LOS and B_LOS at log τ500 = −1, the fraction of profiles with an unphysical output, and (when
+0, of v_LOS and B_LOS at log τ500 = −1 (with the mean B_LOS error and the median |B_LOS| of the truth), the fraction of profiles with an unphysical output, and (when
 the checkpoint has the statistics) the fraction flagged out of distribution, next to the issue's targets.
 """
 from __future__ import annotations
@@ -169,6 +169,10 @@ def per_regime(weights: str, stokes: np.ndarray, targets: np.ndarray, regime: np
                  "temperature_rmse_K_logtau0": rmse("temperature", 0.0, sel),
                  "v_los_rmse_km_s_logtau-1": rmse("v_los", -1.0, sel),
                  "B_los_rmse_G_logtau-1": rmse("B_los", -1.0, sel),
+                 "B_los_bias_G_logtau-1": float(np.mean(res["B_los"][sel, node[-1.0]]
+                                                        - targets[sel, TARGET_NAMES.index("B_los"), node[-1.0]])),
+                 "B_los_median_abs_truth_G_logtau-1": float(np.median(np.abs(
+                     targets[sel, TARGET_NAMES.index("B_los"), node[-1.0]]))),
                  "fraction_unphysical": float((res["unphysical"][sel] > 0).any(1).mean()),
                  "fraction_ood_flagged": float(ood["flag"][sel].mean()) if ood["available"] else None}
         limits = {"temperature_rmse_K_logtau-1": REGIME_TARGETS["temperature_rmse_K_logtau-1"],
