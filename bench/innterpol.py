@@ -160,6 +160,9 @@ def test_grid_flux_difference(across=ROOT / "grids" / "apogee_like" / "test",
            "by_population": {}}
     for name in dict.fromkeys(pop):
         m = ok & (pop == name)
+        if not m.any():
+            out["by_population"][str(name)] = {"n": 0}
+            continue
         out["by_population"][str(name)] = {"n": int(m.sum()), "median_rms_over_sigma": float(np.median(per_star[m])),
                                            "p90_rms_over_sigma": float(np.percentile(per_star[m], 90))}
     return out

@@ -24,6 +24,7 @@ baseline may use, without changing which models the splits hold out.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +177,7 @@ def percent_table(pred: np.ndarray, truth: np.ndarray, log_tau: np.ndarray) -> d
         else:
             d = pred[:, src] - truth[:, src]
         pct = 100 * np.abs(10.0 ** d - 1)
-        with np.errstate(invalid="ignore"):
-            per_model = np.sqrt(np.nanmean(pct ** 2, axis=-1))
+        per_model = _rms_over_depth(pct)
         out[name] = {"rms": float(np.sqrt(np.nanmean(pct ** 2))), "max": float(np.nanmax(pct)),
                      "median_model_rms": float(np.nanmedian(per_model))}
         if src == "kappa":  # a predicted RHOX that does not increase with tau gives kappa <= 0: not a number here
@@ -296,14 +296,17 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     return result
 
 
+def _rms_over_depth(pct: np.ndarray) -> np.ndarray:
+    """Per-model rms over depth (last axis) of a % error array, NaN layers skipped."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a model with no finite layer gives NaN
+        return np.sqrt(np.nanmean(pct ** 2, axis=-1))
+
+
 def _per_model_rms_percent(pred: np.ndarray, truth: np.ndarray) -> dict:
-    """Per-model rms over depth of the % error of T, P, n_e: ``{name: (n,) array}``."""
-    out = {}
-    for name in ("T", "P", "n_e"):
-        pct = 100 * np.abs(10.0 ** (pred[:, PHYSICAL[name]] - truth[:, PHYSICAL[name]]) - 1)
-        with np.errstate(invalid="ignore"):
-            out[name] = np.sqrt(np.nanmean(pct ** 2, axis=-1))
-    return out
+    """Per-model rms over depth of the % error of T, P, n_e: ``{name: (n,) array}`` (as in :func:`percent_table`)."""
+    return {name: _rms_over_depth(100 * np.abs(10.0 ** (pred[:, PHYSICAL[name]] - truth[:, PHYSICAL[name]]) - 1))
+            for name in ("T", "P", "n_e")}
 
 
 def _trimmed_ratio(emu: np.ndarray, lin: np.ndarray, truth: np.ndarray, trim: float = 1.0) -> dict:
