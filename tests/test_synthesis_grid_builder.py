@@ -100,6 +100,21 @@ def test_grid_of_other_physics_is_not_resumed_in_the_same_folder(tmp_path):
         build_grid(tmp_path, other, progress=False)
 
 
+def test_resumed_build_keeps_the_versions_it_started_with(tmp_path, monkeypatch):
+    from stellarnn.synthesis import grid_builder
+
+    spec = GridSpec(name="a", n=1, seed=1)
+    first = {"pysme-astro": "1.0", "stellarnn": "0.1.0", "atlas9": "x"}
+    (tmp_path / "spec.json").write_text(json.dumps({"spec": spec.to_json(), "provenance": first}))
+    later = dict(first, stellarnn="0.2.0")
+    monkeypatch.setattr(grid_builder, "provenance", lambda: later)
+    for _ in range(2):  # resumed twice with the same later version: listed once
+        grid_builder.build_grid(tmp_path, spec, progress=False, max_spectra=0)
+    written = json.loads((tmp_path / "spec.json").read_text())
+    assert written["provenance"] == first
+    assert written["resumed_with"] == [later]
+
+
 def test_truncated_chunk_is_detected_and_set_aside(tmp_path):
     from stellarnn.synthesis.grid_builder import _checksum_path, _sha256, corrupt_chunks
 

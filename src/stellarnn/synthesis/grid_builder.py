@@ -285,14 +285,23 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
     (out / "pending").mkdir(parents=True, exist_ok=True)
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     spec_file = out / "spec.json"
+    prov = provenance()
+    record = {"spec": spec.to_json(), "label_names": list(spec.label_names), "provenance": prov}
     if spec_file.exists():
-        existing = GridSpec.from_json(json.loads(spec_file.read_text())["spec"])
+        previous = json.loads(spec_file.read_text())
+        existing = GridSpec.from_json(previous["spec"])
         if {k: v for k, v in existing.to_json().items() if k != "n"} != \
                 {k: v for k, v in spec.to_json().items() if k != "n"}:
             raise ValueError(f"{out} holds a grid built with a different specification; use another folder")
         spec = GridSpec.from_json({**existing.to_json(), "n": max(spec.n, existing.n)})
-    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
-                                     "provenance": provenance()}, indent=2))
+        # a resumed build keeps the versions it started with; other versions that added spectra are listed
+        resumed = list(previous.get("resumed_with", []))
+        first = previous.get("provenance", prov)
+        if prov != first and prov not in resumed:
+            resumed.append(prov)
+        record = {"spec": spec.to_json(), "label_names": list(spec.label_names), "provenance": first,
+                  **({"resumed_with": resumed} if resumed else {})}
+    spec_file.write_text(json.dumps(record, indent=2))
     for stale in (out / "pending").glob("*.part.npz"):
         stale.unlink()
     for bad in corrupt_chunks(out):  # truncated or altered: its spectra are computed again
