@@ -130,3 +130,32 @@ def test_smooth_random_maps_cover_the_prior_even_when_small():
         lo, hi = PRIOR[name]
         span = (maps[..., k].max() - maps[..., k].min()) / (hi - lo)
         assert span > 0.3, (name, span)
+
+
+def test_stratified_train_on_chosen_regimes_with_weighted_outputs(tmp_path, capsys):
+    """--train-regimes keeps only those profiles; --quantity-weight / --weight-log-tau reach the loss weights."""
+    from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES
+    from stellarnn.train import read_checkpoint
+
+    rng = np.random.default_rng(2)
+    n = 90
+    stokes = (rng.normal(0, 0.02, (n, 4, 112)) + np.array([1.0, 0, 0, 0])[None, :, None]).astype(np.float32)
+    targets = rng.normal(0, 1, (n, 6, LOG_TAU_NODES.size)).astype(np.float32)
+    regime = np.array(["quiet", "plage", "umbra"] * 30)
+    chunks = tmp_path / "set"
+    chunks.mkdir()
+    np.savez(chunks / "lw_seed3_chunk00000_n90.npz", stokes=stokes, targets=targets, log_tau_nodes=LOG_TAU_NODES,
+             regime=regime)
+    ckpt = tmp_path / "strong.pt"
+    assert main(["stokes", "train", "--stratified", str(chunks), "--out", str(ckpt), "--epochs", "1",
+                 "--batch-size", "16", "--channels", "8", "--hidden", "16", "--train-regimes", "plage", "umbra",
+                 "--quantity-weight", "B_los", "4", "--weight-log-tau", "-2", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "60 Lightweaver profiles" in out and "quiet" not in out.split("regimes")[1].splitlines()[0]
+    metrics = read_checkpoint(ckpt)["metrics"]
+    assert metrics["n_train"] + metrics["n_val"] == 60
+    w = np.array(metrics["target_weights"])
+    inside = (LOG_TAU_NODES >= -2) & (LOG_TAU_NODES <= 0)
+    assert (w[TARGET_NAMES.index("B_los"), inside] == 4).all() and w.sum() == w.size + 3 * inside.sum()
+    assert main(["stokes", "train", "--stratified", str(chunks), "--out", str(tmp_path / "x.pt"), "--epochs", "1",
+                 "--train-regimes", "penumbra"]) == 1  # no profile of that regime: a clear error

@@ -5,6 +5,7 @@ import torch
 from stellarnn.stokes.milne_eddington import MilneEddington
 from stellarnn.stokes.stratified_cnn import (StratifiedCNN, augment_symmetries, pearson_and_rmse, train_stratified_cnn,
                                             weak_field_blos)
+from stellarnn.stokes.lightweaver_driver import TARGET_NAMES
 from stellarnn.train import load_checkpoint
 
 
@@ -293,3 +294,40 @@ def test_field_loss_weighs_weak_fields_and_init_warm_starts(tmp_path):
     np.testing.assert_allclose(a["B_los"], c["B_los"], rtol=1e-2, atol=0.5)
     with pytest.raises(ValueError, match="field_loss"):
         train_stratified_cnn(stokes, targets, tmp_path / "x.pt", epochs=1, progress=False, field_loss_scale_gauss=0.0)
+
+
+def test_target_weights_spend_the_loss_on_the_weighted_outputs(tmp_path):
+    """target_weights_for weighs one quantity over a depth range; training with it records the weights and a weight
+    of 0 elsewhere makes the loss ignore those outputs."""
+    from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES
+    from stellarnn.stokes.stratified_cnn import target_weights_for
+
+    w = target_weights_for({"B_los": 5.0}, (-2.0, 0.0))
+    row = list(TARGET_NAMES).index("B_los")
+    inside = (LOG_TAU_NODES >= -2.0) & (LOG_TAU_NODES <= 0.0)
+    assert w.shape == (6, LOG_TAU_NODES.size) and inside.sum() == 5
+    assert (w[row, inside] == 5.0).all() and (w[row, ~inside] == 1.0).all()
+    assert (np.delete(w, row, axis=0) == 1.0).all()
+    with pytest.raises(ValueError, match="unknown quantities"):
+        target_weights_for({"B": 2.0})
+    with pytest.raises(ValueError, match="no node"):
+        target_weights_for({"B_los": 2.0}, (2.0, 3.0))
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(5)
+    n = 48
+    stokes = (rng.normal(0, 0.05, (n, 4, 112)) + np.array([1.0, 0, 0, 0])[None, :, None]).astype(np.float32)
+    targets = rng.normal(0, 1, (n, 6, 11)).astype(np.float32)
+    kw = dict(epochs=1, batch_size=16, channels=8, hidden=16, progress=False, augment=False, seed=0)
+    only_b = np.zeros((6, 11))
+    only_b[row] = 1.0
+    torch.manual_seed(0)  # the network's initial weights come from torch's global generator
+    m = train_stratified_cnn(stokes, targets, tmp_path / "w.pt", target_weights=only_b, **kw)
+    assert m["target_weights"] == only_b.tolist()
+    # the validation loss counts only B_los: targets of the other quantities do not change it
+    shuffled = targets.copy()
+    shuffled[:, [0, 1, 3, 4, 5]] = rng.normal(0, 1, (n, 5, 11))
+    torch.manual_seed(0)
+    m2 = train_stratified_cnn(stokes, shuffled, tmp_path / "w2.pt", target_weights=only_b, **kw)
+    assert m2["best_val_loss"] == pytest.approx(m["best_val_loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="target_weights"):
+        train_stratified_cnn(stokes, targets, tmp_path / "x.pt", target_weights=np.ones((6, 3)), **kw)

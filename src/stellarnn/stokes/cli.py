@@ -173,6 +173,17 @@ def cmd_train(args) -> int:
         sets = [load_stratified_set(d) for d in args.stratified]
         data = {k: np.concatenate([d[k] for d in sets]) for k in ("stokes", "targets", "regime", "effects_applied")}
         data["files"] = [f for d in sets for f in d["files"]]
+        if args.train_regimes:
+            keep = np.isin(data["regime"], args.train_regimes)
+            if not keep.any():
+                raise ValueError(f"no profile of the regimes {args.train_regimes} in {', '.join(args.stratified)}")
+            data.update({k: data[k][keep] for k in ("stokes", "targets", "regime", "effects_applied")})
+        weights = None
+        if args.quantity_weight:
+            from .stratified_cnn import target_weights_for
+
+            weights = target_weights_for({name: float(w) for name, w in args.quantity_weight},
+                                         tuple(args.weight_log_tau) if args.weight_log_tau else None)
         out = args.out if args.out != str(DEFAULT_WEIGHTS) else str(DEFAULT_STRATIFIED_WEIGHTS)
         regimes = dict(zip(*np.unique(data["regime"], return_counts=True)))
         print(f"{len(data['stokes'])} Lightweaver profiles from {len(data['files'])} chunk files; regimes "
@@ -190,7 +201,8 @@ def cmd_train(args) -> int:
                                        continuum_error_sigma=args.continuum_error, quiet_sun_intensity=quiet_sun,
                                        effects_applied=data["effects_applied"], max_seconds=args.max_seconds,
                                        field_loss_weight=args.field_loss_weight,
-                                       field_loss_scale_gauss=args.field_loss_scale, init_path=args.init)
+                                       field_loss_scale_gauss=args.field_loss_scale, init_path=args.init,
+                                       target_weights=weights)
         print(f"wrote {out}: {metrics['epochs_run']} epochs, validation loss {metrics['best_val_loss']:.4f}")
         if args.manifest:
             from ..train import update_manifest
@@ -315,6 +327,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stratified CNN: weight of the asinh(B / B0) loss on B_LOS and B_perp (0: none), which "
                         "counts weak fields as much as strong ones")
     q.add_argument("--field-loss-scale", type=float, default=50.0, help="stratified CNN: B0 of the field loss [G]")
+    q.add_argument("--train-regimes", nargs="+", choices=("quiet", "network", "plage", "penumbra", "umbra"),
+                   help="stratified CNN: train only on the profiles of these regimes (a specialist)")
+    q.add_argument("--quantity-weight", nargs=2, action="append", metavar=("QUANTITY", "WEIGHT"),
+                   help="stratified CNN: loss weight of one output quantity (temperature, v_los, B_los, B_perp, sin2chi, "
+                        "cos2chi; repeatable) at the nodes of --weight-log-tau")
+    q.add_argument("--weight-log-tau", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="stratified CNN: the log tau500 range of --quantity-weight (default: every node)")
     q.add_argument("--init", help="stratified CNN: start from this checkpoint's weights (same architecture)")
     q.add_argument("--constrained", action="store_true", help="stratified CNN: physically bounded outputs by "
                    "construction (T in 3000-12000 K, |v_LOS| <= 12 km/s, B_perp >= 0)")

@@ -234,6 +234,28 @@ def observation_effects_batch(stokes: torch.Tensor, quiet_sun_intensity: torch.T
     return out * continuum_factor.to(stokes.dtype)[:, None, None]
 
 
+def target_weights_for(quantity_weights: dict, log_tau_range: tuple[float, float] | None = None,
+                       log_tau_nodes: np.ndarray = LOG_TAU_NODES) -> np.ndarray:
+    """Loss weights (n_quantities, n_nodes) for :func:`train_stratified_cnn`: 1 everywhere, except the quantities
+    named in ``quantity_weights`` ({name in :data:`TARGET_NAMES`: weight}) at the nodes within ``log_tau_range``
+    (inclusive; None: every node).
+
+    Example: ``target_weights_for({"B_los": 5.0}, (-2.0, 0.0))`` weighs B_LOS five times at log tau -2 ... 0.
+    """
+    unknown = set(quantity_weights) - set(TARGET_NAMES)
+    if unknown:
+        raise ValueError(f"unknown quantities {sorted(unknown)}; choose from {TARGET_NAMES}")
+    nodes = np.asarray(log_tau_nodes, dtype=float)
+    sel = np.ones(nodes.size, bool) if log_tau_range is None else \
+        (nodes >= min(log_tau_range) - 1e-9) & (nodes <= max(log_tau_range) + 1e-9)
+    if not sel.any():
+        raise ValueError(f"no node of {nodes.tolist()} within log tau {log_tau_range}")
+    w = np.ones((len(TARGET_NAMES), nodes.size))
+    for name, value in quantity_weights.items():
+        w[TARGET_NAMES.index(name), sel] = float(value)
+    return w
+
+
 def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | Path, physics_weight: float = 0.0,
                          physics_scale_gauss: float = 200.0, weak_field_limit_gauss: float = 800.0,
                          val_fraction: float = 0.1, epochs: int = 50,
@@ -243,7 +265,8 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                          constrained: bool = False, stray_light_max: float = 0.0, continuum_error_sigma: float = 0.0,
                          quiet_sun_intensity: np.ndarray | None = None, effects_applied: np.ndarray | None = None,
                          max_seconds: float | None = None, field_loss_weight: float = 0.0,
-                         field_loss_scale_gauss: float = FIELD_LOSS_SCALE_GAUSS, init_path: str | Path | None = None) -> dict:
+                         field_loss_scale_gauss: float = FIELD_LOSS_SCALE_GAUSS, init_path: str | Path | None = None,
+                         target_weights: np.ndarray | None = None) -> dict:
     """Train on (n, 4, 112) Stokes and (n, 6, n_nodes) targets; write a float16 checkpoint; return metrics.
 
     ``augment`` applies :func:`augment_symmetries` to every training batch (needs the six
@@ -266,6 +289,11 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
     B0 = ``field_loss_scale_gauss``, counts an error in units of B0 for weak fields and as a relative error for
     strong ones (asinh(x) ~ x for small x, ~ ln 2x for large x).  ``init_path``: start from the weights of a
     checkpoint of the same architecture (fine-tuning; the target scaling is this set's).
+
+    ``target_weights`` (n_quantities, n_nodes), optional: the weight of each standardised output in the MSE
+    (normalised to mean 1, so the loss keeps its scale; :func:`target_weights_for`).  Every output counts alike by
+    default, so B_LOS at the depths where the lines form is 3 of 66 outputs; weighting it spends more of the
+    network on it (a specialist, e.g. for active-region maps).
     """
     stokes = torch.as_tensor(np.asarray(stokes), dtype=torch.float32)
     targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
@@ -295,6 +323,13 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
     y = (flat - y_mean) / y_std
     b_wf = weak_field_blos(stokes.double()).float()
     n_q, n_nodes = targets.shape[1], targets.shape[2]
+    if target_weights is None:
+        out_weights = torch.ones(n_q * n_nodes)
+    else:
+        tw = np.asarray(target_weights, dtype=float)
+        if tw.shape != (n_q, n_nodes) or not (np.isfinite(tw).all() and (tw >= 0).all() and tw.sum() > 0):
+            raise ValueError(f"target_weights must be ({n_q}, {n_nodes}) non-negative numbers, not all 0")
+        out_weights = torch.as_tensor(tw / tw.mean(), dtype=torch.float32).reshape(-1)
     blos_index = TARGET_NAMES.index("B_los") if n_q == len(TARGET_NAMES) else None
     formation = torch.as_tensor(FORMATION_NODES if n_nodes == LOG_TAU_NODES.size else np.ones(n_nodes, bool))
     weak = (b_wf.abs() < weak_field_limit_gauss).float()
@@ -326,7 +361,7 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
         if model.training and noise > 0:
             x = x + noise * torch.randn_like(x)
         out = model((x - x_mean[:, None]) / x_std[:, None])
-        loss = ((out - yt) ** 2).mean()
+        loss = ((out - yt) ** 2 * out_weights).mean()
         if field_loss_weight > 0 and blos_index is not None:
             pred_b = (out * y_std + y_mean).reshape(-1, n_q, n_nodes)[:, field_rows]
             true_b = (yt * y_std + y_mean).reshape(-1, n_q, n_nodes)[:, field_rows]
@@ -373,7 +408,9 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
                "observation_effects_on_the_fly": {"stray_light_max": stray_light_max,
                                                   "continuum_error_sigma": continuum_error_sigma,
                                                   "profiles_without_built_in_effects": int(todo.sum())},
-               "field_loss": {"weight": field_loss_weight, "scale_gauss": field_loss_scale_gauss}, **init_info}
+               "field_loss": {"weight": field_loss_weight, "scale_gauss": field_loss_scale_gauss},
+               "target_weights": None if target_weights is None else np.asarray(target_weights, float).tolist(),
+               **init_info}
     save_checkpoint(output, model, MODEL_KIND, hyper,
                     normalisation={"input_mean": x_mean.numpy(), "input_std": x_std.numpy(),
                                    "target_mean": y_mean.numpy(), "target_std": y_std.numpy(), **ood},
