@@ -25,8 +25,12 @@ profile of the inversion; the same figures of the stratified CNN (``per_regime``
 bench/stokes_stratified.py on the same profiles) and the CNN's seconds per profile (median of repeats,
 ``--threads`` torch threads), hence how many times faster the CNN is (target ≥ 1000).
 
+With ``--strong-weights`` the CNN is the routed pair (``--weights`` for weak fields, the strong-field specialist
+where it finds |B| > ``--route-threshold`` at log τ500 = −1), the default of ``stellarnn stokes invert --method
+stratified``.
+
 Usage: python bench/stokes_node_inversion.py [--per-regime 20] [--max-profiles N] [--workers 1]
-       [--out JSON] [--cache DIR] [--heldout DIR]
+       [--out JSON] [--cache DIR] [--heldout DIR] [--weights A.pt [--strong-weights B.pt]]
 """
 from __future__ import annotations
 
@@ -45,7 +49,8 @@ import torch
 
 from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES
 from stellarnn.stokes.node_inversion import DEFAULT_CYCLES, LightweaverForward, invert_nodes
-from stellarnn.stokes.stratified_cnn import TEMPERATURE_BOUNDS_K, StratifiedInverter
+from stellarnn.stokes.stratified_cnn import (ROUTE_THRESHOLD_GAUSS, TEMPERATURE_BOUNDS_K, RoutedStratifiedInverter,
+                                             StratifiedInverter)
 from stokes_stratified import NOISE, NOISE_SEED, REGIME_TARGETS, per_regime
 from timing import repeat_seconds
 
@@ -173,10 +178,14 @@ def write_results(records: list[dict], args, heldout: Path, cache: Path, n_selec
     truth = np.stack([r["truth"] for r in records])
     regime = np.array([str(r["regime"]) for r in records])
     weights = Path(args.weights)
-    cnn = per_regime(str(weights), stokes, truth, regime) if weights.is_file() else None
+    strong = Path(args.strong_weights) if args.strong_weights else None
+    found = weights.is_file() and (strong is None or strong.is_file())
+    routed = (str(weights), str(strong), args.route_threshold) if strong is not None else None
+    cnn = per_regime(routed or str(weights), stokes, truth, regime) if found else None
     cnn_seconds = None
     if cnn is not None:
-        inverter = StratifiedInverter(weights)
+        inverter = (RoutedStratifiedInverter(weights, strong, threshold_gauss=args.route_threshold) if routed
+                    else StratifiedInverter(weights))
         observed = torch.from_numpy(stokes)
         cnn_seconds = statistics.median(repeat_seconds(lambda: inverter.predict(observed), args.repeats)) / len(stokes)
     inv_seconds = float(np.median([float(r["seconds"]) for r in records]))
@@ -199,6 +208,9 @@ def write_results(records: list[dict], args, heldout: Path, cache: Path, n_selec
                "cnn_speedup": inv_seconds / cnn_seconds if cnn_seconds else None, "cnn_speedup_target": 1000.0,
                "cnn_speedup_target_met": bool(cnn_seconds and inv_seconds / cnn_seconds >= 1000.0)},
            "cnn_weights": str(weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights),
+           "cnn_strong_weights": (str(strong.relative_to(ROOT) if strong.is_relative_to(ROOT) else strong)
+                                  if strong is not None else None),
+           "cnn_route_threshold_gauss": args.route_threshold if strong is not None else None,
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for name in sorted(set(regime.tolist())):
@@ -228,6 +240,9 @@ def main() -> int:
     ap.add_argument("--max-profiles", type=int, default=None, help="cap on the profiles of this run (a smoke test)")
     ap.add_argument("--workers", type=int, default=1, help="Lightweaver processes for the Jacobian columns")
     ap.add_argument("--weights", default=str(ROOT / "weights/stokes/stratified_cnn.pt"))
+    ap.add_argument("--strong-weights", default=None, help="with --weights, the routed CNN (the CLI's default: "
+                    "--weights weights/stokes/stratified_cnn_field.pt --strong-weights weights/stokes/stratified_cnn_strong.pt)")
+    ap.add_argument("--route-threshold", type=float, default=ROUTE_THRESHOLD_GAUSS)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the CNN timing")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--write-every", type=int, default=5)

@@ -23,6 +23,9 @@ found among ``--weights`` (and every checkpoint found under ``per_regime_by_chec
 merges it into ``--out``: for each regime, the number of profiles, the RMSE of T at log τ500 = −1 and
 0, of v_LOS and B_LOS at log τ500 = −1 (with the mean B_LOS error and the median |B_LOS| of the truth), the fraction of profiles with an unphysical output, and (when
 the checkpoint has the statistics) the fraction flagged out of distribution, next to the issue's targets.
+``--routed WEAK STRONG`` adds the entry ``routed``: each profile inverted by WEAK, or by STRONG where WEAK finds
+|B| > ``--route-threshold`` at log τ500 = −1 (:class:`~stellarnn.stokes.stratified_cnn.RoutedStratifiedInverter`,
+the default of ``stellarnn stokes invert --method stratified``); it is then the headline ``per_regime``.
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ import numpy as np
 import torch
 
 from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES, TARGET_NAMES, TARGET_UNITS, load_stratified_set
-from stellarnn.stokes.stratified_cnn import StratifiedInverter, pearson_and_rmse
+from stellarnn.stokes.stratified_cnn import (ROUTE_THRESHOLD_GAUSS, RoutedStratifiedInverter, StratifiedInverter,
+                                             pearson_and_rmse)
 from timing import repeat_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,9 +151,15 @@ REGIME_TARGETS = {"temperature_rmse_K_logtau-1": 80.0, "temperature_rmse_K_logta
                   "fraction_unphysical": 0.0}
 
 
-def per_regime(weights: str, stokes: np.ndarray, targets: np.ndarray, regime: np.ndarray) -> dict:
-    """RMSE per regime at log τ500 = −1 and 0, fraction unphysical and flagged OOD (see the module docstring)."""
-    inverter = StratifiedInverter(weights)
+def per_regime(weights, stokes: np.ndarray, targets: np.ndarray, regime: np.ndarray) -> dict:
+    """RMSE per regime at log τ500 = −1 and 0, fraction unphysical and flagged OOD (see the module docstring).
+
+    ``weights``: a checkpoint path, or a ``(weak, strong, threshold_gauss)`` triple for the routed inverter
+    (:class:`~stellarnn.stokes.stratified_cnn.RoutedStratifiedInverter`; each regime then also gives the fraction of its
+    profiles the strong network answered).
+    """
+    routed = isinstance(weights, tuple)
+    inverter = RoutedStratifiedInverter(*weights) if routed else StratifiedInverter(weights)
     res = inverter.invert(torch.from_numpy(stokes))
     ood = inverter.out_of_distribution(torch.from_numpy(stokes))
     node = {lt: int(np.argmin(np.abs(LOG_TAU_NODES - lt))) for lt in (-1.0, 0.0)}
@@ -158,9 +168,15 @@ def per_regime(weights: str, stokes: np.ndarray, targets: np.ndarray, regime: np
         truth = targets[sel, TARGET_NAMES.index(name), node[lt]]
         return float(np.sqrt(np.mean((res[name][sel, node[lt]] - truth) ** 2)))
 
-    out = {"weights": str(Path(weights).relative_to(ROOT) if Path(weights).is_relative_to(ROOT) else weights),
+    def rel(w):
+        return str(Path(w).resolve().relative_to(ROOT) if Path(w).resolve().is_relative_to(ROOT) else w)
+
+    out = {"weights": ({"weak": rel(weights[0]), "strong": rel(weights[1]), "route_threshold_gauss": weights[2]}
+                       if routed else rel(weights)),
            "constrained": inverter.constrained, "noise_ic": NOISE, "targets": REGIME_TARGETS,
-           "ood_available": ood["available"], "ood_threshold": ood["threshold"]}
+           "ood_available": ood["available"],
+           "ood_threshold": ({"weak": inverter.weak.ood_threshold, "strong": inverter.strong.ood_threshold}
+                             if routed and ood["available"] else ood["threshold"])}
     for name in sorted(set(regime.tolist())):
         sel = regime == name
         b_target = REGIME_TARGETS["B_los_rmse_G_logtau-1"]
@@ -174,7 +190,8 @@ def per_regime(weights: str, stokes: np.ndarray, targets: np.ndarray, regime: np
                  "B_los_median_abs_truth_G_logtau-1": float(np.median(np.abs(
                      targets[sel, TARGET_NAMES.index("B_los"), node[-1.0]]))),
                  "fraction_unphysical": float((res["unphysical"][sel] > 0).any(1).mean()),
-                 "fraction_ood_flagged": float(ood["flag"][sel].mean()) if ood["available"] else None}
+                 "fraction_ood_flagged": float(ood["flag"][sel].mean()) if ood["available"] else None,
+                 **({"fraction_routed_strong": float(res["route"][sel].mean())} if routed else {})}
         limits = {"temperature_rmse_K_logtau-1": REGIME_TARGETS["temperature_rmse_K_logtau-1"],
                   "temperature_rmse_K_logtau0": REGIME_TARGETS["temperature_rmse_K_logtau0"],
                   "v_los_rmse_km_s_logtau-1": REGIME_TARGETS["v_los_rmse_km_s_logtau-1"],
@@ -197,6 +214,10 @@ def main() -> int:
                     "into --out")
     ap.add_argument("--per-regime", action="store_true", help="measure only per_regime (a held-out set built "
                     "with --regimes) and merge it into --out")
+    ap.add_argument("--routed", nargs=2, metavar=("WEAK", "STRONG"), help="--per-regime: also the routed inverter "
+                    "of these two checkpoints (entry 'routed' of per_regime_by_checkpoint)")
+    ap.add_argument("--route-threshold", type=float, default=ROUTE_THRESHOLD_GAUSS,
+                    help="--routed: |B| at log tau -1 [G] above which the strong network answers")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -211,7 +232,10 @@ def main() -> int:
         head = {"heldout": str(args.heldout), "n_heldout": int(len(stokes)), "set_metadata": data["metadata"][0]}
         by_checkpoint = {Path(w).name: {**head, **per_regime(w, stokes, data["targets"], data["regime"])}
                          for w in found}
-        merged["per_regime"] = by_checkpoint[Path(found[0]).name]
+        if args.routed:
+            by_checkpoint["routed"] = {**head, **per_regime((*args.routed, args.route_threshold), stokes,
+                                                            data["targets"], data["regime"])}
+        merged["per_regime"] = by_checkpoint["routed" if args.routed else Path(found[0]).name]
         merged["per_regime_by_checkpoint"] = by_checkpoint
         Path(args.out).write_text(json.dumps(merged, indent=1))
         regimes = [r for r in ("quiet", "network", "plage", "penumbra", "umbra") if r in merged["per_regime"]]

@@ -159,3 +159,22 @@ def test_stratified_train_on_chosen_regimes_with_weighted_outputs(tmp_path, caps
     assert (w[TARGET_NAMES.index("B_los"), inside] == 4).all() and w.sum() == w.size + 3 * inside.sum()
     assert main(["stokes", "train", "--stratified", str(chunks), "--out", str(tmp_path / "x.pt"), "--epochs", "1",
                  "--train-regimes", "penumbra"]) == 1  # no profile of that regime: a clear error
+
+
+def test_stratified_invert_default_routes_strong_fields_to_the_specialist(tmp_path, capsys):
+    """Without --weights, --method stratified runs the field-loss network and hands strong fields to the shipped
+    strong-field specialist; the map 'route' says which network answered each pixel."""
+    from stellarnn.stokes.cli import DEFAULT_FIELD_WEIGHTS, DEFAULT_STRONG_WEIGHTS
+
+    assert DEFAULT_FIELD_WEIGHTS.is_file() and DEFAULT_STRONG_WEIGHTS.is_file()
+    raster = tmp_path / "raster"
+    assert main(["stokes", "synth", "--out", str(raster), "--nx", "3", "--ny", "4", "--seed", "2"]) == 0
+    assert main(["stokes", "invert", str(raster), "--method", "stratified", "--out", str(tmp_path / "r.fits"),
+                 "--route-threshold", "1"]) == 0
+    assert f"and {DEFAULT_STRONG_WEIGHTS.name} where" in capsys.readouterr().out
+    maps, _ = read_parameter_maps(tmp_path / "r.fits")
+    route = maps["route"]
+    b = np.hypot(maps["B_los_logtau-1.0"], maps["B_perp_logtau-1.0"])
+    assert route.shape == (3, 4) and set(np.unique(route)) <= {0.0, 1.0}
+    assert route.sum() > 0  # the synthetic raster's fields exceed 1 G somewhere
+    assert (b[route == 0] <= 1.0 + 1e-3).all()  # where the field network answered, it found |B| <= 1 G

@@ -331,3 +331,40 @@ def test_target_weights_spend_the_loss_on_the_weighted_outputs(tmp_path):
     assert m2["best_val_loss"] == pytest.approx(m["best_val_loss"], rel=1e-5)
     with pytest.raises(ValueError, match="target_weights"):
         train_stratified_cnn(stokes, targets, tmp_path / "x.pt", target_weights=np.ones((6, 3)), **kw)
+
+
+def test_routed_inverter_answers_each_profile_with_the_network_its_field_routes_it_to(tmp_path):
+    from stellarnn.stokes.stratified_cnn import RoutedStratifiedInverter, StratifiedInverter
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(7)
+    n = 40
+    stokes = (rng.normal(0, 0.05, (n, 4, 112)) + np.array([1.0, 0, 0, 0])[None, :, None]).astype(np.float32)
+    targets = np.zeros((n, 6, 11), np.float32)
+    targets[:, 0] = 6000.0
+    targets[:, 2] = rng.uniform(-2000, 2000, (n, 1))
+    targets[:, 3] = rng.uniform(0, 1000, (n, 1))
+    chi = rng.uniform(0, np.pi, (n, 1))
+    targets[:, 4], targets[:, 5] = np.sin(2 * chi), np.cos(2 * chi)
+    kw = dict(epochs=1, batch_size=16, channels=8, hidden=16, progress=False, constrained=True)
+    train_stratified_cnn(stokes, targets, tmp_path / "weak.pt", seed=0, **kw)
+    train_stratified_cnn(stokes, targets, tmp_path / "strong.pt", seed=1, **kw)
+    weak, strong = StratifiedInverter(tmp_path / "weak.pt"), StratifiedInverter(tmp_path / "strong.pt")
+    x = torch.from_numpy(stokes)
+    w, s = weak.invert(x), strong.invert(x)
+    node = 6  # log tau -1
+    b = np.hypot(w["B_los"][:, node], w["B_perp"][:, node])
+    threshold = float(np.median(b))
+    routed = RoutedStratifiedInverter(weak, strong, threshold_gauss=threshold)
+    assert routed.route_node == node and routed.log_tau_nodes[node] == -1.0
+    r = routed.invert(x)
+    go = b > threshold
+    assert 0 < go.sum() < n and np.array_equal(r["route"] > 0, go)
+    np.testing.assert_allclose(r["B_los"][go], s["B_los"][go], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(r["temperature"][~go], w["temperature"][~go], rtol=1e-6)
+    ood = routed.out_of_distribution(x)
+    np.testing.assert_allclose(ood["distance"][go], strong.out_of_distribution(x)["distance"][go], rtol=1e-6)
+    np.testing.assert_allclose(ood["distance"][~go], weak.out_of_distribution(x)["distance"][~go], rtol=1e-6)
+    assert (RoutedStratifiedInverter(weak, strong, threshold_gauss=1e9).invert(x)["route"] == 0).all()
+    with pytest.raises(ValueError, match="route_log_tau"):
+        RoutedStratifiedInverter(weak, strong, route_log_tau=-1.25)

@@ -12,11 +12,16 @@ from ..cli_arguments import (check_output_file, check_output_folder, output_file
                              positive_float, positive_int)
 from ..figures import save_figure
 from .milne_eddington import PARAMETER_NAMES, PARAMETER_UNITS, MilneEddington, add_noise
+from .stratified_cnn import ROUTE_THRESHOLD_GAUSS
 
 from ..data.shipped_weights import weights_dir
 
 DEFAULT_WEIGHTS = weights_dir("stokes") / "me_cnn.pt"  # the checkout's, or the installed copy
 DEFAULT_STRATIFIED_WEIGHTS = DEFAULT_WEIGHTS.with_name("stratified_cnn.pt")
+#: ``stokes invert --method stratified`` without --weights: the field-loss network, and the strong-field specialist
+#: for the profiles it finds above ROUTE_THRESHOLD_GAUSS (:class:`stellarnn.stokes.stratified_cnn.RoutedStratifiedInverter`)
+DEFAULT_FIELD_WEIGHTS = DEFAULT_WEIGHTS.with_name("stratified_cnn_field.pt")
+DEFAULT_STRONG_WEIGHTS = DEFAULT_WEIGHTS.with_name("stratified_cnn_strong.pt")
 DEFAULT_STRATIFIED_SET = DEFAULT_WEIGHTS.with_name("stratified_set")
 UNITS = dict(zip(PARAMETER_NAMES, PARAMETER_UNITS))
 
@@ -105,15 +110,26 @@ def cmd_invert(args) -> int:
     t0 = time.perf_counter()
     units = {**UNITS, **{f"e_{k}": v for k, v in UNITS.items()}}
     if args.method == "stratified":
-        from .stratified_cnn import STRATIFIED_UNITS, StratifiedInverter
+        from .stratified_cnn import STRATIFIED_UNITS, RoutedStratifiedInverter, StratifiedInverter
 
-        weights = Path(args.weights if args.weights != str(DEFAULT_WEIGHTS) else DEFAULT_STRATIFIED_WEIGHTS)
-        if not weights.is_file():
-            raise FileNotFoundError(f"stratified-CNN weights {weights} not found (train with "
-                                    "`stellarnn stokes train --stratified DIR`)")
-        inverter = StratifiedInverter(weights)
+        default = args.weights == str(DEFAULT_WEIGHTS)
+        strong = args.strong_weights
+        if default and strong is None and DEFAULT_FIELD_WEIGHTS.is_file() and DEFAULT_STRONG_WEIGHTS.is_file():
+            weights, strong = DEFAULT_FIELD_WEIGHTS, DEFAULT_STRONG_WEIGHTS
+        else:
+            weights = DEFAULT_STRATIFIED_WEIGHTS if default else Path(args.weights)
+        for w in (weights, strong):
+            if w is not None and not Path(w).is_file():
+                raise FileNotFoundError(f"stratified-CNN weights {w} not found (train with "
+                                        "`stellarnn stokes train --stratified DIR`)")
+        inverter = (RoutedStratifiedInverter(weights, strong, threshold_gauss=args.route_threshold)
+                    if strong is not None else StratifiedInverter(weights))
+        print(f"stratified CNN: {Path(weights).name}" + (f", and {Path(strong).name} where |B(log tau -1)| > "
+                                                        f"{args.route_threshold:g} G" if strong is not None else ""))
         strat = inverter.invert(torch.from_numpy(flat[~bad]).float(), wavelengths=sp.wavelengths)
         res, units = {}, {}
+        if "route" in strat:  # one value per profile: 1 where the strong-field network answered
+            res["route"], units["route"] = strat.pop("route"), ""
         for name, values in strat.items():
             for j, node in enumerate(inverter.log_tau_nodes):
                 key = f"{name}_logtau{node:+.1f}"
@@ -293,8 +309,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="cnn: ME-CNN; lm: Levenberg-Marquardt ME fit; stratified: stratified CNN "
                         "(maps per log tau node)")
     q.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
-                   help=f"CNN checkpoint (default {DEFAULT_WEIGHTS.name}; {DEFAULT_STRATIFIED_WEIGHTS.name} "
-                        "for --method stratified)")
+                   help=f"CNN checkpoint (default {DEFAULT_WEIGHTS.name}; for --method stratified "
+                        f"{DEFAULT_FIELD_WEIGHTS.name} routed with {DEFAULT_STRONG_WEIGHTS.name}, or "
+                        f"{DEFAULT_STRATIFIED_WEIGHTS.name} where those are missing)")
+    q.add_argument("--strong-weights", default=None,
+                   help="--method stratified: a strong-field network that answers the profiles for which --weights "
+                        "finds |B| above --route-threshold at log tau -1")
+    q.add_argument("--route-threshold", type=positive_float, default=ROUTE_THRESHOLD_GAUSS,
+                   help="--method stratified with two networks: the routing field strength [G]")
     q.add_argument("--starts", type=positive_int, default=4, help="LM starts per profile")
     q.add_argument("--noise", type=positive_float, default=1e-3, help="noise σ [Ic] for the LM χ²")
     q.add_argument("--continuum-counts", type=positive_float, default=None,

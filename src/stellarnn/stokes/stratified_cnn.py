@@ -512,18 +512,109 @@ class StratifiedInverter:
         ``wavelengths``: the observed grid (Å), see :meth:`predict`.
         """
         pred = self.predict(stokes, batch_size, wavelengths, resampling).numpy().astype(np.float64)
-        out = {name: pred[:, k] for k, name in enumerate(TARGET_NAMES[:self.n_quantities])}
-        if self.constrained:  # float32 rounding of the de-standardisation only
-            out["temperature"] = np.clip(out["temperature"], *TEMPERATURE_BOUNDS_K)
-            out["B_perp"] = np.clip(out["B_perp"], 0.0, None)
-        if self.n_quantities == len(TARGET_NAMES):
-            out["chi"] = np.rad2deg(0.5 * np.arctan2(out["sin2chi"], out["cos2chi"])) % 180.0
-            out["B"] = np.hypot(out["B_los"], out["B_perp"])
-            t_lo, t_hi = TEMPERATURE_BOUNDS_K
-            # flag (1.0) per node where an unconstrained network answered outside the admissible range
-            out["unphysical"] = ((out["temperature"] < t_lo) | (out["temperature"] > t_hi)
-                                 | (out["B_perp"] < 0)).astype(np.float64)
+        return named_outputs(pred, self.constrained)
+
+
+def named_outputs(pred: np.ndarray, constrained: bool) -> dict[str, np.ndarray]:
+    """Named (n, n_nodes) arrays of (n, n_quantities, n_nodes) physical predictions (:meth:`StratifiedInverter.invert`)."""
+    n_quantities = pred.shape[1]
+    out = {name: pred[:, k] for k, name in enumerate(TARGET_NAMES[:n_quantities])}
+    if constrained:  # float32 rounding of the de-standardisation only
+        out["temperature"] = np.clip(out["temperature"], *TEMPERATURE_BOUNDS_K)
+        out["B_perp"] = np.clip(out["B_perp"], 0.0, None)
+    if n_quantities == len(TARGET_NAMES):
+        out["chi"] = np.rad2deg(0.5 * np.arctan2(out["sin2chi"], out["cos2chi"])) % 180.0
+        out["B"] = np.hypot(out["B_los"], out["B_perp"])
+        t_lo, t_hi = TEMPERATURE_BOUNDS_K
+        # flag (1.0) per node where an unconstrained network answered outside the admissible range
+        out["unphysical"] = ((out["temperature"] < t_lo) | (out["temperature"] > t_hi)
+                             | (out["B_perp"] < 0)).astype(np.float64)
+    return out
+
+
+#: field strength |B| [G] at log tau500 = -1 above which :class:`RoutedStratifiedInverter` hands a profile to its
+#: strong-field network: above the quiet-Sun prior's 0-200 G (:data:`stellarnn.stokes.lightweaver_driver.REGIME_PRIORS`)
+ROUTE_THRESHOLD_GAUSS = 250.0
+
+
+class RoutedStratifiedInverter:
+    """Two stratified CNNs, each for the fields it was trained for: a profile goes to ``strong`` where ``weak`` finds
+    a strong field.
+
+    Every profile is first inverted by ``weak`` (e.g. ``stratified_cnn_field.pt``, trained with the asinh field loss
+    that makes quiet-Sun fields count); where its field strength ``|B| = hypot(B_LOS, B_perp)`` at log tau500
+    ``route_log_tau`` exceeds ``threshold_gauss`` the profile is inverted again by ``strong`` (a specialist trained on
+    network, plage, penumbra and umbra profiles only, ``stellarnn stokes train --train-regimes``) and that answer is
+    kept.  Same interface as :class:`StratifiedInverter`; ``last_route`` (n,) bool says which profiles the strong
+    network answered.
+
+    Parameters
+    ----------
+    weak, strong : checkpoint paths or :class:`StratifiedInverter`
+    threshold_gauss : float
+        Routing threshold (default :data:`ROUTE_THRESHOLD_GAUSS`).
+    route_log_tau : float
+        Node of the routing field strength (default -1).
+    """
+
+    def __init__(self, weak, strong, threshold_gauss: float = ROUTE_THRESHOLD_GAUSS, route_log_tau: float = -1.0,
+                 device: str = "cpu"):
+        self.weak = weak if isinstance(weak, StratifiedInverter) else StratifiedInverter(weak, device)
+        self.strong = strong if isinstance(strong, StratifiedInverter) else StratifiedInverter(strong, device)
+        shapes = [(m.n_wavelengths, m.n_quantities, m.n_nodes) for m in (self.weak, self.strong)]
+        if shapes[0] != shapes[1] or shapes[0][1] != len(TARGET_NAMES):
+            raise ValueError(f"the two checkpoints must both give the {len(TARGET_NAMES)} quantities on the same "
+                             f"grid and nodes; got (n_wavelengths, n_quantities, n_nodes) {shapes}")
+        self.n_wavelengths, self.n_quantities, self.n_nodes = shapes[0]
+        self.log_tau_nodes = self.weak.log_tau_nodes
+        node = np.flatnonzero(np.isclose(self.log_tau_nodes, route_log_tau))
+        if node.size != 1:
+            raise ValueError(f"route_log_tau {route_log_tau} is not one of the nodes {self.log_tau_nodes.tolist()}")
+        self.route_node = int(node[0])
+        self.threshold_gauss = float(threshold_gauss)
+        self.constrained = self.weak.constrained and self.strong.constrained
+        self.ood_available = self.weak.ood_available and self.strong.ood_available
+        self.last_route: np.ndarray | None = None
+        self.last_resampling: dict | None = None
+
+    def route(self, weak_pred: torch.Tensor) -> np.ndarray:
+        """(n,) bool: the profiles whose ``weak`` prediction has ``|B|`` above the threshold at the routing node."""
+        b = torch.hypot(weak_pred[:, TARGET_NAMES.index("B_los"), self.route_node],
+                        weak_pred[:, TARGET_NAMES.index("B_perp"), self.route_node])
+        return (b > self.threshold_gauss).numpy()
+
+    def predict(self, stokes, batch_size: int = 8192, wavelengths=None, resampling: str = "cubic") -> torch.Tensor:
+        """(n, 6, n_nodes) stratifications, each profile from the network its field strength routes it to."""
+        pred = self.weak.predict(stokes, batch_size, wavelengths, resampling)
+        self.last_resampling = self.weak.last_resampling
+        strong = self.route(pred)
+        if strong.any():
+            sel = torch.as_tensor(np.flatnonzero(strong))
+            pred[sel] = self.strong.predict(torch.as_tensor(stokes)[sel], batch_size, wavelengths, resampling)
+        self.last_route = strong
+        return pred
+
+    def invert(self, stokes, batch_size: int = 8192, wavelengths=None,
+               resampling: str = "cubic") -> dict[str, np.ndarray]:
+        """As :meth:`StratifiedInverter.invert`, plus ``route`` (n,): 1.0 where the strong network answered."""
+        pred = self.predict(stokes, batch_size, wavelengths, resampling).numpy().astype(np.float64)
+        out = named_outputs(pred, self.constrained)
+        out["route"] = self.last_route.astype(np.float64)
         return out
+
+    def out_of_distribution(self, stokes, batch_size: int = 8192, wavelengths=None, resampling: str = "cubic") -> dict:
+        """Per profile, the Mahalanobis distance and flag of the network that answers it (:meth:`predict`'s routing;
+        ``threshold`` is then per profile)."""
+        if not self.ood_available:
+            return {"available": False, "distance": None, "flag": None, "threshold": None, "percentile": None,
+                    "note": "a checkpoint has no training feature statistics"}
+        strong = self.route(self.weak.predict(stokes, batch_size, wavelengths, resampling))
+        weak_ood = self.weak.out_of_distribution(stokes, batch_size, wavelengths, resampling)
+        strong_ood = self.strong.out_of_distribution(stokes, batch_size, wavelengths, resampling)
+        return {"available": True, "distance": np.where(strong, strong_ood["distance"], weak_ood["distance"]),
+                "flag": np.where(strong, strong_ood["flag"], weak_ood["flag"]),
+                "threshold": np.where(strong, strong_ood["threshold"], weak_ood["threshold"]),
+                "percentile": weak_ood["percentile"], "route": strong}
 
 
 #: units of the named outputs of :meth:`StratifiedInverter.invert`
