@@ -532,7 +532,7 @@ def named_outputs(pred: np.ndarray, constrained: bool) -> dict[str, np.ndarray]:
     return out
 
 
-#: field strength |B| [G] at log tau500 = -1 above which :class:`RoutedStratifiedInverter` hands a profile to its
+#: field strength B = hypot(B_LOS, B_perp) [G] at log tau500 = -1 above which :class:`RoutedStratifiedInverter` hands a profile to its
 #: strong-field network: above the quiet-Sun prior's 0-200 G (:data:`stellarnn.stokes.lightweaver_driver.REGIME_PRIORS`)
 ROUTE_THRESHOLD_GAUSS = 250.0
 
