@@ -793,8 +793,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-spectra", type=int, default=32)
     ap.add_argument("--n-full", type=int, default=2, help="spectra for the full-size APOGEENet timing")
-    ap.add_argument("--astronn-weights")
-    ap.add_argument("--apogeenet-weights")
+    shipped = {name: ROOT / "weights" / name / f"{name}.pt" for name in ("astronn", "apogeenet")}
+    ap.add_argument("--astronn-weights", default=str(shipped["astronn"]) if shipped["astronn"].is_file() else None,
+                    help="AstroNN checkpoint (default: the shipped weights/astronn/astronn.pt)")
+    ap.add_argument("--apogeenet-weights",
+                    default=str(shipped["apogeenet"]) if shipped["apogeenet"].is_file() else None,
+                    help="APOGEENet checkpoint (default: the shipped weights/apogeenet/apogeenet.pt)")
     default_test = ROOT / "grids" / "apogee_like_f0" / "test"
     ap.add_argument("--test-grid", default=str(default_test) if (default_test / "spec.json").is_file() else None,
                     help="held-out PySME grid of the accuracy section (default: grids/apogee_like_f0/test)")
