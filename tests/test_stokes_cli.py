@@ -159,6 +159,9 @@ def test_stratified_train_on_chosen_regimes_with_weighted_outputs(tmp_path, caps
     assert (w[TARGET_NAMES.index("B_los"), inside] == 4).all() and w.sum() == w.size + 3 * inside.sum()
     assert main(["stokes", "train", "--stratified", str(chunks), "--out", str(tmp_path / "x.pt"), "--epochs", "1",
                  "--train-regimes", "penumbra"]) == 1  # no profile of that regime: a clear error
+    assert main(["stokes", "train", "--stratified", str(chunks), "--out", str(tmp_path / "y.pt"), "--epochs", "1",
+                 "--weight-log-tau", "-2", "0"]) == 1  # a depth range without a quantity to weigh
+    assert "--weight-log-tau needs --quantity-weight" in capsys.readouterr().err
 
 
 def test_stratified_invert_default_routes_strong_fields_to_the_specialist(tmp_path, capsys):

@@ -195,6 +195,8 @@ def cmd_train(args) -> int:
                 raise ValueError(f"no profile of the regimes {args.train_regimes} in {', '.join(args.stratified)}")
             data.update({k: data[k][keep] for k in ("stokes", "targets", "regime", "effects_applied")})
         weights = None
+        if args.weight_log_tau and not args.quantity_weight:
+            raise ValueError("--weight-log-tau needs --quantity-weight (which quantity to weigh over that range)")
         if args.quantity_weight:
             from .stratified_cnn import target_weights_for
 
