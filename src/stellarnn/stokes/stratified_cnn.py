@@ -292,7 +292,7 @@ def train_stratified_cnn(stokes: np.ndarray, targets: np.ndarray, output: str | 
 
     ``target_weights`` (n_quantities, n_nodes), optional: the weight of each standardised output in the MSE
     (normalised to mean 1, so the loss keeps its scale; :func:`target_weights_for`).  Every output counts alike by
-    default, so B_LOS at the depths where the lines form is 3 of 66 outputs; weighting it spends more of the
+    default, so B_LOS at the depths where the lines form is 5 of 66 outputs; weighting it spends more of the
     network on it (a specialist, e.g. for active-region maps).
     """
     stokes = torch.as_tensor(np.asarray(stokes), dtype=torch.float32)
