@@ -609,12 +609,16 @@ class RoutedStratifiedInverter:
             return {"available": False, "distance": None, "flag": None, "threshold": None, "percentile": None,
                     "note": "a checkpoint has no training feature statistics"}
         strong = self.route(self.weak.predict(stokes, batch_size, wavelengths, resampling))
-        weak_ood = self.weak.out_of_distribution(stokes, batch_size, wavelengths, resampling)
-        strong_ood = self.strong.out_of_distribution(stokes, batch_size, wavelengths, resampling)
-        return {"available": True, "distance": np.where(strong, strong_ood["distance"], weak_ood["distance"]),
-                "flag": np.where(strong, strong_ood["flag"], weak_ood["flag"]),
-                "threshold": np.where(strong, strong_ood["threshold"], weak_ood["threshold"]),
-                "percentile": weak_ood["percentile"], "route": strong}
+        out = self.weak.out_of_distribution(stokes, batch_size, wavelengths, resampling)
+        distance, flag = out["distance"].copy(), out["flag"].copy()
+        threshold = np.full(distance.shape, out["threshold"])
+        if strong.any():  # the strong network's measure for the profiles it answers
+            sel = np.flatnonzero(strong)
+            part = self.strong.out_of_distribution(torch.as_tensor(stokes)[torch.as_tensor(sel)], batch_size,
+                                                   wavelengths, resampling)
+            distance[sel], flag[sel], threshold[sel] = part["distance"], part["flag"], part["threshold"]
+        return {"available": True, "distance": distance, "flag": flag, "threshold": threshold,
+                "percentile": out["percentile"], "route": strong}
 
 
 #: units of the named outputs of :meth:`StratifiedInverter.invert`

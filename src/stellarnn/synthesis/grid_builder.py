@@ -286,7 +286,7 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     spec_file = out / "spec.json"
     prov = provenance()
-    record = {"spec": spec.to_json(), "label_names": list(spec.label_names), "provenance": prov}
+    first, resumed = prov, []
     if spec_file.exists():
         previous = json.loads(spec_file.read_text())
         existing = GridSpec.from_json(previous["spec"])
@@ -299,9 +299,9 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
         first = previous.get("provenance", prov)
         if prov != first and prov not in resumed:
             resumed.append(prov)
-        record = {"spec": spec.to_json(), "label_names": list(spec.label_names), "provenance": first,
-                  **({"resumed_with": resumed} if resumed else {})}
-    spec_file.write_text(json.dumps(record, indent=2))
+    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
+                                     "provenance": first, **({"resumed_with": resumed} if resumed else {})},
+                                    indent=2))
     for stale in (out / "pending").glob("*.part.npz"):
         stale.unlink()
     for bad in corrupt_chunks(out):  # truncated or altered: its spectra are computed again
