@@ -90,8 +90,11 @@ def test_evaluate_a_small_checkpoint(tmp_path):
     assert all((tmp_path / f).is_file() for f in ("innterpol_edge_T.png", "innterpol_T_error_vs_depth.png"))
     assert "teff_columns" in format_table(res)
     cols = res["sets"]["teff_columns"]["by_teff_column"]
-    assert set(cols) == {"4250", "4750", "5250", "5750", "6250", "6750", "7250", "without_4250"}
-    assert sum(cols[k]["n_models"] for k in cols if not k.startswith("without")) == res["sets"]["teff_columns"]["n_models"]
+    assert set(cols) == {"4250", "4750", "5250", "5750", "6250", "6750", "7250", "without_4250", "all"}
+    assert sum(cols[k]["n_models"] for k in cols if k[0].isdigit()) == res["sets"]["teff_columns"]["n_models"]
+    assert cols["all"]["n_models"] == res["sets"]["teff_columns"]["n_models"]
+    best = cols["all"]["T"]["best_of_all"]  # the per-model oracle is never worse than any of its methods
+    assert best <= min(cols["all"]["T"][m] for m in ("emulator", "linear_raw", "teff_spline", "teff_pchip")) + 1e-9
     assert cols["without_4250"]["n_models"] == res["sets"]["teff_columns"]["n_models"] - cols["4250"]["n_models"]
     t = cols["5250"]["T"]
     assert t["ratio_to_linear"] == pytest.approx(t["emulator"] / t["linear_raw"])
@@ -161,3 +164,35 @@ def test_trimmed_ratio_and_worst_models_find_the_few_models_that_carry_the_rms()
     assert worst[0]["params"] == {"teff": 21.0, "logg": 22.0, "m_h": 23.0}
     assert worst[0]["emulator_rms_percent"]["P"] == pytest.approx(100 * (10 ** 0.301 - 1), rel=1e-6)
     assert worst[0]["linear_raw_rms_percent"]["P"] == pytest.approx(100 * (10 ** 0.004 - 1), rel=1e-6)
+
+
+def test_teff_line_interpolation_spline_exact_for_cubics_pchip_no_overshoot_short_lines_nan():
+    from stellarnn.atmospheres.evaluation import teff_line_interpolation
+
+    axes = {"teff": np.arange(4000.0, 6001.0, 250.0), "logg": np.array([1.0, 2.0]), "m_h": np.array([-1.0, 0.0])}
+    idx = np.stack(np.meshgrid(*[np.arange(len(a)) for a in axes.values()], indexing="ij"), -1).reshape(-1, 3)
+    p = np.stack([axes[k][idx[:, i]] for i, k in enumerate(axes)], 1)
+    x = (p[:, 0] - 5000.0) / 1000.0
+    # a cubic in Teff whose coefficients depend on log g and [M/H]: a not-a-knot spline reproduces it exactly
+    f = (x ** 3 * (1 + p[:, 1]) - 0.5 * x * p[:, 2] + p[:, 1])[:, None, None] + np.linspace(0, 1, 71)[None, None, :]
+    grid = TauSampledGrid(axes, idx, np.repeat(f, 4, axis=1), np.linspace(-6.875, 1.875, 71))
+    column = np.isin(p[:, 0], (4750.0, 5250.0))
+    short = (p[:, 1] == 2.0) & (p[:, 2] == 0.0)  # this line keeps only 2 models: nothing to fit a cubic to
+    known = ~column & ~(short & (p[:, 0] > 4250.0))
+    spline = teff_line_interpolation(grid, known, p[column], "spline")
+    ok = ~short[column]
+    np.testing.assert_allclose(spline[ok], grid.values[column][ok], atol=1e-9)
+    assert np.isnan(spline[~ok]).all()
+    # PCHIP stays within the bracketing nodes where a line has a sharp peak (linear data elsewhere)
+    g = np.where(p[:, 0] == 5000.0, 3.0, 0.0)[:, None, None] + np.zeros((1, 4, 71))
+    peaked = TauSampledGrid(axes, idx, g, np.linspace(-6.875, 1.875, 71))
+    known = ~np.isin(p[:, 0], (4750.0,))
+    at = p[p[:, 0] == 4750.0]
+    pchip = teff_line_interpolation(peaked, known, at, "pchip")
+    cubic = teff_line_interpolation(peaked, known, at, "spline")
+    # between a flat node (4500 K) and the peak (5000 K) PCHIP's end slopes are 0: the midpoint is halfway; the
+    # spline, smooth through the peak, overshoots the straight line towards it
+    np.testing.assert_allclose(pchip, 1.5, atol=1e-12)
+    assert (cubic > 2.0).all() and (cubic < 3.0).all()
+    with pytest.raises(ValueError, match="spline"):
+        teff_line_interpolation(grid, known, at, "akima")

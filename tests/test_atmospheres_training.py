@@ -199,3 +199,26 @@ def test_teff_as_theta_input(tmp_path):
     with pytest.raises(ValueError, match="input transform"):  # a warm start must keep the transform
         train_innterpol(grid, splits, tmp_path / "u.pt", InnterpolConfig(n_components=3, hidden=16, n_hidden_layers=2,
                         epochs=1), progress=False, init_path=path)
+
+
+def test_profile_loss_with_unit_weights_is_the_coefficient_loss_and_depth_weights_count():
+    from stellarnn.atmospheres.svd import SVDBasis
+    from stellarnn.atmospheres.training import depth_weight_profile, profile_weighted_mse, weighted_mse
+
+    rng = np.random.default_rng(3)
+    log_tau = np.linspace(-6.875, 1.875, 71)
+    basis = SVDBasis.fit(rng.normal(size=(200, 4, 71)), 6)
+    qw = np.array([1.0, 2.0, 1.0, 3.0])
+    x, y = torch.randn(32, 4), torch.randn(32, 24)
+    model = torch.nn.Linear(4, 24).requires_grad_(False)
+    plain = weighted_mse(torch.as_tensor(np.repeat(qw, 6), dtype=torch.float32))(model, (x, y))
+    unit = profile_weighted_mse(basis.components, depth_weight_profile((), log_tau), qw)(model, (x, y))
+    assert float(unit) == pytest.approx(float(plain), rel=1e-5)  # orthonormal basis: Parseval
+    w = depth_weight_profile((("n_e", -0.5, 1.0, 10.0), ("T", -7, 2, 2.0)), log_tau)
+    deep = (log_tau >= -0.5) & (log_tau <= 1.0)
+    assert (w[3, deep] == 10).all() and (w[3, ~deep] == 1).all() and (w[1] == 2).all() and (w[[0, 2]] == 1).all()
+    heavier = profile_weighted_mse(basis.components, w, qw)(model, (x, y))
+    assert float(heavier) > float(unit)
+    for bad in ((("Te", 0, 1, 2),), (("T", 1, 0, 2),), (("T", 0, 1, -1),), (("T", 3, 4, 2),), (("T", 0, 1),)):
+        with pytest.raises(ValueError):
+            depth_weight_profile(bad, log_tau)

@@ -73,6 +73,8 @@ def cmd_train(args) -> int:
                           weight_decay=args.weight_decay, activation=args.activation,
                           polish_epochs=args.polish_epochs, polish_iterations=args.polish_iterations,
                           quantity_weights=tuple(args.quantity_weights) if args.quantity_weights else None,
+                          depth_weights=tuple((q, float(lo), float(hi), float(w))
+                                              for q, lo, hi, w in (args.depth_weight or ())),
                           exclude_m_h=tuple(args.exclude_m_h or ()), device=args.device,
                           teff_as_theta=args.teff_as_theta)
     command = ("stellarnn atmosphere train " + " ".join(
@@ -86,7 +88,8 @@ def cmd_train(args) -> int:
              exclude_m_h=" ".join(f"{v:g}" for v in args.exclude_m_h) if args.exclude_m_h else None,
              quantity_weights=" ".join(f"{w:g}" for w in args.quantity_weights) if args.quantity_weights else None).items()
         if v is not None) + (" --families" if args.families else "")
-        + (" --teff-as-theta" if args.teff_as_theta else "") + f" -o {args.output}")
+        + (" --teff-as-theta" if args.teff_as_theta else "")
+        + "".join(f" --depth-weight {' '.join(item)}" for item in (args.depth_weight or ())) + f" -o {args.output}")
     if args.init:
         command += f" --init {args.init}"
     path, _ = train_innterpol(grid, splits, args.output, cfg, resume_path=args.resume, init_path=args.init,
@@ -168,6 +171,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--quantity-weights", type=float, nargs=4, metavar=("RHOX", "T", "PGAS", "NE"),
                    help="loss weight of each quantity (default: 1 1 1 1)")
+    q.add_argument("--depth-weight", nargs=4, action="append", metavar=("Q", "LOGTAU_MIN", "LOGTAU_MAX", "W"),
+                   help="weight W on the layers of quantity Q (rhox, T, P, n_e) with log tau in [MIN, MAX]: the loss is "
+                        "then taken on the decoded profiles (repeatable)")
     q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best weights kept)")
     q.add_argument("--resume", help="resumable trainer state file (resumes when it exists)")
     q.add_argument("--init", help="start from this checkpoint (same widths and components; its SVD basis is kept)")

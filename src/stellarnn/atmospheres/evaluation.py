@@ -213,7 +213,8 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
     On the ATLAS9 grid linear interpolation stays within each model's [M/H] family (the consistent grid:
     :func:`stellarnn.atmospheres.audit.m_h_families`), whatever the emulator's inputs; ``percent`` also holds
     ``linear_across_families``, multilinear interpolation over every slice, for reference.  Sets (b) and (d) also
-    give ``by_teff_column``: T, P, n_e rms % per held-out Teff column and pooled without the coolest one; every set
+    give ``by_teff_column``: T, P, n_e rms % per held-out Teff column and pooled without the coolest one, also for
+    cubic-spline and PCHIP interpolation along Teff and the per-model best of all methods; every set
     gives ``away_from_holes``: the max and rms T error % over its models inside complete cells of training models,
     ``trimmed_1_percent`` (each method's rms without its own worst 1 % of models, and the ratio) and ``worst_models``
     (the models with the largest emulator error in P, with both methods' per-model errors).
@@ -289,8 +290,9 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
         result["sets"][name]["trimmed_1_percent"] = _trimmed_ratio(emu, lin, truth)
         result["sets"][name]["worst_models"] = _worst_models(p, grid.axis_names, emu, lin, truth)
         if "teff" in grid.axis_names and name in ("teff_columns", "solar_columns"):
+            smooth = {f"teff_{kind}": teff_line_interpolation(grid, known, p, kind) for kind in ("spline", "pchip")}
             result["sets"][name]["by_teff_column"] = _by_teff_column(p[:, grid.axis_names.index("teff")], emu, lin,
-                                                                     truth, grid.log_tau)
+                                                                     truth, grid.log_tau, smooth)
     if plot_dir is not None and all(name in predictions for name in SETS):
         result["plots"] = _plots(predictions, grid.log_tau, Path(plot_dir))
     return result
@@ -335,18 +337,74 @@ def _worst_models(params: np.ndarray, axis_names, emu: np.ndarray, lin: np.ndarr
              "linear_raw_rms_percent": {q: float(li[q][j]) for q in li}} for j in order]
 
 
-def _by_teff_column(teff: np.ndarray, emu: np.ndarray, lin: np.ndarray, truth: np.ndarray, log_tau: np.ndarray) -> dict:
-    """rms % of T, P, n_e (emulator, linear) per held-out Teff column, and pooled over all columns but the coolest."""
+def teff_line_interpolation(grid: TauSampledGrid, known: np.ndarray, points: np.ndarray, kind: str = "spline") -> np.ndarray:
+    """Log profiles at ``points`` interpolated along Teff only, through the ``known`` models of each point's Teff line.
+
+    A Teff line is the set of models that share every other axis value (log g, [M/H] and, on a family grid, the
+    ATLAS9 family).  ``kind``: ``"spline"`` (:class:`scipy.interpolate.CubicSpline`, not-a-knot: the smoothest
+    interpolant through the line's nodes) or ``"pchip"`` (:class:`scipy.interpolate.PchipInterpolator`: piecewise
+    cubic that keeps the nodes' monotonicity, never overshooting a node where the line turns).  Both use only the
+    models a baseline may see, like :class:`LinearBaseline`; a line with fewer than 3 known models gives NaN.
+
+    Returns
+    -------
+    (n, Q, K) array of log quantities (NaN where the line is too short or a layer is missing).
+    """
+    from scipy.interpolate import CubicSpline, PchipInterpolator
+
+    if kind not in ("spline", "pchip"):
+        raise ValueError(f"kind must be 'spline' or 'pchip', got {kind!r}")
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    t = grid.axis_names.index("teff")
+    others = [k for k in range(len(grid.axis_names)) if k != t]
+    out = np.full((len(points),) + grid.values.shape[1:], np.nan)
+    params = grid.params
+    keys = {tuple(row) for row in points[:, others]}
+    for key in keys:
+        on_line = known & np.all(params[:, others] == np.asarray(key)[None, :], axis=1)
+        rows = np.all(points[:, others] == np.asarray(key)[None, :], axis=1)
+        if on_line.sum() < 3:
+            continue
+        order = np.argsort(params[on_line, t])
+        x = params[on_line, t][order]
+        y = grid.values[on_line][order].reshape(len(x), -1)
+        fit = CubicSpline(x, y, axis=0) if kind == "spline" else PchipInterpolator(x, y, axis=0)
+        out[rows] = fit(points[rows, t]).reshape((int(rows.sum()),) + grid.values.shape[1:])
+    return out
+
+
+def _by_teff_column(teff: np.ndarray, emu: np.ndarray, lin: np.ndarray, truth: np.ndarray, log_tau: np.ndarray,
+                    smooth: dict | None = None) -> dict:
+    """rms % of T, P, n_e (emulator, linear) per held-out Teff column, pooled over all columns but the coolest, and
+    over all (``all``).
+
+    ``smooth``: further interpolants along Teff (name -> (n, Q, K) log profiles, :func:`teff_line_interpolation`),
+    each reported per column too, with ``best_of_all``: per model and quantity the smallest rms over the emulator,
+    linear interpolation and these (an oracle that picks, model by model, whichever came closest).  Where even that
+    oracle stays far above a target, the column's models are not determined by their Teff neighbours.
+    """
     out = {}
     columns = np.unique(teff)
     groups = [(f"{c:g}", teff == c) for c in columns]
     if len(columns) > 1:
         groups.append((f"without_{columns[0]:g}", teff != columns[0]))
+        groups.append(("all", np.ones(teff.shape, dtype=bool)))
+    methods = {"emulator": emu, "linear_raw": lin, **(smooth or {})}
+    per_model = {m: _per_model_rms_percent(v, truth) for m, v in methods.items()} if smooth else None
     for key, sel in groups:
         e, li = percent_table(emu[sel], truth[sel], log_tau), percent_table(lin[sel], truth[sel], log_tau)
         out[key] = {"n_models": int(sel.sum()),
                     **{q: {"emulator": e[q]["rms"], "linear_raw": li[q]["rms"], "ratio_to_linear": e[q]["rms"] / li[q]["rms"]}
                        for q in ("T", "P", "n_e")}}
+        if smooth:
+            for q in ("T", "P", "n_e"):
+                for m in smooth:
+                    out[key][q][m] = float(np.sqrt(np.nanmean(per_model[m][q][sel] ** 2)))
+                best = np.nanmin(np.stack([per_model[m][q][sel] for m in methods]), axis=0)
+                out[key][q]["best_of_all"] = float(np.sqrt(np.nanmean(best ** 2)))
+                # rms over models of per-model rms = rms over models and depths (equal layer counts): comparable
+                out[key][q]["best_of_all_ratio_to_linear"] = out[key][q]["best_of_all"] / float(
+                    np.sqrt(np.nanmean(per_model["linear_raw"][q][sel] ** 2)))
     return out
 
 

@@ -117,6 +117,13 @@ class InnterpolConfig:
     #: coefficients of each quantity divided by their rms, so equal weights balance the quantities' errors
     #: relative to their spread; a larger weight on log T spends more of the network on T.
     quantity_weights: tuple | None = None
+    #: depth-resolved loss weights: ``((quantity, log_tau_min, log_tau_max, weight), ...)`` with quantity one of
+    #: "rhox", "T", "P", "n_e".  When given, the loss is taken on the decoded log profiles (each quantity's error in
+    #: units of its coefficients' rms, as before: with all weights 1 it equals the coefficient loss, the SVD basis
+    #: being orthonormal) and the layers in [log_tau_min, log_tau_max] of that quantity count ``weight`` times.
+    #: n_e near tau = 1 moves ~10x more than T for the same change of the model (ionisation): this spends more of
+    #: the network there.
+    depth_weights: tuple = ()
     #: [M/H] slices left out of training and validation (e.g. the grid audit's inconsistent slices); the
     #: held-out splits are made on the whole grid first, so the evaluation protocol does not change
     exclude_m_h: tuple = ()
@@ -125,6 +132,48 @@ class InnterpolConfig:
     #: the network sees theta = 5040 K / Teff instead of Teff (min-max scaled like every axis): the cool end, where
     #: models change fastest with Teff, gets more of the input range (checkpoint ``input_transform``)
     teff_as_theta: bool = False
+
+
+#: names accepted for the quantities of :attr:`InnterpolConfig.depth_weights` (``QUANTITIES`` order)
+DEPTH_WEIGHT_QUANTITIES = ("rhox", "T", "P", "n_e")
+
+
+def depth_weight_profile(depth_weights, log_tau: np.ndarray) -> np.ndarray:
+    """Per-layer loss weights (Q, K) from ``((quantity, log_tau_min, log_tau_max, weight), ...)`` (1 elsewhere;
+    overlapping ranges multiply)."""
+    w = np.ones((len(DEPTH_WEIGHT_QUANTITIES), len(log_tau)))
+    for item in depth_weights:
+        if len(item) != 4:
+            raise ValueError(f"a depth weight is (quantity, log_tau_min, log_tau_max, weight), got {item!r}")
+        name, lo, hi, weight = item
+        if name not in DEPTH_WEIGHT_QUANTITIES:
+            raise ValueError(f"depth-weight quantity must be one of {DEPTH_WEIGHT_QUANTITIES}, got {name!r}")
+        lo, hi, weight = float(lo), float(hi), float(weight)
+        if not (hi > lo and weight > 0 and np.isfinite(weight)):
+            raise ValueError(f"need log_tau_max > log_tau_min and a positive weight, got {item!r}")
+        sel = (log_tau >= lo) & (log_tau <= hi)
+        if not sel.any():
+            raise ValueError(f"no layer of the tau scale ({log_tau[0]:g} ... {log_tau[-1]:g}) lies in [{lo:g}, {hi:g}]")
+        w[DEPTH_WEIGHT_QUANTITIES.index(name), sel] *= weight
+    return w
+
+
+def profile_weighted_mse(components: np.ndarray, layer_weights: np.ndarray, quantity_weights: np.ndarray):
+    """Loss on the decoded profiles: the scaled-coefficient error of each quantity (n, Q*C) times its SVD components
+    (Q, C, K) gives the profile error in the same units; squared, weighted per layer (Q, K) and per quantity (Q,),
+    summed over layers and averaged over the Q*C outputs, so that unit weights give the plain coefficient MSE."""
+    comps = torch.as_tensor(components, dtype=torch.float32)  # (Q, C, K)
+    lw = torch.as_tensor(layer_weights * np.asarray(quantity_weights, dtype=float)[:, None], dtype=torch.float32)
+    lw = lw / torch.as_tensor(np.asarray(quantity_weights, dtype=float).mean(), dtype=torch.float32)
+    q, c, _ = comps.shape
+
+    def loss(model, batch):
+        x, y = batch
+        d = (model(x) - y).reshape(-1, q, c)
+        prof = torch.einsum("nqc,qck->nqk", d, comps.to(d))
+        return torch.sum(prof ** 2 * lw.to(d)) / (d.shape[0] * q * c)
+
+    return loss
 
 
 def weighted_mse(column_weights: torch.Tensor):
@@ -208,7 +257,11 @@ def train_innterpol(grid: TauSampledGrid, splits: Splits, out_path, config: Innt
     if qw.shape != (len(QUANTITIES),) or not (np.isfinite(qw).all() and (qw > 0).all()):
         raise ValueError(f"quantity_weights must be {len(QUANTITIES)} positive numbers ({', '.join(QUANTITIES)}), "
                          f"got {cfg.quantity_weights!r}")
-    loss_fn = weighted_mse(torch.as_tensor(np.repeat(qw, basis.n_components), dtype=torch.float32))
+    if cfg.depth_weights:
+        loss_fn = profile_weighted_mse(np.asarray(basis.components), depth_weight_profile(cfg.depth_weights,
+                                                                                          grid.log_tau), qw)
+    else:
+        loss_fn = weighted_mse(torch.as_tensor(np.repeat(qw, basis.n_components), dtype=torch.float32))
     init_info = warm_start(model, init_path, MODEL_KIND) if init_path is not None else {}
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, plateau_patience=cfg.plateau_patience,
                        schedule=cfg.schedule, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
