@@ -87,7 +87,8 @@ def test_evaluate_a_small_checkpoint(tmp_path):
     lin = res["sets"]["teff_columns"]["linear_raw"]["temperature_percent"]
     assert 0.1 < lin["rms"] < 5  # linear interpolation across 500 K: ~1.5 % rms in T
     assert res["sets"]["random"]["svd_reconstruction"]["log_rhox"]["rms_dex"] < 0.1
-    assert all((tmp_path / f).is_file() for f in ("innterpol_edge_T.png", "innterpol_T_error_vs_depth.png"))
+    assert all((tmp_path / f).is_file() for f in ("innterpol_edge_T.png", "innterpol_T_error_vs_depth.png",
+                                                  "innterpol_teff_line.png"))
     assert "teff_columns" in format_table(res)
     cols = res["sets"]["teff_columns"]["by_teff_column"]
     assert set(cols) == {"4250", "4750", "5250", "5750", "6250", "6750", "7250", "without_4250", "all"}
@@ -196,3 +197,11 @@ def test_teff_line_interpolation_spline_exact_for_cubics_pchip_no_overshoot_shor
     assert (cubic > 2.0).all() and (cubic < 3.0).all()
     with pytest.raises(ValueError, match="spline"):
         teff_line_interpolation(grid, known, at, "akima")
+
+
+def test_plot_teff_line_refuses_a_line_without_models():
+    from stellarnn.atmospheres.evaluation import plot_teff_line
+
+    grid = _linear_grid()
+    with pytest.raises(ValueError, match="no model"):
+        plot_teff_line(grid, np.ones(len(grid), dtype=bool), None, logg=9.0, m_h=0.0)

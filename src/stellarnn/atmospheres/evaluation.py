@@ -295,6 +295,12 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
                                                                      truth, grid.log_tau, smooth)
     if plot_dir is not None and all(name in predictions for name in SETS):
         result["plots"] = _plots(predictions, grid.log_tau, Path(plot_dir))
+        if "teff" in grid.axis_names and "logg" in grid.axis_names and "m_h" in grid.axis_names:
+            from ..figures import save_figure
+
+            worst = result["sets"]["teff_columns"]["worst_models"][0]["params"]  # the line of the worst (b) model
+            fig = plot_teff_line(grid, known, emulator, worst["logg"], worst["m_h"], worst.get("family", 0.0))
+            result["plots"].append(str(save_figure(fig, Path(plot_dir) / "innterpol_teff_line.png", dpi=100)))
     return result
 
 
@@ -427,6 +433,74 @@ def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:
     return [str(save_figure(plot_edge_temperatures(predictions, log_tau), folder / "innterpol_edge_T.png", dpi=100)),
             str(save_figure(plot_temperature_error_vs_depth(predictions, log_tau),
                             folder / "innterpol_T_error_vs_depth.png", dpi=100))]
+
+
+def plot_teff_line(grid: TauSampledGrid, known: np.ndarray, emulator, logg: float, m_h: float, family: float = 0.0,
+                   teff_range=(3500.0, 5500.0), depths=(("log_p_gas", -6.0), ("log_temperature", -6.0),
+                                                         ("log_n_e", 0.5)), fig=None):
+    """One Teff line of the grid (fixed log g, [M/H] and, where the grid has them, ATLAS9 family) at a few depths: the
+    models the interpolants may use, the held-out ones, and linear, cubic-spline, PCHIP and emulator predictions.
+
+    Shows where a held-out column cannot be recovered from its Teff neighbours (e.g. a kink between two nodes).
+
+    Parameters
+    ----------
+    grid : TauSampledGrid
+    known : bool (n_models,)
+        Models the interpolants may use (train + validation).
+    emulator : Innterpol
+    logg, m_h : float
+        The line (grid node values).
+    family : float
+        The ATLAS9 [M/H] family of the line (grids with a ``family`` axis only).
+    teff_range : (float, float)
+    depths : sequence of (quantity name of ``QUANTITIES``, log tau)
+        One panel each, at the layer nearest that log tau.
+    fig : matplotlib.figure.Figure or None
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from ..figures import new_figure
+
+    names = grid.axis_names
+    t_axis = names.index("teff")
+    line = np.isclose(grid.params[:, names.index("logg")], logg) & np.isclose(grid.params[:, names.index("m_h")], m_h)
+    if "family" in names:
+        line &= grid.params[:, names.index("family")] == family
+    t_nodes = grid.params[line, t_axis]
+    inside = (t_nodes >= teff_range[0]) & (t_nodes <= teff_range[1])
+    if not line.any() or not inside.any():
+        raise ValueError(f"no model of the grid on the line log g {logg:g}, [M/H] {m_h:+g} in {teff_range}")
+    teff = np.linspace(teff_range[0], teff_range[1], 161)
+    pts = np.repeat(grid.params[line][:1], len(teff), axis=0)
+    pts[:, t_axis] = teff
+    curves = {"linear": LinearBaseline(grid, known, grid.values)(pts),
+              "cubic spline": teff_line_interpolation(grid, known, pts, "spline"),
+              "PCHIP": teff_line_interpolation(grid, known, pts, "pchip")}
+    cols = [names.index(k) for k in emulator.axis_names]
+    with torch.inference_mode():
+        curves["iNNterpol"] = emulator.log_profiles(torch.as_tensor(pts[:, cols], dtype=torch.float32)).double().numpy()
+    fig, axes = new_figure(fig, nrows=1, ncols=len(depths), figsize=(4.5 * len(depths), 4), squeeze=False)
+    styles = {"linear": "C3:", "cubic spline": "C2-.", "PCHIP": "C1--", "iNNterpol": "C0-"}
+    rows = np.flatnonzero(line)
+    for ax, (quantity, lt) in zip(axes.flat, depths):
+        q, k = QUANTITIES.index(quantity), int(np.argmin(np.abs(grid.log_tau - lt)))
+        for name, v in curves.items():
+            ax.plot(teff, v[:, q, k], styles[name], label=name)
+        used, held = rows[known[rows]], rows[~known[rows]]
+        ax.plot(grid.params[used, t_axis], grid.values[used, q, k], "ko", label="models used")
+        ax.plot(grid.params[held, t_axis], grid.values[held, q, k], "ks", mfc="none", ms=8, label="held out")
+        on = rows[(grid.params[rows, t_axis] >= teff_range[0]) & (grid.params[rows, t_axis] <= teff_range[1])]
+        lo, hi = np.nanmin(grid.values[on, q, k]), np.nanmax(grid.values[on, q, k])
+        ax.set_ylim(lo - 0.25 * (hi - lo), hi + 0.25 * (hi - lo))  # the models, not a curve's excursion, set the scale
+        ax.set_xlim(*teff_range)
+        ax.set_xlabel("Teff [K]")
+        ax.set_ylabel(f"{quantity} at log tau = {grid.log_tau[k]:.2f}")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(f"Teff line log g {logg:g}, [M/H] {m_h:+g}: held-out columns against their neighbours")
+    return fig
 
 
 def plot_edge_temperatures(predictions: dict, log_tau: np.ndarray, fig=None):
