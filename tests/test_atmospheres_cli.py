@@ -79,6 +79,20 @@ def test_train_with_cosine_schedule_records_it(tmp_path):
     assert "--schedule cosine" in prov["command"] and "--weight-decay 1e-06" in prov["command"]
 
 
+def test_train_with_depth_weights_records_them_and_refuses_an_unknown_quantity(tmp_path, capsys):
+    from stellarnn.train import read_checkpoint
+
+    path = tmp_path / "dw.pt"
+    common = ["--components", "4", "--hidden", "8", "--layers", "1", "--epochs", "2", "-q"]
+    assert main(["atmosphere", "train", "-o", str(path), *common, "--depth-weight", "n_e", "-0.5", "1", "10"]) == 0
+    prov = read_checkpoint(path)["provenance"]
+    assert [list(w) for w in prov["config"]["depth_weights"]] == [["n_e", -0.5, 1.0, 10.0]]
+    assert "--depth-weight n_e -0.5 1 10" in prov["command"]
+    assert main(["atmosphere", "train", "-o", str(tmp_path / "bad.pt"), *common, "--depth-weight", "Ne", "0", "1", "2"]) != 0
+    assert "depth-weight quantity must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_train_polish_from_init_records_the_recipe(tmp_path, capsys):
     from stellarnn.train import read_checkpoint
 
