@@ -121,8 +121,8 @@ class InnterpolConfig:
     #: "rhox", "T", "P", "n_e".  When given, the loss is taken on the decoded log profiles (each quantity's error in
     #: units of its coefficients' rms, as before: with all weights 1 it equals the coefficient loss, the SVD basis
     #: being orthonormal) and the layers in [log_tau_min, log_tau_max] of that quantity count ``weight`` times.
-    #: n_e near tau = 1 moves ~10x more than T for the same change of the model (ionisation): this spends more of
-    #: the network there.
+    #: Near tau = 1 the held-out n_e errors are the T errors amplified ~10x (ionisation), for the emulator as for
+    #: linear interpolation; weighting n_e (and T) there moved the held-out n_e little (stop-30 closing note).
     depth_weights: tuple = ()
     #: [M/H] slices left out of training and validation (e.g. the grid audit's inconsistent slices); the
     #: held-out splits are made on the whole grid first, so the evaluation protocol does not change
