@@ -439,6 +439,7 @@ def main(argv=None) -> int:
             res["throughput"] = throughput(emulator, grid, args.repeats)
         res["checkpoint_metrics"] = emulator.checkpoint.get("metrics", {})
         res["hyperparameters"] = emulator.checkpoint.get("hyperparameters", {})
+        res["training_command"] = emulator.checkpoint.get("provenance", {}).get("command")  # how it was made
         result["checkpoints"][name] = res
     result["machine"]["load_average_end"] = os.getloadavg()
     if args.skip_throughput and "throughput_machine" in previous:
