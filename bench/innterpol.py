@@ -189,8 +189,9 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
 
     Emulator variants: the full API (numpy float64 depth arrays + the out-of-grid indicator), the
     fast path without the indicator (``with_distance=False``), the same returning float32 arrays, the
-    bfloat16 engine without and with the indicator (float32 arrays), and the full API on one thread.  Linear: multilinear interpolation of the raw log quantities
-    (and of the SVD coefficients, then decoded), converted to cgs.  Each callable is warmed up
+    bfloat16 engine without and with the indicator (float32 arrays), and the full API on one thread.
+    Linear: multilinear interpolation of the raw log quantities (and of the SVD coefficients, then
+    decoded), converted to cgs.  Each callable is warmed up
     before timing; medians over ``repeats`` timings.
     """
     splits = make_splits(grid)
