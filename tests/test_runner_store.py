@@ -360,3 +360,30 @@ def test_status_of_an_empty_postgres_database_hides_the_password(tmp_path, capsy
         assert out.startswith("no runs in") and "hunter2" not in out and ":***@" in out
     finally:
         drop()
+
+
+def test_schema_change_on_sqlite_waits_out_a_locked_file_but_not_other_errors(tmp_path):
+    """Runners opening a fresh file together: SQLite answers one of two schema writers 'database is locked' at once
+    (no busy wait in that deadlock), which must be retried, not turned into 'cannot open database'."""
+    import sqlite3
+
+    store = ResultsStore(tmp_path / "lock.sqlite")
+    calls = []
+
+    def locked_three_times(conn):
+        calls.append(1)
+        if len(calls) <= 3:
+            raise sa.exc.OperationalError("CREATE TABLE t", {}, sqlite3.OperationalError("database is locked"))
+        return "created"
+
+    assert store._schema_change(locked_three_times) == "created" and len(calls) == 4
+
+    def broken(conn):
+        calls.append(1)
+        raise sa.exc.OperationalError("SELECT", {}, sqlite3.OperationalError("no such column: x"))
+
+    calls.clear()
+    with pytest.raises(sa.exc.OperationalError, match="no such column"):
+        store._schema_change(broken)
+    assert len(calls) == 1
+    store.close()

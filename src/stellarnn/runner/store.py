@@ -61,6 +61,8 @@ DEFAULT_RETRY_SECONDS = 120.0
 DEFAULT_CLAIM_LEASE_SECONDS = 900.0
 #: PostgreSQL advisory-lock key serialising schema changes of the runner's tables
 SCHEMA_LOCK_KEY = zlib.crc32(b"stellarnn.runner.schema")
+#: how long creating the schema of an SQLite file retries "database is locked" (:meth:`ResultsStore._schema_change`)
+SQLITE_SCHEMA_LOCK_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -270,9 +272,16 @@ class ResultsStore:
         On PostgreSQL the transaction holds an advisory lock, so concurrent creators take turns
         (DDL is transactional there).  On any server, an error saying that a table, type or
         column already exists (another process created it between our check and our CREATE)
-        makes us look again, up to ``attempts`` times.
+        makes us look again, up to ``attempts`` times.  On SQLite, "database is locked" is retried
+        too, for up to :data:`SQLITE_SCHEMA_LOCK_SECONDS`: two connections that both read the schema
+        and then both write it deadlock, and SQLite answers one of them SQLITE_BUSY at once, without
+        waiting in its busy handler (seen with six runners opening a fresh file together on a busy
+        machine).
         """
-        for attempt in range(attempts):
+        deadline = time.monotonic() + SQLITE_SCHEMA_LOCK_SECONDS
+        delay = 0.02
+        attempt = 0
+        while True:
             try:
                 with self.engine.begin() as conn:
                     if self.engine.dialect.name == "postgresql":
@@ -280,8 +289,13 @@ class ResultsStore:
                     return change(conn)
             except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
                 msg = str(exc.orig).lower()
-                if attempt + 1 < attempts and ("already exists" in msg or "duplicate" in msg):
-                    time.sleep(0.05 * (attempt + 1))
+                attempt += 1
+                if attempt < attempts and ("already exists" in msg or "duplicate" in msg):
+                    time.sleep(0.05 * attempt)
+                    continue
+                if self.is_sqlite and ("locked" in msg or "busy" in msg) and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(2 * delay, 1.0)
                     continue
                 raise
 
@@ -315,9 +329,9 @@ class ResultsStore:
     @staticmethod
     def _sqlite_pragmas(dbapi_conn, _record):
         cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL below may have to wait for a lock
         cur.execute("PRAGMA journal_mode=WAL")  # readers (export, status) never block the writer
         cur.execute("PRAGMA synchronous=NORMAL")  # durable against process kills (not power loss)
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     def close(self) -> None:
