@@ -197,6 +197,13 @@ def test_teff_line_interpolation_spline_exact_for_cubics_pchip_no_overshoot_shor
     assert (cubic > 2.0).all() and (cubic < 3.0).all()
     with pytest.raises(ValueError, match="spline"):
         teff_line_interpolation(grid, known, at, "akima")
+    # a layer missing from one node of a line is NaN for that line only; the other layers are still interpolated
+    holed = TauSampledGrid(axes, idx, grid.values.copy(), grid.log_tau)
+    holed.values[(p[:, 0] == 4500.0) & (p[:, 1] == 1.0) & (p[:, 2] == -1.0), 1, 5] = np.nan
+    out = teff_line_interpolation(holed, ~column, p[column], "pchip")
+    on_line = (p[column][:, 1] == 1.0) & (p[column][:, 2] == -1.0)
+    assert np.isnan(out[on_line][:, 1, 5]).all() and np.isfinite(out[~on_line]).all()
+    assert np.isfinite(np.delete(out[on_line].reshape(int(on_line.sum()), -1), 71 + 5, axis=1)).all()
 
 
 def test_plot_teff_line_refuses_a_line_without_models():

@@ -299,7 +299,8 @@ def evaluate_checkpoint(path=None, grid: TauSampledGrid | None = None, plot_dir=
             from ..figures import save_figure
 
             worst = result["sets"]["teff_columns"]["worst_models"][0]["params"]  # the line of the worst (b) model
-            fig = plot_teff_line(grid, known, emulator, worst["logg"], worst["m_h"], worst.get("family", 0.0))
+            fig = plot_teff_line(grid, known, emulator, worst["logg"], worst["m_h"], worst.get("family", 0.0),
+                                 linear=linear_raw)
             result["plots"].append(str(save_figure(fig, Path(plot_dir) / "innterpol_teff_line.png", dpi=100)))
     return result
 
@@ -374,8 +375,13 @@ def teff_line_interpolation(grid: TauSampledGrid, known: np.ndarray, points: np.
         order = np.argsort(params[on_line, t])
         x = params[on_line, t][order]
         y = grid.values[on_line][order].reshape(len(x), -1)
-        fit = CubicSpline(x, y, axis=0) if kind == "spline" else PchipInterpolator(x, y, axis=0)
-        out[rows] = fit(points[rows, t]).reshape((int(rows.sum()),) + grid.values.shape[1:])
+        finite = np.isfinite(y).all(axis=0)  # a layer missing from any node of the line stays NaN (scipy refuses NaN)
+        if not finite.any():
+            continue
+        fit = (CubicSpline if kind == "spline" else PchipInterpolator)(x, y[:, finite], axis=0)
+        flat = np.full((int(rows.sum()), y.shape[1]), np.nan)
+        flat[:, finite] = fit(points[rows, t])
+        out[rows] = flat.reshape((int(rows.sum()),) + grid.values.shape[1:])
     return out
 
 
@@ -437,7 +443,7 @@ def _plots(predictions: dict, log_tau: np.ndarray, folder: Path) -> list[str]:
 
 def plot_teff_line(grid: TauSampledGrid, known: np.ndarray, emulator, logg: float, m_h: float, family: float = 0.0,
                    teff_range=(3500.0, 5500.0), depths=(("log_p_gas", -6.0), ("log_temperature", -6.0),
-                                                         ("log_n_e", 0.5)), fig=None):
+                                                         ("log_n_e", 0.5)), fig=None, linear: "LinearBaseline | None" = None):
     """One Teff line of the grid (fixed log g, [M/H] and, where the grid has them, ATLAS9 family) at a few depths: the
     models the interpolants may use, the held-out ones, and linear, cubic-spline, PCHIP and emulator predictions.
 
@@ -457,6 +463,8 @@ def plot_teff_line(grid: TauSampledGrid, known: np.ndarray, emulator, logg: floa
     depths : sequence of (quantity name of ``QUANTITIES``, log tau)
         One panel each, at the layer nearest that log tau.
     fig : matplotlib.figure.Figure or None
+    linear : LinearBaseline, optional
+        Linear interpolation over ``known`` on the raw log profiles, if the caller has built it already.
 
     Returns
     -------
@@ -476,7 +484,7 @@ def plot_teff_line(grid: TauSampledGrid, known: np.ndarray, emulator, logg: floa
     teff = np.linspace(teff_range[0], teff_range[1], 161)
     pts = np.repeat(grid.params[line][:1], len(teff), axis=0)
     pts[:, t_axis] = teff
-    curves = {"linear": LinearBaseline(grid, known, grid.values)(pts),
+    curves = {"linear": (linear or LinearBaseline(grid, known, grid.values))(pts),
               "cubic spline": teff_line_interpolation(grid, known, pts, "spline"),
               "PCHIP": teff_line_interpolation(grid, known, pts, "pchip")}
     cols = [names.index(k) for k in emulator.axis_names]
