@@ -41,7 +41,7 @@ import torch
 
 from stellarnn.synthesis.emulator import emulator_error_by_population, save_emulator, train_emulator
 from stellarnn.synthesis.grid_builder import load_grid
-from stellarnn.synthesis.populations import POPULATIONS
+from stellarnn.synthesis.populations import POPULATIONS, population_masks
 from stellarnn.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +135,11 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1, default=float) + "\n")
 
     sizes = sorted(int(k) for k in runs)
+    for n in sizes:  # how many of each population the subset holds (the sparse ones set the pace)
+        if n <= len(pool):
+            lab = data["labels"][np.sort(pool[:n])]
+            runs[str(n)]["n_train_by_population"] = {
+                k: int(v.sum()) for k, v in population_masks(lab[:, 0], lab[:, 1], lab[:, 2]).items()}
     trend = {}
     for pop in POPULATIONS:
         vals = [runs[str(n)]["by_population"][pop].get("rms_over_sigma_snr100", np.nan) for n in sizes]
