@@ -140,6 +140,12 @@ def main() -> None:
             lab = data["labels"][np.sort(pool[:n])]
             runs[str(n)]["n_train_by_population"] = {
                 k: int(v.sum()) for k, v in population_masks(lab[:, 0], lab[:, 1], lab[:, 2]).items()}
+            # held-out spectra with a label outside the subset's label range: the emulator extrapolates there
+            outside = ((test["labels"] < lab.min(0)) | (test["labels"] > lab.max(0))).any(1)
+            tl = test["labels"]
+            runs[str(n)]["n_test_outside_training_range"] = {
+                "all": int(outside.sum()),
+                **{k: int((outside & v).sum()) for k, v in population_masks(tl[:, 0], tl[:, 1], tl[:, 2]).items()}}
     trend = {}
     for pop in POPULATIONS:
         vals = [runs[str(n)]["by_population"][pop].get("rms_over_sigma_snr100", np.nan) for n in sizes]
