@@ -19,13 +19,13 @@ Protocol (one run, this machine):
   (:func:`stellarnn.synthesis.emulator.emulator_error_by_population`: median over the population's spectra of
   the per-spectrum rms over the pipelines' 7514 pixels, in units of sigma = 1/100);
 * per population a power law ``rms = a N^-b`` is fitted (least squares in log-log) to the sizes measured and
-  evaluated at ``--extrapolate`` training spectra (default: 90 % of the 12,000 the grid will hold).  Two or three
-  sizes trained on a time budget make this an indication, not a bound: it is labelled ``power_law_indication``.
+  evaluated at ``--extrapolate`` training spectra (default: 90 % of the 12,000 the grid will hold).  A few sizes,
+  each trained on a fixed epoch budget, make this an indication, not a bound: it is labelled ``power_law_indication``.
 
 Each finished size is written to the JSON at once; a rerun skips the sizes already there with the same recipe
 (rerun with more sizes as the grid grows).
 
-Run: ``.venv/bin/python bench/emulator_learning_curve.py --sizes 500 1000 2000``
+Run: ``.venv/bin/python bench/emulator_learning_curve.py --sizes 450 900 1800``
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid", default=str(REPO / "grids" / "apogee_like_f0" / "train"))
     ap.add_argument("--test-grid", default=str(REPO / "grids" / "apogee_like_f0" / "test"))
-    ap.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[450, 900, 1800])
     ap.add_argument("--hidden", type=int, nargs="+", default=[512, 512, 512])
     ap.add_argument("--activation", default="silu", choices=("silu", "leaky_relu"))
     ap.add_argument("--epochs", type=int, default=2500)
@@ -96,7 +96,8 @@ def main() -> None:
               "threads": args.threads, "validation": f"the first {N_VALID} spectra whose grid index is a multiple of 10"}
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {}
-    if result.get("recipe") != recipe:
+    if result and result.get("recipe") != recipe:
+        print(f"{out.name} holds another recipe: starting a new curve")
         result = {}
     result.update({"benchmark": "emulator_learning_curve", "grid": str(args.grid), "test_grid": str(args.test_grid),
                    "n_test_spectra": int(len(test["index"])), "recipe": recipe, "target_rms_over_sigma": TARGET,
@@ -154,8 +155,8 @@ def main() -> None:
                       "indicated_to_meet_target": None if fit is None else bool(fit["rms_over_sigma"] <= TARGET)}
     result["by_population"] = trend
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    result["plot"] = str(plot(trend, args.extrapolate, out.with_suffix(".png")).relative_to(REPO)) \
-        if out.resolve().is_relative_to(REPO) else str(plot(trend, args.extrapolate, out.with_suffix(".png")))
+    png = plot(trend, args.extrapolate, out.with_suffix(".png")).resolve()
+    result["plot"] = str(png.relative_to(REPO)) if png.is_relative_to(REPO) else str(png)
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(json.dumps({p: t["power_law_indication"] for p, t in trend.items()}, indent=1))
     print(f"wrote {out}")
