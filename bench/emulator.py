@@ -36,7 +36,7 @@ from timing import median_seconds
 from stellarnn.synthesis.emulator import emulator_error_by_population, evaluate_emulator, load_emulator
 from stellarnn.synthesis.fitter import chi2_at_labels, doppler_shift, fit_spectra
 from stellarnn.synthesis.populations import POPULATIONS, population_masks
-from stellarnn.synthesis.grid_builder import load_grid
+from stellarnn.synthesis.grid_builder import grid_rows, load_grid
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,8 +68,7 @@ def main() -> None:
     acc_split = {}
     for tag, sel in (("teff_lt_4500", cool), ("teff_ge_4500", ~cool)):
         if sel.any():
-            acc_split[tag] = evaluate_emulator(model, {k: (v[sel] if isinstance(v, np.ndarray) else v)
-                                                     for k, v in data.items()})
+            acc_split[tag] = evaluate_emulator(model, grid_rows(data, sel))
 
     by_population = emulator_error_by_population(model, data, snr=100.0)
 

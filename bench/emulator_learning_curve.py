@@ -40,18 +40,13 @@ import numpy as np
 import torch
 
 from stellarnn.synthesis.emulator import emulator_error_by_population, save_emulator, train_emulator
-from stellarnn.synthesis.grid_builder import load_grid
+from stellarnn.synthesis.grid_builder import grid_rows, load_grid
 from stellarnn.synthesis.populations import POPULATIONS, population_masks
 from stellarnn.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 N_VALID = 200
 TARGET = 0.3  # issue 18: held-out rms <= 0.3 sigma at S/N 100 in every population
-
-
-def subset(data: dict, idx: np.ndarray) -> dict:
-    n = len(data["index"])
-    return {k: (v[idx] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in data.items()}
 
 
 def power_law(sizes, values, at: float) -> dict | None:
@@ -90,7 +85,7 @@ def main() -> None:
     is_val = (idx[order] % 10) == 0
     val_rows = order[is_val][:N_VALID]
     pool = order[~is_val]
-    valid = subset(data, np.sort(val_rows))
+    valid = grid_rows(data, np.sort(val_rows))
     recipe = {"hidden": args.hidden, "activation": args.activation, "epochs": args.epochs, "batch_size": 128,
               "lr": 1e-3, "plateau_patience": 80, "early_stop_patience": 300, "seed": args.seed,
               "threads": args.threads, "validation": f"the first {N_VALID} spectra whose grid index is a multiple of 10"}
@@ -110,7 +105,7 @@ def main() -> None:
         if str(n) in runs:
             print(f"N={n}: in {out.name} already")
             continue
-        train = subset(data, np.sort(pool[:n]))
+        train = grid_rows(data, np.sort(pool[:n]))
         torch.manual_seed(args.seed)
         cfg = TrainConfig(epochs=args.epochs, batch_size=128, lr=1e-3, plateau_patience=80, early_stop_patience=300,
                           max_seconds=args.max_seconds, seed=args.seed, progress=True)
@@ -154,7 +149,6 @@ def main() -> None:
         trend[pop] = {"sizes": sizes, "rms_over_sigma_snr100": vals, "power_law_indication": fit,
                       "indicated_to_meet_target": None if fit is None else bool(fit["rms_over_sigma"] <= TARGET)}
     result["by_population"] = trend
-    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     png = plot(trend, args.extrapolate, out.with_suffix(".png")).resolve()
     result["plot"] = str(png.relative_to(REPO)) if png.is_relative_to(REPO) else str(png)
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")

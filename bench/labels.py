@@ -316,12 +316,12 @@ def bench_accuracy(args) -> dict:
     from stellarnn.labels.astronn.training import GRID_TO_ASTRONN, grid_labels_to_astronn, synthetic_observations
     from stellarnn.spectra import apogee_wavelength
     from stellarnn.synthesis.fitter import fit_spectra
-    from stellarnn.synthesis.grid_builder import load_grid
+    from stellarnn.synthesis.grid_builder import grid_rows, load_grid
     from stellarnn.synthesis.populations import POPULATIONS, population_masks
 
     grid = load_grid(args.test_grid)
     if args.n_test:
-        grid = {k: (v[:args.n_test] if isinstance(v, np.ndarray) else v) for k, v in grid.items()}
+        grid = grid_rows(grid, slice(None, args.n_test))
     names = list(grid["label_names"])
     grid_labels = np.asarray(grid["labels"], dtype=np.float64)
     masks = population_masks(grid_labels[:, names.index("teff")], grid_labels[:, names.index("logg")],

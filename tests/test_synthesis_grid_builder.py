@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from stellarnn.synthesis.grid_builder import GridSpec, load_grid
+from stellarnn.synthesis.grid_builder import GridSpec, grid_rows, load_grid
 from test_runner_inputs import write_test_grid
 
 
@@ -30,6 +30,19 @@ def test_several_grids_load_as_one(tmp_path):
     np.testing.assert_array_equal(both["flux"][4:], flux_b[[0, 2, 3, 4]].astype(np.float32))
     assert both["label_names"] == one_a["label_names"]
     assert load_grid([a])["flux"].shape == one_a["flux"].shape  # a one-element list is that grid
+
+
+def test_grid_rows_selects_spectra_in_every_per_spectrum_array(tmp_path):
+    write_test_grid(tmp_path / "g", seed=1)
+    _with_spec(tmp_path / "g")
+    data = load_grid(tmp_path / "g")
+    for rows, want in ((np.array([3, 0]), [3, 0]), (np.array([True, False, True, False]), [0, 2]),
+                       (slice(None, 2), [0, 1])):
+        sub = grid_rows(data, rows)
+        for k, v in data.items():
+            if isinstance(v, np.ndarray):
+                np.testing.assert_array_equal(sub[k], v[want], err_msg=k)
+        assert sub["label_names"] == data["label_names"] and len(sub["index"]) == len(want)
 
 
 def test_grids_of_other_physics_are_not_concatenated(tmp_path):

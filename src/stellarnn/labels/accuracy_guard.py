@@ -60,7 +60,7 @@ def guard_subset(grid_dir=DEFAULT_GUARD_GRID, per_population: int = GUARD_PER_PO
     ``index`` (the grid indices) and ``grid`` (the folder).
     """
     from ..spectra import Spectrum, apogee_wavelength
-    from ..synthesis.grid_builder import load_grid
+    from ..synthesis.grid_builder import grid_rows, load_grid
     from ..synthesis.populations import POPULATIONS, population_of
     from .astronn.training import synthetic_observations
 
@@ -73,8 +73,7 @@ def guard_subset(grid_dir=DEFAULT_GUARD_GRID, per_population: int = GUARD_PER_PO
     if missing:
         raise ValueError(f"{grid_dir}: no star of population(s) {', '.join(missing)}")
     chosen.sort()
-    sub = {k: (v[chosen] if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == len(labels) else v)
-           for k, v in grid.items()}
+    sub = grid_rows(grid, chosen)
     obs = synthetic_observations(sub, snr, seed=seed)
     wl = apogee_wavelength()
     spectra = [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])]

@@ -93,11 +93,12 @@ DEFAULT_EMULATOR = weights_dir("emulator") / "payne_apogee.pt"  # the checkout's
 
 def _split_grid(data: dict, fraction: float, seed: int) -> tuple[dict, dict]:
     """Deterministic train/validation split of a grid dictionary."""
+    from .grid_builder import grid_rows
+
     n = len(data["index"])
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(fraction * n)))
-    pick = lambda idx: {k: (v[idx] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in data.items()}
-    return pick(np.sort(order[n_val:])), pick(np.sort(order[:n_val]))
+    return grid_rows(data, np.sort(order[n_val:])), grid_rows(data, np.sort(order[:n_val]))
 
 
 def cmd_emulator_train(args) -> int:

@@ -347,6 +347,13 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
 _PER_GRID_FIELDS = ("name", "n", "seed")
 
 
+def grid_rows(data: dict, rows) -> dict:
+    """The spectra ``rows`` of a grid dictionary from :func:`load_grid` (an index array, a boolean mask or a slice):
+    every per-spectrum array is indexed, everything else (``label_names``) is kept as it is."""
+    n = len(data["index"])
+    return {k: (v[rows] if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == n else v) for k, v in data.items()}
+
+
 def load_grid(out, ok_only: bool = True) -> dict:
     """All packed and pending spectra of a grid: index, labels (n, n_labels), flux (n, 8575) float32, ...
 
