@@ -262,6 +262,96 @@ def throughput(emulator: Innterpol, grid, repeats: int) -> dict:
     return out
 
 
+def throughput_bound(emulator: Innterpol, repeats: int, cores: int | None = None) -> dict:
+    """Upper bound on the CPU engine's atmospheres per second on this machine, from rates measured in this run.
+
+    The engine's work per atmosphere is counted from its weights: multiply-adds of every product (trunk,
+    output layer, SVD decoding; those of bfloat16 layers apart), activation evaluations (one per hidden unit
+    of each activated layer, SiLU or leaky ReLU) and ``2**x`` evaluations (Q x K profile values).  Rates
+    measured on one thread: the GEMM peak (2048 x 2048 x 2048, float32 and bfloat16) and the GEMM at the
+    engine's own shape (a chunk of :attr:`Innterpol.chunk_size` rows times a hidden x hidden layer), and
+    torch's SiLU, leaky ReLU and exp2 (ns per float32 element, exp alongside for the record).  The bound on
+    ``cores`` cores (default: the CPUs this process may run on) is ``cores / t`` with ``t`` the time per
+    atmosphere at those rates: ``gemm_peak_only`` counts the products alone at the peak (activations, 10**x,
+    inputs, copies and the out-of-grid distance free) -- no engine built on torch's matrix products (MKL,
+    oneDNN) passes it on this machine; ``with_elementwise`` adds the activations and 10**x at torch's measured
+    per-element cost.
+    """
+    cores = int(cores or len(os.sched_getaffinity(0)))
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        big = torch.randn(2048, 2048, generator=g)
+        rows = int(emulator.chunk_size)
+        layers, _, _, _, _ = emulator._engine_weights("float32")
+        hidden = int(layers[-1][0][0].shape[1])
+        h = torch.randn(rows, hidden, generator=g)
+        w = torch.randn(hidden, hidden, generator=g) / hidden ** 0.5
+        x = torch.randn(rows, 4 * 71, generator=g) * 10.0
+        y = torch.empty_like(x)
+        with torch.inference_mode():
+            def gflops(fn, macs):
+                return 2.0 * macs / time_call(fn, repeats, 0.2) / 1e9
+
+            rates = {"float32_peak": gflops(lambda: torch.mm(big, big), 2048 ** 3),
+                     "bfloat16_peak": gflops(lambda b=big.bfloat16(): torch.mm(b, b), 2048 ** 3),
+                     "float32_engine_shape": gflops(lambda: torch.mm(h, w), rows * hidden * hidden),
+                     "bfloat16_engine_shape": gflops(lambda a=h.bfloat16(), b=w.bfloat16(): torch.mm(a, b),
+                                                     rows * hidden * hidden)}
+            ns = {"silu": time_call(lambda: torch.nn.functional.silu(h), repeats, 0.2) / h.numel() * 1e9,
+                  "leaky_relu": time_call(lambda: torch.nn.functional.leaky_relu(h, 0.2), repeats, 0.2)
+                  / h.numel() * 1e9,
+                  "exp2": time_call(lambda: torch.exp2(x, out=y), repeats, 0.2) / x.numel() * 1e9,
+                  "exp": time_call(lambda: torch.exp(x, out=y), repeats, 0.2) / x.numel() * 1e9}
+    finally:
+        torch.set_num_threads(prev)
+    out = {"cores": cores, "chunk_rows": rows, "gemm_gflops_per_s_one_thread": rates,
+           "elementwise_ns_per_element": ns, "precisions": {}}
+    for precision in ("float32", "bfloat16"):
+        layers, output, _, _, _ = emulator._engine_weights(precision)
+        macs = {"float32": 0, "bfloat16": 0}
+        activations = {"silu": 0, "leaky_relu": 0}
+        for (w_l, _), slope in layers:
+            macs["bfloat16" if w_l.dtype == torch.bfloat16 else "float32"] += int(w_l.shape[0] * w_l.shape[1])
+            if slope is not None:
+                activations["silu" if slope == "silu" else "leaky_relu"] += int(w_l.shape[1])
+        if output[0] == "split":
+            _, w_c, _, comps, _ = output
+            macs["float32"] += int(w_c.numel() + comps.numel())
+            n_exp = int(comps.shape[0] * comps.shape[2])
+        else:
+            macs["float32"] += int(output[1].numel())
+            n_exp = int(output[1].shape[1])
+        t_gemm = 2e-9 * (macs["float32"] / rates["float32_peak"] + macs["bfloat16"] / rates["bfloat16_peak"])
+        t_elem = 1e-9 * (sum(n * ns[kind] for kind, n in activations.items()) + n_exp * ns["exp2"])
+        out["precisions"][precision] = {
+            "multiply_adds_per_atmosphere": macs, "activations_per_atmosphere": activations,
+            "exp2_per_atmosphere": n_exp,
+            "bound_atm_per_s": {"gemm_peak_only": cores / t_gemm, "with_elementwise": cores / (t_gemm + t_elem)}}
+    return out
+
+
+def print_bound(entry: dict) -> None:
+    """One line per precision: the engine's measured rate at batch 1e5 against :func:`throughput_bound`."""
+    measured = entry.get("throughput", {}).get("100000", {})
+    keys = {"float32": "emulator_atm_per_s", "bfloat16": "emulator_bfloat16_float32_atm_per_s"}
+    for precision, row in entry["throughput_bound"]["precisions"].items():
+        b = row["bound_atm_per_s"]
+        print(f"  {precision}: measured {measured.get(keys[precision], float('nan')):.3g} /s with distance; bound "
+              f"{b['with_elementwise']:.3g} /s (products at the GEMM peak + activations + 10**x), "
+              f"{b['gemm_peak_only']:.3g} /s (products alone) on {entry['throughput_bound']['cores']} cores")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none): timings differ between machines."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+
+
 def bfloat16_cpu_flags() -> list[str]:
     """The CPU's bfloat16 matrix/vector flags (amx_*, avx512_bf16) from /proc/cpuinfo: what the bfloat16 engine can use."""
     try:
@@ -399,7 +489,8 @@ def main(argv=None) -> int:
               "synthesis_atmosphere_families": synthesis_atmosphere_families(),
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "bfloat16_cpu_flags": bfloat16_cpu_flags(), "load_average_start": os.getloadavg()},
+                          "bfloat16_cpu_flags": bfloat16_cpu_flags(), "cpu_model": cpu_model(),
+                          "load_average_start": os.getloadavg()},
               "grid": {"n_models": len(grid), "notes": grid.notes},
               "svd_reconstruction_vs_components": reconstruction_error(grid.values, 24),
               "teff_axis_interpolation": teff_axis_interpolation(grid),
@@ -436,8 +527,13 @@ def main(argv=None) -> int:
             if kept is not None:
                 res["throughput"] = kept
                 res["throughput_note"] = "kept from the previous run of this script (--skip-throughput)"
+            kept = previous.get("checkpoints", {}).get(name, {}).get("throughput_bound")
+            if kept is not None:
+                res["throughput_bound"] = kept
         else:
             res["throughput"] = throughput(emulator, grid, args.repeats)
+            res["throughput_bound"] = throughput_bound(emulator, args.repeats)
+            print_bound(res)
         res["checkpoint_metrics"] = emulator.checkpoint.get("metrics", {})
         res["hyperparameters"] = emulator.checkpoint.get("hyperparameters", {})
         res["training_command"] = emulator.checkpoint.get("provenance", {}).get("command")  # how it was made
@@ -459,13 +555,16 @@ def _throughput_only(weights, grid, args) -> int:
     result = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
     machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "bfloat16_cpu_flags": bfloat16_cpu_flags(), "load_average_start": os.getloadavg()}
+               "bfloat16_cpu_flags": bfloat16_cpu_flags(), "cpu_model": cpu_model(),
+               "load_average_start": os.getloadavg()}
     for w in weights:
         name = Path(w).stem
         print(f"== {name}")
         emulator = Innterpol.load(w)
         entry = result["checkpoints"].setdefault(name, {})
         entry["throughput"] = throughput(emulator, grid, args.repeats)
+        entry["throughput_bound"] = throughput_bound(emulator, args.repeats)
+        print_bound(entry)
     machine["load_average_end"] = os.getloadavg()
     machine["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     result["throughput_machine"] = machine
