@@ -25,15 +25,19 @@
 # bench/results/emulator_learning_curve.json): median held-out rms 0.06-0.33 sigma at 1800 (m_dwarfs last), falling
 # as N^-0.45...-0.8; best epochs 1770-2430, so --epochs 3000 with early stopping is enough.
 #
-# APOGEENET_SIZE: "small" (default; 108 k parameters, the shipped configuration) or "full" (the published
-# 72.6 M parameters).  The full network runs at ~2.7 spectra/s with 20 draws on 2 cores (bench/results/labels.json,
-# i.e. ~53 forward passes/s, roughly 18 spectra/s in training): ~20 min per epoch on ~20 k spectra, ~10 h
-# for 30 epochs; use it where that time (or a GPU) is available, and state the choice with its epochs and wall
-# time (the checkpoint's metrics hold epochs_run and train_seconds).
+# APOGEENET_SIZE: "medium" (default), "small" (108 k parameters, the configuration shipped so far) or "full" (the
+# published 72.6 M parameters).  The issue asks for the largest configuration that trains to convergence on
+# 2 cores; the >= 20 spectra/s target of the 20-draw pipeline binds first (bench/apogeenet_sizes.py,
+# bench/results/apogeenet_sizes.json): the convolution widths set the cost (any block wider than small's falls
+# below the target; the published blocks run ~3 spectra/s), while the published pooled length (1024) and dense
+# head (6 x 1024) cost little, so "medium" is small's convolutions with the published pool and head (13.6 M
+# parameters), ~0.08 h per epoch of ~30 k spectra on 2 cores.  State the choice with its epochs and wall time
+# (the checkpoint's metrics hold epochs_run and train_seconds).
 #
 # Usage: nohup scripts/retrain_labels_v4.sh > logs/retrain_v4.log 2>&1 &
-#   environment: RETRAIN_STATE, APOGEENET_SIZE (small|full), EMU_HIDDEN, EMULATED (label sets drawn, default
-#   20000), NET_SECONDS (wall-time limit per network, default 14400), EMU_SECONDS (default 18000), THREADS (2)
+#   environment: RETRAIN_STATE, APOGEENET_SIZE (medium|small|full), EMU_HIDDEN, EMULATED (label sets drawn, default
+#   20000), NET_SECONDS (AstroNN's training wall-time limit, summed over resumes, default 14400), APOGEENET_SECONDS
+#   (default 28800: medium's 40 epochs took ~4 h in bench/apogeenet_sizes.py), EMU_SECONDS (default 18000), THREADS (2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=.venv/bin/stellarnn
@@ -42,13 +46,15 @@ GRIDS=${RETRAIN_GRIDS:-grids/apogee_like_f0}  # (another folder only for tests o
 TRAIN=$GRIDS/train
 TEST=$GRIDS/test
 CALIB=$GRIDS/calib
-APOGEENET_SIZE=${APOGEENET_SIZE:-small}
+APOGEENET_SIZE=${APOGEENET_SIZE:-medium}
 EMU_HIDDEN=${EMU_HIDDEN:-512 512 512}
 EMULATED=${EMULATED:-20000}
 NET_SECONDS=${NET_SECONDS:-14400}
+APOGEENET_SECONDS=${APOGEENET_SECONDS:-28800}
 EMU_SECONDS=${EMU_SECONDS:-18000}
 THREADS=${THREADS:-2}
-case "$APOGEENET_SIZE" in small|full) ;; *) echo "APOGEENET_SIZE must be small or full, not '$APOGEENET_SIZE'" >&2; exit 1;; esac
+case "$APOGEENET_SIZE" in small|medium|full) ;; *) echo "APOGEENET_SIZE must be small, medium or full, not" \
+    "'$APOGEENET_SIZE'" >&2; exit 1;; esac
 
 # Refuse to start while any grid is incomplete: every spectrum that spec.json asks for must be synthesised.
 for g in $TEST $CALIB $TRAIN; do
@@ -84,12 +90,11 @@ step emulator $S emulator train --grid $TRAIN --test-grid $TEST --activation sil
     --resume "$STATE/emulator.resume.pt" --threads "$THREADS" -q -o "$EMU"
 
 COMMON=(--grid $TRAIN --fresh-noise --snr-range 30 500 --brackett-mask --emulated "$EMULATED" --emulator "$EMU"
-        --gate-grid $TEST --gate-sigma 0.3 --early-stop 8 --plateau-patience 3 --max-seconds "$NET_SECONDS"
-        --threads "$THREADS" --manifest -q)
-step astronn $S train astronn "${COMMON[@]}" --epochs 100 --lr 5e-4 --batch-size 64 --loss-beta 0.5 --select values \
-    --resume "$STATE/astronn.resume.pt" -o "$W/astronn/astronn.pt"
-step apogeenet $S train apogeenet "${COMMON[@]}" --size "$APOGEENET_SIZE" --epochs 100 --lr 1e-3 --batch-size 32 \
-    --resume "$STATE/apogeenet.resume.pt" -o "$W/apogeenet/apogeenet.pt"
+        --gate-grid $TEST --gate-sigma 0.3 --early-stop 8 --plateau-patience 3 --threads "$THREADS" --manifest -q)
+step astronn $S train astronn "${COMMON[@]}" --max-seconds "$NET_SECONDS" --epochs 100 --lr 5e-4 --batch-size 64 \
+    --loss-beta 0.5 --select values --resume "$STATE/astronn.resume.pt" -o "$W/astronn/astronn.pt"
+step apogeenet $S train apogeenet "${COMMON[@]}" --max-seconds "$APOGEENET_SECONDS" --size "$APOGEENET_SIZE" \
+    --epochs 100 --lr 1e-3 --batch-size 32 --resume "$STATE/apogeenet.resume.pt" -o "$W/apogeenet/apogeenet.pt"
 
 step calibrate_astronn $S train calibrate-noise astronn --weights "$W/astronn/astronn.pt" --emulated 400 \
     --emulator "$EMU" --accuracy-grid $CALIB --accuracy-snr 50 100 200 --raise-scale --threads "$THREADS"

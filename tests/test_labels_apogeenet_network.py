@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from stellarnn.labels.apogeenet.network import (APOGEENET_FULL, APOGEENET_SMALL, APOGEENetResNet, ChannelsLastConv1d,
+from stellarnn.labels.apogeenet.network import (APOGEENET_FULL, APOGEENET_MEDIUM, APOGEENET_SIZES, APOGEENET_SMALL,
+                                                APOGEENetResNet, ChannelsLastConv1d,
                                                 ResidualBlock1d, conv1d_channel_last, count_parameters,
                                                 fold_batch_norm, pool_max_channel_last, positional_channel)
 
@@ -13,6 +14,19 @@ def test_full_configuration_has_published_size():
     assert n == pytest.approx(72.6e6, rel=0.005)
     # the head dominates: Linear(64 * 1024 -> 1024)
     assert n > 65536 * 1024
+
+
+def test_medium_configuration_is_published_pool_and_head_on_small_convolutions():
+    # bench/apogeenet_sizes.py: the convolution widths set the pipeline's cost, the pool and head are nearly free
+    assert APOGEENET_SIZES == {"small": APOGEENET_SMALL, "medium": APOGEENET_MEDIUM, "full": APOGEENET_FULL}
+    for key in ("stem_channels", "block_channels", "kernel_size"):
+        assert APOGEENET_MEDIUM[key] == APOGEENET_SMALL[key]
+    for key in ("pool_length", "head_width", "n_head_layers"):
+        assert APOGEENET_MEDIUM[key] == APOGEENET_FULL[key]
+    n = count_parameters(APOGEENetResNet(**APOGEENET_MEDIUM))
+    # 8 channels x 1024 pooled positions -> 1024, five 1024 x 1024, 1024 -> 3, plus the small convolutions
+    head = (8 * 1024 + 1) * 1024 + 5 * (1024 + 1) * 1024 + (1024 + 1) * 3
+    assert head < n < head + 20_000
 
 
 def test_small_configuration_shapes_and_lengths():
@@ -71,7 +85,7 @@ def _random_batch_norm_statistics(m):
             mod.bias.data.normal_(0, 0.2)
 
 
-@pytest.mark.parametrize("config", [APOGEENET_SMALL,
+@pytest.mark.parametrize("config", [APOGEENET_SMALL, APOGEENET_MEDIUM,
                                     dict(APOGEENET_FULL, pool_length=16, head_width=32, n_head_layers=2),
                                     dict(APOGEENET_SMALL, pool_length=100, kernel_size=7)])
 def test_inference_forward_equals_module_forward(config):

@@ -69,7 +69,7 @@ def test_train_apogeenet_and_run_csv(apstar_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "anet.pt"
     rc = main(["train", "apogeenet", "--spectra", str(apstar_dir / "apStar*.fits"), "--labels",
                str(apstar_dir / "labels.fits"), "--epochs", "1", "-o", str(out), "-q", "--val-fraction", "0.5",
-               "--manifest"])
+               "--manifest", "--size", "medium"])
     assert rc == 0
     import json
 
@@ -77,13 +77,17 @@ def test_train_apogeenet_and_run_csv(apstar_dir, tmp_path, capsys, monkeypatch):
 
     manifest = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
     assert manifest["file"] == "anet.pt" and manifest["sha256"] == file_sha256(out)
+    from stellarnn.labels.apogeenet.network import APOGEENET_MEDIUM
+    from stellarnn.train import load_checkpoint
+
+    assert load_checkpoint(out)[1]["hyperparameters"]["pool_length"] == APOGEENET_MEDIUM["pool_length"]
     assert "apStar" in manifest["training_data"] and manifest["training_metrics"]["n_train"] == 1
     # fine-tuning from it: the manifest names the starting checkpoint and its sha256
     tuned = tmp_path / "tuned" / "anet2.pt"
     tuned.parent.mkdir()
     assert main(["train", "apogeenet", "--spectra", str(apstar_dir / "apStar*.fits"), "--labels",
                  str(apstar_dir / "labels.fits"), "--epochs", "1", "-o", str(tuned), "-q", "--val-fraction", "0.5",
-                 "--init", str(out), "--manifest"]) == 0
+                 "--init", str(out), "--manifest", "--size", "medium"]) == 0
     entry = json.loads((tuned.parent / "manifest.json").read_text())["models"][0]
     assert f"fine-tuned from {out} (sha256 {file_sha256(out)})" in entry["training_data"]
     # a manifest in the weights directory makes these the default weights

@@ -37,4 +37,4 @@ def test_refuses_incomplete_or_missing_grids(tmp_path):
     r = _run(tmp_path)  # test and calib complete, train missing
     assert r.returncode == 1 and "train has no spec.json" in r.stderr
     r = _run(tmp_path, APOGEENET_SIZE="huge")
-    assert r.returncode == 1 and "APOGEENET_SIZE must be small or full" in r.stderr
+    assert r.returncode == 1 and "APOGEENET_SIZE must be small, medium or full" in r.stderr

@@ -186,11 +186,11 @@ def cmd_train(args) -> int:
                                    init_from=args.init, brackett_mask=brackett_mask, fresh=data.get("fresh"),
                                    snr_range=args.snr_range)
     else:
-        from .apogeenet.network import APOGEENET_FULL, APOGEENET_SMALL
+        from .apogeenet.network import APOGEENET_SIZES
         from .apogeenet.training import train_apogeenet
 
         cols = [OUTPUT_LABELS.index(n) for n in ("teff", "logg", "fe_h")]
-        hp = APOGEENET_FULL if args.size == "full" else APOGEENET_SMALL
+        hp = APOGEENET_SIZES[args.size]
         fresh = data.get("fresh")
         if fresh is not None:
             fresh = dict(fresh, labels=fresh["labels"][:, cols])
@@ -495,8 +495,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--manifest", action="store_true",
                        help="write manifest.json next to the checkpoint (under weights/%s/ this ships it)" % name)
         if name == "apogeenet":
-            q.add_argument("--size", choices=("small", "full"), default="small",
-                           help="network widths: shipped small configuration or the published ~72.6 M parameters")
+            q.add_argument("--size", choices=("small", "medium", "full"), default="small",
+                           help="network widths: the shipped small configuration (108 k parameters), medium (the "
+                                "published pooled length and head on small's convolutions, 13.6 M; "
+                                "bench/apogeenet_sizes.py) or the published ~72.6 M parameters")
         else:
             q.add_argument("--loss-beta", type=float, default=_train_astronn_defaults()["loss_beta"],
                            help="beta-NLL exponent (Seitzer et al. 2022); 0 is the published AstroNN loss, "

@@ -11,8 +11,8 @@ that zero-pads the channels, then ELU; AdaptiveAvgPool1d(1024) -> flatten (64 x 
 The full network has about 72.6 M parameters (67 M of them in the first dense layer); the
 widths (stem and block channels, pooled length, head width and depth, kernel size) are
 hyper-parameters so that a smaller configuration of the same architecture can be trained and
-shipped on a CPU.  :data:`APOGEENET_FULL` is the published configuration,
-:data:`APOGEENET_SMALL` the shipped one.
+shipped on a CPU.  :data:`APOGEENET_FULL` is the published configuration, :data:`APOGEENET_SMALL` the
+shipped one, :data:`APOGEENET_MEDIUM` the one the retraining on the APOGEE-like grids uses.
 
 In eval mode the forward pass is evaluated faster with the same result
 (:meth:`APOGEENetResNet.forward_inference`: BatchNorm folded into the convolutions, channel-last
@@ -37,6 +37,15 @@ APOGEENET_FULL = dict(stem_channels=4, block_channels=(8, 16, 32, 64), kernel_si
 #: the configuration shipped with stellarnn: same architecture, narrower (CPU-trainable, fast inference)
 APOGEENET_SMALL = dict(stem_channels=4, block_channels=(4, 4, 8, 8), kernel_size=30, pool_length=64,
                        head_width=128, n_head_layers=3)
+#: the published pooled length and dense head on the small configuration's convolution widths (~13.6 M
+#: parameters): the largest configuration timed by ``bench/apogeenet_sizes.py`` whose 20-draw pipeline keeps the
+#: issue's >= 20 spectra/s on 2 cores with a 25 % margin and whose 40 epochs of retraining fit 8 h there
+#: (``bench/results/apogeenet_sizes.json``: the convolutions set the cost; the head and pooled length are nearly
+#: free, any wider block falls below the throughput target)
+APOGEENET_MEDIUM = dict(stem_channels=4, block_channels=(4, 4, 8, 8), kernel_size=30, pool_length=1024,
+                        head_width=1024, n_head_layers=6)
+#: the configurations by name (``stellarnn train apogeenet --size``)
+APOGEENET_SIZES = {"small": APOGEENET_SMALL, "medium": APOGEENET_MEDIUM, "full": APOGEENET_FULL}
 
 
 class ChannelsLastConv1d(nn.Conv1d):
