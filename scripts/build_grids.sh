@@ -7,6 +7,13 @@
 # stratified by population, then the training grid.
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
+# Background priority that holds: with the kernel's autogroups (one per session) plain `nice` only ranks
+# processes within their own group, so a build started under setsid would still take half the CPUs from an
+# interactive job; the group's own nice value ranks it below the rest of the machine.  Only when the build leads
+# a session of its own (setsid), so that a terminal's group is never reniced.
+if [[ -w /proc/self/autogroup && "$(ps -o sid= -p $$ | tr -d ' ')" == "$$" ]]; then
+    echo 19 > /proc/self/autogroup 2>/dev/null || true
+fi
 P=${PROCESSES:-2}
 G=.venv/bin/stellarnn
 # Atmospheres from one ATLAS9 [M/H] family (GridSpec.atmosphere_m_h_family = 0; grids/apogee_like_f0/README.md).
