@@ -38,7 +38,7 @@ import torch
 
 from stellarnn.spectra.apogee_grid import kept_pixel_index
 from stellarnn.synthesis.emulator import load_emulator
-from stellarnn.synthesis.grid_builder import GridSpec, load_grid, sample_labels
+from stellarnn.synthesis.grid_builder import GridSpec, label_columns, load_grid, sample_labels
 from stellarnn.synthesis.information import emulator_bounds, fisher_bounds, model_jacobian
 from stellarnn.synthesis.populations import POPULATIONS, population_masks
 
@@ -230,7 +230,8 @@ def main() -> None:
     result["by_population"] = bounds_section(emu, grid_labels(label_grid, names), names, model_error)["populations"]
     result["label_set"] = os.path.relpath(label_grid, ROOT)
     box = load_grid(args.box_grid)
-    result["by_population_box_test"] = bounds_section(emu, box["labels"][:, :n_lab], names, model_error)["populations"]
+    # the box grid has no broadening labels (synthesised with v_macro = v_sini = 0): label_columns fills them
+    result["by_population_box_test"] = bounds_section(emu, label_columns(box, names), names, model_error)["populations"]
     if args.skip_pysme and "pysme_check" in previous:
         result["pysme_check"] = previous["pysme_check"]
     elif not args.skip_pysme:

@@ -4,8 +4,8 @@ import pytest
 
 from stellarnn.data.fetch import sha256_of
 from stellarnn.labels.accuracy_guard import (GUARD_PER_POPULATION, POPULATION_TARGETS, REGRESSION_FACTOR,
-                                             TARGET_FACTOR, guard_limits, guard_subset, guard_violations,
-                                             population_scatter, read_guard)
+                                             TARGET_FACTOR, guard_limits, guard_record, guard_subset,
+                                             guard_violations, population_scatter, read_guard)
 from stellarnn.labels.pipeline import get_pipeline, resolve_shipped_weights
 from stellarnn.synthesis.populations import POPULATIONS, population_of
 
@@ -38,6 +38,14 @@ def test_guard_limits_follow_target_or_shipped_figure():
     bad = guard_violations(record, worse)
     assert len(bad) == 2 and bad[0].startswith("giants teff") and "logg" in bad[1]
     assert guard_violations(record, {}) == ["giants: not measured"]
+
+
+def test_no_guard_is_written_from_unlabelled_spectra(subset):
+    # a pipeline that failed on the subset (every label NaN) measures an infinite scatter: no limits from that
+    entry = {"n": 10, "teff": float("inf"), "logg": 0.1, "fe_h": 0.02, "n_finite_teff": 0, "n_finite_logg": 10,
+             "n_finite_fe_h": 10}
+    with pytest.raises(ValueError, match=r"giants teff \(0 of 10 labelled\)"):
+        guard_record("astronn", resolve_shipped_weights("astronn"), {"giants": entry}, subset)
 
 
 @pytest.mark.parametrize("name", ["astronn", "apogeenet"])

@@ -76,6 +76,33 @@ def test_profiling_the_missing_labels_lowers_chi2(ood):
     assert profiled < 0.5 * plain and profiled < 3
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "silu"])
+def test_jacobian_chain_rule_matches_autograd(ood, activation):
+    # the profiling's hand-written chain rule must hold for both emulator activations (the retrained emulator
+    # is SiLU: without its rule every row of the pipelines' OOD measure failed)
+    from stellarnn.synthesis.emulator import PayneEmulator
+
+    torch.manual_seed(0)
+    small = PayneEmulator(len(ood.label_names), ood.model.flux_net[-1].out_features, (8, 8),
+                          n_continuum=ood.model.n_continuum, activation=activation)
+    saved, ood.model = ood.model, small
+    try:
+        scaled = torch.rand(3, len(ood.label_names), dtype=torch.float64) - 0.5
+        free = torch.tensor([0, 1, 5])
+        got = ood._jacobian(scaled, free)
+
+        def kept(theta, row):
+            full = scaled[row].to(torch.float32).clone()
+            full[free] = theta
+            return small.forward_scaled(full[None])[0, ood.kept]
+
+        for row in range(3):
+            want = torch.func.jacrev(lambda t: kept(t, row))(scaled[row, free].to(torch.float32))
+            assert torch.allclose(got[row].float(), want, rtol=1e-4, atol=1e-6)
+    finally:
+        ood.model = saved
+
+
 def test_grid_labels_clip_to_the_box_and_convert_abundances(ood):
     lab = ood.grid_labels([9000.0, np.nan], [4.0, 2.0], [0.1, -0.2], {"mg_h": np.array([0.4, np.nan])})
     j = {n: i for i, n in enumerate(ood.label_names)}

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from stellarnn.synthesis.grid_builder import GridSpec, grid_rows, load_grid
+from stellarnn.synthesis.grid_builder import GridSpec, grid_rows, label_columns, load_grid
 from test_runner_inputs import write_test_grid
 
 
@@ -30,6 +30,14 @@ def test_several_grids_load_as_one(tmp_path):
     np.testing.assert_array_equal(both["flux"][4:], flux_b[[0, 2, 3, 4]].astype(np.float32))
     assert both["label_names"] == one_a["label_names"]
     assert load_grid([a])["flux"].shape == one_a["flux"].shape  # a one-element list is that grid
+
+
+def test_label_columns_by_name_with_zero_broadening_for_grids_without_it():
+    data = {"label_names": ["teff", "logg", "m_h"], "labels": np.array([[4500.0, 2.0, -0.5], [6000.0, 4.0, 0.1]])}
+    got = label_columns(data, ["logg", "teff", "v_macro", "v_sini"])
+    np.testing.assert_array_equal(got, [[2.0, 4500.0, 0.0, 0.0], [4.0, 6000.0, 0.0, 0.0]])
+    with pytest.raises(KeyError, match="no label 'mg_m'"):
+        label_columns(data, ["teff", "mg_m"])
 
 
 def test_grid_rows_selects_spectra_in_every_per_spectrum_array(tmp_path):

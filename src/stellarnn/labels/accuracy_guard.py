@@ -121,8 +121,21 @@ def guard_limits(measured: dict) -> dict:
 
 
 def guard_record(name: str, weights, measured: dict, subset: dict) -> dict:
-    """The content of ``guard.json`` for pipeline ``name`` and its checkpoint ``weights``."""
+    """The content of ``guard.json`` for pipeline ``name`` and its checkpoint ``weights``.
+
+    Raises
+    ------
+    ValueError
+        A population's scatter is not finite (fewer than 3 of its spectra got a label): limits taken from it
+        would guard nothing.
+    """
     from ..data.fetch import sha256_of
+
+    unanswered = [f"{p} {lab} ({entry[f'n_finite_{lab}']} of {entry['n']} labelled)" for p, entry in measured.items()
+                  for lab in GUARD_LABELS if not np.isfinite(entry[lab])]
+    if unanswered:
+        raise ValueError(f"{name}: no scatter to guard for {', '.join(unanswered)}; the pipeline left the guard "
+                         "subset's spectra without labels (see its flags and errors)")
 
     return {"pipeline": name, "weights": Path(weights).name, "weights_sha256": sha256_of(Path(weights)),
             "subset": {"grid": Path(subset["grid"]).as_posix().split("grids/")[-1], "per_population":

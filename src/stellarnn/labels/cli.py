@@ -362,7 +362,11 @@ def cmd_guard(args) -> int:
     weights = resolve_shipped_weights(args.pipeline, args.weights)
     subset = guard_subset()
     measured = population_scatter(get_pipeline(args.pipeline, weights=weights), subset)
-    record = guard_record(args.pipeline, weights, measured, subset)
+    try:
+        record = guard_record(args.pipeline, weights, measured, subset)
+    except ValueError as exc:
+        print(f"stellarnn: {exc}", file=sys.stderr)
+        return 1
     print(f"{args.pipeline} ({weights}), robust scatter at S/N {subset['snr']:g} on the guard subset:")
     for pop, entry in measured.items():
         print(f"  {pop:18s} n={entry['n']:2d}  " + "  ".join(

@@ -188,7 +188,7 @@ class EmulatorOOD:
 
     def _jacobian(self, scaled: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
         """d(model flux on the kept pixels) / d(scaled labels ``free``), (B, 7514, F), by the chain rule
-        through the MLP (Linear / LeakyReLU layers), batched matrix products in float32."""
+        through the MLP (Linear, LeakyReLU and SiLU layers), batched matrix products in float32."""
         x = scaled.to(torch.float32)
         tangent = None
         layers = list(self.model.flux_net)
@@ -205,6 +205,10 @@ class EmulatorOOD:
                 slope = torch.where(x > 0, 1.0, layer.negative_slope)
                 tangent = tangent * slope[:, :, None]
                 x = layer(x)
+            elif isinstance(layer, torch.nn.SiLU):  # d/dx x s(x) = s(x) (1 + x (1 - s(x))), s the logistic
+                sig = torch.sigmoid(x)
+                tangent = tangent * (sig * (1 + x * (1 - sig)))[:, :, None]
+                x = x * sig
             else:
                 raise TypeError(f"emulator layer {type(layer).__name__} has no Jacobian rule here")
         return tangent.to(torch.float64)

@@ -354,6 +354,25 @@ def grid_rows(data: dict, rows) -> dict:
     return {k: (v[rows] if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == n else v) for k, v in data.items()}
 
 
+def label_columns(data: dict, names) -> np.ndarray:
+    """The labels ``names`` (in that order) of a grid dictionary from :func:`load_grid`, (n, len(names)) float64.
+
+    A broadening label (:data:`BROADENING_LABELS`) that the grid does not carry is 0: grids built without them were
+    synthesised without macroturbulence and rotation (:func:`compute_one`).  Any other missing label is an error.
+    """
+    have = list(data["label_names"])
+    labels = np.asarray(data["labels"], dtype=np.float64)
+    cols = []
+    for name in names:
+        if name in have:
+            cols.append(labels[:, have.index(name)])
+        elif name in BROADENING_LABELS:
+            cols.append(np.zeros(len(labels)))
+        else:
+            raise KeyError(f"the grid has no label {name!r} (it has {', '.join(have)})")
+    return np.column_stack(cols) if cols else np.zeros((len(labels), 0))
+
+
 def load_grid(out, ok_only: bool = True) -> dict:
     """All packed and pending spectra of a grid: index, labels (n, n_labels), flux (n, 8575) float32, ...
 
