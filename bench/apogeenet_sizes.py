@@ -15,8 +15,9 @@ one run on this machine:
   ``--epochs`` epochs (default 40: the small network's early stopping ended at 30-60 epochs of fresh noise).
 
 The choice (key ``choice``): the largest configuration (by parameters) whose pipeline keeps the throughput target
-with ``--margin`` to spare (the out-of-distribution measure costs ~15 %: ``labels.json`` -> ``ood.throughput``)
-and whose ``--epochs`` epochs fit in ``--budget-hours`` on these cores.
+with ``--margin`` to spare (the out-of-distribution measure costs ~15 %: ``labels.json`` -> ``ood.throughput``),
+whose ``--epochs`` epochs fit in ``--budget-hours`` on these cores and whose float16 checkpoint (``weights_mb``)
+fits ``--max-weights-mb`` (the repository keeps every shipped version and the retrain's snapshots).
 
     python bench/apogeenet_sizes.py [--threads 2] [--out bench/results/apogeenet_sizes.json]
 """
@@ -46,8 +47,9 @@ from stellarnn.train import save_checkpoint  # noqa: E402
 #: configurations timed, smallest first: the shipped one, widths between, the published one
 CONFIGS = {
     "small": APOGEENET_SMALL,
-    "small_pool1024_head512x4": dict(APOGEENET_SMALL, pool_length=1024, head_width=512, n_head_layers=4),
+    "small_pool256_head512x4": dict(APOGEENET_SMALL, pool_length=256, head_width=512, n_head_layers=4),
     "medium": APOGEENET_MEDIUM,
+    "small_pool1024_head1024x6": dict(APOGEENET_SMALL, pool_length=1024, head_width=1024, n_head_layers=6),
     "blocks_4_8_8_16": dict(APOGEENET_SMALL, block_channels=(4, 8, 8, 16), pool_length=128, head_width=256),
     "blocks_4_8_16_32": dict(APOGEENET_SMALL, block_channels=(4, 8, 16, 32), pool_length=256, head_width=512,
                              n_head_layers=4),
@@ -73,14 +75,15 @@ def train_step_seconds(config: dict, repeats: int, batch: int = 32) -> float:
     return median_seconds(step, repeats)
 
 
-def pipeline_seconds(config: dict, spectra, tmp: Path, name: str, repeats: int) -> float:
-    """Median seconds of the 20-draw pipeline over ``spectra`` (random weights: the cost does not depend on them)."""
+def pipeline_seconds(config: dict, spectra, tmp: Path, name: str, repeats: int) -> tuple[float, float]:
+    """Median seconds of the 20-draw pipeline over ``spectra`` (random weights: the cost does not depend on them)
+    and the size (MB) of the float16 checkpoint it loaded (the shipped weights' format)."""
     torch.manual_seed(0)
     hp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
     path = save_checkpoint(tmp / f"{name}.pt", APOGEENetResNet(**config), "apogeenet", hp, half=True)
     p = get_pipeline("apogeenet", weights=path, n_draws=20)
     p.process(spectra[:2])
-    return median_seconds(lambda: p.process(spectra), repeats)
+    return median_seconds(lambda: p.process(spectra), repeats), Path(path).stat().st_size / 1e6
 
 
 def main(argv=None) -> int:
@@ -94,6 +97,9 @@ def main(argv=None) -> int:
                     help="wall time the retrain may give APOGEENet on these cores (resumable across sessions)")
     ap.add_argument("--target", type=float, default=20.0, help="pipeline spectra/s (issue target, 20 draws)")
     ap.add_argument("--margin", type=float, default=1.25, help="pipeline throughput needed: target x margin")
+    ap.add_argument("--max-weights-mb", type=float, default=12.0,
+                    help="float16 checkpoint size allowed (the repository's 400 MB holds the grids, every shipped "
+                         "network and the retrain's per-session snapshots: ~25 MB are left for APOGEENet's)")
     ap.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "apogeenet_sizes.json"))
     args = ap.parse_args(argv)
@@ -102,27 +108,29 @@ def main(argv=None) -> int:
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                           "torch": torch.__version__, "load_average_start": os.getloadavg()},
               "settings": {k: getattr(args, k) for k in ("n_train", "epochs", "budget_hours", "target", "margin",
-                                                         "n_spectra", "repeats")},
+                                                         "max_weights_mb", "n_spectra", "repeats")},
               "configs": {}}
     with tempfile.TemporaryDirectory(prefix="apogeenet_sizes") as tmp:
         for name in args.configs:
             cfg = CONFIGS[name]
             t_train = train_step_seconds(cfg, args.repeats)
             reps = args.repeats if name != "full" else 2
-            t_pipe = pipeline_seconds(cfg, spectra, Path(tmp), name, reps)
+            t_pipe, weights_mb = pipeline_seconds(cfg, spectra, Path(tmp), name, reps)
             train_rate = 32 / t_train
             epoch_h = args.n_train / train_rate / 3600
             row = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
                    "parameters": count_parameters(APOGEENetResNet(**cfg)),
                    "train_spectra_per_s": train_rate, "pipeline_spectra_per_s": args.n_spectra / t_pipe,
-                   "epoch_hours": epoch_h, "hours_for_epochs": args.epochs * epoch_h}
+                   "epoch_hours": epoch_h, "hours_for_epochs": args.epochs * epoch_h, "weights_mb": weights_mb}
             row["meets_throughput"] = row["pipeline_spectra_per_s"] >= args.target * args.margin
             row["fits_budget"] = row["hours_for_epochs"] <= args.budget_hours
+            row["fits_repository"] = weights_mb <= args.max_weights_mb
             result["configs"][name] = row
-            print(f"{name:>18s}: {row['parameters']:>9,d} parameters, train {train_rate:6.1f} spectra/s "
-                  f"({epoch_h:5.2f} h/epoch, {row['hours_for_epochs']:5.1f} h for {args.epochs}), pipeline "
+            print(f"{name:>26s}: {row['parameters']:>10,d} parameters ({weights_mb:5.1f} MB), train "
+                  f"{train_rate:6.1f} spectra/s ({epoch_h:5.2f} h/epoch, {row['hours_for_epochs']:5.1f} h for {args.epochs}), pipeline "
                   f"{row['pipeline_spectra_per_s']:6.1f} spectra/s (20 draws)", flush=True)
-    ok = [(r["parameters"], n) for n, r in result["configs"].items() if r["meets_throughput"] and r["fits_budget"]]
+    ok = [(r["parameters"], n) for n, r in result["configs"].items()
+          if r["meets_throughput"] and r["fits_budget"] and r["fits_repository"]]
     result["choice"] = max(ok)[1] if ok else None
     result["machine"]["load_average_end"] = os.getloadavg()
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -9,11 +9,16 @@
 #      held-out error is <= 0.3 sigma at S/N 100 (the populations used/skipped are in the checkpoints' provenance)
 #   4. both noise models recalibrated (emulated repeat pairs, then the accuracy floor on grids/apogee_like_f0/calib)
 #   5. bench/crlb.py, bench/emulator.py and bench/labels.py on grids/apogee_like_f0/test
-# Each finished step leaves STATE/STEP.done; a rerun skips those and resumes the one in progress (resume files
-# in STATE).  STATE (default $STELLARNN_CACHE/retrain_v4, i.e. ~/.cache/stellarnn/retrain_v4) lies outside the
-# work tree, so a later session on the same machine resumes the chain even with a new checkout.  New checkpoints
-# (and manifests) are staged in STATE/weights/ and copied into weights/ only once all three are trained and
-# calibrated: the shipped weights never hold a half-finished chain.
+# Each finished step leaves STATE/STEP.done; a rerun skips those.  The machine does not outlive a session (a new
+# session starts from a fresh clone), so STATE (default retrain/v4 in the work tree) is committed at the end of
+# each session: the .done markers, each training's spent seconds (STEP.seconds) and the staged checkpoints
+# (STATE/weights/, float16), while the trainers' resume files (STEP.resume.pt, full precision with the optimiser,
+# git-ignored) only carry an interrupted slice within one session.  A training runs in slices of at most
+# SLICE_SECONDS (default 8400 s, which fits a session) until it stops by itself (early stopping) or has used
+# its budget (EMU_SECONDS, NET_SECONDS, APOGEENET_SECONDS); a slice after the first starts from the staged
+# checkpoint of the last one (--init) at CONTINUE_LR_FACTOR (0.3) times the learning rate.  New checkpoints
+# (and manifests) are copied into weights/ only once all three are trained and calibrated: the shipped weights
+# never hold a half-finished chain.
 #
 # Emulator widths (EMU_HIDDEN, default 512 512 512, SiLU): the Payne's 300 300 leaky-ReLU network left an error at
 # the noise level in cool giants and M dwarfs (6.6e-3 and 9.6e-3 rms against sigma = 1e-2), whose molecular
@@ -34,10 +39,12 @@
 # parameters), ~0.08 h per epoch of ~30 k spectra on 2 cores.  State the choice with its epochs and wall time
 # (the checkpoint's metrics hold epochs_run and train_seconds).
 #
-# Usage: nohup scripts/retrain_labels_v4.sh > logs/retrain_v4.log 2>&1 &
-#   environment: RETRAIN_STATE, APOGEENET_SIZE (medium|small|full), EMU_HIDDEN, EMULATED (label sets drawn, default
-#   20000), NET_SECONDS (AstroNN's training wall-time limit, summed over resumes, default 14400), APOGEENET_SECONDS
-#   (default 28800: medium's 40 epochs took ~4 h in bench/apogeenet_sizes.py), EMU_SECONDS (default 18000), THREADS (2)
+# Usage: nohup scripts/retrain_labels_v4.sh > logs/retrain_v4.log 2>&1 &   (each session; then `git add retrain/v4`
+#   and commit before the session ends)
+#   environment: RETRAIN_STATE, SLICE_SECONDS, CONTINUE_LR_FACTOR, APOGEENET_SIZE (medium|small|full), EMU_HIDDEN,
+#   EMULATED (label sets drawn, default 20000), NET_SECONDS (AstroNN's training budget, summed over its slices, default
+#   14400), APOGEENET_SECONDS (default 28800: medium's 40 epochs ~2.7 h in bench/apogeenet_sizes.py), EMU_SECONDS
+#   (default 18000), THREADS (2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=.venv/bin/stellarnn
@@ -71,7 +78,9 @@ for g in $TEST $CALIB $TRAIN; do
     fi
 done
 
-STATE=${RETRAIN_STATE:-${STELLARNN_CACHE:-$HOME/.cache/stellarnn}/retrain_v4}
+STATE=${RETRAIN_STATE:-retrain/v4}
+SLICE_SECONDS=${SLICE_SECONDS:-8400}
+CONTINUE_LR_FACTOR=${CONTINUE_LR_FACTOR:-0.3}
 W=$STATE/weights
 mkdir -p logs "$STATE" "$W/emulator" "$W/apogeenet" "$W/astronn"
 
@@ -83,18 +92,50 @@ step() {  # step NAME COMMAND...
     touch "$STATE/$name.done"
 }
 
+# train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
+# --max-seconds, --resume, -o) until it stops by itself or has spent BUDGET_SECONDS; then NAME.done.
+train_step() {
+    local name=$1 budget=$2 ckpt=$3 lr=$4; shift 4
+    local spent left slice report start
+    while [[ ! -e "$STATE/$name.done" ]]; do
+        spent=$(cat "$STATE/$name.seconds" 2>/dev/null || echo 0)
+        left=$($PY -c "import sys; print(max(0, int(float(sys.argv[1]) - float(sys.argv[2]))))" "$budget" "$spent")
+        if (( left <= 0 )); then
+            echo "== $name: its ${budget} s are spent"; touch "$STATE/$name.done"; break
+        fi
+        slice=$(( left < SLICE_SECONDS ? left : SLICE_SECONDS ))
+        start=(--lr "$lr")
+        if [[ "$spent" != 0 && -f "$ckpt" ]]; then  # a later slice: from the last one's checkpoint, gentler steps
+            start=(--init "$ckpt" --lr "$($PY -c "import sys; print(float(sys.argv[1]) * float(sys.argv[2]))" \
+                                           "$lr" "$CONTINUE_LR_FACTOR")")
+        fi
+        echo "== $name: slice of ${slice} s (${spent} of ${budget} s spent): $* ${start[*]}  ($(date -u +%FT%TZ))"
+        "$@" "${start[@]}" --max-seconds "$slice" --resume "$STATE/$name.resume.pt" -o "$ckpt"
+        report=$($PY - "$ckpt" "$spent" <<'PYEOF'
+import sys, torch
+metrics = torch.load(sys.argv[1], map_location="cpu", weights_only=False)["metrics"]
+print(float(sys.argv[2]) + float(metrics["train_seconds"]), metrics.get("stopped_by", "") or "unknown")
+PYEOF
+)
+        rm -f "$STATE/$name.resume.pt"  # the slice is over: its resume file must not restart a finished training
+        echo "${report% *}" > "$STATE/$name.seconds"
+        echo "== $name: slice ended (${report#* }), ${report% *} of ${budget} s spent"
+        if [[ "${report#* }" != max_seconds ]]; then touch "$STATE/$name.done"; fi
+    done
+    if [[ -e "$STATE/$name.done" ]]; then echo "== $name: done"; fi
+}
+
 EMU=$W/emulator/payne_apogee.pt
 # shellcheck disable=SC2086  # EMU_HIDDEN is a list of widths
-step emulator $S emulator train --grid $TRAIN --test-grid $TEST --activation silu --hidden $EMU_HIDDEN \
-    --epochs 3000 --batch-size 128 --plateau-patience 80 --early-stop 300 --max-seconds "$EMU_SECONDS" \
-    --resume "$STATE/emulator.resume.pt" --threads "$THREADS" -q -o "$EMU"
+train_step emulator "$EMU_SECONDS" "$EMU" 1e-3 $S emulator train --grid $TRAIN --test-grid $TEST --activation silu \
+    --hidden $EMU_HIDDEN --epochs 3000 --batch-size 128 --plateau-patience 80 --early-stop 300 --threads "$THREADS" -q
 
 COMMON=(--grid $TRAIN --fresh-noise --snr-range 30 500 --brackett-mask --emulated "$EMULATED" --emulator "$EMU"
         --gate-grid $TEST --gate-sigma 0.3 --early-stop 8 --plateau-patience 3 --threads "$THREADS" --manifest -q)
-step astronn $S train astronn "${COMMON[@]}" --max-seconds "$NET_SECONDS" --epochs 100 --lr 5e-4 --batch-size 64 \
-    --loss-beta 0.5 --select values --resume "$STATE/astronn.resume.pt" -o "$W/astronn/astronn.pt"
-step apogeenet $S train apogeenet "${COMMON[@]}" --max-seconds "$APOGEENET_SECONDS" --size "$APOGEENET_SIZE" \
-    --epochs 100 --lr 1e-3 --batch-size 32 --resume "$STATE/apogeenet.resume.pt" -o "$W/apogeenet/apogeenet.pt"
+train_step astronn "$NET_SECONDS" "$W/astronn/astronn.pt" 5e-4 $S train astronn "${COMMON[@]}" --epochs 100 \
+    --batch-size 64 --loss-beta 0.5 --select values
+train_step apogeenet "$APOGEENET_SECONDS" "$W/apogeenet/apogeenet.pt" 1e-3 $S train apogeenet "${COMMON[@]}" \
+    --size "$APOGEENET_SIZE" --epochs 100 --batch-size 32
 
 step calibrate_astronn $S train calibrate-noise astronn --weights "$W/astronn/astronn.pt" --emulated 400 \
     --emulator "$EMU" --accuracy-grid $CALIB --accuracy-snr 50 100 200 --raise-scale --threads "$THREADS"

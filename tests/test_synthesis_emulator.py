@@ -79,3 +79,24 @@ def test_emulator_error_by_population_in_units_of_the_noise():
     out = emulator_error_by_population(model, {"labels": labels, "flux": flux})
     assert out["giants"]["n"] == 1 and out["giants"]["rms_over_sigma_snr100"] == pytest.approx(0.3, rel=1e-3)
     assert out["hot"]["n"] == 1 and out["m_dwarfs"] == {"n": 0}
+
+
+def test_training_continues_from_an_init_emulator_and_says_why_it_stopped(tmp_path):
+    # scripts/retrain_labels_v4.sh continues a training across sessions from the last slice's checkpoint
+    torch.manual_seed(0)
+    train, valid = toy_grid(300, 0), toy_grid(40, 1)
+    first = train_emulator(train, valid, hidden=(32, 32), activation="silu",
+                           config=TrainConfig(epochs=60, batch_size=64, lr=3e-3, progress=False), continuum_epochs=5)
+    assert first.history["stopped_by"] == "epochs"
+    init, _ = load_emulator(save_emulator(tmp_path / "e.pt", first, {}))
+    again = train_emulator(train, valid, hidden=(32, 32), activation="silu", init=init, continuum_epochs=1,
+                           config=TrainConfig(epochs=1, batch_size=64, lr=1e-7, progress=False))
+    x = torch.as_tensor(valid["labels"], dtype=torch.float32)
+    with torch.no_grad():  # one epoch at a tiny learning rate: still the initial emulator
+        torch.testing.assert_close(again.model(x), init(x), atol=1e-4, rtol=0)
+    assert again.metrics["median_abs_dflux"] < 2 * first.metrics["median_abs_dflux"] + 1e-3
+    with pytest.raises(ValueError, match="activation"):
+        train_emulator(train, valid, hidden=(32, 32), init=init, config=TrainConfig(epochs=1, progress=False))
+    with pytest.raises(ValueError, match="does not match"):
+        train_emulator(train, valid, hidden=(16, 16), activation="silu", init=init,
+                       config=TrainConfig(epochs=1, progress=False))

@@ -30,6 +30,19 @@ def test_fit_learns_linear_map_and_keeps_best():
     assert abs(tr.evaluate(_data(64, seed=1)) - hist.best_val) < 1e-9
 
 
+def test_history_says_why_the_fit_stopped():
+    # scripts/retrain_labels_v4.sh continues only trainings stopped by the wall-time limit
+    def fit(**kw):
+        torch.manual_seed(0)
+        return Trainer(torch.nn.Linear(3, 1), mse, TrainConfig(batch_size=32, lr=0.05, progress=False, **kw)).fit(
+            _data(), _data(64, 1))
+
+    assert fit(epochs=3).stopped_by == "epochs"
+    hist = fit(epochs=500, early_stop_patience=1)
+    assert hist.stopped_by == "early_stop" and len(hist.val_loss) < 500
+    assert fit(epochs=500, max_seconds=0.0).stopped_by == "max_seconds"
+
+
 def test_resume_continues_where_it_stopped(tmp_path):
     cfg = dict(batch_size=32, lr=0.05, progress=False)
     torch.manual_seed(0)

@@ -116,10 +116,16 @@ def cmd_emulator_train(args) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, plateau_patience=args.plateau_patience,
                       early_stop_patience=args.early_stop, max_seconds=args.max_seconds, seed=args.seed,
                       progress=not args.quiet)
+    init = None
+    if args.init:
+        from .emulator import load_emulator
+
+        init, _ = load_emulator(args.init)
     res = train_emulator(train, valid, hidden=tuple(args.hidden), config=cfg, resume_path=args.resume,
-                         continuum_epochs=args.continuum_epochs, activation=args.activation)
+                         continuum_epochs=args.continuum_epochs, activation=args.activation, init=init)
     metrics = {"validation": res.metrics, "best_epoch": res.history["best_epoch"],
-               "epochs_run": len(res.history["train_loss"]), "train_seconds": res.history["seconds"]}
+               "epochs_run": len(res.history["train_loss"]), "train_seconds": res.history["seconds"],
+               "stopped_by": res.history["stopped_by"], "initialised_from": args.init}
     if args.test_grid:
         from .emulator import evaluate_emulator
         metrics["held_out"] = evaluate_emulator(res.model, load_grid(args.test_grid))
@@ -340,6 +346,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--val-fraction", type=float, default=0.1)
     q.add_argument("--max-seconds", type=float, default=None)
     q.add_argument("--resume", default=None, help="resume file (written every epoch)")
+    q.add_argument("--init", default=None,
+                   help="emulator checkpoint of the same shape to start from (a training continued in slices: "
+                        "scripts/retrain_labels_v4.sh); without it the weights start at random")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: torch's choice, one per core)")

@@ -98,11 +98,13 @@ def _l1_flux_loss(model, batch):
 
 def train_emulator(train: dict, valid: dict, hidden=(300, 300), config: TrainConfig | None = None,
                    resume_path: str | Path | None = None, continuum_epochs: int = 300,
-                   activation: str = "leaky_relu") -> EmulatorTrainingResult:
+                   activation: str = "leaky_relu", init: "PayneEmulator | None" = None) -> EmulatorTrainingResult:
     """Train the flux emulator (L1) and its continuum head (MSE) on grid dictionaries from ``load_grid``.
 
     Label min/max come from the training labels; the mean training flux is subtracted so the
-    network learns departures from it (keeps the last layer's bias small).
+    network learns departures from it (keeps the last layer's bias small).  ``init`` (an emulator of the same
+    shape, e.g. the previous session's checkpoint of a training continued in slices) gives the starting weights
+    and scalings instead.
     """
     labels = torch.as_tensor(train["labels"], dtype=torch.float32)
     flux = torch.as_tensor(np.nan_to_num(train["flux"], nan=1.0), dtype=torch.float32)
@@ -114,6 +116,14 @@ def train_emulator(train: dict, valid: dict, hidden=(300, 300), config: TrainCon
     model.label_max.copy_(torch.where(labels.max(0).values > labels.min(0).values, labels.max(0).values,
                                       labels.min(0).values + 1))
     model.flux_mean.copy_(flux.mean(0))
+    if init is not None:
+        if init.activation != activation:
+            raise ValueError(f"init emulator has activation {init.activation!r}, not {activation!r}")
+        try:
+            model.load_state_dict(init.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"init emulator does not match hidden={tuple(hidden)}, activation={activation!r} and "
+                             f"{labels.shape[1]} labels x {flux.shape[1]} pixels: {exc}") from exc
     cfg = config or TrainConfig(epochs=2000, batch_size=128, lr=1e-3, plateau_patience=50, early_stop_patience=200)
     hist = Trainer(model, _l1_flux_loss, cfg, resume_path=resume_path).fit((labels, flux), (v_labels, v_flux))
 

@@ -120,6 +120,9 @@ class History:
     best_epoch: int = -1
     best_val: float = math.inf
     seconds: float = 0.0
+    #: why the last fit ended: "early_stop" (patience ran out: converged), "max_seconds" (the wall-time limit: a
+    #: later run may continue from the weights) or "epochs" (all epochs run); "" before a fit ends
+    stopped_by: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -278,9 +281,13 @@ class Trainer:
             if self.resume_path is not None:
                 self._save_resume(epoch, opt, sched, history, best_state, gen)
             if cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience:
+                history.stopped_by = "early_stop"
                 break
             if cfg.max_seconds is not None and history.seconds > cfg.max_seconds:
+                history.stopped_by = "max_seconds"
                 break
+        else:
+            history.stopped_by = "epochs"
         bar.close()
         if best_state is not None:
             model.load_state_dict(best_state, strict=True)

@@ -175,7 +175,7 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
     history = Trainer(model, loss_fn, cfg, resume_path=resume_path).fit(train_data, val_data)
     metrics = {"n_train": int(len(tr)), "n_val": int(len(val)), "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
-               "train_seconds": history.seconds,
+               "train_seconds": history.seconds, "stopped_by": history.stopped_by,
                "early_stop_patience": cfg.early_stop_patience,
                "fresh_noise": ({"n_spectra": n_fresh, "snr_range": list(snr_range), "seed": seed,
                                 "law": "S/N log-uniform per spectrum and epoch, sigma = continuum / S/N"}

@@ -313,7 +313,7 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
                       val_fn=value_mse if select_on_values else None).fit(train_data, val_data)
     metrics = {"n_train": int(len(tr)), "n_val": int(len(val)), "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val, "epochs_run": len(history.val_loss),
-               "train_seconds": history.seconds, "loss_beta": loss_beta,
+               "train_seconds": history.seconds, "stopped_by": history.stopped_by, "loss_beta": loss_beta,
                "selection": "value_mse" if select_on_values else "loss",
                "early_stop_patience": cfg.early_stop_patience,
                "fresh_noise": ({"n_spectra": n_fresh, "snr_range": list(snr_range), "seed": seed,
