@@ -501,7 +501,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "apogeenet":
             q.add_argument("--size", choices=("small", "medium", "full"), default="small",
                            help="network widths: the shipped small configuration (108 k parameters), medium (the "
-                                "published pooled length and head on small's convolutions, 13.6 M; "
+                                "published pooled length on small's convolutions with a 4 x 512 head, 5.0 M; "
                                 "bench/apogeenet_sizes.py) or the published ~72.6 M parameters")
         else:
             q.add_argument("--loss-beta", type=float, default=_train_astronn_defaults()["loss_beta"],
