@@ -155,4 +155,4 @@ step bench_emulator $PY bench/emulator.py --weights weights/emulator/payne_apoge
 step bench_labels $PY bench/labels.py --threads "$THREADS" --astronn-weights weights/astronn/astronn.pt \
     --apogeenet-weights weights/apogeenet/apogeenet.pt --emulator-weights weights/emulator/payne_apogee.pt \
     --test-grid $TEST --fitter-n 60
-echo "== all done ($(date -u +%FT%TZ)); commit weights/, bench/results/ and update the README figures"
+echo "== all done ($(date -u +%FT%TZ)); commit weights/, bench/results/, retrain/v4 and update the README figures"
