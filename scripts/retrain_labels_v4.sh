@@ -92,38 +92,9 @@ step() {  # step NAME COMMAND...
     touch "$STATE/$name.done"
 }
 
-# train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
-# --max-seconds, --resume, -o) until it stops by itself or has spent BUDGET_SECONDS; then NAME.done.
-train_step() {
-    local name=$1 budget=$2 ckpt=$3 lr=$4; shift 4
-    local spent left slice report start
-    while [[ ! -e "$STATE/$name.done" ]]; do
-        spent=$(cat "$STATE/$name.seconds" 2>/dev/null || echo 0)
-        left=$($PY -c "import sys; print(max(0, int(float(sys.argv[1]) - float(sys.argv[2]))))" "$budget" "$spent")
-        if (( left <= 0 )); then
-            echo "== $name: its ${budget} s are spent"; touch "$STATE/$name.done"; break
-        fi
-        slice=$(( left < SLICE_SECONDS ? left : SLICE_SECONDS ))
-        start=(--lr "$lr")
-        if [[ "$spent" != 0 && -f "$ckpt" ]]; then  # a later slice: from the last one's checkpoint, gentler steps
-            start=(--init "$ckpt" --lr "$($PY -c "import sys; print(float(sys.argv[1]) * float(sys.argv[2]))" \
-                                           "$lr" "$CONTINUE_LR_FACTOR")")
-        fi
-        echo "== $name: slice of ${slice} s (${spent} of ${budget} s spent): $* ${start[*]}  ($(date -u +%FT%TZ))"
-        "$@" "${start[@]}" --max-seconds "$slice" --resume "$STATE/$name.resume.pt" -o "$ckpt"
-        report=$($PY - "$ckpt" "$spent" <<'PYEOF'
-import sys, torch
-metrics = torch.load(sys.argv[1], map_location="cpu", weights_only=False)["metrics"]
-print(float(sys.argv[2]) + float(metrics["train_seconds"]), metrics.get("stopped_by", "") or "unknown")
-PYEOF
-)
-        rm -f "$STATE/$name.resume.pt"  # the slice is over: its resume file must not restart a finished training
-        echo "${report% *}" > "$STATE/$name.seconds"
-        echo "== $name: slice ended (${report#* }), ${report% *} of ${budget} s spent"
-        if [[ "${report#* }" != max_seconds ]]; then touch "$STATE/$name.done"; fi
-    done
-    if [[ -e "$STATE/$name.done" ]]; then echo "== $name: done"; fi
-}
+# train_step: scripts/train_slices.sh
+# shellcheck source=scripts/train_slices.sh
+source scripts/train_slices.sh
 
 EMU=$W/emulator/payne_apogee.pt
 # shellcheck disable=SC2086  # EMU_HIDDEN is a list of widths

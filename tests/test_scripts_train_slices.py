@@ -1,0 +1,76 @@
+"""scripts/train_slices.sh: a training continued in slices across sessions, with a fake trainer."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: a trainer that logs its arguments and writes a checkpoint whose metrics follow a plan (one entry per call)
+FAKE_TRAINER = r'''
+import json, sys, torch
+from pathlib import Path
+args = sys.argv[1:]
+log = Path(sys.argv[0]).with_name("calls.jsonl")
+calls = log.read_text().splitlines() if log.exists() else []
+plan = json.loads(Path(sys.argv[0]).with_name("plan.json").read_text())[len(calls)]
+with log.open("a") as fh:
+    fh.write(json.dumps(args) + "\n")
+opt = {a: args[i + 1] for i, a in enumerate(args) if a in ("--lr", "--init", "--max-seconds", "--resume", "-o")}
+Path(opt["--resume"]).write_text("resume state")
+torch.save({"metrics": {"train_seconds": plan["seconds"], "stopped_by": plan["stopped_by"]}}, opt["-o"])
+'''
+
+
+def _run(tmp_path, plan, budget, slice_seconds=100, runs=1):
+    (tmp_path / "fake.py").write_text(FAKE_TRAINER)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    script = (f"source {ROOT / 'scripts' / 'train_slices.sh'}; "
+              f"train_step net {budget} {tmp_path / 'net.pt'} 1e-3 {sys.executable} {tmp_path / 'fake.py'} --epochs 9")
+    env = {**os.environ, "STATE": str(state), "PY": sys.executable, "SLICE_SECONDS": str(slice_seconds),
+           "CONTINUE_LR_FACTOR": "0.3"}
+    outs = [subprocess.run(["bash", "-c", "set -euo pipefail; " + script], capture_output=True, text=True, env=env,
+                           timeout=120) for _ in range(runs)]
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    return outs, calls, state
+
+
+def _opt(call, name):
+    return call[call.index(name) + 1] if name in call else None
+
+
+def test_slices_continue_from_the_last_checkpoint_until_early_stopping(tmp_path):
+    plan = [{"seconds": 100.0, "stopped_by": "max_seconds"}, {"seconds": 100.0, "stopped_by": "max_seconds"},
+            {"seconds": 40.0, "stopped_by": "early_stop"}]
+    outs, calls, state = _run(tmp_path, plan, budget=1000)
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert len(calls) == 3 and all(c[:2] == ["--epochs", "9"] for c in calls)
+    assert _opt(calls[0], "--init") is None and float(_opt(calls[0], "--lr")) == 1e-3
+    for c in calls[1:]:  # later slices: from the checkpoint, at 0.3 x the learning rate
+        assert _opt(c, "--init") == str(tmp_path / "net.pt") and abs(float(_opt(c, "--lr")) - 3e-4) < 1e-12
+    assert [float(_opt(c, "--max-seconds")) for c in calls] == [100, 100, 100]
+    assert float((state / "net.seconds").read_text()) == 240.0
+    assert (state / "net.done").exists() and not (state / "net.resume.pt").exists()
+    # a later run (the next session) skips a finished training
+    lib = ROOT / "scripts" / "train_slices.sh"
+    again = subprocess.run(["bash", "-c", f"source {lib}; train_step net 1000 x 1 false"], capture_output=True,
+                           text=True, env={**os.environ, "STATE": str(state)}, timeout=60)
+    assert again.returncode == 0 and "done" in again.stdout
+
+
+def test_the_budget_ends_a_training_that_never_stops_by_itself(tmp_path):
+    plan = [{"seconds": 100.0, "stopped_by": "max_seconds"}, {"seconds": 60.0, "stopped_by": "max_seconds"}]
+    outs, calls, state = _run(tmp_path, plan, budget=160)
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert [float(_opt(c, "--max-seconds")) for c in calls] == [100, 60]  # the last slice gets what is left
+    assert (state / "net.done").exists() and "its 160 s are spent" in outs[0].stdout
+
+
+def test_a_failing_trainer_stops_the_chain_and_keeps_the_spent_seconds(tmp_path):
+    plan = [{"seconds": 100.0, "stopped_by": "max_seconds"}]  # the second call finds no plan entry: it fails
+    outs, calls, state = _run(tmp_path, plan, budget=1000)
+    assert outs[0].returncode != 0
+    assert float((state / "net.seconds").read_text()) == 100.0 and not (state / "net.done").exists()
