@@ -49,6 +49,7 @@ from stellarnn.atmospheres.evaluation import SETS, LinearBaseline, error_table, 
 from stellarnn.atmospheres.resample import add_family_axis, atlas9_tau_grid
 from stellarnn.atmospheres.svd import reconstruction_error
 from stellarnn.atmospheres.training import make_splits
+from timing import repeat_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -270,7 +271,8 @@ def throughput_bound(emulator: Innterpol, repeats: int, cores: int | None = None
     of each activated layer, SiLU or leaky ReLU) and ``2**x`` evaluations (Q x K profile values).  Rates
     measured on one thread: the GEMM peak (2048 x 2048 x 2048, float32 and bfloat16) and the GEMM at the
     engine's own shape (a chunk of :attr:`Innterpol.chunk_size` rows times a hidden x hidden layer), and
-    torch's SiLU, leaky ReLU and exp2 (ns per float32 element, exp alongside for the record).  The bound on
+    torch's SiLU, leaky ReLU and exp2 (ns per float32 element, exp alongside for the record), each the fastest
+    of its repeats (the machine is shared: a bound takes its best rate, not the median).  The bound on
     ``cores`` cores (default: the CPUs this process may run on) is ``cores / t`` with ``t`` the time per
     atmosphere at those rates: ``gemm_peak_only`` counts the products alone at the peak (activations, 10**x,
     inputs, copies and the out-of-grid distance free) -- no engine built on torch's matrix products (MKL,
@@ -291,19 +293,21 @@ def throughput_bound(emulator: Innterpol, repeats: int, cores: int | None = None
         x = torch.randn(rows, 4 * 71, generator=g) * 10.0
         y = torch.empty_like(x)
         with torch.inference_mode():
-            def gflops(fn, macs):
-                return 2.0 * macs / time_call(fn, repeats, 0.2) / 1e9
+            def best(fn, inner):  # the fastest of the repeats: a bound wants the machine's best rate
+                return min(repeat_seconds(lambda: [fn() for _ in range(inner)], max(repeats, 7))) / inner
 
-            rates = {"float32_peak": gflops(lambda: torch.mm(big, big), 2048 ** 3),
-                     "bfloat16_peak": gflops(lambda b=big.bfloat16(): torch.mm(b, b), 2048 ** 3),
-                     "float32_engine_shape": gflops(lambda: torch.mm(h, w), rows * hidden * hidden),
+            def gflops(fn, macs, inner):
+                return 2.0 * macs / best(fn, inner) / 1e9
+
+            rates = {"float32_peak": gflops(lambda: torch.mm(big, big), 2048 ** 3, 1),
+                     "bfloat16_peak": gflops(lambda b=big.bfloat16(): torch.mm(b, b), 2048 ** 3, 2),
+                     "float32_engine_shape": gflops(lambda: torch.mm(h, w), rows * hidden * hidden, 50),
                      "bfloat16_engine_shape": gflops(lambda a=h.bfloat16(), b=w.bfloat16(): torch.mm(a, b),
-                                                     rows * hidden * hidden)}
-            ns = {"silu": time_call(lambda: torch.nn.functional.silu(h), repeats, 0.2) / h.numel() * 1e9,
-                  "leaky_relu": time_call(lambda: torch.nn.functional.leaky_relu(h, 0.2), repeats, 0.2)
-                  / h.numel() * 1e9,
-                  "exp2": time_call(lambda: torch.exp2(x, out=y), repeats, 0.2) / x.numel() * 1e9,
-                  "exp": time_call(lambda: torch.exp(x, out=y), repeats, 0.2) / x.numel() * 1e9}
+                                                     rows * hidden * hidden, 100)}
+            ns = {"silu": best(lambda: torch.nn.functional.silu(h), 200) / h.numel() * 1e9,
+                  "leaky_relu": best(lambda: torch.nn.functional.leaky_relu(h, 0.2), 200) / h.numel() * 1e9,
+                  "exp2": best(lambda: torch.exp2(x, out=y), 200) / x.numel() * 1e9,
+                  "exp": best(lambda: torch.exp(x, out=y), 100) / x.numel() * 1e9}
     finally:
         torch.set_num_threads(prev)
     out = {"cores": cores, "chunk_rows": rows, "gemm_gflops_per_s_one_thread": rates,
