@@ -41,7 +41,8 @@
 #
 # Usage: nohup scripts/retrain_labels_v4.sh > logs/retrain_v4.log 2>&1 &   (each session; then `git add retrain/v4`
 #   and commit before the session ends)
-#   environment: RETRAIN_STATE, SLICE_SECONDS, CONTINUE_LR_FACTOR, APOGEENET_SIZE (medium|small|full), EMU_HIDDEN,
+#   environment: RETRAIN_STATE, SLICE_SECONDS, CONTINUE_LR_FACTOR, STOP_AT (the session's end, e.g. "23:50 UTC":
+#   no training slice runs past it; scripts/train_slices.sh), APOGEENET_SIZE (medium|small|full), EMU_HIDDEN,
 #   EMULATED (label sets drawn, default 20000), NET_SECONDS (AstroNN's training budget, summed over its slices, default
 #   14400), APOGEENET_SECONDS (default 28800: medium's 40 epochs ~2.7 h in bench/apogeenet_sizes.py), EMU_SECONDS
 #   (default 18000), THREADS (2)

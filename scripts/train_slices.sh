@@ -1,7 +1,9 @@
 # Trainings in slices that survive the end of a session (sourced by scripts/retrain_labels_v4.sh; tested by
 # tests/test_scripts_train_slices.py).  Needs STATE (a committed folder), PY (python), SLICE_SECONDS and
 # CONTINUE_LR_FACTOR.  The trainer must take --lr, --init, --max-seconds, --resume and -o, and write a checkpoint
-# whose "metrics" hold train_seconds and stopped_by (stellarnn.train.History.stopped_by).
+# whose "metrics" hold train_seconds and stopped_by (stellarnn.train.History.stopped_by).  STOP_AT (optional, a time
+# `date -d` reads, e.g. "23:50 UTC": when the session ends) shortens a slice to end STOP_MARGIN seconds (default 600)
+# before it, and ends the script (status 0, state kept) when less than STOP_MARGIN would be left for a slice.
 #
 # train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
 # --max-seconds, --resume, -o) until it stops by itself or has spent BUDGET_SECONDS; then NAME.done.
@@ -15,6 +17,15 @@ train_step() {
             echo "== $name: its ${budget} s are spent"; touch "$STATE/$name.done"; break
         fi
         slice=$(( left < SLICE_SECONDS ? left : SLICE_SECONDS ))
+        if [[ -n "${STOP_AT:-}" ]]; then  # the session's end: a slice cut by it would be lost with the machine
+            local margin=${STOP_MARGIN:-600} avail
+            avail=$(( $(date -d "$STOP_AT" +%s) - $(date +%s) - margin ))
+            if (( avail < margin )); then
+                echo "== $name: $(( avail + margin )) s left before STOP_AT ($STOP_AT): continue in the next session"
+                exit 0
+            fi
+            slice=$(( avail < slice ? avail : slice ))
+        fi
         start=(--lr "$lr")
         if [[ "$spent" != 0 && -f "$ckpt" ]]; then  # a later slice: from the last one's checkpoint, gentler steps
             start=(--init "$ckpt" --lr "$($PY -c "import sys; print(float(sys.argv[1]) * float(sys.argv[2]))" \

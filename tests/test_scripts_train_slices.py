@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: a trainer that logs its arguments and writes a checkpoint whose metrics follow a plan (one entry per call)
 FAKE_TRAINER = r'''
-import json, sys, torch
+import json, sys, time, torch
 from pathlib import Path
 args = sys.argv[1:]
 log = Path(sys.argv[0]).with_name("calls.jsonl")
@@ -19,6 +19,7 @@ with log.open("a") as fh:
     fh.write(json.dumps(args) + "\n")
 opt = {a: args[i + 1] for i, a in enumerate(args) if a in ("--lr", "--init", "--max-seconds", "--resume", "-o")}
 Path(opt["--resume"]).write_text("resume state")
+time.sleep(plan.get("wall", 0.0))
 torch.save({"metrics": {"train_seconds": plan["seconds"], "stopped_by": plan["stopped_by"]}}, opt["-o"])
 '''
 
@@ -74,3 +75,19 @@ def test_a_failing_trainer_stops_the_chain_and_keeps_the_spent_seconds(tmp_path)
     outs, calls, state = _run(tmp_path, plan, budget=1000)
     assert outs[0].returncode != 0
     assert float((state / "net.seconds").read_text()) == 100.0 and not (state / "net.done").exists()
+
+
+def test_stop_at_shortens_the_slice_and_ends_the_script_before_the_session_ends(tmp_path):
+    import datetime as dt
+
+    plan = [{"seconds": 50.0, "stopped_by": "max_seconds", "wall": 8.0}]
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=16)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    os.environ.update(STOP_AT=soon, STOP_MARGIN="5")
+    try:
+        outs, calls, state = _run(tmp_path, plan, budget=10_000, slice_seconds=8400)
+    finally:
+        del os.environ["STOP_AT"], os.environ["STOP_MARGIN"]
+    # ~16 s to the end, a 5 s margin: one slice of <= 11 s; after its 8 s, too little time for another
+    assert len(calls) == 1 and 5 <= float(_opt(calls[0], "--max-seconds")) <= 11
+    assert outs[0].returncode == 0 and "continue in the next session" in outs[0].stdout
+    assert float((state / "net.seconds").read_text()) == 50.0 and not (state / "net.done").exists()
