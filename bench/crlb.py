@@ -49,7 +49,18 @@ KEY = {"teff": "teff", "logg": "logg", "m_h": "fe_h"}
 #: the PySME check's stars: (name, Teff, log g, [M/H])
 CHECK_STARS = (("cool_giant", 4500.0, 2.0, 0.0), ("g_dwarf", 5800.0, 4.4, 0.0), ("dwarf_7000K", 7000.0, 4.2, 0.0))
 #: central-difference half steps per label kind
-STEPS = {"teff": 50.0, "logg": 0.1, "m_h": 0.05, "v_micro": 0.1}
+STEPS = {"teff": 50.0, "logg": 0.1, "m_h": 0.05, "v_micro": 0.1, "v_macro": 0.5, "v_sini": 1.0}
+
+
+def check_broadening(teff: float, logg: float) -> dict:
+    """v_macro and v sin i [km/s] of a check star: the APOGEE-like prior's central values
+    (:meth:`stellarnn.synthesis.label_priors.ApogeeLikePrior.broadening`: v_macro 4 km/s for giants, Doyle et al.
+    2014 for dwarfs; v sin i ~2 km/s below 6200 K, 12 above), so that the central differences stay >= 0 km/s and
+    the derivatives are not the zero slope of the broadening at 0."""
+    from stellarnn.synthesis.label_priors import macroturbulence_dwarfs
+
+    v_macro = 4.0 if logg < 3.5 else float(macroturbulence_dwarfs(teff, logg))
+    return {"v_macro": v_macro, "v_sini": 12.0 if teff >= 6200.0 else 2.0}
 X_M_STEP = 0.05
 
 
@@ -125,7 +136,8 @@ def _pysme_spectrum(cache: Path, key: str, labels: dict, synth, inst) -> np.ndar
     from stellarnn.synthesis.pysme_driver import StellarLabels
 
     x_m = {k[:-2].capitalize(): v for k, v in labels.items() if k.endswith("_m") and k != "m_h"}
-    flux, _ = synth.synthesize(StellarLabels(labels["teff"], labels["logg"], labels["m_h"], labels["v_micro"], x_m))
+    flux, _ = synth.synthesize(StellarLabels(labels["teff"], labels["logg"], labels["m_h"], labels["v_micro"], x_m,
+                                             labels.get("v_macro", 0.0), labels.get("v_sini", 0.0)))
     out = inst.apply(flux)
     tmp = path.with_suffix(".part.npy")
     np.save(tmp, out)
@@ -151,13 +163,17 @@ def pysme_check(emu, names: list[str], spec: GridSpec, cache: Path) -> dict:
     for star, teff, logg, m_h in CHECK_STARS:
         base = {n: 0.0 for n in names}
         base.update(teff=teff, logg=logg, m_h=m_h, v_micro=float(microturbulence_apogee(logg)))
+        base.update({k: v for k, v in check_broadening(teff, logg).items() if k in names})
+        key = star  # the cache key carries the broadening (cached spectra of other bases stay apart)
+        if "v_macro" in names:
+            key = f"{star}_vmac{base['v_macro']:.2f}_vsini{base['v_sini']:.1f}"
         t0 = time.perf_counter()
-        centre = _pysme_spectrum(cache, f"{star}_centre", base, synth, inst)
+        centre = _pysme_spectrum(cache, f"{key}_centre", base, synth, inst)
         jac = np.zeros((pix.size, len(names) + 1))
         for j, n in enumerate(names):
             h = STEPS.get(n, X_M_STEP)
-            up = _pysme_spectrum(cache, f"{star}_{n}_up", {**base, n: base[n] + h}, synth, inst)
-            down = _pysme_spectrum(cache, f"{star}_{n}_down", {**base, n: base[n] - h}, synth, inst)
+            up = _pysme_spectrum(cache, f"{key}_{n}_up", {**base, n: base[n] + h}, synth, inst)
+            down = _pysme_spectrum(cache, f"{key}_{n}_down", {**base, n: base[n] - h}, synth, inst)
             jac[:, j] = ((up - down) / (2 * h))[pix]
         c = torch.as_tensor(np.nan_to_num(centre, nan=1.0)[None], dtype=torch.float64)
         dv = 0.5  # km/s
@@ -169,7 +185,7 @@ def pysme_check(emu, names: list[str], spec: GridSpec, cache: Path) -> dict:
         be = fisher_bounds(e_jac, sigma, names + ["rv"])
         norm_p = np.sqrt((jac ** 2).sum(0)) / sigma
         norm_e = np.sqrt((e_jac[0] ** 2).sum(0)) / sigma
-        entry = {"labels": {n: base[n] for n in ("teff", "logg", "m_h", "v_micro")},
+        entry = {"labels": {n: base[n] for n in ("teff", "logg", "m_h", "v_micro", "v_macro", "v_sini") if n in base},
                  "bound_pysme": {KEY.get(n, n): float(bp.sigma[0, j]) for j, n in enumerate(names)},
                  "bound_emulator": {KEY.get(n, n): float(be.sigma[0, j]) for j, n in enumerate(names)},
                  "ratio_emulator_over_pysme": {KEY[n]: float(be.sigma[0, j] / bp.sigma[0, j])
