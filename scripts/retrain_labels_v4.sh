@@ -28,8 +28,9 @@
 # per-population error; if a population stays above 0.3 sigma its emulator spectra are simply not used.
 # This recipe on the first 450 / 900 / 1800 / 3600 spectra of the unfinished train grid (bench/emulator_learning_curve.py,
 # bench/results/emulator_learning_curve.json): median held-out rms 0.04-0.16 sigma at 3600 in every population
-# (m_dwarfs and metal_poor_giants last), falling as N^-0.45...-0.8; best epochs 1750-2430, so --epochs 3000 with
-# early stopping is enough.
+# (m_dwarfs and metal_poor_giants last; that run was cut by the bench's 3600 s cap at epoch 1798, still improving),
+# falling as N^-0.45...-0.8; the uncapped sizes' best epochs were 1770-2430, so --epochs 3000 with early stopping
+# (and EMU_SECONDS) is enough.
 #
 # APOGEENET_SIZE: "medium" (default), "small" (108 k parameters, the configuration shipped so far) or "full" (the
 # published 72.6 M parameters).  The issue asks for the largest configuration that trains to convergence on
