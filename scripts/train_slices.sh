@@ -18,8 +18,12 @@ train_step() {
         fi
         slice=$(( left < SLICE_SECONDS ? left : SLICE_SECONDS ))
         if [[ -n "${STOP_AT:-}" ]]; then  # the session's end: a slice cut by it would be lost with the machine
-            local margin=${STOP_MARGIN:-600} avail
-            avail=$(( $(date -d "$STOP_AT" +%s) - $(date +%s) - margin ))
+            local margin=${STOP_MARGIN:-600} avail stop_s
+            if ! stop_s=$(date -d "$STOP_AT" +%s 2>/dev/null); then  # a typo must not pass for "no time left"
+                echo "STOP_AT='$STOP_AT' is not a time that date -d reads (e.g. \"23:50 UTC\")" >&2
+                return 2
+            fi
+            avail=$(( stop_s - $(date +%s) - margin ))
             if (( avail < margin )); then
                 echo "== $name: $(( avail + margin )) s left before STOP_AT ($STOP_AT): continue in the next session"
                 exit 0

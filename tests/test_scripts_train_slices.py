@@ -91,3 +91,15 @@ def test_stop_at_shortens_the_slice_and_ends_the_script_before_the_session_ends(
     assert len(calls) == 1 and 5 <= float(_opt(calls[0], "--max-seconds")) <= 11
     assert outs[0].returncode == 0 and "continue in the next session" in outs[0].stdout
     assert float((state / "net.seconds").read_text()) == 50.0 and not (state / "net.done").exists()
+
+
+def test_an_unreadable_stop_at_is_an_error_not_the_end_of_the_session(tmp_path):
+    plan = [{"seconds": 50.0, "stopped_by": "early_stop"}]
+    os.environ["STOP_AT"] = "25:99 UTC"
+    try:
+        (tmp_path / "calls.jsonl").write_text("")
+        outs, calls, state = _run(tmp_path, plan, budget=1000)
+    finally:
+        del os.environ["STOP_AT"]
+    assert outs[0].returncode == 2 and "25:99 UTC" in outs[0].stderr and "next session" not in outs[0].stdout
+    assert calls == [] and not (state / "net.done").exists()
