@@ -40,6 +40,7 @@ from stellarnn.spectra.apogee_grid import kept_pixel_index
 from stellarnn.synthesis.emulator import load_emulator
 from stellarnn.synthesis.grid_builder import GridSpec, label_columns, load_grid, sample_labels
 from stellarnn.synthesis.information import emulator_bounds, fisher_bounds, model_jacobian
+from stellarnn.synthesis.label_priors import typical_broadening
 from stellarnn.synthesis.populations import POPULATIONS, population_masks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,17 +51,6 @@ KEY = {"teff": "teff", "logg": "logg", "m_h": "fe_h"}
 CHECK_STARS = (("cool_giant", 4500.0, 2.0, 0.0), ("g_dwarf", 5800.0, 4.4, 0.0), ("dwarf_7000K", 7000.0, 4.2, 0.0))
 #: central-difference half steps per label kind
 STEPS = {"teff": 50.0, "logg": 0.1, "m_h": 0.05, "v_micro": 0.1, "v_macro": 0.5, "v_sini": 1.0}
-
-
-def check_broadening(teff: float, logg: float) -> dict:
-    """v_macro and v sin i [km/s] of a check star: the APOGEE-like prior's central values
-    (:meth:`stellarnn.synthesis.label_priors.ApogeeLikePrior.broadening`: v_macro 4 km/s for giants, Doyle et al.
-    2014 for dwarfs; v sin i ~2 km/s below 6200 K, 12 above), so that the central differences stay >= 0 km/s and
-    the derivatives are not the zero slope of the broadening at 0."""
-    from stellarnn.synthesis.label_priors import macroturbulence_dwarfs
-
-    v_macro = 4.0 if logg < 3.5 else float(macroturbulence_dwarfs(teff, logg))
-    return {"v_macro": v_macro, "v_sini": 12.0 if teff >= 6200.0 else 2.0}
 X_M_STEP = 0.05
 
 
@@ -163,7 +153,8 @@ def pysme_check(emu, names: list[str], spec: GridSpec, cache: Path) -> dict:
     for star, teff, logg, m_h in CHECK_STARS:
         base = {n: 0.0 for n in names}
         base.update(teff=teff, logg=logg, m_h=m_h, v_micro=float(microturbulence_apogee(logg)))
-        base.update({k: v for k, v in check_broadening(teff, logg).items() if k in names})
+        # non-zero broadening keeps the central differences >= 0 km/s and off the zero slope at 0
+        base.update({k: v for k, v in typical_broadening(teff, logg).items() if k in names})
         key = star  # the cache key carries the broadening (cached spectra of other bases stay apart)
         if "v_macro" in names:
             key = f"{star}_vmac{base['v_macro']:.2f}_vsini{base['v_sini']:.1f}"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stellarnn.synthesis.grid_builder import sample_labels
-from stellarnn.synthesis.label_priors import (ApogeeLikePrior, LabelPrior, macroturbulence_dwarfs,
+from stellarnn.synthesis.label_priors import (ApogeeLikePrior, LabelPrior, macroturbulence_dwarfs, typical_broadening,
                                               microturbulence_dwarfs)
 from stellarnn.synthesis.populations import POPULATIONS, population_masks, population_of
 
@@ -65,3 +65,19 @@ def test_cited_broadening_relations():
     # Doyle et al. 2014 at the Sun: 3.21 km/s; below 5200 K it is held at its 5200 K value
     assert macroturbulence_dwarfs(5777, 4.44) == pytest.approx(3.21)
     assert macroturbulence_dwarfs(4000, 4.6) == pytest.approx(macroturbulence_dwarfs(5200, 4.6))
+
+
+def test_typical_broadening_is_the_centre_of_the_drawn_broadening():
+    rng = np.random.default_rng(3)
+    cases = [(4500.0, 2.0), (5800.0, 4.4), (7000.0, 4.2)]
+    for teff, logg in cases:
+        draws = np.array([ApogeeLikePrior.broadening(rng, teff, logg) for _ in range(4000)])
+        typ = typical_broadening(teff, logg)
+        assert np.median(draws[:, 1]) == pytest.approx(typ["v_macro"], rel=0.05)
+        if teff >= 6200.0:  # log-normal: the median is its centre
+            assert np.median(draws[:, 2]) == pytest.approx(typ["v_sini"], rel=0.1)
+        else:  # half-normal (and 2 % fast-rotating giants): the sigma is the rms of the slow rotators
+            slow = draws[:, 2][draws[:, 2] < 5.0]
+            assert np.sqrt(np.mean(slow ** 2)) == pytest.approx(typ["v_sini"], rel=0.1)
+    assert typical_broadening(4500.0, 2.0) == {"v_macro": 4.0, "v_sini": 1.5}
+    assert typical_broadening(5800.0, 4.4)["v_macro"] == pytest.approx(float(macroturbulence_dwarfs(5800.0, 4.4)))

@@ -90,6 +90,31 @@ def macroturbulence_dwarfs(teff, logg):
     return 3.21 + 2.33e-3 * t + 2.00e-6 * t ** 2 - 2.00 * (np.asarray(logg, dtype=float) - 4.44)
 
 
+#: giants' v_macro [km/s], the centre of their log-normal (Gray 2005, ch. 17: 3-6 km/s in K giants)
+GIANT_V_MACRO = 4.0
+#: the Kraft break [K]: stars at and above it rotate fast (Kraft 1967, ApJ 150, 551)
+KRAFT_BREAK_TEFF = 6200.0
+#: v sin i above the Kraft break [km/s]: the centre of the log-normal
+HOT_V_SINI = 12.0
+#: v sin i below the Kraft break [km/s]: sigma of the half-normal for giants and dwarfs
+COOL_V_SINI_SIGMA = {"giant": 1.5, "dwarf": 2.0}
+
+
+def typical_broadening(teff: float, logg: float) -> dict:
+    """v_macro and v sin i [km/s] typical of a star in the APOGEE-like prior (module notes), without scatter.
+
+    v_macro: :data:`GIANT_V_MACRO` for giants (log g < 3.5), :func:`macroturbulence_dwarfs` for dwarfs; v sin i:
+    :data:`HOT_V_SINI` at and above the Kraft break, else the half-normal's sigma (a typical, non-zero value).
+    """
+    giant = logg < 3.5
+    v_macro = GIANT_V_MACRO if giant else float(macroturbulence_dwarfs(teff, logg))
+    if teff >= KRAFT_BREAK_TEFF:
+        v_sini = HOT_V_SINI
+    else:
+        v_sini = COOL_V_SINI_SIGMA["giant" if giant else "dwarf"]
+    return {"v_macro": v_macro, "v_sini": v_sini}
+
+
 @dataclass
 class LabelPrior:
     """The uniform label box of the first APOGEE grids (``--prior box``): giants and dwarfs, independent [X/M]."""
@@ -208,15 +233,15 @@ class ApogeeLikePrior:
         vmic = microturbulence_apogee(logg) if giant else microturbulence_dwarfs(teff, logg)
         vmic = float(np.clip(vmic + 0.15 * rng.standard_normal(), 0.3, 4.0))
         if giant:
-            vmac = 4.0 * float(np.exp(0.25 * rng.standard_normal()))
+            vmac = GIANT_V_MACRO * float(np.exp(0.25 * rng.standard_normal()))
         else:
             vmac = float(np.clip(macroturbulence_dwarfs(teff, logg) + 0.3 * rng.standard_normal(), 0.5, 10.0))
-        if teff >= 6200.0:
-            vsini = float(min(12.0 * np.exp(np.log(2.0) * rng.standard_normal()), 60.0))
+        if teff >= KRAFT_BREAK_TEFF:
+            vsini = float(min(HOT_V_SINI * np.exp(np.log(2.0) * rng.standard_normal()), 60.0))
         elif giant and rng.uniform() < 0.02:
             vsini = float(rng.uniform(5.0, 20.0))
         else:
-            vsini = float(abs(rng.normal(0.0, 1.5 if giant else 2.0)))
+            vsini = float(abs(rng.normal(0.0, COOL_V_SINI_SIGMA["giant" if giant else "dwarf"])))
         return vmic, vmac, vsini
 
     def draw(self, rng: np.random.Generator) -> dict:
