@@ -41,6 +41,8 @@
 # length (1024) and a 4 x 512 head (5.0 M parameters, 10 MB), ~0.07 h per epoch of ~30 k spectra on 2 cores.
 # State the choice with its epochs and wall time (the checkpoint's metrics hold epochs_run and train_seconds).
 #
+# Smoke run (every step with budgets of seconds, in a throwaway clone): scripts/smoke_retrain_v4.sh (passed on
+#   2026-12-06 at 0.5.3, ~20 min beside the grid build).
 # Usage: nohup scripts/retrain_labels_v4.sh > logs/retrain_v4.log 2>&1 &   (each session; then `git add retrain/v4`
 #   and commit before the session ends)
 #   environment: RETRAIN_STATE, SLICE_SECONDS, CONTINUE_LR_FACTOR, STOP_AT (the session's end, e.g. "23:50 UTC":
