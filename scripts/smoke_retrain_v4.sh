@@ -5,8 +5,8 @@
 # this checkout: the complete test and calib grids of grids/apogee_like_f0, the calib grid standing in for the
 # unfinished train grid.  The three benches run on the first held-out spectra only (BENCH_N, default 60, of
 # which FIT_N, default 12, go through the slow least-squares fitter; the PySME check of bench/crlb.py is skipped:
-# ~130 syntheses).  Nothing here is a result: the weights are minutes
-# old and stay in the clone.
+# ~130 syntheses; crlb.json goes to the clone's bench/results/, where the other two benches look for it, as in
+# the chain).  Nothing here is a result: the weights are minutes old and stay in the clone.
 #
 # Usage: scripts/smoke_retrain_v4.sh [WORK_DIR]   (default: a new folder under /tmp; ~20 min on 2 busy cores)
 #   environment: THREADS (default 1, beside a grid build), BENCH_N, FIT_N
@@ -33,11 +33,15 @@ RETRAIN_GRIDS=$WORK/grids RETRAIN_STATE=$WORK/state THREADS=$THREADS SLICE_SECON
     NET_SECONDS=90 APOGEENET_SECONDS=120 EMULATED=300 bash scripts/retrain_labels_v4.sh
 # the chain's benches, on the first BENCH_N held-out spectra
 .venv/bin/python bench/crlb.py --emulator weights/emulator/payne_apogee.pt --label-grid "$WORK/grids/test" \
-    --error-grid "$WORK/grids/test" --skip-pysme --threads "$THREADS" -o "$WORK/crlb.json"
+    --error-grid "$WORK/grids/test" --skip-pysme --threads "$THREADS"
 .venv/bin/python bench/emulator.py --weights weights/emulator/payne_apogee.pt --test-grid "$WORK/grids/test" \
     --n-fit "$FIT_N" --repeats 1 --threads "$THREADS" --out "$WORK/emulator.json"
+# the fitter's scatter must be set against the bounds of the same held-out labels, not the old box grid's
+ref=$(.venv/bin/python -c "import json, sys; print(json.load(open(sys.argv[1]))['fitter']['crlb_reference'])" \
+      "$WORK/emulator.json")
+[[ $ref == *"-> by_population" ]] || { echo "smoke_retrain_v4: emulator.json compares with '$ref'" >&2; exit 1; }
 .venv/bin/python bench/labels.py --threads "$THREADS" --astronn-weights weights/astronn/astronn.pt \
     --apogeenet-weights weights/apogeenet/apogeenet.pt --emulator-weights weights/emulator/payne_apogee.pt \
     --test-grid "$WORK/grids/test" --cannon-train-grid "$WORK/grids/calib" --n-test "$BENCH_N" \
     --fitter-n "$FIT_N" --repeats 1 --n-spectra 8 --ood-per-kind 2 --out "$WORK/labels.json"
-echo "== smoke passed ($(date -u +%FT%TZ)): every step of the chain ran; results (not figures) in $WORK"
+echo "== smoke passed ($(date -u +%FT%TZ)): every step of the chain ran; results (not figures) in $WORK and $WORK/repo/bench/results"
