@@ -90,6 +90,8 @@ def macroturbulence_dwarfs(teff, logg):
     return 3.21 + 2.33e-3 * t + 2.00e-6 * t ** 2 - 2.00 * (np.asarray(logg, dtype=float) - 4.44)
 
 
+#: log g below which the prior's broadening relations treat a star as a giant (the populations' giant edge)
+GIANT_LOGG_MAX = 3.5
 #: giants' v_macro [km/s], the centre of their log-normal (Gray 2005, ch. 17: 3-6 km/s in K giants)
 GIANT_V_MACRO = 4.0
 #: the Kraft break [K]: stars at and above it rotate fast (Kraft 1967, ApJ 150, 551)
@@ -103,10 +105,10 @@ COOL_V_SINI_SIGMA = {"giant": 1.5, "dwarf": 2.0}
 def typical_broadening(teff: float, logg: float) -> dict:
     """v_macro and v sin i [km/s] typical of a star in the APOGEE-like prior (module notes), without scatter.
 
-    v_macro: :data:`GIANT_V_MACRO` for giants (log g < 3.5), :func:`macroturbulence_dwarfs` for dwarfs; v sin i:
+    v_macro: :data:`GIANT_V_MACRO` for giants (log g < :data:`GIANT_LOGG_MAX`), :func:`macroturbulence_dwarfs` for dwarfs; v sin i:
     :data:`HOT_V_SINI` at and above the Kraft break, else the half-normal's sigma (a typical, non-zero value).
     """
-    giant = logg < 3.5
+    giant = logg < GIANT_LOGG_MAX
     v_macro = GIANT_V_MACRO if giant else float(macroturbulence_dwarfs(teff, logg))
     if teff >= KRAFT_BREAK_TEFF:
         v_sini = HOT_V_SINI
@@ -229,7 +231,7 @@ class ApogeeLikePrior:
     @staticmethod
     def broadening(rng, teff: float, logg: float) -> tuple[float, float, float]:
         """(v_micro, v_macro, v_sini) [km/s] for a star (module notes)."""
-        giant = logg < 3.5
+        giant = logg < GIANT_LOGG_MAX
         vmic = microturbulence_apogee(logg) if giant else microturbulence_dwarfs(teff, logg)
         vmic = float(np.clip(vmic + 0.15 * rng.standard_normal(), 0.3, 4.0))
         if giant:
