@@ -93,12 +93,11 @@ DEFAULT_EMULATOR = weights_dir("emulator") / "payne_apogee.pt"  # the checkout's
 
 def _split_grid(data: dict, fraction: float, seed: int) -> tuple[dict, dict]:
     """Deterministic train/validation split of a grid dictionary."""
+    from ..train import validation_split
     from .grid_builder import grid_rows
 
-    n = len(data["index"])
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(fraction * n)))
-    return grid_rows(data, np.sort(order[n_val:])), grid_rows(data, np.sort(order[:n_val]))
+    train, valid = validation_split(len(data["index"]), fraction, seed)
+    return grid_rows(data, np.sort(train)), grid_rows(data, np.sort(valid))
 
 
 def cmd_emulator_train(args) -> int:

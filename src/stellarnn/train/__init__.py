@@ -6,8 +6,9 @@ blase, stokes) may use it.
 from .checkpoint import (CheckpointError, file_sha256, load_checkpoint, read_checkpoint, register_model,
                          save_checkpoint, warm_start)
 from .manifest import read_manifest, update_manifest
+from .split import split_by_block, validation_split
 from .trainer import History, ResumeStateError, TrainConfig, Trainer, pick_device, read_resume_state
 
 __all__ = ["CheckpointError", "file_sha256", "load_checkpoint", "read_checkpoint", "register_model",
            "save_checkpoint", "warm_start", "read_manifest", "update_manifest", "History", "TrainConfig", "Trainer", "pick_device",
-           "ResumeStateError", "read_resume_state"]
+           "ResumeStateError", "read_resume_state", "split_by_block", "validation_split"]

@@ -16,7 +16,7 @@ import torch
 
 from ...spectra import apogee_wavelength
 from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, brackett_mask as brackett_pixels
-from ...train import TrainConfig, Trainer, save_checkpoint
+from ...train import TrainConfig, Trainer, save_checkpoint, split_by_block, validation_split
 from ..astronn.loss import missing_label_mask
 from ..astronn.training import robust_scatter
 from .network import APOGEENET_OUTPUT_MEAN, APOGEENET_OUTPUT_STD, APOGEENET_SMALL, APOGEENetResNet
@@ -114,11 +114,8 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
     n = len(all_labels)
     if n < 2:
         raise ValueError("need at least 2 labelled spectra (one for validation)")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    n_val = max(1, int(round(val_fraction * n)))
-    val, tr = order[:n_val], order[n_val:]
-    tr_f, tr_x, val_f, val_x = tr[tr < n_fresh], tr[tr >= n_fresh] - n_fresh, val[val < n_fresh], val[val >= n_fresh] - n_fresh
+    tr, val = validation_split(n, val_fraction, seed)
+    (tr_f, tr_x), (val_f, val_x) = split_by_block(tr, n_fresh), split_by_block(val, n_fresh)
     # preprocessing exactly as at inference, in chunks (float64 inside) to bound memory; the
     # network input is kept as float32, the cleaned flux/error only for the validation rows
     teff = all_labels[:, 0]

@@ -17,7 +17,7 @@ import torch
 
 from ...spectra import APOGEE_N_KEPT, APOGEE_N_PIXELS
 from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT
-from ...train import TrainConfig, Trainer, save_checkpoint
+from ...train import TrainConfig, Trainer, save_checkpoint, split_by_block, validation_split
 from .loss import missing_label_mask, robust_heteroscedastic_loss
 from .network import OUTPUT_LABELS, build_astronn
 from .preprocessing import (label_statistics, mask_brackett_normalised, network_input, normalise_apstar,
@@ -234,11 +234,8 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
     n = len(all_labels)
     if n < 2:
         raise ValueError("need at least 2 labelled spectra (one for validation)")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    n_val = max(1, int(round(val_fraction * n)))
-    val, tr = order[:n_val], order[n_val:]
-    tr_f, tr_x, val_f, val_x = tr[tr < n_fresh], tr[tr >= n_fresh] - n_fresh, val[val < n_fresh], val[val >= n_fresh] - n_fresh
+    tr, val = validation_split(n, val_fraction, seed)
+    (tr_f, tr_x), (val_f, val_x) = split_by_block(tr, n_fresh), split_by_block(val, n_fresh)
 
     def mask_fresh(normalised, rows):  # rows: indices into the noise-free spectra
         return (mask_brackett_normalised(normalised, fresh_labels[rows, it]) if brackett_mask
