@@ -1,7 +1,8 @@
 """Deterministic train/validation splits shared by every training function.
 
-The same seed gives the same split on every machine (numpy's PCG64 ``default_rng``), so a training
-resumed in a later session, or rerun to check it, validates on the same rows.
+The same seed gives the same split on every machine with the same numpy (the lock file pins it; NEP 19 lets
+``Generator`` methods change their streams between numpy versions), so a training resumed in a later session,
+or rerun to check it, validates on the same rows.
 """
 from __future__ import annotations
 
