@@ -111,10 +111,7 @@ def train_apogeenet(flux, ivar, labels, out_path, bitmask=None, input_flux: str 
         raise ValueError(f"fresh-noise labels must be ({n_fresh}, 3), got {fresh_labels.shape}")
     all_labels = np.concatenate([fresh_labels, np.asarray(labels, dtype=np.float64)])  # noise-free rows first
     targets = np.concatenate([physical_to_targets(fresh_labels), targets])
-    n = len(all_labels)
-    if n < 2:
-        raise ValueError("need at least 2 labelled spectra (one for validation)")
-    tr, val = validation_split(n, val_fraction, seed)
+    tr, val = validation_split(len(all_labels), val_fraction, seed)  # refuses < 2 rows (one each side)
     (tr_f, tr_x), (val_f, val_x) = split_by_block(tr, n_fresh), split_by_block(val, n_fresh)
     # preprocessing exactly as at inference, in chunks (float64 inside) to bound memory; the
     # network input is kept as float32, the cleaned flux/error only for the validation rows

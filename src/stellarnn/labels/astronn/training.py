@@ -231,10 +231,7 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
     if fresh_labels.shape != (n_fresh, len(OUTPUT_LABELS)):
         raise ValueError(f"fresh-noise labels must be ({n_fresh}, {len(OUTPUT_LABELS)}), got {fresh_labels.shape}")
     all_labels = np.concatenate([fresh_labels, labels])  # rows: noise-free spectra first, then fixed ones
-    n = len(all_labels)
-    if n < 2:
-        raise ValueError("need at least 2 labelled spectra (one for validation)")
-    tr, val = validation_split(n, val_fraction, seed)
+    tr, val = validation_split(len(all_labels), val_fraction, seed)  # refuses < 2 rows (one each side)
     (tr_f, tr_x), (val_f, val_x) = split_by_block(tr, n_fresh), split_by_block(val, n_fresh)
 
     def mask_fresh(normalised, rows):  # rows: indices into the noise-free spectra
