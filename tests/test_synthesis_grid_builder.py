@@ -136,6 +136,24 @@ def test_resumed_build_keeps_the_versions_it_started_with(tmp_path, monkeypatch)
     assert written["resumed_with"] == [later]
 
 
+def test_resumed_build_reads_the_finished_spectra_once(tmp_path, monkeypatch):
+    """The to-do list of a resumed build comes from one pass over the chunk files: reading them again for
+    every spectrum of the grid kept a 12,000-spectrum build single-threaded for ~16 min at each restart."""
+    from stellarnn.synthesis import grid_builder
+
+    spec = GridSpec(name="a", n=40, seed=1)
+    (tmp_path / "pending").mkdir()
+    for i in (0, 3, 39):  # finished spectra waiting to be packed
+        np.savez(tmp_path / "pending" / f"{i:06d}.npz", index=i)
+    calls = []
+    real = grid_builder.done_indices
+    monkeypatch.setattr(grid_builder, "done_indices", lambda out: calls.append(out) or real(out))
+    counts = grid_builder.build_grid(tmp_path, spec, progress=False, max_spectra=0)
+    assert len(calls) == 1
+    assert counts["todo"] == 0 and counts["requested"] == 40
+    assert sorted(real(tmp_path)) == [0, 3, 39]
+
+
 def test_truncated_chunk_is_detected_and_set_aside(tmp_path):
     from stellarnn.synthesis.grid_builder import _checksum_path, _sha256, corrupt_chunks
 

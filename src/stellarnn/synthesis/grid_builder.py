@@ -311,7 +311,8 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
         os.replace(bad, bad.with_name(bad.name + ".corrupt"))
         _checksum_path(bad).unlink()
     pack_chunks(out, spec)
-    todo = [i for i in range(spec.n) if i not in done_indices(out)]
+    done = done_indices(out)  # once: it opens every chunk file
+    todo = [i for i in range(spec.n) if i not in done]
     if max_spectra is not None:
         todo = todo[:max_spectra]
     counts = {"requested": spec.n, "todo": len(todo), "ok": 0, "failed": 0}
