@@ -137,21 +137,27 @@ def test_resumed_build_keeps_the_versions_it_started_with(tmp_path, monkeypatch)
 
 
 def test_resumed_build_reads_the_finished_spectra_once(tmp_path, monkeypatch):
-    """The to-do list of a resumed build comes from one pass over the chunk files: reading them again for
-    every spectrum of the grid kept a 12,000-spectrum build single-threaded for ~16 min at each restart."""
+    """The to-do list of a resumed build comes from one pass over the chunk files (reading them again for every
+    spectrum of the grid kept a 12,000-spectrum build on one core for minutes at each restart), and holds
+    exactly the spectra not yet computed, in order, cut at ``max_spectra``."""
     from stellarnn.synthesis import grid_builder
 
     spec = GridSpec(name="a", n=40, seed=1)
     (tmp_path / "pending").mkdir()
     for i in (0, 3, 39):  # finished spectra waiting to be packed
         np.savez(tmp_path / "pending" / f"{i:06d}.npz", index=i)
-    calls = []
+    calls, computed = [], []
     real = grid_builder.done_indices
     monkeypatch.setattr(grid_builder, "done_indices", lambda out: calls.append(out) or real(out))
-    counts = grid_builder.build_grid(tmp_path, spec, progress=False, max_spectra=0)
+    monkeypatch.setattr(grid_builder, "_init_worker", lambda *args: None)  # no PySME: record what would be computed
+    monkeypatch.setattr(grid_builder, "compute_one", lambda i: (computed.append(i), "ok"))
+    counts = grid_builder.build_grid(tmp_path, spec, progress=False, max_spectra=5)
     assert len(calls) == 1
-    assert counts["todo"] == 0 and counts["requested"] == 40
-    assert sorted(real(tmp_path)) == [0, 3, 39]
+    assert computed == [1, 2, 4, 5, 6]
+    assert counts["todo"] == 5 and counts["ok"] == 5 and counts["requested"] == 40
+    computed.clear()
+    grid_builder.build_grid(tmp_path, spec, progress=False)
+    assert computed == [i for i in range(40) if i not in (0, 3, 39)]
 
 
 def test_truncated_chunk_is_detected_and_set_aside(tmp_path):
