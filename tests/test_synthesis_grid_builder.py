@@ -129,8 +129,12 @@ def test_resumed_build_keeps_the_versions_it_started_with(tmp_path, monkeypatch)
     (tmp_path / "spec.json").write_text(json.dumps({"spec": spec.to_json(), "provenance": first}))
     later = dict(first, stellarnn="0.2.0")
     monkeypatch.setattr(grid_builder, "provenance", lambda: later)
-    for _ in range(2):  # resumed twice with the same later version: listed once
-        grid_builder.build_grid(tmp_path, spec, progress=False, max_spectra=0)
+    monkeypatch.setattr(grid_builder, "_init_worker", lambda *args: None)  # no PySME
+    monkeypatch.setattr(grid_builder, "compute_one", lambda i: (i, "ok"))
+    grid_builder.build_grid(tmp_path, spec, progress=False, max_spectra=0)  # adds nothing: not listed
+    assert "resumed_with" not in json.loads((tmp_path / "spec.json").read_text())
+    for _ in range(2):  # resumed twice with the same later version, adding spectra: listed once
+        grid_builder.build_grid(tmp_path, spec, progress=False)
     written = json.loads((tmp_path / "spec.json").read_text())
     assert written["provenance"] == first
     assert written["resumed_with"] == [later]

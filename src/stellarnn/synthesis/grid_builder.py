@@ -297,11 +297,13 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
         # a resumed build keeps the versions it started with; other versions that added spectra are listed
         resumed = list(previous.get("resumed_with", []))
         first = previous.get("provenance", prov)
-        if prov != first and prov not in resumed:
-            resumed.append(prov)
-    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
-                                     "provenance": first, **({"resumed_with": resumed} if resumed else {})},
-                                    indent=2))
+
+    def write_spec():
+        spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
+                                         "provenance": first, **({"resumed_with": resumed} if resumed else {})},
+                                        indent=2))
+
+    write_spec()
     for stale in (out / "pending").glob("*.part.npz"):
         stale.unlink()
     for bad in corrupt_chunks(out):  # truncated or altered: its spectra are computed again
@@ -316,6 +318,9 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
     if max_spectra is not None:
         todo = todo[:max_spectra]
     counts = {"requested": spec.n, "todo": len(todo), "ok": 0, "failed": 0}
+    if todo and prov != first and prov not in resumed:  # only a version that adds spectra is listed
+        resumed.append(prov)
+        write_spec()
     if todo:
         from tqdm.auto import tqdm
 
