@@ -297,13 +297,6 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
         # a resumed build keeps the versions it started with; other versions that added spectra are listed
         resumed = list(previous.get("resumed_with", []))
         first = previous.get("provenance", prov)
-
-    def write_spec():
-        spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
-                                         "provenance": first, **({"resumed_with": resumed} if resumed else {})},
-                                        indent=2))
-
-    write_spec()
     for stale in (out / "pending").glob("*.part.npz"):
         stale.unlink()
     for bad in corrupt_chunks(out):  # truncated or altered: its spectra are computed again
@@ -320,7 +313,9 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
     counts = {"requested": spec.n, "todo": len(todo), "ok": 0, "failed": 0}
     if todo and prov != first and prov not in resumed:  # only a version that adds spectra is listed
         resumed.append(prov)
-        write_spec()
+    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
+                                     "provenance": first, **({"resumed_with": resumed} if resumed else {})},
+                                    indent=2))
     if todo:
         from tqdm.auto import tqdm
 
