@@ -140,6 +140,29 @@ def test_resumed_build_keeps_the_versions_it_started_with(tmp_path, monkeypatch)
     assert written["resumed_with"] == [later]
 
 
+def test_spec_json_survives_a_build_killed_while_writing_it(tmp_path, monkeypatch):
+    """spec.json is replaced atomically: a build killed mid-write (a session's end) keeps the previous file whole."""
+    from pathlib import Path
+
+    from stellarnn.synthesis import grid_builder
+
+    spec = GridSpec(name="a", n=1, seed=1)
+    before = json.dumps({"spec": spec.to_json(), "provenance": {"stellarnn": "0.1.0"}})
+    (tmp_path / "spec.json").write_text(before)
+    real = Path.write_text
+
+    def killed(self, text, *args, **kwargs):  # half the text written, then the process dies
+        real(self, text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        grid_builder.build_grid(tmp_path, spec, progress=False, max_spectra=0)
+    monkeypatch.undo()
+    assert (tmp_path / "spec.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("spec.json")] == ["spec.json"]
+
+
 def test_resumed_build_reads_the_finished_spectra_once(tmp_path, monkeypatch):
     """The to-do list of a resumed build comes from one pass over the chunk files (reading them again for every
     spectrum of the grid kept a 12,000-spectrum build on one core for minutes at each restart), and holds

@@ -313,9 +313,11 @@ def build_grid(out: str | Path, spec: GridSpec, processes: int = 1, progress: bo
     counts = {"requested": spec.n, "todo": len(todo), "ok": 0, "failed": 0}
     if todo and prov != first and prov not in resumed:  # only a version that adds spectra is listed
         resumed.append(prov)
-    spec_file.write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
-                                     "provenance": first, **({"resumed_with": resumed} if resumed else {})},
-                                    indent=2))
+    # atomic: a build killed at a session's end must not leave a truncated spec.json behind
+    with atomic_write(spec_file) as tmp:
+        Path(tmp).write_text(json.dumps({"spec": spec.to_json(), "label_names": list(spec.label_names),
+                                         "provenance": first, **({"resumed_with": resumed} if resumed else {})},
+                                        indent=2))
     if todo:
         from tqdm.auto import tqdm
 
