@@ -1,8 +1,10 @@
+"""Tests of stellarnn.spectra.generic_io: CSV and 1-D FITS spectra, their units, medium and layouts."""
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from stellarnn.spectra import Spectrum, SpectrumFileError, read_spectrum, write_spectrum_csv
+from stellarnn.spectra import Spectrum, SpectrumFileError, air_to_vacuum, read_spectrum, write_spectrum_csv
+from stellarnn.spectra.generic_io import is_echelle_fits
 
 
 def test_csv_round_trip(tmp_path):
@@ -47,3 +49,68 @@ def test_bad_inputs(tmp_path):
     nanflux.write_text("wavelength,flux\n1,nan\n2,nan\n")
     with pytest.raises(SpectrumFileError, match="no finite flux"):
         read_spectrum(nanflux)
+
+
+# --- units, medium and échelle files: one convention with stellarnn.spectra.echelle_io ---------------------
+
+def _table_fits(path, wave, unit=None, name="wavelength", header=None):
+    cols = [fits.Column(name=name, format="D", array=wave, unit=unit),
+            fits.Column(name="flux", format="D", array=np.ones(wave.size)),
+            fits.Column(name="error", format="D", array=np.full(wave.size, 0.01))]
+    hdu = fits.BinTableHDU.from_columns(cols)
+    hdu.header.update(header or {})
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize("unit, scale", [("nm", 10.0), ("um", 1e4), ("Angstrom", 1.0), (None, 10.0)])
+def test_table_wavelengths_in_the_files_unit_become_angstrom(tmp_path, unit, scale):
+    wave_a = np.linspace(8500.0, 8510.0, 30)
+    s = read_spectrum(_table_fits(tmp_path / "t.fits", wave_a / scale, unit))  # None: nm values, no TUNIT
+    np.testing.assert_allclose(s.wavelength, wave_a, rtol=1e-12)
+    assert s.meta["wavelength_unit_source"] == ("header" if unit else "inferred from the values (no unit in the file)")
+
+
+def test_image_cunit_and_air_wavelengths(tmp_path):
+    hdu = fits.PrimaryHDU(np.ones(40))
+    hdu.header.update(CRVAL1=850.0, CDELT1=0.01, CRPIX1=1, CUNIT1="nm", CTYPE1="AWAV")
+    hdu.writeto(tmp_path / "air.fits")
+    s = read_spectrum(tmp_path / "air.fits")
+    np.testing.assert_allclose(s.wavelength, air_to_vacuum(8500.0 + 0.1 * np.arange(40)))
+    assert s.meta["medium"] == "vacuum (converted from air)" and s.meta["wavelength_unit"] == "nm"
+    t = read_spectrum(_table_fits(tmp_path / "t.fits", np.linspace(6000, 6001, 20), "Angstrom",
+                                  header={"AIRORVAC": "air"}))
+    np.testing.assert_allclose(t.wavelength, air_to_vacuum(np.linspace(6000, 6001, 20)))
+    csv = tmp_path / "vac.csv"
+    csv.write_text("wave_vac,flux\n6000,1\n6001,1\n6002,1\n")
+    assert read_spectrum(csv).meta["medium"] == "vacuum"
+
+
+def test_unitless_wavelengths_that_fit_no_unit_are_refused(tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_text("wavelength,flux\n50,1\n51,1\n52,1\n")
+    with pytest.raises(SpectrumFileError, match=r"odd.csv: no wavelength unit given and median wavelength 51"):
+        read_spectrum(path)
+
+
+def test_real_phoenix_template_csv(real_file):
+    s = read_spectrum(real_file("phoenix-10kK"))  # muler's columns wave_ang,flux: no uncertainty
+    assert len(s) == 338649 and s.wavelength[0] == pytest.approx(8038.01) and s.wavelength[-1] == pytest.approx(12848.98)
+    assert s.meta["has_uncertainty"] is False and s.meta["wavelength_unit"] == "Angstrom"
+
+
+def test_echelle_files_are_refused_with_a_pointer(tmp_path, real_file):
+    chiron = real_file("chiron-hip108294")
+    assert is_echelle_fits(chiron)
+    with pytest.raises(SpectrumFileError, match=r"an échelle file \(58 orders\): read it with "
+                                                 r"stellarnn.spectra.read_echelle_fits"):
+        read_spectrum(chiron)
+    rows = tmp_path / "rows.fits"
+    cols = [fits.Column(name="WAVE", format="30D", array=np.ones((4, 30)) * np.arange(30) + 8000),
+            fits.Column(name="FLUX", format="30D", array=np.ones((4, 30)))]
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(rows)
+    assert is_echelle_fits(rows)
+    with pytest.raises(SpectrumFileError, match=r"\(4 orders\)"):
+        read_spectrum(rows)
+    single = _table_fits(tmp_path / "one.fits", np.linspace(6000, 6001, 20), "Angstrom")
+    assert not is_echelle_fits(single)

@@ -551,10 +551,10 @@ def transfer_spectrum(clone: LineModel, spec: ObservedSpectrum, epochs: int = 30
 
 @torch.no_grad()
 def clone_to_air(clone: LineModel) -> LineModel:
-    """Convert a clone's line centres from vacuum to air wavelengths in place (IAU formula,
-    :func:`stellarnn.blase.sources.vacuum_to_air`), e.g. for a vacuum synthetic template and an
-    air-calibrated echelle spectrum."""
-    from .sources import vacuum_to_air
+    """Convert a clone's line centres from vacuum to air wavelengths in place (the package's one
+    convention, :func:`stellarnn.spectra.air_vacuum.vacuum_to_air`, as the readers use to bring air
+    spectra to vacuum), e.g. for a vacuum synthetic template and an air-calibrated echelle spectrum."""
+    from ..spectra.air_vacuum import vacuum_to_air
 
     centres = clone.centres().detach().cpu().numpy()
     amp, sig, gam = (torch.exp(p).double().numpy() for p in (clone.ln_amplitude, clone.ln_sigma, clone.ln_gamma))

@@ -48,7 +48,7 @@ TELLURIC_BANDS = (
 
 def band_edges(bands=TELLURIC_BANDS, medium: str = "air") -> list[tuple[float, float, str, str]]:
     """``(low, high, species, name)`` of each band in the requested medium (``air`` or ``vacuum``)."""
-    from ..synthesis.linelists import air_to_vacuum
+    from ..spectra.air_vacuum import air_to_vacuum
 
     out = []
     for band in bands:

@@ -1,4 +1,4 @@
-"""``stellarnn spectra info|plot|normalise``."""
+"""``stellarnn spectra info|plot``."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,8 @@ from .apogee_grid import APOGEE_N_PIXELS, decode_pixmask
 from .apstar import open_fits, read_apstar
 from .apvisit import read_apvisit
 from .continuum import apogee_continuum
-from .generic_io import read_spectrum
+from .echelle_io import read_echelle_fits
+from .generic_io import is_echelle_fits, read_spectrum
 from .plotting import plot_apogee_spectrum, save_figure
 
 
@@ -21,7 +22,7 @@ def _kind(path: str) -> str:
         return "apstar"
     if len(shape) == 2 and shape == (3, 4096):
         return "apvisit"
-    return "generic"
+    return "echelle" if is_echelle_fits(path) else "generic"
 
 
 def cmd_info(args) -> int:
@@ -47,9 +48,20 @@ def cmd_info(args) -> int:
             r = lsf.resolution(c, np.array([100, 2048, 4000]))
             print(f"  chip {c}: {v.wavelength[c].min():.1f}-{v.wavelength[c].max():.1f} Å, "
                   f"LSF resolving power {r[0]:.0f}/{r[1]:.0f}/{r[2]:.0f} (pixels 100/2048/4000)")
+    elif kind == "echelle":
+        e = read_echelle_fits(path)
+        m = e.metadata
+        print(f"{path}: échelle, {m['n_orders']} orders, {e.wavelength.size} px, {e.wavelength.min():.3f}-"
+              f"{e.wavelength.max():.3f} Å, {m['n_masked_pixels']} pixels without data")
+        print(f"  medium: {m['medium']}; unit: {m['wavelength_unit']}, {m['wavelength_unit_source']}")
+        for key, card in m["barycentric_correction"].items():
+            print(f"  {key:10s} {card['value']}  ({card['comment']})")
     else:
         s = read_spectrum(path)
-        print(f"{path}: {len(s)} px, {s.wavelength[0]:.3f}-{s.wavelength[-1]:.3f} Å, S/N {s.snr:.1f}")
+        noise = f"S/N {s.snr:.1f}" if s.meta["has_uncertainty"] else "no uncertainty column"
+        print(f"{path}: {len(s)} px, {s.wavelength[0]:.3f}-{s.wavelength[-1]:.3f} Å, {noise}")
+        print(f"  medium: {s.meta['medium']}; unit: {s.meta['wavelength_unit']}, "
+              f"{s.meta['wavelength_unit_source']}")
     return 0
 
 

@@ -1,6 +1,14 @@
 """Generic spectrum files: CSV and FITS (1-D image with a linear/log-linear WCS, or a binary table).
 
 ``read_spectrum`` also recognises apStar and apVisit files and reads their combined/joined spectrum.
+Column names, units and the medium follow the one convention of the observed-spectrum reader
+(:mod:`stellarnn.spectra.echelle_io`): wavelength columns ``wavelength``/``wave``/``lambda``/``wl``/``lam``,
+``wave_ang`` … (or ``loglam``, log10 of Angstrom, the SDSS spelling); the unit from the column's TUNIT or the
+image's CUNIT1, else inferred from the values (median 0.1–30: µm, 100–2999: nm, 3000–300 000: Angstrom; the
+source is kept in ``meta["wavelength_unit_source"]``); air wavelengths (``AIRORVAC``/``VACUUM``/``WAVEMED``,
+an ``_air`` suffix, CTYPE1 ``AWAV``) converted to vacuum, since a :class:`~stellarnn.spectra.Spectrum` is in
+vacuum Angstrom.  A file with several spectrum tables or 2-D columns is an échelle file: it is refused here
+with a pointer to :func:`~stellarnn.spectra.echelle_io.read_echelle_fits`, not read one order at a time.
 """
 from __future__ import annotations
 
@@ -12,29 +20,37 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .apstar import open_fits, read_apstar, spectrum_from_arrays
+from .echelle_io import (FLUX_COLUMNS, UNCERTAINTY_COLUMNS, WAVELENGTH_COLUMNS, angstrom_per_unit, convert_medium,
+                         infer_wavelength_unit, pick_column, stated_medium, uncertainty_to_sigma)
 from .errors import SpectrumFileError
 from .spectrum import Spectrum
 
-_WAVE_NAMES = ("wavelength", "wave", "lambda", "wl", "loglam")
-_FLUX_NAMES = ("flux", "f", "spec", "spectrum")
-_ERR_NAMES = ("error", "err", "sigma", "uncertainty", "flux_err")
-_IVAR_NAMES = ("ivar", "inverse_variance")
+_WAVE_NAMES = WAVELENGTH_COLUMNS + ("loglam",)
+_FLUX_NAMES = FLUX_COLUMNS + ("f",)
 _MASK_NAMES = ("bitmask", "mask", "pixmask")
 
 
-def _pick(colnames, candidates):
-    low = {c.lower(): c for c in colnames}
-    for c in candidates:
-        if c in low:
-            return low[c]
-    return None
+def _wavelength_in_angstrom(path, values: np.ndarray, unit: str | None, hdu) -> tuple[np.ndarray, str, str]:
+    """Angstrom wavelengths, the unit's name and where it came from (``unit`` is TUNIT/CUNIT1 or None)."""
+    where = f"{path}" + (f" [HDU {hdu}]" if hdu is not None else "")
+    try:
+        if unit:
+            return values * angstrom_per_unit(unit, where), str(unit).strip(), "header"
+        factor, name = infer_wavelength_unit(values, where)
+    except ValueError as exc:
+        raise SpectrumFileError(path, str(exc).removeprefix(f"{where}: "), hdu=hdu) from None
+    return values * factor, name, "inferred from the values (no unit in the file)"
 
 
-def _from_columns(path, cols: dict, hdu=None) -> Spectrum:
+def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers=(), medium: str | None = None
+                  ) -> Spectrum:
+    """A Spectrum from named columns; ``units`` maps column names to unit strings (TUNIT), ``headers`` are
+    searched for the medium unless ``medium`` ("air"/"vacuum") states it."""
     names = list(cols)
-    wname, fname = _pick(names, _WAVE_NAMES), _pick(names, _FLUX_NAMES)
+    wname, fname = pick_column(names, _WAVE_NAMES), pick_column(names, _FLUX_NAMES)
     if wname is None or fname is None:
         raise SpectrumFileError(path, f"needs wavelength and flux columns; found {names}", hdu=hdu)
+
     def column(name, dtype=np.float64):
         try:
             return np.asarray(cols[name], dtype=dtype).ravel()
@@ -43,24 +59,25 @@ def _from_columns(path, cols: dict, hdu=None) -> Spectrum:
             raise SpectrumFileError(path, f"column {name!r} does not hold {kind} ({exc})", hdu=hdu) from None
 
     wave = column(wname)
+    if wave.size == 0:
+        raise SpectrumFileError(path, "no rows", hdu=hdu)
     if wname.lower() == "loglam":
         with np.errstate(over="ignore"):
             wave = 10 ** wave
-    flux = column(fname)
-    if wave.size == 0:
-        raise SpectrumFileError(path, "no rows", hdu=hdu)
     if not np.all(np.isfinite(wave)):
         raise SpectrumFileError(path, f"column {wname!r}: {np.sum(~np.isfinite(wave))} non-finite wavelengths",
                                 hdu=hdu)
-    ename, iname, mname = _pick(names, _ERR_NAMES), _pick(names, _IVAR_NAMES), _pick(names, _MASK_NAMES)
-    if iname is not None:
-        ivar = column(iname)
-        with np.errstate(divide="ignore"):
-            error = np.where(ivar > 0, 1 / np.sqrt(np.where(ivar > 0, ivar, 1)), np.inf)
-    elif ename is not None:
-        error = column(ename)
+    if wname.lower() == "loglam":
+        unit_name, unit_source = "Angstrom", "loglam is log10 of Angstrom (SDSS)"
     else:
-        error = np.ones_like(flux)  # no uncertainty given: unit errors, recorded in meta
+        wave, unit_name, unit_source = _wavelength_in_angstrom(path, wave, (units or {}).get(wname), hdu)
+    wave, medium = convert_medium(wave, medium or stated_medium(headers, wname), "vacuum")
+    flux = column(fname)
+    uname, ukind = next(((c, kind) for spelling, kind in UNCERTAINTY_COLUMNS
+                         if (c := pick_column(names, (spelling,))) is not None), (None, None))
+    # ivar <= 0 or var < 0 become NaN errors: pixels without information (ivar 0 in the Spectrum)
+    error = uncertainty_to_sigma(column(uname), ukind) if uname is not None else np.ones_like(flux)
+    mname = pick_column(names, _MASK_NAMES)
     mask = column(mname, np.int64) if mname is not None else np.zeros(flux.size, np.int64)
     if not (flux.size == wave.size == error.size == mask.size):
         raise SpectrumFileError(path, f"columns of different lengths ({wave.size} wavelengths, {flux.size} fluxes)",
@@ -68,8 +85,36 @@ def _from_columns(path, cols: dict, hdu=None) -> Spectrum:
     if not np.all(np.diff(wave[np.isfinite(wave)]) > 0):
         order = np.argsort(wave)
         wave, flux, error, mask = wave[order], flux[order], error[order], mask[order]
-    meta = {"source": str(path), "has_uncertainty": ename is not None or iname is not None}
+    meta = {"source": str(path), "has_uncertainty": uname is not None, "wavelength_unit": unit_name,
+            "wavelength_unit_source": unit_source, "medium": medium}
     return spectrum_from_arrays(path, 0, wave, flux, error, mask, meta, "mask", hdus=(hdu, hdu))
+
+
+def _spectrum_tables(hdul) -> list[tuple[int, bool]]:
+    """(HDU index, holds 2-D columns of several rows) of every table with wavelength and flux columns."""
+    spectra = []
+    for i, h in enumerate(hdul):
+        if isinstance(h, (fits.BinTableHDU, fits.TableHDU)) and h.data is not None:
+            wname = pick_column(h.columns.names, _WAVE_NAMES)
+            if wname is not None and pick_column(h.columns.names, _FLUX_NAMES) is not None:
+                spectra.append((i, np.ndim(h.data[wname]) > 1 and len(h.data) > 1))
+    return spectra
+
+
+def is_echelle_fits(path: str | os.PathLike) -> bool:
+    """True for a FITS file whose tables hold several orders (one table per order, or 2-D columns)."""
+    with open_fits(path) as hdul:
+        spectra = _spectrum_tables(hdul)
+    return len(spectra) > 1 or any(two_d for _, two_d in spectra)
+
+
+def _refuse_echelle(path, hdul) -> None:
+    """Refuse an échelle file (see :func:`is_echelle_fits`): one order of it is not the spectrum."""
+    spectra = _spectrum_tables(hdul)
+    if len(spectra) > 1 or any(two_d for _, two_d in spectra):
+        n = len(spectra) if len(spectra) > 1 else len(hdul[spectra[0][0]].data)
+        raise SpectrumFileError(path, f"an échelle file ({n} orders): read it with "
+                                      "stellarnn.spectra.read_echelle_fits, not as one 1-D spectrum")
 
 
 def read_spectrum_csv(path: str | os.PathLike) -> Spectrum:
@@ -99,7 +144,9 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spect
                 raise SpectrumFileError(path, "no HDU with data")
             h = hdul[index]
             if isinstance(h, (fits.BinTableHDU, fits.TableHDU)):
-                return _from_columns(path, {c: h.data[c] for c in h.columns.names}, hdu=index)
+                _refuse_echelle(path, hdul)
+                return _from_columns(path, {c: h.data[c] for c in h.columns.names}, hdu=index,
+                                     units={c.name: c.unit for c in h.columns}, headers=(h.header, header0))
             data = np.asarray(h.data, dtype=np.float64)
             if data.ndim != 1:
                 raise SpectrumFileError(path, f"image data of shape {data.shape} is not a 1-D spectrum "
@@ -114,9 +161,12 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spect
                     raise SpectrumFileError(path, f"keyword {key} = {value!r} is not a number", hdu=index)
             pix = np.arange(data.size) + 1 - hdr.get("CRPIX1", 1)
             grid = hdr["CRVAL1"] + step * pix
-            log = "LOG" in str(hdr.get("CTYPE1", "")).upper() or hdr.get("DC-FLAG", 0) == 1
+            ctype = str(hdr.get("CTYPE1", "")).upper()
+            log = "LOG" in ctype or hdr.get("DC-FLAG", 0) == 1
             wave = 10 ** grid if log else grid
-            return _from_columns(path, {"wavelength": wave, "flux": data}, hdu=index)
+            return _from_columns(path, {"wavelength": wave, "flux": data}, hdu=index,
+                                 units={"wavelength": hdr.get("CUNIT1")}, headers=(hdr, header0),
+                                 medium="air" if ctype.startswith("AWAV") else None)
     apstar = read_apstar(path)
     return apstar.combined
 

@@ -13,8 +13,7 @@ ratios at run time), so log gf is shifted here by log10 of the product of the is
 fractions (solar-system values, Asplund et al. 2009, ARA&A 47, 481, Table 3).  Codes without
 isotope digits are left as they are.
 
-Air to vacuum: the conversion used by VALD (N. Piskunov; refractive index of Ciddor 1996,
-Applied Optics 35, 1566, evaluated at the air wavenumber), valid above 2000 Angstrom.
+Air to vacuum: the conversion used by VALD (:mod:`stellarnn.spectra.air_vacuum`).
 """
 from __future__ import annotations
 
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..spectra.air_vacuum import air_to_vacuum, vacuum_to_air  # noqa: F401  (also importable from here)
 
 #: isotopic fractions (Asplund et al. 2009, Table 3)
 ISOTOPE_FRACTION = {
@@ -50,23 +51,6 @@ MOLECULE_NAMES = {
 
 #: registry entries of the H-band-relevant MOOG lists (moog-hf is not used: moog-hydrides holds HF too)
 APOGEE_LINE_LISTS = ("moog-atoms", "moog-co", "moog-cn", "moog-hydrides", "moog-h2o", "moog-feh", "moog-c2")
-
-
-def air_to_vacuum(wavelength_air: np.ndarray) -> np.ndarray:
-    """Vacuum wavelength [Angstrom] from air wavelength (VALD convention; unchanged below 2000 Angstrom)."""
-    wl = np.asarray(wavelength_air, dtype=np.float64)
-    s2 = (1e4 / wl) ** 2
-    n = 1.0 + 8.336624212083e-5 + 2.408926869968e-2 / (1.301065924522e2 - s2) + 1.599740894897e-4 / (3.892568793293e1 - s2)
-    return np.where(wl > 1999.352, wl * n, wl)
-
-
-def vacuum_to_air(wavelength_vac: np.ndarray) -> np.ndarray:
-    """Air wavelength [Angstrom] from vacuum (inverse of :func:`air_to_vacuum` by fixed-point iteration)."""
-    vac = np.asarray(wavelength_vac, dtype=np.float64)
-    air = vac / 1.000273
-    for _ in range(4):
-        air = air * vac / air_to_vacuum(air)
-    return np.where(vac > 1999.9, air, vac)
 
 
 @dataclass

@@ -1,0 +1,45 @@
+"""Tests of stellarnn.spectra.cli: ``stellarnn spectra info|plot`` on real files."""
+from __future__ import annotations
+
+import pytest
+
+from stellarnn.cli import main
+
+
+def test_spectra_info_and_plot(tmp_path, real_file, capsys):
+    f = str(real_file("apstar-2M17335483"))
+    assert main(["spectra", "info", f]) == 0
+    out = capsys.readouterr().out
+    assert "3 visit(s)" in out and "rv_teff" in out
+    png = tmp_path / "p.png"
+    assert main(["spectra", "plot", f, "-o", str(png), "--row-index", "2"]) == 0
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_names_the_rows_that_exist(tmp_path, real_file, capsys):
+    f = str(real_file("apstar-2M17335483"))
+    assert main(["spectra", "plot", f, "-o", str(tmp_path / "p.png"), "--row-index", "4"]) == 1
+    assert "--row-index 4 does not exist (rows 0-3" in capsys.readouterr().err
+
+
+def test_info_on_an_apvisit_reports_chips_and_lsf(real_file, capsys):
+    assert main(["spectra", "info", str(real_file("apvisit-5095-55844-128"))]) == 0
+    out = capsys.readouterr().out
+    assert "apVisit, 3 chips x 4096 px" in out and "2M01183798+8403419" in out
+    assert out.count("LSF resolving power") == 3
+
+
+def test_info_on_an_echelle_file_gives_angstrom_and_says_where_the_unit_came_from(real_file, capsys):
+    assert main(["spectra", "info", str(real_file("chiron-hip108294"))]) == 0
+    out = capsys.readouterr().out
+    assert "échelle, 58 orders, 185600 px, 4578.031-8629.233 Å" in out  # the file's nm, not read as Angstrom
+    assert "unit: nm, inferred from the values (no TUNIT)" in out
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ("phoenix-10kK", "338649 px, 8038.010-12848.980 Å, no uncertainty column"),
+])
+def test_info_on_a_generic_csv(real_file, capsys, entry, expected):
+    assert main(["spectra", "info", str(real_file(entry))]) == 0
+    out = capsys.readouterr().out
+    assert expected in out and "medium: unknown" in out
