@@ -1,10 +1,10 @@
+"""Tests of stellarnn.cli: the entry point, global options and what every command group shares."""
 import subprocess
 import sys
 
 import pytest
 
 from stellarnn.cli import main
-from stellarnn.data import ENTRIES
 
 
 def test_help_everywhere(capsys):
@@ -13,29 +13,6 @@ def test_help_everywhere(capsys):
     for group in ("data", "spectra"):
         assert main([group]) == 2
         assert "usage" in capsys.readouterr().out
-
-
-def test_data_list_shows_every_entry(capsys):
-    assert main(["data", "list"]) == 0
-    out = capsys.readouterr().out
-    for e in ENTRIES:
-        assert e.name in out and e.sha256 in out
-    assert "MIT" in out
-
-
-def test_unknown_entry_is_one_clear_error(capsys):
-    assert main(["data", "path", "nope"]) == 1
-    assert "no data entry named 'nope'" in capsys.readouterr().err
-
-
-def test_spectra_info_and_plot(tmp_path, real_file, capsys):
-    f = str(real_file("apstar-2M17335483"))
-    assert main(["spectra", "info", f]) == 0
-    out = capsys.readouterr().out
-    assert "3 visit(s)" in out and "rv_teff" in out
-    png = tmp_path / "p.png"
-    assert main(["spectra", "plot", f, "-o", str(png), "--row-index", "2"]) == 0
-    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_entry_point_runs():

@@ -1,4 +1,4 @@
-"""Tests of stellarnn.synthesis.label_priors and .populations: the APOGEE-like population and its bins."""
+"""Tests of stellarnn.synthesis.label_priors: the APOGEE-like population (its bins: test_synthesis_populations)."""
 from __future__ import annotations
 
 import collections
@@ -15,17 +15,6 @@ from stellarnn.synthesis.populations import POPULATIONS, population_masks, popul
 def _draw(prior, n, seed=5):
     rows = [sample_labels(i, seed, prior).as_dict() for i in range(n)]
     return {k: np.array([r[k] for r in rows]) for k in rows[0]}
-
-
-def test_population_edges():
-    teff = [4500, 4500, 5500, 5000, 3700, 7000, 3600, 4500, 4999.9, 3800]
-    logg = [2.5, 2.5, 2.5, 4.5, 4.8, 4.0, 1.0, 4.5, 3.49, 3.5]
-    m_h = [0.0, -1.0, -2.0, -0.5, 0.0, -2.0, 0.0, -1.5, -0.999, 0.0]
-    assert list(population_of(teff, logg, m_h)) == ["giants", "metal_poor_giants", "warm_giants", "dwarfs",
-                                                    "m_dwarfs", "hot", "", "", "giants", "m_dwarfs"]
-    masks = population_masks(teff, logg, m_h)
-    assert sum(m.astype(int) for m in masks.values()).max() == 1  # disjoint
-    assert list(population_of([np.nan], [2.0], [0.0])) == [""]
 
 
 def test_apogee_like_prior_looks_like_a_survey():
