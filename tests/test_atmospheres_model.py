@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from stellarnn.atmospheres.abundances import kurucz_abundances, mean_mass_per_nucleus
+from stellarnn.atmospheres.abundances import mean_mass_per_nucleus
 from stellarnn.atmospheres.model import ATOMIC_MASS_UNIT, K_BOLTZMANN, Atmosphere
 
 
@@ -12,20 +12,6 @@ def _atm(n=4, **kw):
                 p_gas=np.logspace(2, 5, n), n_e=np.logspace(9, 13, n), teff=5000.0, logg=3.0, m_h=0.0)
     base.update(kw)
     return Atmosphere(**base)
-
-
-def test_mean_mass_of_the_solar_mixture():
-    # GS98 mass fractions (X, Y, Z) ~ (0.735, 0.248, 0.017), metals ~15 u per nucleus on average:
-    # mu per nucleus = 1 / (X/1.008 + Y/4.0026 + Z/15) = 1.262
-    assert mean_mass_per_nucleus(0.0) == pytest.approx(1.262, abs=3e-3)
-    assert mean_mass_per_nucleus(-5.0) == pytest.approx((1.008 + 0.0851 * 4.002602) / 1.0851, rel=1e-4)
-    assert mean_mass_per_nucleus(1.0) > mean_mass_per_nucleus(0.0) > mean_mass_per_nucleus(-1.0)
-
-
-def test_kurucz_abundance_cards_match_the_solar_deck():
-    ab = kurucz_abundances(0.0)
-    assert ab[0] == pytest.approx(0.9204, abs=5e-4) and ab[1] == pytest.approx(0.0783, abs=5e-4)
-    assert ab[5] == pytest.approx(-3.52, abs=0.01) and ab[25] == pytest.approx(-4.54, abs=0.01)  # C, Fe
 
 
 def test_n_atoms_and_density_formulae():

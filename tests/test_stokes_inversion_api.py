@@ -1,4 +1,5 @@
-"""Tests of stellarnn.stokes.invert: files, SPMap and arrays -> ME parameters in a QTable with units."""
+"""Tests of stellarnn.stokes.inversion_api (stokes.invert, StokesInversion): files, SPMap and arrays -> ME parameters
+in a QTable with units."""
 from __future__ import annotations
 
 import astropy.units as u
