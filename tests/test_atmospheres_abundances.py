@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from stellarnn.atmospheres.abundances import SOLAR_HEAVY_GS98, SOLAR_MIXTURE_GS98, kurucz_abundances, mean_mass_per_nucleus
+from stellarnn.atmospheres.abundances import (SOLAR_HEAVY_GS98, SOLAR_MIXTURE_GS98, kurucz_abundances,
+                                              mean_mass_per_nucleus)
 from stellarnn.atmospheres.kurucz import read_kurucz_abundances
 
 SR, BA = 37, 55  # 0-based indices of Sr, Ba

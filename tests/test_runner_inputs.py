@@ -145,3 +145,11 @@ def test_folder_named_like_an_apstar_file_is_not_skipped(tmp_path):
     listing = tmp_path / "l.txt"
     listing.write_text("apStar-folder.fits\n")
     assert "is a folder" in read_items(resolve_inputs([listing])).failures[0]["reason"]
+
+
+def test_an_apvisit_file_is_read_as_its_visit_on_the_apstar_grid(real_file):
+    path = real_file("apvisit-9518-57729-104")
+    res = read_items(resolve_inputs([str(path)]), include_visits=True)
+    assert not res.failures and len(res.spectra) == 1
+    assert res.identities[0]["kind"] == "visit" and res.identities[0]["object_id"] == "2M00242666+5341178"
+    assert len(res.spectra[0]) == 8575 and res.spectra[0].meta["resampled_from"] == "apVisit"

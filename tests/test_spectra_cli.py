@@ -43,3 +43,9 @@ def test_info_on_a_generic_csv(real_file, capsys, entry, expected):
     assert main(["spectra", "info", str(real_file(entry))]) == 0
     out = capsys.readouterr().out
     assert expected in out and "medium: unknown" in out
+
+
+def test_plot_of_an_apvisit_shows_it_on_the_apstar_grid(tmp_path, real_file, capsys):
+    png = tmp_path / "v.png"
+    assert main(["spectra", "plot", str(real_file("apvisit-9518-57729-104")), "-o", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -95,7 +95,8 @@ def test_unitless_wavelengths_that_fit_no_unit_are_refused(tmp_path):
 
 def test_real_phoenix_template_csv(real_file):
     s = read_spectrum(real_file("phoenix-10kK"))  # muler's columns wave_ang,flux: no uncertainty
-    assert len(s) == 338649 and s.wavelength[0] == pytest.approx(8038.01) and s.wavelength[-1] == pytest.approx(12848.98)
+    assert len(s) == 338649
+    assert s.wavelength[0] == pytest.approx(8038.01) and s.wavelength[-1] == pytest.approx(12848.98)
     assert s.meta["has_uncertainty"] is False and s.meta["wavelength_unit"] == "Angstrom"
 
 

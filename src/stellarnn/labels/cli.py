@@ -287,12 +287,12 @@ def _spectra_from_files(files, which: str):
     Any failure of the reader on one file (not only :class:`SpectrumFileError`) becomes that
     file's reason, naming it, so that one bad file never drops the others.
     """
-    from ..spectra import SpectrumFileError, read_apstar
+    from ..spectra import SpectrumFileError, read_apogee_file
 
     items = []
     for path in files:
         try:
-            star = read_apstar(path)
+            star = read_apogee_file(path)
         except SpectrumFileError as exc:
             items.append((None, str(path), str(exc)))
             continue
@@ -555,15 +555,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--write", action="store_true", help="write guard.json next to the checkpoint")
     q.add_argument("--threads", type=positive_int, default=None, help="torch threads")
 
-    p = sub.add_parser("run", help="run a label pipeline on apStar files",
-                       description="Run APOGEENet or AstroNN on apStar files (combined spectra and/or visits); "
-                                   "prints the main fields and optionally writes all of them.")
+    p = sub.add_parser("run", help="run a label pipeline on apStar or apVisit files",
+                       description="Run APOGEENet or AstroNN on apStar files (combined spectra and/or visits) or "
+                                   "apVisit files (the visit shifted to the star's rest frame by its VRAD and "
+                                   "resampled onto the apStar grid); prints the main fields and optionally writes "
+                                   "all of them.")
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="run_command", metavar="PIPELINE")
     for name in PIPELINES:
         q = s.add_parser(name, help=f"run {name}")
         q.set_defaults(func=cmd_run, pipeline=name)
-        q.add_argument("files", nargs="+", metavar="FILE", help="apStar files")
+        q.add_argument("files", nargs="+", metavar="FILE", help="apStar or apVisit files")
         q.add_argument("--weights", help="checkpoint (default: the shipped weights)")
         q.add_argument("--spectra", choices=("combined", "visits", "all"), default="combined")
         q.add_argument("-o", "--output", type=output_file(*RUN_TABLE_SUFFIXES),

@@ -209,16 +209,16 @@ def add_run_options(q: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runner", help="survey runner: pipelines over many spectra into a results database",
-                       description="Run label pipelines over apStar files (globs, list files) and synthetic "
+                       description="Run label pipelines over apStar or apVisit files (globs, list files) and synthetic "
                                    "grids in batches, locally or on Dask, into SQLite/PostgreSQL; resumable.")
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="runner_command", metavar="ACTION")
 
     q = s.add_parser("run", help="run one pipeline over inputs (skips items already done)",
-                     description="Inputs: apStar files or globs ('data/**/apStar-*.fits'), list files given as "
-                                 "@FILE or named *.txt, *.lst, *.list (one apStar path, glob or grid folder per "
-                                 "line; any other line rejects the list), or synthetic grid folders (with "
-                                 "spec.json).  Runners started together on one database split the items.")
+                     description="Inputs: apStar or apVisit files or globs ('data/**/apStar-*.fits'), list "
+                                 "files given as @FILE or named *.txt, *.lst, *.list (one apStar path, glob or "
+                                 "grid folder per line; any other line rejects the list), or synthetic grid folders "
+                                 "(with spec.json).  Runners started together on one database split the items.")
     q.add_argument("pipeline", metavar="PIPELINE", help="registered pipeline name (apogeenet, astronn, ...)")
     q.add_argument("inputs", nargs="+", metavar="INPUT")
     add_run_options(q)

@@ -5,7 +5,8 @@ spectrum is read); workers read the spectra of their batch with :func:`read_item
 
 * an apStar file (``*.fits``, ``*.fits.gz``, ``*.fit``) is one item; it yields its combined
   spectrum and, with ``include_visits``, its visits (not for single-visit files, whose only
-  visit is the combined row itself);
+  visit is the combined row itself); an apVisit file is one item that yields its visit in the star's
+  rest frame on the apStar grid (:func:`stellarnn.spectra.read_apogee_file`);
 * a folder holding ``spec.json`` is a synthetic grid (layout of
   :mod:`stellarnn.synthesis.grid_builder`); each finished spectrum (status ``ok``) is one item;
 * a list file is named explicitly: ``@FILE`` (any name), or a file ending in ``.txt``,
@@ -35,7 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..spectra import Spectrum, apogee_wavelength, read_apstar
+from ..spectra import Spectrum, apogee_wavelength, read_apogee_file
 
 APSTAR_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts")
 #: suffixes of files read as list files without the ``@`` prefix
@@ -237,7 +238,7 @@ def read_apstar_item(item: WorkItem, include_visits: bool, out: ReadResult) -> N
         out.failures.append(unreadable_row(item, f"{item.path} is a folder, not an apStar file"))
         return
     try:
-        star = read_apstar(item.path)
+        star = read_apogee_file(item.path)
     except Exception as exc:  # SpectrumFileError, PermissionError, MemoryError on absurd headers, ...
         out.failures.append(unreadable_row(item, f"{type(exc).__name__}: {exc}"))
         return

@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf
 
-from .apstar import open_fits, read_image_hdu, spectrum_from_arrays
+from ..constants import SPEED_OF_LIGHT_KM_S
+from .apogee_grid import APOGEE_N_PIXELS, apogee_wavelength
+from .apstar import ApStar, open_fits, read_apstar, read_image_hdu, spectrum_from_arrays
 from .errors import SpectrumFileError
 from .spectrum import Spectrum
 
@@ -232,9 +234,75 @@ class ApVisit:
                                     self.error.ravel()[order], self.bitmask.ravel()[order],
                                     dict(self.header, kind="visit"), on_bad_pixels)
 
+    @property
+    def doppler_shift_kms(self) -> float:
+        """The visit's observed radial velocity [km/s]: the header's VRAD, else VHELIO - BC (both are APOGEE's)."""
+        if "vrad" in self.header:
+            return float(self.header["vrad"])
+        if "vhelio" in self.header and "bc" in self.header:
+            return float(self.header["vhelio"]) - float(self.header["bc"])
+        raise SpectrumFileError(self.path, "no VRAD (or VHELIO and BC) in the header: the visit cannot be shifted "
+                                           "to the star's rest frame; pass doppler_shift_kms", hdu=0)
 
-APVISIT_HEADER_KEYS = ("OBJID", "TELESCOP", "PLATE", "MJD5", "FIBERID", "SNR", "VHELIO", "BC", "RA", "DEC",
+    def to_apstar_grid(self, doppler_shift_kms: float | None = None) -> Spectrum:
+        """The visit in the star's rest frame on the apStar log-lambda grid, as apStar files hold visits.
+
+        The observed vacuum wavelengths are shifted to the rest frame, ``lambda_rest = lambda_obs / (1 + v / c)``
+        with ``v`` the visit's doppler shift (:attr:`doppler_shift_kms`, or the value given), and each chip is
+        resampled onto the apStar grid (:func:`~stellarnn.spectra.apogee_wavelength`): APOGEE combines visits
+        this way (Nidever et al. 2015, AJ 150, 173).  Flux is interpolated with a cubic spline (the dithered
+        visit samples the LSF with ~5 pixels per FWHM, finer than the apStar grid's ~0.21 Angstrom), the error
+        linearly; an apStar pixel takes the OR of the bitmasks of the two visit pixels around it.  apStar
+        pixels outside every chip, or next to a visit pixel without data (non-finite flux or error <= 0), get
+        ivar 0 and the BADPIX bit.
+        """
+        from scipy.interpolate import make_interp_spline
+
+        v = self.doppler_shift_kms if doppler_shift_kms is None else float(doppler_shift_kms)
+        grid = apogee_wavelength()
+        flux = np.zeros(APOGEE_N_PIXELS)
+        error = np.full(APOGEE_N_PIXELS, np.inf)
+        bitmask = np.zeros(APOGEE_N_PIXELS, np.int64)
+        covered = np.zeros(APOGEE_N_PIXELS, bool)
+        for chip in range(APVISIT_N_CHIPS):
+            order = np.argsort(self.wavelength[chip])
+            wave = self.wavelength[chip][order] / (1.0 + v / SPEED_OF_LIGHT_KM_S)
+            f, e, m = self.flux[chip][order], self.error[chip][order], self.bitmask[chip][order]
+            usable = np.isfinite(f) & np.isfinite(e) & (e > 0)
+            inside = (grid >= wave[0]) & (grid <= wave[-1])
+            right = np.clip(np.searchsorted(wave, grid[inside]), 1, wave.size - 1)
+            left = right - 1
+            filled = np.interp(wave, wave[usable], f[usable])  # bridge unusable pixels so the spline does not ring
+            flux[inside] = make_interp_spline(wave, filled, k=3)(grid[inside])
+            error[inside] = np.interp(grid[inside], wave[usable], e[usable])
+            good = usable[left] & usable[right]
+            error[np.flatnonzero(inside)[~good]] = np.inf
+            bitmask[inside] = m[left] | m[right]
+            covered |= inside
+        bitmask[~np.isfinite(error)] |= 1  # BADPIX: no data at this apStar pixel
+        header = dict(self.header, kind="visit", visit=0, doppler_shift_kms=v, resampled_from="apVisit")
+        return spectrum_from_arrays(self.path, 0, grid, flux, error, bitmask, header, "mask")
+
+
+APVISIT_HEADER_KEYS = ("OBJID", "TELESCOP", "PLATE", "MJD5", "FIBERID", "SNR", "VRAD", "VHELIO", "BC", "RA", "DEC",
                        "DATE-OBS", "EXPTIME", "J", "H", "K")
+
+
+def read_apogee_file(path: str | os.PathLike) -> ApStar:
+    """An apStar file, or an apVisit file as a one-visit :class:`ApStar` on the apStar grid.
+
+    What the label pipelines read: an apVisit (HDU 1 of 3 x 4096 pixels) is shifted to the star's rest frame and
+    resampled onto the apStar grid (:meth:`ApVisit.to_apstar_grid`); its ``combined`` spectrum and its one visit
+    are that spectrum, as for a one-visit apStar file.  Anything else is read by :func:`read_apstar`.
+    """
+    with open_fits(path) as hdul:
+        shape = np.shape(hdul[1].data) if len(hdul) > 1 and hdul[1].data is not None else ()
+    if shape == (APVISIT_N_CHIPS, APVISIT_N_PIXELS):
+        visit = read_apvisit(path)
+        spectrum = visit.to_apstar_grid()
+        header = dict(visit.header, apogee_id=visit.header.get("objid", Path(path).name.split(".")[0]))
+        return ApStar(str(path), header, spectrum, [spectrum])
+    return read_apstar(path)
 
 
 def read_apvisit(path: str | os.PathLike) -> ApVisit:

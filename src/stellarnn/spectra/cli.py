@@ -8,7 +8,7 @@ import numpy as np
 from ..cli_arguments import non_negative_int, plot_file
 from .apogee_grid import APOGEE_N_PIXELS, decode_pixmask
 from .apstar import open_fits, read_apstar
-from .apvisit import read_apvisit
+from .apvisit import read_apogee_file, read_apvisit
 from .continuum import apogee_continuum
 from .echelle_io import read_echelle_fits
 from .generic_io import is_echelle_fits, read_spectrum
@@ -66,7 +66,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    a = read_apstar(args.file)
+    a = read_apogee_file(args.file)
     spectra = [a.combined] + a.visits
     if args.row_index >= len(spectra):
         raise ValueError(f"{args.file}: --row-index {args.row_index} does not exist (rows 0-{len(spectra) - 1}: "
@@ -86,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = s.add_parser("info", help="summary of a spectrum file (header values, S/N, masks, LSF)")
     q.add_argument("file")
     q.set_defaults(func=cmd_info)
-    q = s.add_parser("plot", help="plot an apStar spectrum: raw with continuum, and normalised (masked pixels shown)")
+    q = s.add_parser("plot", help="plot an apStar spectrum (or an apVisit on the apStar grid): raw with continuum, "
+                                  "and normalised (masked pixels shown)")
     q.add_argument("file")
     q.add_argument("-o", "--output", required=True, type=plot_file,
                    help="PNG path (.png is appended when there is no extension; .pdf and .svg also work)")
