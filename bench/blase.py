@@ -201,8 +201,8 @@ def real_format_readers(directory: Path) -> list[dict]:
     import astropy.units as u
     from astropy.io import fits
 
-    from stellarnn.blase.sources import read_spectrum_fits
-    from stellarnn.synthesis.linelists import air_to_vacuum
+    from stellarnn.spectra import air_to_vacuum
+    from stellarnn.spectra import read_echelle_fits as read_spectrum_fits
 
     directory.mkdir(parents=True, exist_ok=True)
     truth = np.linspace(8500.0, 8510.0, 200)
@@ -262,7 +262,7 @@ def real_format_readers(directory: Path) -> list[dict]:
         import specutils
         from astropy.nddata import StdDevUncertainty
 
-        from stellarnn.blase.sources import from_spectrum1d
+        from stellarnn.spectra import from_spectrum1d
 
         cls = getattr(specutils, "Spectrum", None) or specutils.Spectrum1D
         obj = cls(spectral_axis=truth * u.AA, flux=flux * u.Jy, uncertainty=StdDevUncertainty(sigma))
