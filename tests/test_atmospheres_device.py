@@ -4,8 +4,6 @@ import pytest
 import torch
 
 from stellarnn.atmospheres.emulator import Innterpol, InnterpolMLP, resolve_device
-from stellarnn.atmospheres.grid_distance import NearestModelDistance
-from stellarnn.atmospheres.grid_distance_device import DeviceLatticeDistance
 from stellarnn.atmospheres.resample import QUANTITIES
 from stellarnn.atmospheres.svd import SVDBasis
 
@@ -64,30 +62,12 @@ def test_torch_path_matches_cpu_engine(pair, precision):
     assert b.temperature.dtype == np.float64 and isinstance(b.grid_distance, np.ndarray)
 
 
-def test_torch_distance_equals_cpu_distance_including_holes(pair):
+def test_torch_engine_distance_equals_cpu_engine_distance(pair):
+    """The emulator's distance on its torch path (DeviceLatticeDistance: test_atmospheres_grid_distance_device)."""
     cpu, dev = pair
     teff, logg, m_h = _points(3000, seed=5)
-    scaled = np.stack([teff, logg, m_h], 1).astype(np.float32).astype(float) / cpu.steps
-    near = cpu._distance
-    idx = [np.searchsorted(mid, scaled[:, k]) for k, mid in enumerate(near._midpoints)]
-    at_hole = ~near.present[sum(i * s for i, s in zip(idx, near._strides))]
-    assert at_hole.sum() > 50 and (~at_hole).sum() > 50  # both branches of the look-up are exercised
-    ref = cpu.atmosphere(teff, logg, m_h).grid_distance
-    got = DeviceLatticeDistance(near, "cpu")(torch.from_numpy(scaled))
-    assert got.dtype == torch.float64
-    np.testing.assert_array_equal(got.numpy(), ref)
-    np.testing.assert_array_equal(dev.atmosphere(teff, logg, m_h).grid_distance, ref)
-
-
-def test_distance_without_lattice_table_falls_back_to_the_tree(pair):
-    cpu, _ = pair
-    nodes = cpu.grid_nodes / cpu.steps
-    pts = np.stack(_points(500, seed=2), 1) / cpu.steps
-    tree_only = DeviceLatticeDistance(NearestModelDistance(nodes, max_lattice_points=0), "cpu")
-    assert not tree_only.on_device
-    np.testing.assert_array_equal(tree_only(torch.from_numpy(pts)).numpy(), NearestModelDistance(nodes)(pts))
-    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
-        tree_only(torch.zeros(4, 2, dtype=torch.float64))
+    np.testing.assert_array_equal(dev.atmosphere(teff, logg, m_h).grid_distance,
+                                  cpu.atmosphere(teff, logg, m_h).grid_distance)
 
 
 def test_tensor_inputs_stay_tensors_on_the_device(pair):
@@ -152,16 +132,3 @@ def test_shipped_weights_torch_path_agrees():
     np.testing.assert_allclose(_logs(b), _logs(a), rtol=0, atol=8 * np.finfo(np.float32).eps * 16)
     np.testing.assert_array_equal(a.grid_distance, b.grid_distance)
     assert b.grid_distance[-1] > 1  # 20000 K is outside the grid
-
-
-@pytest.mark.parametrize("block", [7, 100000])
-def test_brute_force_hole_search_equals_the_tree(pair, block):
-    cpu, _ = pair
-    pts = torch.from_numpy(np.stack(_points(2000, seed=11), 1).astype(np.float32).astype(float) / cpu.steps)
-    tree = DeviceLatticeDistance(cpu._distance, "cpu")
-    brute = DeviceLatticeDistance(cpu._distance, "cpu", hole_search="brute", hole_block=block)
-    assert tree.hole_search == "tree" and brute.hole_search == "brute"
-    np.testing.assert_array_equal(brute(pts).numpy(), tree(pts).numpy())
-    np.testing.assert_array_equal(brute._brute(pts).numpy(), cpu._distance.tree.query(pts.numpy())[0])
-    with pytest.raises(ValueError, match="hole_search"):
-        DeviceLatticeDistance(cpu._distance, "cpu", hole_search="grid")
