@@ -57,18 +57,22 @@ def test_label_stage_on_real_and_synthetic_apstar(tmp_path, monkeypatch):
         assert h[0].header["POPULAT"] in POPULATIONS and "VSINI" in h[0].header
     for name in ("apogeenet", "astronn"):
         t = Table.read(result["exports"][name]["fits"])
-        assert len(t) == 2 + 3 + 5  # two real combined + the giant's 3 visits + 5 synthetic
+        assert len(t) == 2 + 3 + 2 + 5  # two real combined + the giant's 3 visits + two real apVisits + 5 synthetic
         truth = result["synthetic_truth"][name]
         assert truth["n"] == 5 and "teff" not in truth  # per population, never pooled
         assert sum(e["n"] for e in truth["by_population"].values()) == 5
         assert set(truth["by_population"]) <= set(POPULATIONS) and len(truth["by_population"]) >= 3
         for entry in truth["by_population"].values():
             assert 0 < entry["teff"]["n_finite"] <= entry["n"]
-    # the two real stars, each with both pipelines' labels, flags and OOD measures
-    assert len(result["real_stars"]) == 2
-    for by_pipeline in result["real_stars"].values():
+    # the four real stars (two apStar, two apVisit), each with both pipelines' labels, flags and OOD measures
+    assert len(result["real_stars"]) == 4
+    inputs = {}
+    for oid, by_pipeline in result["real_stars"].items():
         assert set(by_pipeline) == {"apogeenet", "astronn"}
         for row in by_pipeline.values():
-            assert {"teff", "result_flags", "flag_bad", "ood_chi2", "ood_label_distance"} <= set(row)
+            assert {"teff", "result_flags", "flag_bad", "ood_chi2", "ood_label_distance", "input"} <= set(row)
+            inputs[oid] = row["input"]
+    assert inputs["2M00242666+5341178"] == "apVisit on the apStar grid"
+    assert inputs["2M17335483-2753043"] == "apStar combined"
     assert (out / "synthetic_truth.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "main_summary.json").read_text())["n_synthetic"] == 5

@@ -16,7 +16,10 @@
    compares the synthetic stars' labels with their truth per population -- never pooled, the
    populations' information bounds differ by up to 30x (``DIR/synthetic_truth.png``,
    ``DIR/main_summary.json`` -> ``synthetic_truth.<pipeline>.<population>``) -- and reports the
-   two real stars' labels with their flags and out-of-distribution measures (``real_stars``).
+   real stars' labels with their flags and out-of-distribution measures (``real_stars``): the two apStar
+   stars' combined spectra and the two real apVisit files' visits (shifted to the rest frame by their VRAD
+   and resampled onto the apStar grid, :func:`stellarnn.spectra.read_apogee_file`), each tagged with where
+   its spectrum came from (``input``).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import numpy as np
 
 #: the two real APOGEE apStar files shipped in a registry package (stellarnn.data)
 REAL_STARS = ("apstar-2M17335483", "apstar-2M19485057")
+#: the two real APOGEE apVisit files shipped in a registry package: one visit each, of two other stars
+REAL_VISITS = ("apvisit-5095-55844-128", "apvisit-9518-57729-104")
 
 
 def run_main(out: Path) -> dict:
@@ -183,8 +188,12 @@ REAL_STAR_COLUMNS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "resu
                      "snr_robust", "line_snr", "ood_chi2", "ood_label_distance")
 
 
-def real_star_report(summary_fits: dict, object_ids) -> dict:
-    """Each pipeline's row for the combined spectrum of each real star: labels, flags and OOD measures."""
+def real_star_report(summary_fits: dict, object_ids, visit_files=()) -> dict:
+    """Each pipeline's row for each real star: labels, flags and OOD measures, and ``input`` (where it came from).
+
+    The row of a star is its apStar file's combined spectrum or, for a file in ``visit_files`` (apVisit paths),
+    its one visit on the apStar grid.
+    """
     from astropy.table import Table
     from astropy.units import UnitsWarning
 
@@ -193,12 +202,15 @@ def real_star_report(summary_fits: dict, object_ids) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnitsWarning)
             t = Table.read(path)
+        visits = {str(Path(v).resolve()) for v in visit_files}
         for row in t:
             oid = str(row["object_id"])
-            if oid in object_ids and row["kind"] == "combined":
-                report.setdefault(oid, {})[name] = {
-                    c: (row[c].item() if hasattr(row[c], "item") else row[c]) for c in REAL_STAR_COLUMNS
-                    if c in t.colnames}
+            from_visit = row["kind"] == "visit" and str(Path(str(row["source"])).resolve()) in visits
+            if oid in object_ids and (row["kind"] == "combined" or from_visit):
+                entry = {c: (row[c].item() if hasattr(row[c], "item") else row[c]) for c in REAL_STAR_COLUMNS
+                         if c in t.colnames}
+                entry["input"] = "apVisit on the apStar grid" if from_visit else "apStar combined"
+                report.setdefault(oid, {})[name] = entry
     return report
 
 
@@ -218,14 +230,15 @@ def run_labels(out: Path, n_synthetic: int = 200, synthetic_grid=DEFAULT_SYNTHET
         h = fits.getheader(p, 0)
         truth[h["OBJID"]] = {"teff": h["TEFF"], "logg": h["LOGG"], "m_h": h["M_H"],
                              "population": h.get("POPULAT", "none")}
-    inputs = [str(fetch(n)) for n in REAL_STARS] + [str(out / "synthetic_apstar") + "/apStar-*.fits"]
+    visit_files = [str(fetch(n)) for n in REAL_VISITS]
+    inputs = [str(fetch(n)) for n in REAL_STARS] + visit_files + [str(out / "synthetic_apstar") + "/apStar-*.fits"]
     result = run_survey(("apogeenet", "astronn"), inputs, out_dir=out, workers=workers, progress=progress,
                         export_formats=("fits",))
     exports = {name: fmts["fits"] for name, fmts in result["exports"].items()}
     result["synthetic_truth"] = compare_with_truth(exports, truth, out / "synthetic_truth.png")
-    headers = [fits.getheader(fetch(n), 0) for n in REAL_STARS]  # each file's header read once
+    headers = [fits.getheader(fetch(n), 0) for n in REAL_STARS + REAL_VISITS]  # each file's header read once
     real_ids = {str(h.get(k, "")) for h in headers for k in ("OBJID", "APOGEE_ID")}
-    result["real_stars"] = real_star_report(exports, real_ids - {""})
+    result["real_stars"] = real_star_report(exports, real_ids - {""}, visit_files)
     result["n_synthetic"] = len(synthetic)
     (out / "main_summary.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     return result
@@ -246,7 +259,7 @@ def cmd_main(args) -> int:
                     if isinstance(v, dict)))
         for oid, by_pipeline in result["real_stars"].items():
             for name, row in by_pipeline.items():
-                print(f"{oid} {name}: Teff {row.get('teff', np.nan):.0f} K, log g {row.get('logg', np.nan):.2f}, "
+                print(f"{oid} ({row['input']}) {name}: Teff {row.get('teff', np.nan):.0f} K, log g {row.get('logg', np.nan):.2f}, "
                       f"[Fe/H] {row.get('fe_h', np.nan):+.2f}, result_flags {row.get('result_flags')}, "
                       f"flag_bad {row.get('flag_bad')}, ood_chi2 {row.get('ood_chi2', np.nan):.3g}, "
                       f"ood_label_distance {row.get('ood_label_distance', np.nan):.3g}")
