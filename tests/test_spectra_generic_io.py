@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stellarnn.spectra import Spectrum, SpectrumFileError, air_to_vacuum, read_spectrum, write_spectrum_csv
+from stellarnn.spectra import (Spectrum, SpectrumFileError, air_to_vacuum, read_spectrum, read_spectrum_fits,
+                               write_spectrum_csv)
 from stellarnn.spectra.generic_io import is_echelle_fits
 
 
@@ -113,5 +114,7 @@ def test_echelle_files_are_refused_with_a_pointer(tmp_path, real_file):
     assert is_echelle_fits(rows)
     with pytest.raises(SpectrumFileError, match=r"\(4 orders\)"):
         read_spectrum(rows)
+    one_order = read_spectrum_fits(chiron, hdu=30)  # an order the caller picks is read as asked, in Angstrom
+    assert len(one_order) == 3200 and 5980 < one_order.wavelength[0] < 6000
     single = _table_fits(tmp_path / "one.fits", np.linspace(6000, 6001, 20), "Angstrom")
     assert not is_echelle_fits(single)

@@ -42,10 +42,10 @@ def _wavelength_in_angstrom(path, values: np.ndarray, unit: str | None, hdu) -> 
     return values * factor, name, "inferred from the values (no unit in the file)"
 
 
-def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers=(), medium: str | None = None
+def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers=(), stated: str | None = None
                   ) -> Spectrum:
     """A Spectrum from named columns; ``units`` maps column names to unit strings (TUNIT), ``headers`` are
-    searched for the medium unless ``medium`` ("air"/"vacuum") states it."""
+    searched for the medium unless ``stated`` ("air"/"vacuum") gives it."""
     names = list(cols)
     wname, fname = pick_column(names, _WAVE_NAMES), pick_column(names, _FLUX_NAMES)
     if wname is None or fname is None:
@@ -71,7 +71,7 @@ def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers
         unit_name, unit_source = "Angstrom", "loglam is log10 of Angstrom (SDSS)"
     else:
         wave, unit_name, unit_source = _wavelength_in_angstrom(path, wave, (units or {}).get(wname), hdu)
-    wave, medium = convert_medium(wave, medium or stated_medium(headers, wname), "vacuum")
+    wave, medium = convert_medium(wave, stated or stated_medium(headers, wname), "vacuum")
     flux = column(fname)
     uname, ukind = next(((c, kind) for spelling, kind in UNCERTAINTY_COLUMNS
                          if (c := pick_column(names, (spelling,))) is not None), (None, None))
@@ -130,7 +130,11 @@ def read_spectrum_csv(path: str | os.PathLike) -> Spectrum:
 
 
 def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spectrum:
-    """A 1-D FITS spectrum: apStar/apVisit, an image with CRVAL1/CDELT1, or a table with named columns."""
+    """A 1-D FITS spectrum: apStar/apVisit, an image with CRVAL1/CDELT1, or a table with named columns.
+
+    ``hdu`` picks the HDU to read (default: the first with data); an échelle file is refused unless one of its
+    orders is picked this way.
+    """
     path = Path(path)
     with open_fits(path) as hdul:
         header0 = hdul[0].header
@@ -144,7 +148,8 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spect
                 raise SpectrumFileError(path, "no HDU with data")
             h = hdul[index]
             if isinstance(h, (fits.BinTableHDU, fits.TableHDU)):
-                _refuse_echelle(path, hdul)
+                if hdu is None:  # an order chosen by the caller is read as asked
+                    _refuse_echelle(path, hdul)
                 return _from_columns(path, {c: h.data[c] for c in h.columns.names}, hdu=index,
                                      units={c.name: c.unit for c in h.columns}, headers=(h.header, header0))
             data = np.asarray(h.data, dtype=np.float64)
@@ -166,7 +171,7 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spect
             wave = 10 ** grid if log else grid
             return _from_columns(path, {"wavelength": wave, "flux": data}, hdu=index,
                                  units={"wavelength": hdr.get("CUNIT1")}, headers=(hdr, header0),
-                                 medium="air" if ctype.startswith("AWAV") else None)
+                                 stated="air" if ctype.startswith("AWAV") else None)
     apstar = read_apstar(path)
     return apstar.combined
 
