@@ -259,7 +259,8 @@ def cmd_main(args) -> int:
                     if isinstance(v, dict)))
         for oid, by_pipeline in result["real_stars"].items():
             for name, row in by_pipeline.items():
-                print(f"{oid} ({row['input']}) {name}: Teff {row.get('teff', np.nan):.0f} K, log g {row.get('logg', np.nan):.2f}, "
+                print(f"{oid} ({row['input']}) {name}: Teff {row.get('teff', np.nan):.0f} K, "
+                      f"log g {row.get('logg', np.nan):.2f}, "
                       f"[Fe/H] {row.get('fe_h', np.nan):+.2f}, result_flags {row.get('result_flags')}, "
                       f"flag_bad {row.get('flag_bad')}, ood_chi2 {row.get('ood_chi2', np.nan):.3g}, "
                       f"ood_label_distance {row.get('ood_label_distance', np.nan):.3g}")

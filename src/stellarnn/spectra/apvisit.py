@@ -263,7 +263,6 @@ class ApVisit:
         flux = np.zeros(APOGEE_N_PIXELS)
         error = np.full(APOGEE_N_PIXELS, np.inf)
         bitmask = np.zeros(APOGEE_N_PIXELS, np.int64)
-        covered = np.zeros(APOGEE_N_PIXELS, bool)
         for chip in range(APVISIT_N_CHIPS):
             order = np.argsort(self.wavelength[chip])
             wave = self.wavelength[chip][order] / (1.0 + v / SPEED_OF_LIGHT_KM_S)
@@ -278,7 +277,6 @@ class ApVisit:
             good = usable[left] & usable[right]
             error[np.flatnonzero(inside)[~good]] = np.inf
             bitmask[inside] = m[left] | m[right]
-            covered |= inside
         bitmask[~np.isfinite(error)] |= 1  # BADPIX: no data at this apStar pixel
         header = dict(self.header, kind="visit", visit=0, doppler_shift_kms=v, resampled_from="apVisit")
         return spectrum_from_arrays(self.path, 0, grid, flux, error, bitmask, header, "mask")
