@@ -37,11 +37,11 @@ def test_strict_mode_raises_on_nan(giant):
         read_apstar(giant, on_bad_pixels="raise")
 
 
-def _copy_with(tmp_path, giant, edit):
+def _copy_with(tmp_path, giant, edit, name="edited.fits"):
     with fits.open(giant) as hdul:
         hdus = fits.HDUList([h.copy() for h in hdul])
     edit(hdus)
-    out = tmp_path / "edited.fits"
+    out = tmp_path / name
     hdus.writeto(out)
     return out
 
@@ -50,6 +50,20 @@ def test_missing_hdu(tmp_path, giant):
     path = _copy_with(tmp_path, giant, lambda h: h.__delitem__(slice(2, None)))
     with pytest.raises(SpectrumFileError, match=r"edited.fits \[HDU 2\]: missing HDU"):
         read_apstar(path)
+
+
+def test_a_float_hdu3_that_is_not_a_bitmask_is_refused(tmp_path, giant):
+    """A model spectrum where the bitmask belongs (as in files that keep a fit on the apStar grid) would, cast to
+    integers, mark pixels bad at random: refused, naming the HDU. Whole-number floats are a bitmask stored as float."""
+    def model_in_hdu3(h):
+        h[3].data = (h[1].data / np.nanmedian(h[1].data)).astype(np.float32)
+    with pytest.raises(SpectrumFileError, match=r"\[HDU 3\]: holds float32 values that are not bit masks"):
+        read_apstar(_copy_with(tmp_path, giant, model_in_hdu3))
+
+    def float_bits(h):
+        h[3].data = h[3].data.astype(np.float64)
+    as_float = read_apstar(_copy_with(tmp_path, giant, float_bits, name="float_bits.fits"))
+    np.testing.assert_array_equal(as_float.combined.bitmask, read_apstar(giant).combined.bitmask)
 
 
 def test_wrong_pixel_count(tmp_path, giant):

@@ -168,6 +168,15 @@ def read_apstar(path: str | os.PathLike, on_bad_pixels: str = "mask") -> ApStar:
             raise SpectrumFileError(path, f"error shape {error.shape} differs from flux {flux.shape}", hdu=2)
         if bitmask.shape != flux.shape:
             raise SpectrumFileError(path, f"bitmask shape {bitmask.shape} differs from flux {flux.shape}", hdu=3)
+        if not np.issubdtype(bitmask.dtype, np.integer):
+            # an apStar's HDU 3 is APOGEE_PIXMASK (integers); floats that are not whole numbers are something else
+            # (e.g. a model spectrum on the apStar grid) and, cast to integers, would set arbitrary mask bits
+            with np.errstate(invalid="ignore"):
+                whole = np.isfinite(bitmask) & (bitmask >= 0) & (bitmask == np.round(bitmask))
+            if not whole.all():
+                raise SpectrumFileError(path, f"holds {bitmask.dtype.name} values that are not bit masks (e.g. "
+                                              f"{float(bitmask[~whole].flat[0]):g}); an apStar file's HDU 3 is the "
+                                              "APOGEE_PIXMASK of each pixel", hdu=3)
         hdr = hdul[0].header
         header = {k.lower(): hdr[k] for k in APSTAR_HEADER_KEYS if k in hdr}
         crval, cdelt = hdul[1].header.get("CRVAL1"), hdul[1].header.get("CDELT1")
