@@ -19,6 +19,21 @@ def test_csv_round_trip(tmp_path):
     np.testing.assert_array_equal(back.bitmask, s.bitmask)
 
 
+def test_our_csv_round_trips_in_the_ultraviolet_and_plain_csv_takes_a_unit(tmp_path):
+    wl = np.linspace(1200.0, 1300.0, 40)  # Angstrom values the unit inference would take for nm
+    s = Spectrum(wl, np.ones(40), np.full(40, 4.0))
+    back = read_spectrum(write_spectrum_csv(tmp_path / "uv.csv", s))
+    np.testing.assert_allclose(back.wavelength, wl)
+    assert back.meta["wavelength_unit_source"] == "header" and back.meta["medium"] == "vacuum"
+    assert (tmp_path / "uv.csv").read_text().splitlines()[-1].count(",") == 3  # still comma-separated rows
+    plain = tmp_path / "plain.csv"
+    plain.write_text("wavelength,flux\n" + "\n".join(f"{w},1" for w in wl))
+    assert read_spectrum(plain).wavelength[0] == pytest.approx(12000.0)  # inferred: nm
+    given = read_spectrum(plain, wavelength_unit="Angstrom")
+    np.testing.assert_allclose(given.wavelength, wl)
+    assert given.meta["wavelength_unit_source"] == "argument"
+
+
 def test_fits_log_linear_image(tmp_path):
     hdu = fits.PrimaryHDU(np.ones(100))
     hdu.header.update(CRVAL1=4.179, CDELT1=6e-6, CRPIX1=1, CTYPE1="LOG-LINEAR")

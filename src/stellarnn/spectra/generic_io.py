@@ -30,22 +30,27 @@ _FLUX_NAMES = FLUX_COLUMNS + ("f",)
 _MASK_NAMES = ("bitmask", "mask", "pixmask")
 
 
-def _wavelength_in_angstrom(path, values: np.ndarray, unit: str | None, hdu) -> tuple[np.ndarray, str, str]:
-    """Angstrom wavelengths, the unit's name and where it came from (``unit`` is TUNIT/CUNIT1 or None)."""
+def _wavelength_in_angstrom(path, values: np.ndarray, unit: str | None, hdu, default_unit: str | None = None
+                            ) -> tuple[np.ndarray, str, str]:
+    """Angstrom wavelengths, the unit's name and where it came from (``unit``: the file's TUNIT/CUNIT1/ECSV
+    unit or None; ``default_unit``: the caller's unit for files without one)."""
     where = f"{path}" + (f" [HDU {hdu}]" if hdu is not None else "")
     try:
         if unit:
             return values * angstrom_per_unit(unit, where), str(unit).strip(), "header"
+        if default_unit:
+            return values * angstrom_per_unit(default_unit, where), default_unit, "argument"
         factor, name = infer_wavelength_unit(values, where)
     except ValueError as exc:
         raise SpectrumFileError(path, str(exc).removeprefix(f"{where}: "), hdu=hdu) from None
     return values * factor, name, "inferred from the values (no unit in the file)"
 
 
-def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers=(), stated: str | None = None
-                  ) -> Spectrum:
+def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers=(), stated: str | None = None,
+                  wavelength_unit: str | None = None) -> Spectrum:
     """A Spectrum from named columns; ``units`` maps column names to unit strings (TUNIT), ``headers`` are
-    searched for the medium unless ``stated`` ("air"/"vacuum") gives it."""
+    searched for the medium unless ``stated`` ("air"/"vacuum") gives it; ``wavelength_unit`` is the caller's
+    unit for a wavelength column without one."""
     names = list(cols)
     wname, fname = pick_column(names, _WAVE_NAMES), pick_column(names, _FLUX_NAMES)
     if wname is None or fname is None:
@@ -70,7 +75,8 @@ def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers
     if wname.lower() == "loglam":
         unit_name, unit_source = "Angstrom", "loglam is log10 of Angstrom (SDSS)"
     else:
-        wave, unit_name, unit_source = _wavelength_in_angstrom(path, wave, (units or {}).get(wname), hdu)
+        wave, unit_name, unit_source = _wavelength_in_angstrom(path, wave, (units or {}).get(wname), hdu,
+                                                               wavelength_unit)
     wave, medium = convert_medium(wave, stated or stated_medium(headers, wname), "vacuum")
     flux = column(fname)
     uname, ukind = next(((c, kind) for spelling, kind in UNCERTAINTY_COLUMNS
@@ -117,23 +123,33 @@ def _refuse_echelle(path, hdul) -> None:
                                       "stellarnn.spectra.read_echelle_fits, not as one 1-D spectrum")
 
 
-def read_spectrum_csv(path: str | os.PathLike) -> Spectrum:
-    """CSV with a header row naming wavelength and flux (and optionally error/ivar and bitmask) columns."""
+def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = None) -> Spectrum:
+    """CSV with a header row naming wavelength and flux (and optionally error/ivar and bitmask) columns.
+
+    An ECSV file (astropy's CSV with a ``# %ECSV`` header, as :func:`write_spectrum_csv` writes) gives its columns'
+    units; a plain CSV's wavelength unit is ``wavelength_unit`` or inferred from the values.
+    """
     path = Path(path)
     if not path.is_file():
         raise SpectrumFileError(path, "file does not exist")
     try:
-        table = Table.read(path, format="ascii.csv", comment="#")
+        with open(path, "rb") as fh:
+            ecsv = fh.read(6) == b"# %ECS"
+        table = Table.read(path, format="ascii.ecsv") if ecsv else Table.read(path, format="ascii.csv", comment="#")
     except Exception as exc:
         raise SpectrumFileError(path, f"not a readable CSV table ({exc})") from exc
-    return _from_columns(path, {c: table[c] for c in table.colnames})
+    units = {c: str(table[c].unit) for c in table.colnames if table[c].unit is not None}
+    return _from_columns(path, {c: table[c] for c in table.colnames}, units=units, headers=(table.meta,),
+                         wavelength_unit=wavelength_unit)
 
 
-def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spectrum:
+def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, wavelength_unit: str | None = None
+                       ) -> Spectrum:
     """A 1-D FITS spectrum: apStar/apVisit, an image with CRVAL1/CDELT1, or a table with named columns.
 
     ``hdu`` picks the HDU to read (default: the first with data); an échelle file is refused unless one of its
-    orders is picked this way.
+    orders is picked this way.  ``wavelength_unit`` is the unit of a wavelength column or axis without
+    TUNIT/CUNIT1 (default: inferred from the values).
     """
     path = Path(path)
     with open_fits(path) as hdul:
@@ -151,7 +167,8 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spect
                 if hdu is None:  # an order chosen by the caller is read as asked
                     _refuse_echelle(path, hdul)
                 return _from_columns(path, {c: h.data[c] for c in h.columns.names}, hdu=index,
-                                     units={c.name: c.unit for c in h.columns}, headers=(h.header, header0))
+                                     units={c.name: c.unit for c in h.columns}, headers=(h.header, header0),
+                                     wavelength_unit=wavelength_unit)
             data = np.asarray(h.data, dtype=np.float64)
             if data.ndim != 1:
                 raise SpectrumFileError(path, f"image data of shape {data.shape} is not a 1-D spectrum "
@@ -171,27 +188,39 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None) -> Spect
             wave = 10 ** grid if log else grid
             return _from_columns(path, {"wavelength": wave, "flux": data}, hdu=index,
                                  units={"wavelength": hdr.get("CUNIT1")}, headers=(hdr, header0),
-                                 stated="air" if ctype.startswith("AWAV") else None)
+                                 stated="air" if ctype.startswith("AWAV") else None,
+                                 wavelength_unit=wavelength_unit)
     apstar = read_apstar(path)
     return apstar.combined
 
 
-def read_spectrum(path: str | os.PathLike) -> Spectrum:
-    """Read a spectrum file by extension (.csv/.txt -> CSV; .fits/.fit/.fits.gz -> FITS)."""
+def read_spectrum(path: str | os.PathLike, wavelength_unit: str | None = None) -> Spectrum:
+    """Read a spectrum file by extension (.csv/.txt -> CSV; .fits/.fit/.fits.gz -> FITS).
+
+    ``wavelength_unit`` ("Angstrom", "nm", "um", ...) is used only where the file states none; without it the
+    unit is inferred from the values (module docstring), which cannot tell UV Angstrom (1000–3000) from nm.
+    """
     name = str(path).lower()
     if name.endswith((".csv", ".txt", ".dat")):
-        return read_spectrum_csv(path)
+        return read_spectrum_csv(path, wavelength_unit)
     if name.endswith((".fits", ".fit", ".fits.gz", ".fts")):
-        return read_spectrum_fits(path)
+        return read_spectrum_fits(path, wavelength_unit=wavelength_unit)
     raise SpectrumFileError(path, "unknown extension (expected .csv, .txt or .fits)")
 
 
 def write_spectrum_csv(path: str | os.PathLike, spectrum: Spectrum) -> Path:
-    """CSV with columns wavelength (Angstrom, vacuum), flux, error, bitmask."""
+    """CSV with columns wavelength (Angstrom, vacuum), flux, error, bitmask.
+
+    Written as ECSV (astropy's comma-separated values with a ``#`` YAML header that gives the wavelength unit and
+    ``AIRORVAC = vac``), so that :func:`read_spectrum_csv` reads it back exactly at any wavelength; tools that
+    skip ``#`` lines read it as a plain CSV.
+    """
+    import astropy.units as u
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     error = np.where(np.isfinite(spectrum.error), spectrum.error, np.nan)
-    t = Table([spectrum.wavelength, spectrum.flux, error, spectrum.bitmask],
-              names=("wavelength", "flux", "error", "bitmask"))
-    t.write(path, format="ascii.csv", overwrite=True)
+    t = Table([spectrum.wavelength * u.AA, spectrum.flux, error, spectrum.bitmask],
+              names=("wavelength", "flux", "error", "bitmask"), meta={"AIRORVAC": "vac"})
+    t.write(path, format="ascii.ecsv", delimiter=",", overwrite=True)
     return path
