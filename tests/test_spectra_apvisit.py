@@ -139,6 +139,8 @@ def test_the_velocity_comes_from_vrad_or_vhelio_minus_bc():
     with pytest.raises(SpectrumFileError, match="no VRAD"):
         no_rv.to_apstar_grid()
     assert np.any(no_rv.to_apstar_grid(doppler_shift_kms=0.0).ivar > 0)
+    with pytest.raises(SpectrumFileError, match="doppler shift nan km/s cannot be removed"):
+        no_rv.to_apstar_grid(doppler_shift_kms=float("nan"))
 
 
 def test_read_apogee_file_takes_apstar_and_apvisit_files(real_file):

@@ -259,6 +259,8 @@ class ApVisit:
         from scipy.interpolate import make_interp_spline
 
         v = self.doppler_shift_kms if doppler_shift_kms is None else float(doppler_shift_kms)
+        if not abs(v) < SPEED_OF_LIGHT_KM_S:  # NaN, inf or faster than light: no rest frame to shift to
+            raise SpectrumFileError(self.path, f"doppler shift {v} km/s cannot be removed (VRAD/VHELIO/BC)", hdu=0)
         grid = apogee_wavelength()
         flux = np.zeros(APOGEE_N_PIXELS)
         error = np.full(APOGEE_N_PIXELS, np.inf)
@@ -293,8 +295,9 @@ def read_apogee_file(path: str | os.PathLike) -> ApStar:
     resampled onto the apStar grid (:meth:`ApVisit.to_apstar_grid`); its ``combined`` spectrum and its one visit
     are that spectrum, as for a one-visit apStar file.  Anything else is read by :func:`read_apstar`.
     """
-    with open_fits(path) as hdul:
-        shape = np.shape(hdul[1].data) if len(hdul) > 1 and hdul[1].data is not None else ()
+    with open_fits(path) as hdul:  # the shape from the header: HDU 1's data is read once, by the reader below
+        h1 = hdul[1].header if len(hdul) > 1 else {}
+    shape = (h1.get("NAXIS2"), h1.get("NAXIS1")) if h1.get("NAXIS") == 2 else ()
     if shape == (APVISIT_N_CHIPS, APVISIT_N_PIXELS):
         visit = read_apvisit(path)
         spectrum = visit.to_apstar_grid()
