@@ -20,6 +20,37 @@ def test_npz_and_csv_clone_sources(tmp_path):
         load_clone_source("no-such-entry-or-file")
 
 
+def test_clone_sources_in_the_ultraviolet_keep_their_unit(tmp_path):
+    """A unit-less 2000-2100 Angstrom column would be inferred as nm; the file's ECSV unit or the column's
+    name (``wave_ang``) says Angstrom, and a clone source written by write_spectrum_csv reads back exactly."""
+    from stellarnn.spectra import Spectrum, write_spectrum_csv
+
+    wl = np.linspace(2000, 2100, 201)
+    flux = 1 - 0.5 * np.exp(-0.5 * ((wl - 2050) / 0.2) ** 2)
+    write_spectrum_csv(tmp_path / "uv.csv", Spectrum(wl, flux, np.full(wl.size, 1e4), np.zeros(wl.size, int), {}))
+    w, f = load_clone_source(tmp_path / "uv.csv")
+    np.testing.assert_allclose(w, wl, rtol=1e-12)
+    np.testing.assert_allclose(f, flux, rtol=1e-12)
+    (tmp_path / "named.csv").write_text("wave_ang,flux\n" + "\n".join(f"{a:.17g},{b:.17g}" for a, b in zip(wl, flux)))
+    w, _ = load_clone_source(tmp_path / "named.csv")
+    np.testing.assert_allclose(w, wl, rtol=1e-12)
+    (tmp_path / "plain.csv").write_text("wavelength,flux\n" + "\n".join(f"{a:.17g},{b:.17g}" for a, b in zip(wl, flux)))
+    np.testing.assert_allclose(load_clone_source(tmp_path / "plain.csv", wavelength_unit="Angstrom")[0], wl)
+    np.testing.assert_allclose(load_clone_source(tmp_path / "plain.csv")[0], 10 * wl)  # inferred as nm
+
+
+def test_clone_source_with_a_nan_flux_is_refused(tmp_path):
+    wl = np.linspace(8000, 8010, 11)
+    flux = np.ones(11)
+    flux[4] = np.nan
+    (tmp_path / "s.csv").write_text("wave_ang,flux\n" + "\n".join(f"{a},{b}" for a, b in zip(wl, flux)))
+    with pytest.raises(ValueError, match=r"s\.csv.*1 NaN/inf flux"):
+        load_clone_source(tmp_path / "s.csv")
+    np.savez(tmp_path / "s.npz", wavelength=wl, flux=flux)
+    with pytest.raises(ValueError, match="finite"):
+        load_clone_source(tmp_path / "s.npz")
+
+
 def test_observed_file_cut_to_a_range_drops_and_renumbers_segments(tmp_path):
     # three orders of 200 pixels, 8000-8060, 8050-8110, 8100-8160 Angstrom (the FITS layouts: test_spectra_echelle_io)
     wave = np.concatenate([8000 + 50 * i + np.linspace(0, 60, 200) for i in range(3)])

@@ -92,6 +92,18 @@ def test_mislabelled_unit_is_honoured_not_guessed(tmp_path):
     np.testing.assert_allclose(spec.wavelength, wl * 10.0)
 
 
+def test_a_column_name_states_the_unit_after_tunit(tmp_path):
+    wl = np.linspace(2000.0, 2010.0, 40)  # Angstrom values the inference would take for nm
+    spec = read_echelle_fits(_table(tmp_path / "a.fits", wl, np.ones(40), np.full(40, 0.01),
+                                    names=("wave_ang", "flux", "error")), wavelength_unit="nm")
+    np.testing.assert_allclose(spec.wavelength, wl, rtol=1e-12)
+    assert spec.metadata["wavelength_unit_source"] == "column name"
+    spec = read_echelle_fits(_table(tmp_path / "b.fits", wl / 10, np.ones(40), np.full(40, 0.01),
+                                    names=("wave_ang", "flux", "error"), unit="nm"))  # TUNIT comes first
+    np.testing.assert_allclose(spec.wavelength, wl, rtol=1e-12)
+    assert spec.metadata["wavelength_unit_source"] == "TUNIT"
+
+
 def test_bad_unit_and_missing_columns_name_file_hdu_and_columns(tmp_path):
     wl = np.linspace(8500.0, 8510.0, 40)
     path = _table(tmp_path / "hz.fits", wl, np.ones(40), np.full(40, 0.01), unit="Hz")

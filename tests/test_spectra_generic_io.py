@@ -114,6 +114,18 @@ def test_real_phoenix_template_csv(real_file):
     assert len(s) == 338649
     assert s.wavelength[0] == pytest.approx(8038.01) and s.wavelength[-1] == pytest.approx(12848.98)
     assert s.meta["has_uncertainty"] is False and s.meta["wavelength_unit"] == "Angstrom"
+    assert s.meta["wavelength_unit_source"] == "column name"
+
+
+@pytest.mark.parametrize("name, scale", [("wave_ang", 1.0), ("wavelength_nm", 10.0), ("WAVE_UM", 1e4)])
+def test_the_unit_a_column_name_states(tmp_path, name, scale):
+    """1500 read as Angstrom (wave_ang), nm or µm as the name says, not as the values suggest (nm), and
+    before the caller's wavelength_unit, which is only for files that state none."""
+    path = tmp_path / "named.csv"
+    path.write_text(f"{name},flux\n1500,1\n1501,1\n1502,1\n")
+    s = read_spectrum(path, wavelength_unit="nm")
+    np.testing.assert_allclose(s.wavelength, scale * np.array([1500.0, 1501.0, 1502.0]))
+    assert s.meta["wavelength_unit_source"] == "column name"
 
 
 def test_echelle_files_are_refused_with_a_pointer(tmp_path, real_file):

@@ -18,7 +18,8 @@ quantities and an optional ``.uncertainty``/``.mask``) or a FITS file (:func:`re
     ``SIGMA``/``IVAR``).
 
   Wavelength units: the column's TUNIT (or CUNIT1) parsed with :mod:`astropy.units` (Angstrom, nm,
-  µm/micron, m …; ``A`` and ``AA`` are read as Angstrom, not Ampere). Without a unit the unit is the
+  µm/micron, m …; ``A`` and ``AA`` are read as Angstrom, not Ampere), else the unit its name states
+  (``wave_ang``, ``wavelength_nm``, ``wave_um``: :func:`column_name_unit`). Without a unit the unit is the
   caller's ``wavelength_unit`` or, failing that, inferred from the values (median 0.1–30: µm;
   100–2999: nm — the TelFit layout; 3000–300 000: Angstrom) and the inference is recorded in
   ``metadata["wavelength_unit_source"]``; a mislabelled unit (Å stored with TUNIT ``nm``) cannot
@@ -66,7 +67,10 @@ class ObservedSpectrum:
 
 #: Column-name spellings (lower case) of the table reader, in order of preference.
 WAVELENGTH_COLUMNS = ("wavelength", "wave", "lambda", "wl", "lam", "wavelength_air", "wavelength_vac",
-                      "wave_air", "wave_vac", "lambda_air", "lambda_vac", "wave_ang", "wavelength_ang")
+                      "wave_air", "wave_vac", "lambda_air", "lambda_vac", "wave_ang", "wavelength_ang",
+                      "wave_nm", "wavelength_nm", "wave_um", "wavelength_um")
+#: units stated by a wavelength column's name (its suffix), e.g. muler's ``wave_ang``
+_NAME_UNITS = {"_ang": "Angstrom", "_nm": "nm", "_um": "um"}
 FLUX_COLUMNS = ("flux", "spec", "spectrum", "flux_norm")
 #: uncertainty spellings and their kind: "sigma" (1σ), "ivar" (1/σ²), "var" (σ²)
 UNCERTAINTY_COLUMNS = (("uncertainty", "sigma"), ("error", "sigma"), ("err", "sigma"), ("sigma", "sigma"),
@@ -93,6 +97,13 @@ def angstrom_per_unit(unit_text: str, where: str) -> float:
     except (ValueError, u.UnitsError, TypeError) as exc:
         raise ValueError(f"{where}: wavelength unit {unit_text!r} is not a length astropy can convert to Angstrom") \
             from exc
+
+
+def column_name_unit(name: str) -> str | None:
+    """The wavelength unit a column's name states (``wave_ang`` -> "Angstrom", ``wavelength_nm`` -> "nm",
+    ``wave_um`` -> "um"), or None."""
+    lower = name.lower()
+    return next((unit for suffix, unit in _NAME_UNITS.items() if lower.endswith(suffix)), None)
 
 
 def infer_wavelength_unit(values: np.ndarray, where: str) -> tuple[float, str]:
@@ -270,6 +281,8 @@ def _read_tables(path, primary, tables, normalise, wavelength_unit, medium) -> O
         tunit = data.columns[wcol].unit
         if tunit:
             factor, unit_name, source = angstrom_per_unit(tunit, f"{where} column {wcol!r}"), str(tunit).strip(), "TUNIT"
+        elif (named := column_name_unit(wcol)):
+            factor, unit_name, source = angstrom_per_unit(named, where), named, "column name"
         elif wavelength_unit:
             factor, unit_name, source = angstrom_per_unit(wavelength_unit, where), wavelength_unit, "argument"
         else:

@@ -4,8 +4,9 @@
 Column names, units and the medium follow the one convention of the observed-spectrum reader
 (:mod:`stellarnn.spectra.echelle_io`): wavelength columns ``wavelength``/``wave``/``lambda``/``wl``/``lam``,
 ``wave_ang`` … (or ``loglam``, log10 of Angstrom, the SDSS spelling); the unit from the column's TUNIT or the
-image's CUNIT1, else inferred from the values (median 0.1–30: µm, 100–2999: nm, 3000–300 000: Angstrom; the
-source is kept in ``meta["wavelength_unit_source"]``); air wavelengths (``AIRORVAC``/``VACUUM``/``WAVEMED``,
+image's CUNIT1, else from the column's name (``wave_ang``, ``wavelength_nm``), else inferred from the values
+(median 0.1–30: µm, 100–2999: nm, 3000–300 000: Angstrom; the source is kept in
+``meta["wavelength_unit_source"]``); air wavelengths (``AIRORVAC``/``VACUUM``/``WAVEMED``,
 an ``_air`` suffix, CTYPE1 ``AWAV``) converted to vacuum, since a :class:`~stellarnn.spectra.Spectrum` is in
 vacuum Angstrom.  A file with several spectrum tables or 2-D columns is an échelle file: it is refused here
 with a pointer to :func:`~stellarnn.spectra.echelle_io.read_echelle_fits`, not read one order at a time.
@@ -20,8 +21,9 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .apstar import open_fits, read_apstar, spectrum_from_arrays
-from .echelle_io import (FLUX_COLUMNS, UNCERTAINTY_COLUMNS, WAVELENGTH_COLUMNS, angstrom_per_unit, convert_medium,
-                         infer_wavelength_unit, pick_column, stated_medium, uncertainty_to_sigma)
+from .echelle_io import (FLUX_COLUMNS, UNCERTAINTY_COLUMNS, WAVELENGTH_COLUMNS, angstrom_per_unit,
+                         column_name_unit, convert_medium, infer_wavelength_unit, pick_column, stated_medium,
+                         uncertainty_to_sigma)
 from .errors import SpectrumFileError
 from .spectrum import Spectrum
 
@@ -30,14 +32,17 @@ _FLUX_NAMES = FLUX_COLUMNS + ("f",)
 _MASK_NAMES = ("bitmask", "mask", "pixmask")
 
 
-def _wavelength_in_angstrom(path, values: np.ndarray, unit: str | None, hdu, default_unit: str | None = None
-                            ) -> tuple[np.ndarray, str, str]:
+def _wavelength_in_angstrom(path, values: np.ndarray, unit: str | None, hdu, default_unit: str | None = None,
+                            column: str = "") -> tuple[np.ndarray, str, str]:
     """Angstrom wavelengths, the unit's name and where it came from (``unit``: the file's TUNIT/CUNIT1/ECSV
-    unit or None; ``default_unit``: the caller's unit for files without one)."""
+    unit or None; then the unit the ``column``'s name states; ``default_unit``: the caller's unit for files
+    without one)."""
     where = f"{path}" + (f" [HDU {hdu}]" if hdu is not None else "")
     try:
         if unit:
             return values * angstrom_per_unit(unit, where), str(unit).strip(), "header"
+        if (named := column_name_unit(column)):
+            return values * angstrom_per_unit(named, where), named, "column name"
         if default_unit:
             return values * angstrom_per_unit(default_unit, where), default_unit, "argument"
         factor, name = infer_wavelength_unit(values, where)
@@ -47,10 +52,10 @@ def _wavelength_in_angstrom(path, values: np.ndarray, unit: str | None, hdu, def
 
 
 def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers=(), stated: str | None = None,
-                  wavelength_unit: str | None = None) -> Spectrum:
+                  wavelength_unit: str | None = None, on_bad_pixels: str = "mask") -> Spectrum:
     """A Spectrum from named columns; ``units`` maps column names to unit strings (TUNIT), ``headers`` are
     searched for the medium unless ``stated`` ("air"/"vacuum") gives it; ``wavelength_unit`` is the caller's
-    unit for a wavelength column without one."""
+    unit for a wavelength column without one; ``on_bad_pixels`` as in :func:`spectrum_from_arrays`."""
     names = list(cols)
     wname, fname = pick_column(names, _WAVE_NAMES), pick_column(names, _FLUX_NAMES)
     if wname is None or fname is None:
@@ -76,7 +81,7 @@ def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers
         unit_name, unit_source = "Angstrom", "loglam is log10 of Angstrom (SDSS)"
     else:
         wave, unit_name, unit_source = _wavelength_in_angstrom(path, wave, (units or {}).get(wname), hdu,
-                                                               wavelength_unit)
+                                                               wavelength_unit, wname)
     wave, medium = convert_medium(wave, stated or stated_medium(headers, wname), "vacuum")
     flux = column(fname)
     uname, ukind = next(((c, kind) for spelling, kind in UNCERTAINTY_COLUMNS
@@ -93,7 +98,7 @@ def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers
         wave, flux, error, mask = wave[order], flux[order], error[order], mask[order]
     meta = {"source": str(path), "has_uncertainty": uname is not None, "wavelength_unit": unit_name,
             "wavelength_unit_source": unit_source, "medium": medium}
-    return spectrum_from_arrays(path, 0, wave, flux, error, mask, meta, "mask", hdus=(hdu, hdu))
+    return spectrum_from_arrays(path, 0, wave, flux, error, mask, meta, on_bad_pixels, hdus=(hdu, hdu))
 
 
 def _spectrum_tables(hdul) -> list[tuple[int, bool]]:
@@ -123,11 +128,14 @@ def _refuse_echelle(path, hdul) -> None:
                                       "stellarnn.spectra.read_echelle_fits, not as one 1-D spectrum")
 
 
-def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = None) -> Spectrum:
+def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = None,
+                      on_bad_pixels: str = "mask") -> Spectrum:
     """CSV with a header row naming wavelength and flux (and optionally error/ivar and bitmask) columns.
 
     An ECSV file (astropy's CSV with a ``# %ECSV`` header, as :func:`write_spectrum_csv` writes) gives its columns'
-    units; a plain CSV's wavelength unit is ``wavelength_unit`` or inferred from the values.
+    units; a plain CSV's wavelength unit is the one its column's name states (``wave_ang``), ``wavelength_unit``
+    or inferred from the values.  ``on_bad_pixels``: "mask" (non-finite flux and bad errors get ivar 0, the
+    flux 0) or "raise" (refuse them, e.g. for a synthetic spectrum, which has none).
     """
     path = Path(path)
     if not path.is_file():
@@ -140,7 +148,7 @@ def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = Non
         raise SpectrumFileError(path, f"not a readable CSV table ({exc})") from exc
     units = {c: str(table[c].unit) for c in table.colnames if table[c].unit is not None}
     return _from_columns(path, {c: table[c] for c in table.colnames}, units=units, headers=(table.meta,),
-                         wavelength_unit=wavelength_unit)
+                         wavelength_unit=wavelength_unit, on_bad_pixels=on_bad_pixels)
 
 
 def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, wavelength_unit: str | None = None
