@@ -20,11 +20,10 @@ def test_default_architecture():
 
 
 @pytest.fixture(scope="module")
-def small_emulator(tmp_path_factory):
+def small_emulator(tmp_path_factory, one_torch_thread):
     """A quickly trained ATLAS9 emulator (few epochs) to exercise the API."""
     from stellarnn.atmospheres.resample import atlas9_tau_grid
 
-    torch.set_num_threads(1)
     grid = atlas9_tau_grid()
     path = tmp_path_factory.mktemp("emu") / "e.pt"
     train_innterpol(grid, make_splits(grid), path, InnterpolConfig(n_components=6, hidden=16, n_hidden_layers=2,

@@ -1,7 +1,6 @@
 """Evaluation helpers: linear baseline with holes, error tables, monotonicity, checkpoint evaluation."""
 import numpy as np
 import pytest
-import torch
 
 from stellarnn.atmospheres.evaluation import (LinearBaseline, error_table, evaluate_checkpoint, format_table,
                                               log_kappa_ross, monotone_fraction, percent_table, time_call)
@@ -62,11 +61,10 @@ def test_time_call_returns_positive_median():
     assert 0 < time_call(lambda: sum(range(100)), repeats=3, min_seconds=0.01) < 0.01
 
 
-def test_evaluate_a_small_checkpoint(tmp_path):
+def test_evaluate_a_small_checkpoint(tmp_path, one_torch_thread):
     from stellarnn.atmospheres.resample import atlas9_tau_grid
     from stellarnn.atmospheres.training import InnterpolConfig, make_splits, train_innterpol
 
-    torch.set_num_threads(1)
     grid = atlas9_tau_grid()
     path, _ = train_innterpol(grid, make_splits(grid), tmp_path / "e.pt",
                               InnterpolConfig(n_components=4, hidden=8, n_hidden_layers=1, epochs=1), progress=False)

@@ -37,8 +37,7 @@ def test_splits_follow_the_protocol():
     assert s.random.sum() == round(0.1 * (len(grid) - s.teff_columns.sum() - s.edge.sum()))
 
 
-def test_train_5d_grid_checkpoint_and_inference(tmp_path):
-    torch.set_num_threads(1)
+def test_train_5d_grid_checkpoint_and_inference(tmp_path, one_torch_thread):
     grid = synthetic_5d_grid()
     splits = make_splits(grid, teff_range=(4250.0, 5750.0))
     cfg = InnterpolConfig(n_components=3, hidden=24, n_hidden_layers=2, epochs=60, lr=3e-3, plateau_patience=None)
@@ -63,8 +62,7 @@ def test_train_5d_grid_checkpoint_and_inference(tmp_path):
     assert len(again.train_loss) == len(history.train_loss)
 
 
-def test_lbfgs_polish_from_a_checkpoint_improves_validation_and_keeps_the_basis(tmp_path):
-    torch.set_num_threads(1)
+def test_lbfgs_polish_from_a_checkpoint_improves_validation_and_keeps_the_basis(tmp_path, one_torch_thread):
     grid = synthetic_5d_grid()
     splits = make_splits(grid, teff_range=(4250.0, 5750.0))
     cfg = InnterpolConfig(n_components=3, hidden=24, n_hidden_layers=2, epochs=40, lr=3e-3, plateau_patience=None,
@@ -92,8 +90,7 @@ def test_lbfgs_polish_from_a_checkpoint_improves_validation_and_keeps_the_basis(
                                                                          epochs=0), progress=False, init_path=first)
 
 
-def test_quantity_weights_shift_the_fit_towards_temperature(tmp_path):
-    torch.set_num_threads(1)
+def test_quantity_weights_shift_the_fit_towards_temperature(tmp_path, one_torch_thread):
     grid = synthetic_5d_grid()
     splits = make_splits(grid, teff_range=(4250.0, 5750.0))
     errors = {}
@@ -133,9 +130,8 @@ def test_update_manifest(tmp_path):
     assert entry["sha256"] == file_sha256(path) and entry["hyperparameters"]["n_inputs"] == 5
 
 
-def test_family_input_default_and_validation(tmp_path):
+def test_family_input_default_and_validation(tmp_path, one_torch_thread):
     """An emulator with a family axis: left out, the family is the checkpoint's default (0); 0.5 is refused."""
-    torch.set_num_threads(1)
     axes = {"teff": np.array([4000.0, 4500.0, 5000.0, 5500.0, 6000.0]), "logg": np.array([1.0, 2.0, 3.0]),
             "m_h": np.array([-1.0, -0.5, 0.0, 0.5]), "family": np.array([0.0, 1.0])}
     idx = np.stack(np.meshgrid(*[np.arange(len(a)) for a in axes.values()], indexing="ij"), -1).reshape(-1, 4)
@@ -173,9 +169,8 @@ def test_family_input_default_and_validation(tmp_path):
     assert d[2] == d[3]  # the family label does not move a point in or out of the grid
 
 
-def test_teff_as_theta_input(tmp_path):
+def test_teff_as_theta_input(tmp_path, one_torch_thread):
     """teff_as_theta: the network sees 5040/Teff; the CPU engine, the autograd path and the torch path agree."""
-    torch.set_num_threads(1)
     grid = synthetic_5d_grid()
     splits = make_splits(grid, teff_range=(4250.0, 5750.0))
     cfg = InnterpolConfig(n_components=3, hidden=16, n_hidden_layers=2, epochs=30, batch_size=16, lr=3e-3,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 import pytest
-import torch
 
 import stellarnn
 from stellarnn.blase.api import Clone, Transfer, UnsupportedSpectrumError
@@ -22,12 +21,7 @@ def synthetic(wavelength, rv_km_s=0.0):
     return np.exp(-tau)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,7 @@ TRUE = np.array([[1200.0, 60.0, 30.0, 1.0, 30.0, 10.0, 0.3, 0.3, 0.7],
                  [400.0, 120.0, 150.0, -2.0, 25.0, 5.0, 0.2, 0.2, 0.8]])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -260,7 +260,7 @@ def test_training_with_observation_effects_on_the_fly(tmp_path):
     assert m["observation_effects_on_the_fly"]["stray_light_max"] == 0.2
 
 
-def test_field_loss_weighs_weak_fields_and_init_warm_starts(tmp_path):
+def test_field_loss_weighs_weak_fields_and_init_warm_starts(tmp_path, one_torch_thread):
     """The asinh field loss counts a weak-field error as much as a relative strong-field one; --init starts from a
     checkpoint's weights."""
     from stellarnn.stokes.stratified_cnn import StratifiedInverter, asinh_field_loss
@@ -271,7 +271,6 @@ def test_field_loss_weighs_weak_fields_and_init_warm_starts(tmp_path):
     assert quiet > 5 * umbra  # in a standardised MSE (one scale for both) the umbra error would weigh 11x more
     assert float(asinh_field_loss(t([-300.0, 5.0]), t([-300.0, 5.0]))) == 0.0
     assert float(asinh_field_loss(t([-100.0]), t([100.0]), 50.0)) == pytest.approx((2 * np.arcsinh(2.0)) ** 2, rel=1e-6)
-    torch.set_num_threads(1)
     rng = np.random.default_rng(3)
     n = 64
     stokes = rng.normal(0, 0.05, (n, 4, 112)).astype(np.float32)
@@ -296,7 +295,7 @@ def test_field_loss_weighs_weak_fields_and_init_warm_starts(tmp_path):
         train_stratified_cnn(stokes, targets, tmp_path / "x.pt", epochs=1, progress=False, field_loss_scale_gauss=0.0)
 
 
-def test_target_weights_spend_the_loss_on_the_weighted_outputs(tmp_path):
+def test_target_weights_spend_the_loss_on_the_weighted_outputs(tmp_path, one_torch_thread):
     """target_weights_for weighs one quantity over a depth range; training with it records the weights and a weight
     of 0 elsewhere makes the loss ignore those outputs."""
     from stellarnn.stokes.lightweaver_driver import LOG_TAU_NODES
@@ -312,7 +311,6 @@ def test_target_weights_spend_the_loss_on_the_weighted_outputs(tmp_path):
         target_weights_for({"B": 2.0})
     with pytest.raises(ValueError, match="no node"):
         target_weights_for({"B_los": 2.0}, (2.0, 3.0))
-    torch.set_num_threads(1)
     rng = np.random.default_rng(5)
     n = 48
     stokes = (rng.normal(0, 0.05, (n, 4, 112)) + np.array([1.0, 0, 0, 0])[None, :, None]).astype(np.float32)
@@ -333,10 +331,9 @@ def test_target_weights_spend_the_loss_on_the_weighted_outputs(tmp_path):
         train_stratified_cnn(stokes, targets, tmp_path / "x.pt", target_weights=np.ones((6, 3)), **kw)
 
 
-def test_routed_inverter_answers_each_profile_with_the_network_its_field_routes_it_to(tmp_path):
+def test_routed_inverter_answers_each_profile_with_the_network_its_field_routes_it_to(tmp_path, one_torch_thread):
     from stellarnn.stokes.stratified_cnn import RoutedStratifiedInverter, StratifiedInverter
 
-    torch.set_num_threads(1)
     rng = np.random.default_rng(7)
     n = 40
     stokes = (rng.normal(0, 0.05, (n, 4, 112)) + np.array([1.0, 0, 0, 0])[None, :, None]).astype(np.float32)
