@@ -152,9 +152,43 @@ def test_float_cube_errors(tmp_path):
     fits.PrimaryHDU(np.zeros((3, 4, 112), np.float32)).writeto(tmp_path / "three.fits")
     with pytest.raises(ValueError, match="4-D"):
         read_stokes_cube(tmp_path / "three.fits")
-    fits.PrimaryHDU(np.zeros((2, 2, 4, 112), np.int16)).writeto(tmp_path / "int.fits")
-    with pytest.raises(ValueError, match="floats"):
-        read_stokes_cube(tmp_path / "int.fits")
+    fits.PrimaryHDU(np.zeros((2, 4, 112), np.int16)).writeto(tmp_path / "int3.fits")
+    with pytest.raises(ValueError, match="4-D"):
+        read_stokes_cube(tmp_path / "int3.fits")
+
+
+@pytest.mark.parametrize("layout", ["int16", "int16 BLANK", "uint16 BLANK", "int32 BSCALE"])
+def test_integer_cubes_of_counts(tmp_path, layout):
+    """Counts as cameras and archives store them: BSCALE/BZERO applied, BLANK pixels NaN and left out of the
+    quiet-Sun continuum, then normalised as a float cube is."""
+    counts = np.round(_cube() * 20000.0)  # I up to 20000 counts (continuum pixels exactly), Q/U/V around +-200
+    if layout.startswith("uint16"):
+        counts += 10000.0  # unsigned: astropy stores it as int16 with BZERO = 32768
+        stored = counts.astype(np.uint16)
+    elif layout.startswith("int32"):
+        stored = (counts * 4).astype(np.int32)  # with BSCALE = 0.25 below
+    else:
+        stored = counts.astype(np.int16)
+    if "BLANK" in layout:
+        stored[0, 0, 3, 50] = 0 if layout.startswith("uint16") else -32768  # stored as -32768 either way
+    hdu = fits.PrimaryHDU(stored)
+    hdu.header.update(CTYPE1="WAVE", CUNIT1="Angstrom", CRPIX1=1.0, CRVAL1=6300.89, CDELT1=0.021549)
+    if "BLANK" in layout:
+        hdu.header["BLANK"] = -32768
+    if "BSCALE" in layout:
+        hdu.header["BSCALE"] = 0.25  # astropy writes an integer array it is given as is
+    hdu.writeto(tmp_path / "counts.fits")
+    sp = read_sp_map(tmp_path / "counts.fits")  # dispatched to the cube reader, like a float cube
+    continuum = 30000.0 if layout.startswith("uint16") else 20000.0
+    assert sp.continuum_counts == pytest.approx(continuum)
+    expected = counts / continuum
+    if "BLANK" in layout:
+        assert np.isnan(sp.stokes[0, 0, 3, 50])
+        expected[0, 0, 3, 50] = np.nan
+    np.testing.assert_allclose(sp.stokes, expected, atol=1e-12)
+    assert not any(key in sp.headers[0] for key in ("BSCALE", "BZERO", "BLANK"))  # the values are physical now
+    with pytest.raises(ValueError, match=f"median continuum is {continuum:g}"):
+        read_stokes_cube(tmp_path / "counts.fits", normalisation="none")  # counts are not continuum units
 
 
 def test_slit_raster_normalisations(tmp_path):

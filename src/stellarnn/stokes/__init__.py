@@ -9,7 +9,7 @@ me_cnn              1D CNN from Stokes profiles to ME parameters with uncertaint
 lightweaver_driver  depth-stratified profiles from Lightweaver polarised radiative transfer
 stratified_cnn      1D CNN from Stokes profiles to T, v_LOS, B, χ stratifications (optionally bounded), OOD distance
 node_inversion      classical node-based LTE inversion (SIR-style) with Lightweaver as the forward model
-hinode_io           Hinode SP level-1 FITS reader/writer, calibrated float cubes, parameter-map FITS
+hinode_io           Hinode SP level-1 FITS reader/writer, Stokes cubes (floats or integer counts), parameter-map FITS
 wavelength_grid     observed wavelength grids resampled to the networks' training grid
 plotting            profile and map plots
 inversion_api       ``invert(data, method="lm"|"cnn")``: files, SPMap or arrays -> QTable/maps with units

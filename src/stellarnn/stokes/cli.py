@@ -305,7 +305,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_synth)
 
     q = s.add_parser("invert", help="invert level-1 SP slit files into ME parameter maps (FITS)")
-    q.add_argument("input", help="directory of level-1 slit FITS files, or one file")
+    q.add_argument("input", help="directory of Hinode SP level-1 slit FITS files, one slit file, or a 4-D "
+                                 "Stokes cube (floats or integer counts)")
     q.add_argument("--out", required=True, type=output_file(".fits", ".fit"), help="output FITS of parameter maps")
     q.add_argument("--method", choices=("cnn", "lm", "stratified"), default="cnn",
                    help="cnn: ME-CNN; lm: Levenberg-Marquardt ME fit; stratified: stratified CNN "

@@ -16,12 +16,14 @@ level-1 readers do the same):
 Wavelengths come from the linear WCS of axis 1 (CRVAL1, CDELT1, CRPIX1, Å) when present, else the
 nominal SP grid (6300.89 Å + 21.549 mÅ × pixel).
 
-Calibrated cubes (:func:`read_stokes_cube`): one floating-point 4-D image, numpy order (x, y, Stokes, λ)
+Stokes cubes (:func:`read_stokes_cube`): one 4-D image, numpy order (x, y, Stokes, λ)
 unless the CTYPEn keywords say otherwise (``STOKES`` for the Stokes axis, ``WAVE``/``AWAV``/``LAMBDA``
 for the wavelength axis). The wavelengths come from that axis' linear WCS (CRVALn, CDELTn or CDn_n,
 CRPIXn, CUNITn, default Angstrom) or from a wavelength table (an image extension named
 ``WAVELENGTH``/``WAVE``/``LAMBDA``, or a binary table with a ``wavelength``/``wave``/``lambda``
-column, TUNIT honoured); a cube with neither is refused rather than given the nominal grid.
+column, TUNIT honoured); a cube with neither is refused rather than given the nominal grid. The image holds
+floats (calibrated data, NaN for missing pixels) or integers (counts, as cameras and archives store them:
+BSCALE/BZERO applied, BLANK pixels become NaN); either is normalised to the continuum below.
 
 Continuum normalisation (:data:`NORMALISATIONS`, stated in :attr:`SPMap.normalisation`):
 
@@ -179,7 +181,7 @@ class SPMap:
 
 def read_sp_map(paths: Iterable[str | Path] | str | Path, continuum_counts: float | None = None,
                 normalisation: str = "quiet-sun") -> SPMap:
-    """Read a raster of slit files (a directory or a sorted list), or one calibrated float cube
+    """Read a raster of slit files (a directory or a sorted list), or one Stokes cube of floats or integers
     (:func:`read_stokes_cube`), and normalise to the continuum.
 
     ``normalisation`` (:data:`NORMALISATIONS`): for slit files ``quiet-sun`` is the mean Stokes I
@@ -192,7 +194,7 @@ def read_sp_map(paths: Iterable[str | Path] | str | Path, continuum_counts: floa
     if isinstance(paths, (str, Path)) and Path(paths).is_dir():
         files: Sequence[Path] = sorted(Path(paths).glob("*.fits"))
     elif isinstance(paths, (str, Path)):
-        if _is_float_cube(Path(paths)):
+        if _is_stokes_cube(Path(paths)):
             return read_stokes_cube(paths, normalisation=normalisation, continuum_counts=continuum_counts)
         files = [Path(paths)]
     else:
@@ -222,15 +224,29 @@ def read_sp_map(paths: Iterable[str | Path] | str | Path, continuum_counts: floa
     return SPMap(counts / continuum_counts, slits[0].wavelengths, continuum_counts, headers, normalisation=note)
 
 
-def _is_float_cube(path: Path) -> bool:
-    """True for a FITS file whose first data HDU is a 4-D floating-point image."""
+def _is_stokes_cube(path: Path) -> bool:
+    """True for a FITS file whose first data HDU is a 4-D image (level-1 slit files are 3-D)."""
     if not path.is_file():
         return False
     with fits.open(path) as hdul:
         for hdu in hdul:
             if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.header.get("NAXIS", 0) > 0:
-                return hdu.header["NAXIS"] == 4 and hdu.header.get("BITPIX", 16) < 0
+                return hdu.header["NAXIS"] == 4
     return False
+
+
+def _physical_values(stored: np.ndarray, header: fits.Header, where: str) -> np.ndarray:
+    """float64 physical values of an image read without scaling: BSCALE * stored + BZERO (FITS standard
+    4.0, §4.4.2.5), NaN where an integer image holds its BLANK value; BSCALE/BZERO/BLANK leave ``header``."""
+    if stored.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: image of {stored.dtype} is not numeric")
+    bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    values = stored.astype(np.float64) * bscale + bzero
+    if stored.dtype.kind in "iu" and "BLANK" in header:
+        values[stored == int(header["BLANK"])] = np.nan
+    for key in ("BSCALE", "BZERO", "BLANK"):
+        header.remove(key, ignore_missing=True)
+    return values
 
 
 def _length_to_angstrom(unit_text: str | None, where: str) -> float:
@@ -262,12 +278,13 @@ def _wavelength_table(hdul, path: Path) -> np.ndarray | None:
 
 def read_stokes_cube(path: str | Path, normalisation: str = "quiet-sun",
                      continuum_counts: float | None = None) -> SPMap:
-    """Read a calibrated floating-point Stokes cube (see the module docstring) into an :class:`SPMap`.
+    """Read a Stokes cube (see the module docstring) into an :class:`SPMap`.
 
     Parameters
     ----------
-    path : FITS file with a 4-D float image (numpy order (x, y, Stokes, λ) unless CTYPEn say otherwise:
-        STOKES, WAVE/AWAV/LAMBDA, and HPLN/SOLAR_X/X for the x (scan) axis)
+    path : FITS file with a 4-D image of floats or integers (numpy order (x, y, Stokes, λ) unless CTYPEn say
+        otherwise: STOKES, WAVE/AWAV/LAMBDA, and HPLN/SOLAR_X/X for the x (scan) axis); integers are counts
+        (BSCALE and BZERO applied, pixels equal to BLANK become NaN)
     normalisation : one of :data:`NORMALISATIONS`
     continuum_counts : float, optional
         The quiet-Sun continuum to divide by (``quiet-sun`` only; default: measured on the map).
@@ -278,20 +295,17 @@ def read_stokes_cube(path: str | Path, normalisation: str = "quiet-sun",
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {NORMALISATIONS} (HSRA needs an absolute calibration "
                          f"and is not offered), got {normalisation!r}")
-    with fits.open(path) as hdul:
+    with fits.open(path, do_not_scale_image_data=True) as hdul:  # the stored values: BLANK is in their units
         number, hdu = next(((i, h) for i, h in enumerate(hdul)
                             if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.data is not None), (None, None))
         if hdu is None:
             raise ValueError(f"{path}: no image data")
-        data = np.asarray(hdu.data)
         header = hdu.header.copy()
+        where = f"{path}: HDU {number}"
+        data = _physical_values(np.asarray(hdu.data), header, where)
         table = _wavelength_table(hdul, path)
-    where = f"{path}: HDU {number}"
     if data.ndim != 4:
         raise ValueError(f"{where}: a Stokes cube is 4-D (x, y, Stokes, λ); got shape {data.shape}")
-    if data.dtype.kind != "f":
-        raise ValueError(f"{where}: a calibrated cube holds floats, found {data.dtype} (16-bit level-1 slit "
-                         "files are read by read_sp_level1/read_sp_map)")
     ndim = data.ndim
     ctypes = {ndim - n: str(header.get(f"CTYPE{n}", "")).upper() for n in range(1, ndim + 1)}  # numpy axis → CTYPE
     wave_axis = next((a for a, c in ctypes.items() if c.startswith(("WAVE", "AWAV", "LAMBDA"))), None)

@@ -1,7 +1,7 @@
 """Milne-Eddington inversion from a notebook: :func:`invert`.
 
 ``stellarnn.stokes.invert(data, method="lm"|"cnn")`` takes a Hinode SP file or folder (level-1 slit files or
-a calibrated float cube, :func:`~stellarnn.stokes.hinode_io.read_sp_map`), an
+a Stokes cube of floats or integer counts, :func:`~stellarnn.stokes.hinode_io.read_sp_map`), an
 :class:`~stellarnn.stokes.hinode_io.SPMap`, or a ``(wavelengths, stokes)`` pair (Å; continuum units,
 ``(4, n_λ)``, ``(n, 4, n_λ)`` or a map ``(n_x, n_y, 4, n_λ)``), and returns a :class:`StokesInversion`:
 ``to_table()`` gives an astropy ``QTable`` with units (``B`` [G], ``gamma`` inclination [deg], ``chi``
@@ -205,8 +205,9 @@ def invert(data, method: str = "lm", *, weights=None, noise: float = 1e-3, n_sta
     Parameters
     ----------
     data : path, SPMap or (wavelengths, stokes) tuple
-        A Hinode SP level-1 file, a folder of them or a calibrated cube; an :class:`SPMap`; or wavelengths
-        [Å] (n_λ,) with profiles in continuum units (4, n_λ), (n, 4, n_λ) or (n_x, n_y, 4, n_λ).
+        A Hinode SP level-1 file, a folder of them or a Stokes cube (floats or integer counts); an
+        :class:`SPMap`; or wavelengths [Å] (n_λ,) with profiles in continuum units (4, n_λ), (n, 4, n_λ) or
+        (n_x, n_y, 4, n_λ).
     method : {"lm", "cnn"}
         Multi-start Levenberg-Marquardt (:func:`~stellarnn.stokes.lm_inversion.invert_lm`) or the ME-CNN
         (:class:`~stellarnn.stokes.me_cnn.MEInverter`, mean and 1-sigma of each parameter).
