@@ -1,6 +1,7 @@
 """Tests of stellarnn.spectra.cli: ``stellarnn spectra info|plot`` on real files."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from stellarnn.cli import main
@@ -49,3 +50,25 @@ def test_plot_of_an_apvisit_shows_it_on_the_apstar_grid(tmp_path, real_file, cap
     png = tmp_path / "v.png"
     assert main(["spectra", "plot", str(real_file("apvisit-9518-57729-104")), "-o", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_info_on_an_aspcapstar_names_the_layout_and_aspcap_labels(tmp_path, capsys):
+    from astropy.io import fits
+
+    from stellarnn.spectra.apogee_grid import APOGEE_DLOG10_LAMBDA, APOGEE_LOG10_LAMBDA0
+
+    rows = []
+    for value in (1.0, 0.01, 0.99):  # flux, error, ASPCAP's best fit
+        hdu = fits.ImageHDU(np.full(8575, value, np.float32))
+        hdu.header.update({"CRVAL1": APOGEE_LOG10_LAMBDA0, "CDELT1": APOGEE_DLOG10_LAMBDA})
+        rows.append(hdu)
+    rows[0].data[:246] = 0.0  # blue of the blue chip: no data
+    table = fits.BinTableHDU.from_columns([fits.Column(name="APOGEE_ID", format="18A", array=["2M00000000+0000000"]),
+                                           fits.Column(name="TEFF", format="E", array=[4800.0])])
+    path = tmp_path / "aspcapStar-test.fits"
+    fits.HDUList([fits.PrimaryHDU(), *rows, table]).writeto(path)
+    assert main(["spectra", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "aspcapStar (ASPCAP's pseudo-continuum-normalised spectrum)" in out
+    assert "aspcap_teff 4800.0" in out and "2M00000000+0000000" in out and "246 pixels without data" in out
+    assert main(["spectra", "plot", str(path), "-o", str(tmp_path / "a.png")]) == 0

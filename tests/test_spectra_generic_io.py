@@ -145,3 +145,13 @@ def test_echelle_files_are_refused_with_a_pointer(tmp_path, real_file):
     assert len(one_order) == 3200 and 5980 < one_order.wavelength[0] < 6000
     single = _table_fits(tmp_path / "one.fits", np.linspace(6000, 6001, 20), "Angstrom")
     assert not is_echelle_fits(single)
+
+
+def test_apogee_files_through_the_generic_reader(real_file):
+    """apStar and apVisit alike come back as their combined spectrum on the apStar grid (read_apogee_file)."""
+    from stellarnn.spectra import apogee_wavelength, read_apogee_file
+
+    for name in ("apstar-2M19485057", "apvisit-5095-55844-128"):
+        s = read_spectrum(real_file(name))
+        np.testing.assert_array_equal(s.wavelength, apogee_wavelength())
+        np.testing.assert_array_equal(s.flux, read_apogee_file(real_file(name)).combined.flux)

@@ -1,6 +1,7 @@
 """One way from data to labels: :func:`predict_labels`.
 
-Accepts what astronomers hold — apStar file paths, :class:`~stellarnn.spectra.Spectrum` objects, specutils
+Accepts what astronomers hold — APOGEE file paths (apStar, aspcapStar, apVisit:
+:func:`~stellarnn.spectra.read_apogee_file`), :class:`~stellarnn.spectra.Spectrum` objects, specutils
 ``Spectrum1D`` objects (or anything with ``spectral_axis``, ``flux`` and an optional ``uncertainty``), or
 ``(wavelength, flux, ivar)`` arrays — and returns an :class:`astropy.table.QTable` with units (``teff`` in K,
 ``logg`` in dex, ...), the uncertainty columns and the flag columns of the pipeline.
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..spectra import Spectrum, apogee_wavelength, read_apstar
+from ..spectra import Spectrum, apogee_wavelength, read_apogee_file
 from .pipeline import get_pipeline
 
 
@@ -111,7 +112,7 @@ def as_spectra(data: Any, visits: bool = False) -> list[Spectrum]:
         if isinstance(item, Spectrum):
             out.append(item)
         elif isinstance(item, (str, os.PathLike)):
-            star = read_apstar(Path(item))
+            star = read_apogee_file(Path(item))  # apStar, aspcapStar, or apVisit on the apStar grid
             out.append(star.combined)
             if visits:
                 out.extend(star.visits)
@@ -121,7 +122,7 @@ def as_spectra(data: Any, visits: bool = False) -> list[Spectrum]:
             out.extend(_from_arrays(*item, index=i))
         else:
             raise UnsupportedInputError(
-                f"input {i}: cannot read a {type(item).__name__} as a spectrum; pass an apStar path, a "
+                f"input {i}: cannot read a {type(item).__name__} as a spectrum; pass an APOGEE file path, a "
                 "stellarnn Spectrum, a specutils Spectrum1D, or (wavelength [A], flux, ivar) arrays")
     if not out:
         raise UnsupportedInputError("no spectra given")

@@ -144,6 +144,14 @@ def _check_header_types(path, header: dict, wcs: dict) -> None:
         raise SpectrumFileError(path, f"keyword NVISITS = {nvisits!r} is not a whole number >= 1", hdu=0)
 
 
+def check_apstar_grid(path, crval, cdelt, hdu: int = 1) -> None:
+    """Refuse a file whose CRVAL1/CDELT1 (when given) are not the apStar log-lambda grid."""
+    if crval is not None and cdelt is not None and (abs(crval - APOGEE_LOG10_LAMBDA0) > 1e-9
+                                                    or abs(cdelt - APOGEE_DLOG10_LAMBDA) > 1e-12):
+        raise SpectrumFileError(path, f"wavelength grid CRVAL1={crval}, CDELT1={cdelt} is not the apStar grid",
+                                hdu=hdu)
+
+
 def read_apstar(path: str | os.PathLike, on_bad_pixels: str = "mask") -> ApStar:
     """Read an apStar file.
 
@@ -176,14 +184,13 @@ def read_apstar(path: str | os.PathLike, on_bad_pixels: str = "mask") -> ApStar:
             if not whole.all():
                 raise SpectrumFileError(path, f"holds {bitmask.dtype.name} values that are not bit masks (e.g. "
                                               f"{float(bitmask[~whole].flat[0]):g}); an apStar file's HDU 3 is the "
-                                              "APOGEE_PIXMASK of each pixel", hdu=3)
+                                              "APOGEE_PIXMASK of each pixel (an aspcapStar file, whose HDU 3 is "
+                                              "ASPCAP's best fit, is read by read_apogee_file)", hdu=3)
         hdr = hdul[0].header
         header = {k.lower(): hdr[k] for k in APSTAR_HEADER_KEYS if k in hdr}
         crval, cdelt = hdul[1].header.get("CRVAL1"), hdul[1].header.get("CDELT1")
     _check_header_types(path, header, {"crval1": crval, "cdelt1": cdelt})
-    if crval is not None and cdelt is not None and (abs(crval - APOGEE_LOG10_LAMBDA0) > 1e-9
-                                                    or abs(cdelt - APOGEE_DLOG10_LAMBDA) > 1e-12):
-        raise SpectrumFileError(path, f"wavelength grid CRVAL1={crval}, CDELT1={cdelt} is not the apStar grid", hdu=1)
+    check_apstar_grid(path, crval, cdelt)
     if "apogee_id" not in header and "objid" in header:
         header["apogee_id"] = header["objid"]
     header["source"] = str(path)

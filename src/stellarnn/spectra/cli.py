@@ -9,6 +9,7 @@ from ..cli_arguments import non_negative_int, plot_file
 from .apogee_grid import APOGEE_N_PIXELS, decode_pixmask
 from .apstar import open_fits, read_apstar
 from .apvisit import read_apogee_file, read_apvisit
+from .aspcapstar import is_aspcapstar, read_aspcapstar
 from .continuum import apogee_continuum
 from .echelle_io import read_echelle_fits
 from .generic_io import is_echelle_fits, read_spectrum
@@ -18,6 +19,8 @@ from .plotting import plot_apogee_spectrum, save_figure
 def _kind(path: str) -> str:
     with open_fits(path) as hdul:
         shape = np.shape(hdul[1].data) if len(hdul) > 1 and hdul[1].data is not None else ()
+        if is_aspcapstar(hdul):
+            return "aspcapstar"
     if shape and shape[-1] == APOGEE_N_PIXELS:
         return "apstar"
     if len(shape) == 2 and shape == (3, 4096):
@@ -28,7 +31,15 @@ def _kind(path: str) -> str:
 def cmd_info(args) -> int:
     path = args.file
     kind = _kind(path) if path.lower().endswith((".fits", ".fit", ".fits.gz")) else "generic"
-    if kind == "apstar":
+    if kind == "aspcapstar":
+        a = read_aspcapstar(path)
+        s = a.combined
+        print(f"{path}: aspcapStar (ASPCAP's pseudo-continuum-normalised spectrum), 8575 px, "
+              f"{s.wavelength[0]:.2f}-{s.wavelength[-1]:.2f} Å (vacuum)")
+        for k, v in a.header.items():
+            print(f"  {k:10s} {v}")
+        print(f"  S/N {s.snr:.1f}, {s.meta['n_bad_pixels']} pixels without data (flux 0, NaN or no error)")
+    elif kind == "apstar":
         a = read_apstar(path)
         print(f"{path}: apStar, {a.nvisits} visit(s), 8575 px, {a.combined.wavelength[0]:.2f}-"
               f"{a.combined.wavelength[-1]:.2f} Å (vacuum)")
@@ -79,15 +90,15 @@ def cmd_plot(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spectra", help="inspect, plot and normalise spectra (apStar, apVisit, FITS, CSV)",
-                       description="Spectrum files: APOGEE apStar/apVisit and generic FITS/CSV.")
+    p = sub.add_parser("spectra", help="inspect, plot and normalise spectra (apStar, apVisit, aspcapStar, FITS, CSV)",
+                       description="Spectrum files: APOGEE apStar/apVisit/aspcapStar and generic FITS/CSV.")
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="spectra_command", metavar="ACTION")
     q = s.add_parser("info", help="summary of a spectrum file (header values, S/N, masks, LSF)")
     q.add_argument("file")
     q.set_defaults(func=cmd_info)
-    q = s.add_parser("plot", help="plot an apStar spectrum (or an apVisit on the apStar grid): raw with continuum, "
-                                  "and normalised (masked pixels shown)")
+    q = s.add_parser("plot", help="plot an apStar spectrum (or an apVisit on the apStar grid, or an aspcapStar): "
+                                  "raw with continuum, and normalised (masked pixels shown)")
     q.add_argument("file")
     q.add_argument("-o", "--output", required=True, type=plot_file,
                    help="PNG path (.png is appended when there is no extension; .pdf and .svg also work)")
