@@ -555,7 +555,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--write", action="store_true", help="write guard.json next to the checkpoint")
     q.add_argument("--threads", type=positive_int, default=None, help="torch threads")
 
-    p = sub.add_parser("run", help="run a label pipeline on apStar, apVisit or aspcapStar files",
+    p = sub.add_parser("run", help="run a label pipeline on apStar, apVisit, aspcapStar or mwmStar files",
                        description="Run APOGEENet or AstroNN on apStar files (combined spectra and/or visits) or "
                                    "apVisit files (the visit shifted to the star's rest frame by its VRAD and "
                                    "resampled onto the apStar grid); prints the main fields and optionally writes "
@@ -565,7 +565,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name in PIPELINES:
         q = s.add_parser(name, help=f"run {name}")
         q.set_defaults(func=cmd_run, pipeline=name)
-        q.add_argument("files", nargs="+", metavar="FILE", help="apStar, apVisit or aspcapStar files")
+        q.add_argument("files", nargs="+", metavar="FILE", help="apStar, apVisit, aspcapStar or mwmStar files")
         q.add_argument("--weights", help="checkpoint (default: the shipped weights)")
         q.add_argument("--spectra", choices=("combined", "visits", "all"), default="combined")
         q.add_argument("-o", "--output", type=output_file(*RUN_TABLE_SUFFIXES),

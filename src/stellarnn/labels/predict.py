@@ -1,6 +1,6 @@
 """One way from data to labels: :func:`predict_labels`.
 
-Accepts what astronomers hold — APOGEE file paths (apStar, aspcapStar, apVisit:
+Accepts what astronomers hold — APOGEE file paths (apStar, aspcapStar, SDSS-V mwmStar, apVisit:
 :func:`~stellarnn.spectra.read_apogee_file`), :class:`~stellarnn.spectra.Spectrum` objects, specutils
 ``Spectrum1D`` objects (or anything with ``spectral_axis``, ``flux`` and an optional ``uncertainty``), or
 ``(wavelength, flux, ivar)`` arrays — and returns an :class:`astropy.table.QTable` with units (``teff`` in K,
@@ -112,7 +112,7 @@ def as_spectra(data: Any, visits: bool = False) -> list[Spectrum]:
         if isinstance(item, Spectrum):
             out.append(item)
         elif isinstance(item, (str, os.PathLike)):
-            star = read_apogee_file(Path(item))  # apStar, aspcapStar, or apVisit on the apStar grid
+            star = read_apogee_file(Path(item))  # apStar, aspcapStar, mwmStar, or apVisit on the apStar grid
             out.append(star.combined)
             if visits:
                 out.extend(star.visits)

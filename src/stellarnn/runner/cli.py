@@ -209,15 +209,15 @@ def add_run_options(q: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runner", help="survey runner: pipelines over many spectra into a results database",
-                       description="Run label pipelines over apStar, apVisit or aspcapStar files (globs, list "
-                                   "files) and synthetic grids in batches, locally or on Dask, into "
+                       description="Run label pipelines over apStar, apVisit, aspcapStar or mwmStar files "
+                                   "(globs, list files) and synthetic grids in batches, locally or on Dask, into "
                                    "SQLite/PostgreSQL; resumable.")
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="runner_command", metavar="ACTION")
 
     q = s.add_parser("run", help="run one pipeline over inputs (skips items already done)",
-                     description="Inputs: apStar, apVisit or aspcapStar files or globs ('data/**/apStar-*.fits'), list "
-                                 "files given as @FILE or named *.txt, *.lst, *.list (one apStar path, glob or "
+                     description="Inputs: apStar, apVisit, aspcapStar or mwmStar files or globs "
+                                 "('data/**/apStar-*.fits'), list files given as @FILE or named *.txt, *.lst, *.list (one apStar path, glob or "
                                  "grid folder per line; any other line rejects the list), or synthetic grid folders "
                                  "(with spec.json).  Runners started together on one database split the items.")
     q.add_argument("pipeline", metavar="PIPELINE", help="registered pipeline name (apogeenet, astronn, ...)")

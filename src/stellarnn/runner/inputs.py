@@ -6,8 +6,8 @@ spectrum is read); workers read the spectra of their batch with :func:`read_item
 * an apStar file (``*.fits``, ``*.fits.gz``, ``*.fit``) is one item; it yields its combined
   spectrum and, with ``include_visits``, its visits (not for single-visit files, whose only
   visit is the combined row itself); an apVisit file is one item that yields its visit in the star's
-  rest frame on the apStar grid, an aspcapStar file one that yields ASPCAP's normalised spectrum
-  (:func:`stellarnn.spectra.read_apogee_file`);
+  rest frame on the apStar grid, an aspcapStar file one that yields ASPCAP's normalised spectrum, an SDSS-V
+  mwmStar file one that yields its APOGEE coadd (:func:`stellarnn.spectra.read_apogee_file`);
 * a folder holding ``spec.json`` is a synthetic grid (layout of
   :mod:`stellarnn.synthesis.grid_builder`); each finished spectrum (status ``ok``) is one item;
 * a list file is named explicitly: ``@FILE`` (any name), or a file ending in ``.txt``,

@@ -35,6 +35,7 @@ from ..constants import SPEED_OF_LIGHT_KM_S
 from .apogee_grid import APOGEE_N_PIXELS, apogee_wavelength
 from .apstar import ApStar, open_fits, read_apstar, read_image_hdu, spectrum_from_arrays
 from .aspcapstar import is_aspcapstar, read_aspcapstar
+from .mwm import is_mwm_file, read_mwm_star
 from .errors import SpectrumFileError
 from .spectrum import Spectrum
 
@@ -290,19 +291,23 @@ APVISIT_HEADER_KEYS = ("OBJID", "TELESCOP", "PLATE", "MJD5", "FIBERID", "SNR", "
 
 
 def read_apogee_file(path: str | os.PathLike) -> ApStar:
-    """An apStar file, an aspcapStar file, or an apVisit file as a one-visit :class:`ApStar` on the apStar grid.
+    """An apStar, aspcapStar or SDSS-V mwmStar file, or an apVisit file as a one-visit :class:`ApStar` on the
+    apStar grid.
 
     What the label pipelines read: an apVisit (HDU 1 of 3 x 4096 pixels) is shifted to the star's rest frame and
     resampled onto the apStar grid (:meth:`ApVisit.to_apstar_grid`); its ``combined`` spectrum and its one visit
     are that spectrum, as for a one-visit apStar file.  An aspcapStar (ASPCAP's normalised spectrum,
-    :func:`~stellarnn.spectra.aspcapstar.read_aspcapstar`) is read the same way.  Anything else is read by
+    :func:`~stellarnn.spectra.aspcapstar.read_aspcapstar`) is read the same way; an mwmStar's combined spectrum is
+    its APOGEE coadd of higher S/N (:func:`~stellarnn.spectra.mwm.read_mwm_star`).  Anything else is read by
     :func:`read_apstar`.
     """
     with open_fits(path) as hdul:  # the layout from the headers: HDU 1's data is read once, by the reader below
         h1 = hdul[1].header if len(hdul) > 1 else {}
-        aspcap = is_aspcapstar(hdul)
+        aspcap, mwm = is_aspcapstar(hdul), is_mwm_file(hdul)
     if aspcap:
         return read_aspcapstar(path)
+    if mwm:
+        return read_mwm_star(path)
     shape = (h1.get("NAXIS2"), h1.get("NAXIS1")) if h1.get("NAXIS") == 2 else ()
     if shape == (APVISIT_N_CHIPS, APVISIT_N_PIXELS):
         visit = read_apvisit(path)

@@ -10,6 +10,7 @@ from .apogee_grid import APOGEE_N_PIXELS, decode_pixmask
 from .apstar import open_fits, read_apstar
 from .apvisit import read_apogee_file, read_apvisit
 from .aspcapstar import is_aspcapstar, read_aspcapstar
+from .mwm import is_mwm_file, read_mwm_star
 from .continuum import apogee_continuum
 from .echelle_io import read_echelle_fits
 from .generic_io import is_echelle_fits, read_spectrum
@@ -21,6 +22,8 @@ def _kind(path: str) -> str:
         shape = np.shape(hdul[1].data) if len(hdul) > 1 and hdul[1].data is not None else ()
         if is_aspcapstar(hdul):
             return "aspcapstar"
+        if is_mwm_file(hdul):
+            return "mwm"
     if shape and shape[-1] == APOGEE_N_PIXELS:
         return "apstar"
     if len(shape) == 2 and shape == (3, 4096):
@@ -31,24 +34,24 @@ def _kind(path: str) -> str:
 def cmd_info(args) -> int:
     path = args.file
     kind = _kind(path) if path.lower().endswith((".fits", ".fit", ".fits.gz")) else "generic"
-    if kind == "aspcapstar":
-        a = read_aspcapstar(path)
-        s = a.combined
-        print(f"{path}: aspcapStar (ASPCAP's pseudo-continuum-normalised spectrum), 8575 px, "
-              f"{s.wavelength[0]:.2f}-{s.wavelength[-1]:.2f} Å (vacuum)")
+    if kind in ("aspcapstar", "mwm", "apstar"):
+        a = {"aspcapstar": read_aspcapstar, "mwm": read_mwm_star, "apstar": read_apstar}[kind](path)
+        what = {"aspcapstar": "aspcapStar (ASPCAP's pseudo-continuum-normalised spectrum)",
+                "mwm": f"SDSS-V mwmStar (Astra {a.header.get('v_astra')}), {a.nvisits} APOGEE coadd(s)",
+                "apstar": f"apStar, {a.nvisits} visit(s)"}[kind]
+        print(f"{path}: {what}, 8575 px, {a.combined.wavelength[0]:.2f}-{a.combined.wavelength[-1]:.2f} Å (vacuum)")
         for k, v in a.header.items():
             print(f"  {k:10s} {v}")
-        print(f"  S/N {s.snr:.1f}, {s.meta['n_bad_pixels']} pixels without data (flux 0, NaN or no error)")
-    elif kind == "apstar":
-        a = read_apstar(path)
-        print(f"{path}: apStar, {a.nvisits} visit(s), 8575 px, {a.combined.wavelength[0]:.2f}-"
-              f"{a.combined.wavelength[-1]:.2f} Å (vacuum)")
-        for k, v in a.header.items():
-            print(f"  {k:10s} {v}")
-        for s in [a.combined] + a.visits:
-            bits = np.bitwise_or.reduce(s.bitmask)
-            print(f"  row {s.meta['row']} ({s.meta['kind']}): S/N {s.snr:.1f}, {s.meta['n_bad_pixels']} pixels "
-                  f"without data, bits set somewhere: {','.join(decode_pixmask(bits)) or 'none'}")
+        if kind == "aspcapstar":
+            s = a.combined
+            print(f"  S/N {s.snr:.1f}, {s.meta['n_bad_pixels']} pixels without data (flux 0, NaN or no error)")
+        for s in a.visits if kind == "mwm" else [a.combined] + a.visits if kind == "apstar" else []:
+            bits = ",".join(decode_pixmask(np.bitwise_or.reduce(s.bitmask))) or "none"
+            name = s.meta.get("telescope", f"HDU {s.meta.get('hdu')}") if kind == "mwm" else \
+                f"row {s.meta['row']} ({s.meta['kind']})"
+            chosen = " (the combined spectrum)" if kind == "mwm" and s.meta["hdu"] == a.combined.meta["hdu"] else ""
+            print(f"  {name}: S/N {s.snr:.1f}, {s.meta['n_bad_pixels']} pixels without data, bits set somewhere: "
+                  f"{bits}{chosen}")
     elif kind == "apvisit":
         v = read_apvisit(path)
         print(f"{path}: apVisit, 3 chips x 4096 px")
@@ -90,15 +93,17 @@ def cmd_plot(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spectra", help="inspect, plot and normalise spectra (apStar, apVisit, aspcapStar, FITS, CSV)",
-                       description="Spectrum files: APOGEE apStar/apVisit/aspcapStar and generic FITS/CSV.")
+    p = sub.add_parser("spectra", help="inspect, plot and normalise spectra (apStar, apVisit, aspcapStar, mwmStar, "
+                                       "FITS, CSV)",
+                       description="Spectrum files: APOGEE apStar/apVisit/aspcapStar, SDSS-V mwmStar and generic "
+                                   "FITS/CSV.")
     p.set_defaults(group_parser=p)
     s = p.add_subparsers(dest="spectra_command", metavar="ACTION")
     q = s.add_parser("info", help="summary of a spectrum file (header values, S/N, masks, LSF)")
     q.add_argument("file")
     q.set_defaults(func=cmd_info)
-    q = s.add_parser("plot", help="plot an apStar spectrum (or an apVisit on the apStar grid, or an aspcapStar): "
-                                  "raw with continuum, and normalised (masked pixels shown)")
+    q = s.add_parser("plot", help="plot an apStar spectrum (or an apVisit on the apStar grid, an aspcapStar or "
+                                  "mwmStar): raw with continuum, and normalised (masked pixels shown)")
     q.add_argument("file")
     q.add_argument("-o", "--output", required=True, type=plot_file,
                    help="PNG path (.png is appended when there is no extension; .pdf and .svg also work)")

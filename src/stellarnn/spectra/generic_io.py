@@ -1,7 +1,7 @@
 """Generic spectrum files: CSV and FITS (1-D image with a linear/log-linear WCS, or a binary table).
 
-``read_spectrum`` also recognises APOGEE files (:func:`~stellarnn.spectra.read_apogee_file`: apStar, aspcapStar, and
-apVisit shifted to the rest frame on the apStar grid) and returns their combined spectrum.
+``read_spectrum`` also recognises APOGEE files (:func:`~stellarnn.spectra.read_apogee_file`: apStar, aspcapStar,
+SDSS-V mwmStar, and apVisit shifted to the rest frame on the apStar grid) and returns their combined spectrum.
 Column names, units and the medium follow the one convention of the observed-spectrum reader
 (:mod:`stellarnn.spectra.echelle_io`): wavelength columns ``wavelength``/``wave``/``lambda``/``wl``/``lam``,
 ``wave_ang`` … (or ``loglam``, log10 of Angstrom, the SDSS spelling); the unit from the column's TUNIT or the
@@ -24,6 +24,7 @@ from astropy.table import Table
 from .apstar import open_fits, spectrum_from_arrays
 from .apogee_grid import APOGEE_N_PIXELS
 from .apvisit import APVISIT_N_CHIPS, APVISIT_N_PIXELS, read_apogee_file
+from .mwm import is_mwm_file
 from .echelle_io import (FLUX_COLUMNS, UNCERTAINTY_COLUMNS, WAVELENGTH_COLUMNS, angstrom_per_unit,
                          column_name_unit, convert_medium, infer_wavelength_unit, pick_column, stated_medium,
                          uncertainty_to_sigma)
@@ -156,8 +157,8 @@ def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = Non
 
 def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, wavelength_unit: str | None = None
                        ) -> Spectrum:
-    """A 1-D FITS spectrum: APOGEE apStar/aspcapStar/apVisit, an image with CRVAL1/CDELT1, or a table with named
-    columns.
+    """A 1-D FITS spectrum: APOGEE apStar/aspcapStar/mwmStar/apVisit, an image with CRVAL1/CDELT1, or a table with
+    named columns.
 
     ``hdu`` picks the HDU to read (default: the first with data); an échelle file is refused unless one of its
     orders is picked this way.  ``wavelength_unit`` is the unit of a wavelength column or axis without
@@ -168,8 +169,9 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, waveleng
         header0 = hdul[0].header
         h1 = hdul[1].header if len(hdul) >= 4 else {}
         shape = tuple(h1.get(f"NAXIS{n}") for n in range(h1.get("NAXIS", 0), 0, -1))  # numpy order
-        if hdu is None and shape and (shape[-1] == APOGEE_N_PIXELS or shape == (APVISIT_N_CHIPS, APVISIT_N_PIXELS)):
-            pass  # APOGEE layouts: apStar, aspcapStar, apVisit (read below)
+        apogee_layout = shape and (shape[-1] == APOGEE_N_PIXELS or shape == (APVISIT_N_CHIPS, APVISIT_N_PIXELS))
+        if hdu is None and (apogee_layout or is_mwm_file(hdul)):
+            pass  # APOGEE layouts: apStar, aspcapStar, apVisit, SDSS-V mwmStar (read below)
         else:
             index = hdu if hdu is not None else next(
                 (i for i, h in enumerate(hdul) if h.data is not None and getattr(h.data, "size", 0) > 0), None)
@@ -203,7 +205,7 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, waveleng
                                  units={"wavelength": hdr.get("CUNIT1")}, headers=(hdr, header0),
                                  stated="air" if ctype.startswith("AWAV") else None,
                                  wavelength_unit=wavelength_unit)
-    return read_apogee_file(path).combined  # apStar, aspcapStar, or apVisit on the apStar grid
+    return read_apogee_file(path).combined  # apStar, aspcapStar, mwmStar, or apVisit on the apStar grid
 
 
 def read_spectrum(path: str | os.PathLike, wavelength_unit: str | None = None) -> Spectrum:

@@ -267,7 +267,7 @@ def _fit_inputs(path, visits: bool) -> list:
     from ..spectra import apogee_continuum, kept_pixel_index, read_apogee_file
     from ..spectra.apogee_grid import APOGEE_N_PIXELS
 
-    star = read_apogee_file(path)  # apStar, aspcapStar, or apVisit on the apStar grid
+    star = read_apogee_file(path)  # apStar, aspcapStar, mwmStar, or apVisit on the apStar grid
     spectra = [star.combined] + (star.visits if visits and star.nvisits > 1 else [])
     norm = apogee_continuum(np.stack([s.flux for s in spectra]), np.stack([s.error for s in spectra]),
                             np.stack([s.bitmask for s in spectra]))
