@@ -167,7 +167,8 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, waveleng
     path = Path(path)
     with open_fits(path) as hdul:
         header0 = hdul[0].header
-        h1 = hdul[1].header if len(hdul) >= 4 else {}
+        # an image's NAXISn (a table's NAXIS1 counts bytes per row)
+        h1 = hdul[1].header if len(hdul) >= 4 and isinstance(hdul[1], fits.ImageHDU) else {}
         shape = tuple(h1.get(f"NAXIS{n}") for n in range(h1.get("NAXIS", 0), 0, -1))  # numpy order
         apogee_layout = shape and (shape[-1] == APOGEE_N_PIXELS or shape == (APVISIT_N_CHIPS, APVISIT_N_PIXELS))
         if hdu is None and (apogee_layout or is_mwm_file(hdul)):
