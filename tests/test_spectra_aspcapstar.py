@@ -13,7 +13,8 @@ from stellarnn.spectra.apogee_grid import APOGEE_DLOG10_LAMBDA, APOGEE_LOG10_LAM
 from stellarnn.spectra.aspcapstar import is_aspcapstar
 
 
-def write_aspcapstar_layout(path, flux, error, model, crval=APOGEE_LOG10_LAMBDA0, table_columns=None):
+def write_aspcapstar_layout(path, flux, error, model, crval=APOGEE_LOG10_LAMBDA0, table_columns=None,
+                            objid="2M17335483-2753043"):
     """HDU 1-3 float32 rows of 8575 pixels with the apStar WCS, HDU 4 a one-row results table."""
     def image(data):
         hdu = fits.ImageHDU(np.asarray(data, np.float32))
@@ -28,7 +29,8 @@ def write_aspcapstar_layout(path, flux, error, model, crval=APOGEE_LOG10_LAMBDA0
                                      f"{np.size(v[0])}D" if np.ndim(v[0]) else "D"), array=np.asarray(v))
          for k, v in columns.items()])
     primary = fits.PrimaryHDU()
-    primary.header["OBJID"] = "2M17335483-2753043"
+    if objid:
+        primary.header["OBJID"] = objid
     fits.HDUList([primary, image(flux), image(error), image(model), table]).writeto(path, overwrite=True)
     return path
 
@@ -91,6 +93,10 @@ def test_another_grid_is_refused(tmp_path):
         read_aspcapstar(path)
     with pytest.raises(SpectrumFileError, match="not an aspcapStar"):
         read_aspcapstar(fetch("apstar-2M19485057"))
+    # no identifier in the file: the one in the file's name
+    anonymous = write_aspcapstar_layout(tmp_path / "aspcapStar-dr17-2M03174068-7748459.fits", ones, 0.01 * ones,
+                                        ones, table_columns={"TEFF": [5000.0]}, objid=None)
+    assert read_aspcapstar(anonymous).header["apogee_id"] == "2M03174068-7748459"
 
 
 def test_labels_from_the_aspcapstar_match_the_apstar(real_star, aspcap_file):

@@ -75,8 +75,10 @@ def read_aspcapstar(path: str | os.PathLike) -> ApStar:
                 if column in names and (value := _scalar(table[names[column]][0])) is not None:
                     key = "apogee_id" if column == "APOGEE_ID" else f"aspcap_{column.lower()}"
                     header.setdefault(key, value)
-    if "apogee_id" not in header:
-        header["apogee_id"] = header.get("objid", path.name.split(".")[0].removeprefix("aspcapStar-"))
+    if "apogee_id" not in header:  # aspcapStar-<release>-<APOGEE_ID>.fits
+        parts = path.name.split(".")[0].split("-", 2)
+        header["apogee_id"] = header.get("objid", parts[2] if len(parts) == 3 and parts[0] == "aspcapStar"
+                                         else path.name.split(".")[0])
     header["source"] = str(path)
     no_data = ~np.isfinite(flux) | (flux == 0)
     error = np.where(no_data, np.nan, error)  # flux 0 is ASPCAP's "no data"
