@@ -66,6 +66,17 @@ def test_stored_noise_model_is_used(tmp_path, weights, spectra):
     attach_noise_model(path, NoiseModel(["teff", "logg", "fe_h"], [2.0, 1.0, 1.0], [0.0, 0.0, 0.5]))
     r = get_pipeline("apogeenet", weights=path).process(spectra[:1])[0]
     assert r["e_teff"] == pytest.approx(2 * r["raw_e_teff"]) and r["e_fe_h"] == pytest.approx(r["raw_e_fe_h"] + 0.5)
+    # a model per population: each star by the population of its predicted labels, the global one outside them
+    from stellarnn.labels.noise_model import population_of_predictions
+    from stellarnn.synthesis.populations import POPULATIONS
+
+    own = {name: ([3.0, 3.0, 3.0], [0.0, 0.0, 0.0]) for name in POPULATIONS}
+    attach_noise_model(path, NoiseModel(["teff", "logg", "fe_h"], [1.0] * 3, [0.0] * 3, by_population=own))
+    rows = get_pipeline("apogeenet", weights=path).process([spectra[0], spectra[-1]])
+    population = population_of_predictions(["teff", "logg", "fe_h"], [[r[k] for k in ("teff", "logg", "fe_h")]
+                                                                      for r in rows])
+    for r, name in zip(rows, population):
+        assert r["e_logg"] == pytest.approx((3.0 if name else 1.0) * r["raw_e_logg"])
 
 
 def test_missing_weights_error(tmp_path, monkeypatch):

@@ -67,6 +67,21 @@ def test_stored_noise_model_and_bad_checkpoints(tmp_path, weights, spectra):
     attach_noise_model(path, nm)
     r = get_pipeline("astronn", weights=path, mc_passes=4).process(spectra[:1])[0]
     assert r["e_mg_h"] == pytest.approx(2 * r["raw_e_mg_h"] + 0.1)
+    # a model of its own for the population of a star's predicted labels, used instead of the global one
+    from stellarnn.labels.noise_model import population_of_predictions
+
+    def populations(rows):
+        return population_of_predictions(["teff", "logg", "fe_h"], [[r[k] for k in ("teff", "logg", "fe_h")]
+                                                                    for r in rows])
+
+    rows = get_pipeline("astronn", weights=path, mc_passes=4).process([spectra[0], spectra[-1]])
+    chosen = next(name for name in populations(rows) if name)
+    attach_noise_model(path, NoiseModel(OUTPUT_LABELS, np.full(22, 2.0), np.full(22, 0.1),
+                                        by_population={str(chosen): (np.full(22, 5.0), np.zeros(22))}))
+    rows = get_pipeline("astronn", weights=path, mc_passes=4).process([spectra[0], spectra[-1]])
+    for r, name in zip(rows, populations(rows)):
+        expected = 5 * r["raw_e_mg_h"] if name == chosen else 2 * r["raw_e_mg_h"] + 0.1
+        assert r["e_mg_h"] == pytest.approx(expected)
     m, hp = build_astronn(**NARROW)
     bad = save_checkpoint(tmp_path / "bad.pt", m, "astronn", hp, normalisation={"label_mean": np.zeros(22)})
     with pytest.raises(ValueError, match="spectrum_mean"):

@@ -138,6 +138,9 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
         floor = read_checkpoint(w)["normalisation"]["noise_model"]
         accuracy = floor["diagnostics"]["accuracy"]["labels"]
         assert accuracy["teff"]["n"] == 24 and floor["scale"] == stored["scale"]
+        by_population = floor["diagnostics"]["accuracy_by_population"]  # 24 spectra: too few for any population
+        assert by_population["min_spectra"] == 30 and "by_population" not in floor
+        assert all(p["model"].startswith("global") for p in by_population["populations"].values())
         assert all(o >= p - 1e-12 for o, p in zip(floor["offset"], stored["offset"]))
         assert [accuracy[k]["offset_precision"] for k in ("teff", "logg", "fe_h")] == pytest.approx(stored["offset"])
     # --raise-scale: the scale is fitted too, never below the repeat-pair one, and the next

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from stellarnn.labels.noise_model import (NoiseModel, attach_noise_model, calibrate_accuracy_offset,
-                                          calibrate_noise_model, precision_part, standardised_differences)
+from stellarnn.labels.noise_model import (NoiseModel, attach_noise_model, calibrate_accuracy_by_population,
+                                          calibrate_accuracy_offset, calibrate_noise_model, population_of_predictions,
+                                          precision_part, standardised_differences)
 
 
 def simulated_pairs(n, scale, offset, seed=0):
@@ -169,3 +170,50 @@ def test_accuracy_clip_sigma_must_be_positive():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="clip_sigma"):
             calibrate_accuracy_offset(precision, ones, ones, ones, clip_sigma=bad)
+
+
+def test_accuracy_per_population_recovers_each_populations_floor():
+    """Giants (predicted Teff 4500, log g 2.5, [Fe/H] 0) with a 5 K floor, hot stars (7500 K) with a 150 K floor and
+    a few stars in no population: one global floor would be too large for the giants and too small for the hot
+    stars; each population gets its own and the rest the global one."""
+    rng = np.random.default_rng(7)
+    labels = ["teff", "logg", "fe_h"]
+    centre = {"giants": (4500.0, 2.5, 0.0), "hot": (7500.0, 4.0, -0.3), "": (3000.0, 1.0, 0.0)}
+    floors = {"giants": np.array([5.0, 0.02, 0.01]), "hot": np.array([150.0, 0.2, 0.08]),
+              "": np.array([60.0, 0.1, 0.05])}
+    counts = {"giants": 600, "hot": 600, "": 12}
+    values, truth, raw = [], [], []
+    for name, n in counts.items():
+        t = np.array(centre[name]) + rng.normal(0, [30.0, 0.05, 0.02], (n, 3))
+        r = rng.uniform(0.5, 1.5, (n, 3)) * np.array([10.0, 0.02, 0.01])
+        values.append(t + (r + floors[name]) * rng.standard_normal((n, 3)))
+        truth.append(t)
+        raw.append(r)
+    values, truth, raw = (np.concatenate(a) for a in (values, truth, raw))
+    precision = NoiseModel(labels, [1.0] * 3, [0.0] * 3, {"calibrated": True})
+    model = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=30, source="test")
+    assert sorted(model.by_population) == ["giants", "hot"]
+    for name in ("giants", "hot"):
+        np.testing.assert_allclose(model.by_population[name][1], floors[name], rtol=0.15)
+    report = model.diagnostics["accuracy_by_population"]["populations"]
+    assert report["dwarfs"]["model"].startswith("global") and report["giants"]["n"] == 600
+    population = population_of_predictions(labels, values)
+    z = (values - truth) / model.apply(raw, population)
+    for name in ("giants", "hot"):
+        rows = population == name
+        np.testing.assert_allclose(np.std(z[rows], axis=0), 1.0, atol=0.08)
+        # with the global model alone one population is over- and the other under-estimated
+        z_global = (values[rows] - truth[rows]) / model.apply(raw[rows])
+        assert np.all(np.std(z_global, axis=0) < 0.8) if name == "giants" else np.all(np.std(z_global, axis=0) > 1.2)
+    # stored and read back; the precision part has no population models
+    back = NoiseModel.from_dict(model.to_dict())
+    np.testing.assert_array_equal(back.apply(raw, population), model.apply(raw, population))
+    assert not precision_part(model).by_population and "accuracy_by_population" not in precision_part(model).diagnostics
+    with pytest.raises(ValueError, match="unknown population"):
+        NoiseModel(labels, [1.0] * 3, [0.0] * 3, by_population={"subgiants": ([1.0] * 3, [0.0] * 3)})
+    with pytest.raises(ValueError, match="population has shape"):
+        model.apply(raw, population[:5])
+    with pytest.raises(ValueError, match="fe_h"):
+        population_of_predictions(["teff", "logg"], values[:, :2])
+    with pytest.raises(ValueError, match="min_spectra"):
+        calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=3)

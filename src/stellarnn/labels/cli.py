@@ -214,8 +214,8 @@ def cmd_calibrate(args) -> int:
     from ..spectra import Spectrum, apogee_wavelength
     from .astronn.network import OUTPUT_LABELS
     from .astronn.training import synthetic_observations
-    from .noise_model import (attach_noise_model, calibrate_accuracy_offset, calibrate_pipeline_on_repeats,
-                              precision_part)
+    from .noise_model import (attach_noise_model, calibrate_accuracy_by_population, calibrate_accuracy_offset,
+                              calibrate_pipeline_on_repeats, precision_part)
     from .pipeline import get_pipeline
 
     if args.threads:
@@ -264,9 +264,14 @@ def cmd_calibrate(args) -> int:
         source = (f"labelled grid {args.accuracy_grid} ({len(obs['flux'])} spectra) at S/N "
                   + ", ".join(f"{v:g}" for v in args.accuracy_snr))
         print(f"accuracy floor from {source}", file=sys.stderr)
-        model = calibrate_accuracy_offset(model, np.concatenate(values), np.concatenate(truth), np.concatenate(raw),
-                                          source=source, raise_scale=args.raise_scale,
-                                          clip_sigma=args.clip_sigma)
+        accuracy = dict(source=source, raise_scale=args.raise_scale, clip_sigma=args.clip_sigma)
+        arrays = (np.concatenate(values), np.concatenate(truth), np.concatenate(raw))
+        if args.population_min:
+            model = calibrate_accuracy_by_population(model, *arrays, min_spectra=args.population_min, **accuracy)
+            for name, entry in model.diagnostics["accuracy_by_population"]["populations"].items():
+                print(f"  {name}: {entry['n']} spectra, {entry['model']} model", file=sys.stderr)
+        else:
+            model = calibrate_accuracy_offset(model, *arrays, **accuracy)
     command = args.command_line
     if first is not None:
         model.diagnostics["command"] = command
@@ -517,7 +522,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "synthetic grid spectrum) act as repeat visits; scale and offset per label make "
                                  "(x1 - x2)/sqrt(e1^2 + e2^2) follow N(0, 1).  With --accuracy-grid the offsets are "
                                  "then raised so that (x - truth)/e has unit variance on a labelled grid never "
-                                 "used in training (the systematic floor the repeats cannot see).")
+                                 "used in training (the systematic floor the repeats cannot see), per population "
+                                 "where it has enough spectra (--population-min).")
     q.set_defaults(func=cmd_calibrate)
     q.add_argument("pipeline", choices=PIPELINES)
     q.add_argument("--weights", required=True, help="checkpoint to calibrate (updated in place)")
@@ -538,6 +544,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(iterated; default 5); a large value fits the plain variance, outliers included")
     q.add_argument("--accuracy-snr", type=float, nargs="+", default=[50.0, 100.0, 200.0],
                    help="S/N of the noisy observations of the accuracy grid")
+    q.add_argument("--population-min", type=non_negative_int, default=30,
+                   help="with --accuracy-grid: each population (giants, dwarfs, ...; from the predicted labels) "
+                        "with at least this many labelled spectra gets an accuracy model of its own, the others the "
+                        "global one (default 30; 0: one global model)")
     q.add_argument("--seed", type=int, default=12345)
     q.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: torch's choice, one per core)")

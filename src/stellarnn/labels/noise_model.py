@@ -29,6 +29,14 @@ repeats cannot see (as the published APOGEENet noise model's constant terms do).
 repeat-pair value: for a network whose raw errors overstate its precision (small repeat-pair scale)
 but whose accuracy errors still grow with them (lower S/N), a constant floor alone leaves the
 noisiest spectra with too small errors.
+
+The accuracy of a network differs between stellar populations (a metal-rich giant's Teff is known
+~30x better from the H band than a hot dwarf's; :mod:`stellarnn.synthesis.populations`), so one
+floor per label is too large for some and too small for others.  :func:`calibrate_accuracy_by_population`
+fits the accuracy step separately for each population with enough labelled spectra (after the global fit,
+which stays for stars outside them) and :meth:`NoiseModel.apply` uses a star's population, decided from its
+*predicted* Teff, log g and [Fe/H] (the only labels known at inference; [Fe/H] stands for [M/H] at the
+population edges), in calibration as in use.
 """
 from __future__ import annotations
 
@@ -37,6 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.stats import mad_std
 from scipy.optimize import minimize
+
+from ..synthesis.populations import POPULATIONS, population_of
 
 MIN_PAIRS = 10
 
@@ -53,25 +63,38 @@ class NoiseModel:
         Dimensionless scale and offset in the unit of each label (K for Teff, dex otherwise).
     diagnostics : dict
         Calibration figures (number of pairs used, std of z before and after), if calibrated.
+    by_population : dict, optional
+        ``{population: (scale, offset)}`` for the populations of :mod:`stellarnn.synthesis.populations`
+        calibrated on their own (:func:`calibrate_accuracy_by_population`); other stars use ``scale``, ``offset``.
     """
 
     labels: list[str]
     scale: np.ndarray
     offset: np.ndarray
     diagnostics: dict = field(default_factory=dict)
+    by_population: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.labels = list(self.labels)
-        self.scale = np.asarray(self.scale, dtype=np.float64).reshape(-1)
-        self.offset = np.asarray(self.offset, dtype=np.float64).reshape(-1)
+        self.scale, self.offset = self._checked(self.scale, self.offset, "")
+        unknown = sorted(set(self.by_population) - set(POPULATIONS))
+        if unknown:
+            raise ValueError(f"noise model for unknown population(s) {unknown}; known: {list(POPULATIONS)}")
+        self.by_population = {name: self._checked(*pair, f" of population {name!r}")
+                              for name, pair in self.by_population.items()}
+
+    def _checked(self, scale, offset, what: str) -> tuple[np.ndarray, np.ndarray]:
+        scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+        offset = np.asarray(offset, dtype=np.float64).reshape(-1)
         n = len(self.labels)
-        if self.scale.shape != (n,) or self.offset.shape != (n,):
-            raise ValueError(f"scale and offset need {n} values (one per label), got "
-                             f"{self.scale.shape} and {self.offset.shape}")
-        if not (np.all(np.isfinite(self.scale)) and np.all(np.isfinite(self.offset))):
-            raise ValueError("noise model scale and offset must be finite")
-        if np.any(self.scale <= 0) or np.any(self.offset < 0):
-            raise ValueError("noise model needs scale > 0 and offset >= 0")
+        if scale.shape != (n,) or offset.shape != (n,):
+            raise ValueError(f"scale and offset{what} need {n} values (one per label), got "
+                             f"{scale.shape} and {offset.shape}")
+        if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(offset))):
+            raise ValueError(f"noise model scale and offset{what} must be finite")
+        if np.any(scale <= 0) or np.any(offset < 0):
+            raise ValueError(f"noise model needs scale > 0 and offset >= 0{what}")
+        return scale, offset
 
     @classmethod
     def identity(cls, labels) -> "NoiseModel":
@@ -79,24 +102,54 @@ class NoiseModel:
         labels = list(labels)
         return cls(labels, np.ones(len(labels)), np.zeros(len(labels)), {"calibrated": False})
 
-    def apply(self, raw_error):
-        """Corrected errors, ``scale * raw_e + offset`` (array (..., n_labels); NaN stays NaN)."""
+    def apply(self, raw_error, population=None):
+        """Corrected errors, ``scale * raw_e + offset`` (array (..., n_labels); NaN stays NaN).
+
+        ``population`` (array of population names over the leading axes, e.g. :func:`population_of_predictions`
+        of the predicted labels): rows of a population with its own model use it, the others the global one.
+        """
         raw_error = np.asarray(raw_error, dtype=np.float64)
         if raw_error.shape[-1] != len(self.labels):
             raise ValueError(f"last axis has {raw_error.shape[-1]} labels, noise model has {len(self.labels)}")
-        return self.scale * raw_error + self.offset
+        scale = np.broadcast_to(self.scale, raw_error.shape).copy()
+        offset = np.broadcast_to(self.offset, raw_error.shape).copy()
+        if population is not None and self.by_population:
+            population = np.asarray(population)
+            if population.shape != raw_error.shape[:-1]:
+                raise ValueError(f"population has shape {population.shape}, the errors' leading axes "
+                                 f"{raw_error.shape[:-1]}")
+            for name, (s, o) in self.by_population.items():
+                rows = population == name
+                scale[rows], offset[rows] = s, o
+        return scale * raw_error + offset
 
     def to_dict(self) -> dict:
-        return {"labels": list(self.labels), "scale": [float(v) for v in self.scale],
-                "offset": [float(v) for v in self.offset], "diagnostics": dict(self.diagnostics)}
+        out = {"labels": list(self.labels), "scale": [float(v) for v in self.scale],
+               "offset": [float(v) for v in self.offset], "diagnostics": dict(self.diagnostics)}
+        if self.by_population:
+            out["by_population"] = {name: {"scale": [float(v) for v in s], "offset": [float(v) for v in o]}
+                                    for name, (s, o) in self.by_population.items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseModel":
         try:
+            by_population = {name: (np.asarray(v["scale"], dtype=np.float64), np.asarray(v["offset"], dtype=np.float64))
+                             for name, v in dict(d.get("by_population", {})).items()}
             return cls(d["labels"], np.asarray(d["scale"], dtype=np.float64),
-                       np.asarray(d["offset"], dtype=np.float64), dict(d.get("diagnostics", {})))
+                       np.asarray(d["offset"], dtype=np.float64), dict(d.get("diagnostics", {})), by_population)
         except KeyError as exc:
             raise ValueError(f"noise model dictionary lacks {exc}") from exc
+
+
+def population_of_predictions(labels, values) -> np.ndarray:
+    """Population of each row from its predicted ``teff``, ``logg`` and ``fe_h`` (``labels`` names the last
+    axis of ``values``; [Fe/H] stands for [M/H]); "" where a label is missing or NaN."""
+    labels, values = list(labels), np.asarray(values, dtype=np.float64)
+    missing = [n for n in ("teff", "logg", "fe_h") if n not in labels]
+    if missing:
+        raise ValueError(f"populations need predicted teff, logg and fe_h; missing {missing}")
+    return population_of(*(values[..., labels.index(n)] for n in ("teff", "logg", "fe_h")))
 
 
 def standardised_differences(value1, value2, error1, error2):
@@ -198,8 +251,8 @@ def precision_part(model: NoiseModel) -> NoiseModel:
     offset = np.array([accuracy["labels"][name]["offset_precision"] for name in model.labels])
     scale = np.array([accuracy["labels"][name].get("scale_precision", model.scale[j])
                       for j, name in enumerate(model.labels)])
-    diagnostics = {k: v for k, v in model.diagnostics.items() if k != "accuracy"}
-    return NoiseModel(model.labels, scale, offset, diagnostics)
+    diagnostics = {k: v for k, v in model.diagnostics.items() if k not in ("accuracy", "accuracy_by_population")}
+    return NoiseModel(model.labels, scale, offset, diagnostics)  # the populations' models are accuracy steps
 
 
 def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip_sigma: float = 5.0,
@@ -272,6 +325,54 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
     diagnostics = dict(model.diagnostics)
     diagnostics["accuracy"] = report
     return NoiseModel(model.labels, scale, offset, diagnostics)
+
+
+def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_errors, min_spectra: int = 30,
+                                     **kwargs) -> NoiseModel:
+    """The accuracy step of :func:`calibrate_accuracy_offset`, globally and then per population.
+
+    The global fit (all spectra) gives ``scale``/``offset`` for stars outside every calibrated population; then
+    each population of :mod:`stellarnn.synthesis.populations`, assigned from the *predicted* labels
+    (:func:`population_of_predictions`, as :meth:`NoiseModel.apply` will at inference), with at least
+    ``min_spectra`` spectra whose every label is usable gets its own fit from the same precision model.
+
+    Parameters
+    ----------
+    model : NoiseModel
+        The precision model (repeat pairs); per-population entries it holds are replaced.
+    values, truth, raw_errors : array, shape (n, n_labels)
+        As in :func:`calibrate_accuracy_offset`; ``model.labels`` must include teff, logg and fe_h.
+    min_spectra : int
+        Fewest labelled spectra a population needs for a model of its own (at least 10).
+    **kwargs
+        ``clip_sigma``, ``max_iterations``, ``source``, ``raise_scale`` of :func:`calibrate_accuracy_offset`.
+
+    Returns
+    -------
+    NoiseModel
+        ``diagnostics["accuracy"]`` as from the global fit; ``diagnostics["accuracy_by_population"]`` holds each
+        population's spectra and its per-label report, or why it has no model of its own.
+    """
+    if min_spectra < MIN_PAIRS:
+        raise ValueError(f"min_spectra must be >= {MIN_PAIRS}, got {min_spectra}")
+    base = NoiseModel(model.labels, model.scale, model.offset, dict(model.diagnostics))
+    fitted = calibrate_accuracy_offset(base, values, truth, raw_errors, **kwargs)
+    v, t, r = (np.asarray(a, dtype=np.float64) for a in (values, truth, raw_errors))
+    population = population_of_predictions(model.labels, v)
+    usable = np.all(np.isfinite(v) & np.isfinite(t) & np.isfinite(r) & (r > 0), axis=1)
+    by_population, report = {}, {}
+    for name in POPULATIONS:
+        rows = (population == name) & usable
+        if rows.sum() < min_spectra:
+            report[name] = {"n": int(rows.sum()), "model": f"global (fewer than {min_spectra} spectra)"}
+            continue
+        own = calibrate_accuracy_offset(base, v[rows], t[rows], r[rows], **kwargs)
+        by_population[name] = (own.scale, own.offset)
+        report[name] = {"n": int(rows.sum()), "model": "own", "labels": own.diagnostics["accuracy"]["labels"]}
+    diagnostics = dict(fitted.diagnostics)
+    diagnostics["accuracy_by_population"] = {"assigned_by": "predicted teff, logg, fe_h",
+                                             "min_spectra": int(min_spectra), "populations": report}
+    return NoiseModel(fitted.labels, fitted.scale, fitted.offset, diagnostics, by_population)
 
 
 def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwargs) -> NoiseModel:

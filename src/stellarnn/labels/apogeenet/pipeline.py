@@ -18,7 +18,7 @@ import torch
 from ...spectra import Spectrum, apogee_wavelength
 from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, COOL_TEFF, brackett_mask as brackett_pixels
 from ...train import file_sha256, load_checkpoint, pick_device
-from ..noise_model import NoiseModel
+from ..noise_model import NoiseModel, population_of_predictions
 from ..pipeline import (QualityChecks, check_precision, device_defaults, failed_row, process_in_batches,
                         register_pipeline, resolve_shipped_weights, spectrum_seed)
 from . import network  # noqa: F401  (registers the "apogeenet" model kind)
@@ -155,7 +155,8 @@ class APOGEENetPipeline:
         (:meth:`~stellarnn.labels.pipeline.QualityChecks.rows`).
         """
         raw_e = np.stack([pred["raw_e_teff"], pred["raw_e_logg"], pred["raw_e_fe_h"]], axis=1).astype(np.float64)
-        e = np.asarray(self.noise_model.apply(raw_e), dtype=np.float64)
+        values = np.stack([np.asarray(pred[name], dtype=np.float64) for name in LABELS], axis=1)
+        e = np.asarray(self.noise_model.apply(raw_e, population_of_predictions(LABELS, values)), dtype=np.float64)
         flags = np.asarray(result_flags(pred["teff"], pred["logg"], pred["fe_h"], np.zeros(len(pred["teff"]), bool)),
                            dtype=np.int64)
         columns = {}

@@ -18,7 +18,7 @@ import torch
 from ...spectra import Spectrum
 from ...spectra.brackett_mask import BRACKETT_MASK_DEFAULT, COOL_TEFF
 from ...train import file_sha256, load_checkpoint, pick_device
-from ..noise_model import NoiseModel
+from ..noise_model import NoiseModel, population_of_predictions
 from ..pipeline import (QualityChecks, check_precision, device_defaults, failed_row, process_in_batches,
                         register_pipeline, resolve_shipped_weights, spectrum_seed)
 from . import network  # noqa: F401  (registers the "astronn" model kind)
@@ -181,7 +181,8 @@ class AstroNNPipeline:
         """
         value = np.asarray(value, dtype=np.float64)
         raw_error = np.asarray(raw_error, dtype=np.float64)
-        e = np.asarray(self.noise_model.apply(raw_error), dtype=np.float64)
+        e = np.asarray(self.noise_model.apply(raw_error, population_of_predictions(OUTPUT_LABELS, value)),
+                       dtype=np.float64)
         j = {name: i for i, name in enumerate(OUTPUT_LABELS)}
         flags = result_flags(value[:, j["teff"]], value[:, j["logg"]], value[:, j["fe_h"]], e[:, j["teff"]],
                              e[:, j["logg"]], e[:, j["fe_h"]], np.zeros(len(value), bool))
