@@ -98,6 +98,11 @@ def test_what_is_refused(tmp_path, combined):
     with pytest.raises(SpectrumFileError, match="pixel_flags holds values that are not bit masks"):
         read_mwm_star(mwm_file(tmp_path / "flags.fits", apo_rows=[(combined.flux, combined.ivar, 50.0,
                                                                     np.full(N, 0.5))]))
+    dead = (np.zeros(N), np.zeros(N), 0.0, np.zeros(N, np.int64))  # a coadd without one usable pixel
+    with pytest.raises(SpectrumFileError, match="no positive finite error"):
+        read_mwm_star(mwm_file(tmp_path / "dead.fits", apo_rows=[dead]))
+    star = read_mwm_star(mwm_file(tmp_path / "one_dead.fits", apo_rows=[dead], lco_rows=rows[:1]))
+    assert star.nvisits == 1 and star.combined.meta["hdu"] == 4 and star.header["unusable_coadds"] == 1
     with pytest.raises(SpectrumFileError, match="not an SDSS-V mwmStar"):
         read_mwm_star(fetch("apstar-2M17335483"))
     for name in ("apstar-2M17335483", "apvisit-5095-55844-128"):

@@ -108,13 +108,19 @@ def read_mwm_star(path: str | os.PathLike) -> ApStar:
     if not rows:
         raise SpectrumFileError(path, "no APOGEE spectrum (HDU 3 and 4 are empty: a BOSS-only star)")
     header["apogee_id"] = apogee_id or f"sdss_id {header['sdss_id']}"
-    spectra = []
+    spectra, unusable = [], []
     for snr, index, r, flux, ivar, flags, meta in rows:
         with np.errstate(divide="ignore"):
             error = np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), np.nan)
         meta = dict(header, **meta, kind="visit", hdu=index, snr=snr, format="mwmStar")
-        spectra.append(spectrum_from_arrays(path, r, apogee_wavelength(), flux, error, flags, meta, "mask",
-                                            hdus=(index, index)))
+        try:
+            spectra.append(spectrum_from_arrays(path, r, apogee_wavelength(), flux, error, flags, meta, "mask",
+                                                hdus=(index, index)))
+        except SpectrumFileError as exc:  # a coadd without one usable pixel: the other observatory's may do
+            unusable.append(exc)
+    if not spectra:
+        raise unusable[0]
+    header["unusable_coadds"] = len(unusable)
     best = max(spectra, key=lambda s: s.meta["snr"] if np.isfinite(s.meta["snr"]) else s.snr)
     combined = Spectrum(best.wavelength, best.flux, best.ivar, best.bitmask, dict(best.meta, kind="combined"))
     return ApStar(str(path), header, combined, spectra)
