@@ -207,3 +207,14 @@ def test_slit_raster_normalisations(tmp_path):
         read_sp_map(tmp_path / "r", normalisation="none")
     with pytest.raises(ValueError, match="normalisation must be"):
         read_sp_map(tmp_path / "r", normalisation="hsra")
+
+
+def test_a_scaled_integer_wavelength_extension(tmp_path):
+    """A WAVELENGTH image stored as integers with BSCALE/BZERO (mÅ steps from 6300 Å) gives physical wavelengths."""
+    wl = hinode_sp_wavelengths()
+    counts = np.round(_cube() * 20000.0).astype(np.int16)
+    ext = fits.ImageHDU(np.round((wl - 6300.0) / 0.001).astype(np.int32), name="WAVELENGTH")
+    ext.header.update(BSCALE=0.001, BZERO=6300.0, BUNIT="Angstrom")
+    fits.HDUList([fits.PrimaryHDU(counts), ext]).writeto(tmp_path / "cube.fits")
+    sp = read_stokes_cube(tmp_path / "cube.fits")
+    np.testing.assert_allclose(sp.wavelengths, wl, atol=6e-4)

@@ -265,8 +265,10 @@ def _wavelength_table(hdul, path: Path) -> np.ndarray | None:
     for number, hdu in enumerate(hdul):
         name = str(hdu.header.get("EXTNAME", "")).upper()
         if isinstance(hdu, fits.ImageHDU) and name in ("WAVELENGTH", "WAVE", "LAMBDA") and hdu.data is not None:
-            factor = _length_to_angstrom(hdu.header.get("BUNIT") or hdu.header.get("CUNIT1"), f"{path}: HDU {number}")
-            return np.asarray(hdu.data, dtype=np.float64).ravel() * factor
+            where = f"{path}: HDU {number}"
+            factor = _length_to_angstrom(hdu.header.get("BUNIT") or hdu.header.get("CUNIT1"), where)
+            # the file may be open without scaling (read_stokes_cube): apply BSCALE/BZERO here as there
+            return _physical_values(np.asarray(hdu.data), hdu.header.copy(), where).ravel() * factor
         if isinstance(hdu, fits.BinTableHDU) and hdu.data is not None:
             lower = {n.lower(): n for n in hdu.data.columns.names}
             col = next((lower[c] for c in ("wavelength", "wave", "lambda") if c in lower), None)
