@@ -345,8 +345,8 @@ def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_error
     assigned from the *predicted* labels (:func:`population_of_predictions`, as :meth:`NoiseModel.apply` will at
     inference), with at least ``min_spectra`` spectra whose every label is usable gets a free fit of scale and
     offset (``bounded=False``): its labelled spectra measure its whole error, while the repeat-pair precision
-    model is one fit over all populations and would keep the errors of the best-known populations too large
-    (on the shipped weights it left std z at 0.2-0.5 for giants: ``bench/noise_population.py``).
+    model is one fit over all populations and would keep the errors of the best-known populations too large.
+    ``bench/noise_population.py`` compares the result with one global model on held-out spectra.
 
     Parameters
     ----------
