@@ -3,7 +3,9 @@
 # CONTINUE_LR_FACTOR.  The trainer must take --lr, --init, --max-seconds, --resume and -o, and write a checkpoint
 # whose "metrics" hold train_seconds and stopped_by (stellarnn.train.History.stopped_by).  STOP_AT (optional, a time
 # `date -d` reads, e.g. "23:50 UTC": when the session ends) shortens a slice to end STOP_MARGIN seconds (default 600)
-# before it, and ends the script (status 0, state kept) when less than STOP_MARGIN would be left for a slice.
+# before it, and ends the script (status 0, state kept) when less than STOP_MARGIN would be left for a slice.  A
+# slice that would leave less than STOP_MIN_TAIL seconds (default 1800) before that end is lengthened to use them:
+# a short last slice would restart from the float16 checkpoint at the lower learning rate and gain little.
 #
 # train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
 # --max-seconds, --resume, -o) until it stops by itself or has spent BUDGET_SECONDS; then NAME.done.
@@ -29,6 +31,9 @@ train_step() {
                 exit 0
             fi
             slice=$(( avail < slice ? avail : slice ))
+            if (( avail - slice < ${STOP_MIN_TAIL:-1800} )); then  # no short slice at the end of the session
+                slice=$(( avail < left ? avail : left ))
+            fi
         fi
         start=(--lr "$lr")
         if [[ "$spent" != 0 && -f "$ckpt" ]]; then  # a later slice: from the last one's checkpoint, gentler steps

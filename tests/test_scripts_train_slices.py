@@ -103,3 +103,21 @@ def test_an_unreadable_stop_at_is_an_error_not_the_end_of_the_session(tmp_path):
         del os.environ["STOP_AT"]
     assert outs[0].returncode == 2 and "25:99 UTC" in outs[0].stderr and "next session" not in outs[0].stdout
     assert calls == [] and not (state / "net.done").exists()
+
+
+def test_no_short_slice_is_left_at_the_end_of_the_session(tmp_path):
+    """~40 s to the end, a 5 s margin, slices of 10 s: the first slice takes the whole ~35 s rather than leave a
+    tail shorter than STOP_MIN_TAIL (60 s) for a slice that would restart at the lower learning rate."""
+    import datetime as dt
+
+    plan = [{"seconds": 30.0, "stopped_by": "max_seconds", "wall": 0.0}]
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=40)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    os.environ.update(STOP_AT=soon, STOP_MARGIN="5", STOP_MIN_TAIL="60")
+    try:
+        (tmp_path / "plan.json").write_text(json.dumps(plan))
+        outs, calls, state = _run(tmp_path, plan + [{"seconds": 1.0, "stopped_by": "early_stop"}], budget=10_000,
+                                  slice_seconds=10)
+    finally:
+        del os.environ["STOP_AT"], os.environ["STOP_MARGIN"], os.environ["STOP_MIN_TAIL"]
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert 25 <= float(_opt(calls[0], "--max-seconds")) <= 35
