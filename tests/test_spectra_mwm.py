@@ -95,7 +95,7 @@ def test_what_is_refused(tmp_path, combined):
         read_mwm_star(mwm_file(tmp_path / "boss.fits"))
     with pytest.raises(SpectrumFileError, match="not the apStar grid"):
         read_mwm_star(mwm_file(tmp_path / "grid.fits", apo_rows=rows[:1], crval=4.18))
-    with pytest.raises(SpectrumFileError, match="pixel_flags holds values that are not bit masks"):
+    with pytest.raises(SpectrumFileError, match="not bit masks .*pixel_flags must hold APOGEE_PIXMASK bits"):
         read_mwm_star(mwm_file(tmp_path / "flags.fits", apo_rows=[(combined.flux, combined.ivar, 50.0,
                                                                     np.full(N, 0.5))]))
     dead = (np.zeros(N), np.zeros(N), 0.0, np.zeros(N, np.int64))  # a coadd without one usable pixel

@@ -144,6 +144,21 @@ def _check_header_types(path, header: dict, wcs: dict) -> None:
         raise SpectrumFileError(path, f"keyword NVISITS = {nvisits!r} is not a whole number >= 1", hdu=0)
 
 
+def bitmask_values(path, values, hdu, why: str = "") -> np.ndarray:
+    """``values`` as int64 bit masks: integers as they are, floats only when every one is a whole non-negative
+    number (a bitmask stored as float); anything else is refused naming the file, the HDU and ``why``."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(values) & (values >= 0) & (values == np.round(values))
+        if not whole.all():
+            raise SpectrumFileError(path, f"holds {values.dtype.name} values that are not bit masks (e.g. "
+                                          f"{float(values[~whole].flat[0]):g})" + (f"; {why}" if why else ""), hdu=hdu)
+    elif values.dtype.kind not in "iu":
+        raise SpectrumFileError(path, f"holds {values.dtype} values, not bit masks", hdu=hdu)
+    return values.astype(np.int64)
+
+
 def check_apstar_grid(path, crval, cdelt, hdu: int = 1) -> None:
     """Refuse a file whose CRVAL1/CDELT1 (when given) are not the apStar log-lambda grid."""
     if crval is not None and cdelt is not None and (abs(crval - APOGEE_LOG10_LAMBDA0) > 1e-9
@@ -176,16 +191,10 @@ def read_apstar(path: str | os.PathLike, on_bad_pixels: str = "mask") -> ApStar:
             raise SpectrumFileError(path, f"error shape {error.shape} differs from flux {flux.shape}", hdu=2)
         if bitmask.shape != flux.shape:
             raise SpectrumFileError(path, f"bitmask shape {bitmask.shape} differs from flux {flux.shape}", hdu=3)
-        if not np.issubdtype(bitmask.dtype, np.integer):
-            # an apStar's HDU 3 is APOGEE_PIXMASK (integers); floats that are not whole numbers are something else
-            # (e.g. a model spectrum on the apStar grid) and, cast to integers, would set arbitrary mask bits
-            with np.errstate(invalid="ignore"):
-                whole = np.isfinite(bitmask) & (bitmask >= 0) & (bitmask == np.round(bitmask))
-            if not whole.all():
-                raise SpectrumFileError(path, f"holds {bitmask.dtype.name} values that are not bit masks (e.g. "
-                                              f"{float(bitmask[~whole].flat[0]):g}); an apStar file's HDU 3 is the "
-                                              "APOGEE_PIXMASK of each pixel (an aspcapStar file, whose HDU 3 is "
-                                              "ASPCAP's best fit, is read by read_apogee_file)", hdu=3)
+        # an apStar's HDU 3 is APOGEE_PIXMASK (integers); floats that are not whole numbers are something else
+        # (e.g. a model spectrum on the apStar grid) and, cast to integers, would set arbitrary mask bits
+        bitmask = bitmask_values(path, bitmask, 3, "an apStar file's HDU 3 is the APOGEE_PIXMASK of each pixel (an "
+                                 "aspcapStar file, whose HDU 3 is ASPCAP's best fit, is read by read_apogee_file)")
         hdr = hdul[0].header
         header = {k.lower(): hdr[k] for k in APSTAR_HEADER_KEYS if k in hdr}
         crval, cdelt = hdul[1].header.get("CRVAL1"), hdul[1].header.get("CDELT1")

@@ -25,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 
 from .apogee_grid import APOGEE_N_PIXELS, apogee_wavelength
-from .apstar import ApStar, check_apstar_grid, open_fits, spectrum_from_arrays
+from .apstar import ApStar, bitmask_values, check_apstar_grid, open_fits, spectrum_from_arrays
 from .errors import SpectrumFileError
 from .spectrum import Spectrum
 
@@ -43,17 +43,11 @@ def is_mwm_file(hdul: fits.HDUList) -> bool:
 
 
 def _pixmask(path, hdu: int, row: int, values) -> np.ndarray:
-    """A row of ``pixel_flags`` as int64 APOGEE_PIXMASK bits; floats must be whole non-negative numbers."""
+    """A row of ``pixel_flags`` as int64 APOGEE_PIXMASK bits (:func:`~stellarnn.spectra.apstar.bitmask_values`)."""
     values = np.asarray(values).ravel()
     if values.size != APOGEE_N_PIXELS:
         raise SpectrumFileError(path, f"row {row}: pixel_flags has {values.size} pixels", hdu=hdu)
-    if values.dtype.kind == "f":
-        with np.errstate(invalid="ignore"):
-            whole = np.isfinite(values) & (values >= 0) & (values == np.round(values))
-        if not whole.all():
-            raise SpectrumFileError(path, f"row {row}: pixel_flags holds values that are not bit masks (e.g. "
-                                          f"{float(values[~whole][0]):g})", hdu=hdu)
-    return values.astype(np.int64)
+    return bitmask_values(path, values, hdu, f"row {row}: pixel_flags must hold APOGEE_PIXMASK bits")
 
 
 def _text(value) -> str:
