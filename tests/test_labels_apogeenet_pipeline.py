@@ -77,6 +77,7 @@ def test_stored_noise_model_is_used(tmp_path, weights, spectra):
                                                                       for r in rows])
     for r, name in zip(rows, population):
         assert r["e_logg"] == pytest.approx((3.0 if name else 1.0) * r["raw_e_logg"])
+        assert r["population"] == name  # the row says which population's model set its e_ columns
 
 
 def test_missing_weights_error(tmp_path, monkeypatch):
@@ -117,6 +118,7 @@ def test_spectra_without_information_get_flag_bad_and_nan_labels(weights, spectr
     for name, r in zip(bad, rows[1:]):
         assert r["flag_bad"] and r["result_flags"] & (16 | 32 | 64), (name, r["result_flags"])
         assert all(np.isnan(r[k]) for k in ("teff", "logg", "fe_h", "e_teff", "raw_e_fe_h")), name
+        assert r["population"] is None, name  # no label, no population
         assert r["reason"].startswith("no stellar information"), (name, r["reason"])
     assert rows[1 + list(bad).index("flat_noise_snr100")]["result_flags"] & 64
 

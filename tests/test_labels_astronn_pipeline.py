@@ -81,7 +81,7 @@ def test_stored_noise_model_and_bad_checkpoints(tmp_path, weights, spectra):
     rows = get_pipeline("astronn", weights=path, mc_passes=4).process([spectra[0], spectra[-1]])
     for r, name in zip(rows, populations(rows)):
         expected = 5 * r["raw_e_mg_h"] if name == chosen else 2 * r["raw_e_mg_h"] + 0.1
-        assert r["e_mg_h"] == pytest.approx(expected)
+        assert r["e_mg_h"] == pytest.approx(expected) and r["population"] == name
     m, hp = build_astronn(**NARROW)
     bad = save_checkpoint(tmp_path / "bad.pt", m, "astronn", hp, normalisation={"label_mean": np.zeros(22)})
     with pytest.raises(ValueError, match="spectrum_mean"):
@@ -129,6 +129,7 @@ def test_spectra_without_information_get_flag_bad_and_nan_labels(weights, spectr
     for name, r in zip(bad, rows[1:]):
         assert r["flag_bad"] and r["flag_warn"] and r["result_flags"] & (16 | 32 | 64), (name, r["result_flags"])
         assert all(np.isnan(r[k]) for k in OUTPUT_LABELS) and np.isnan(r["e_teff"]), name
+        assert r["population"] is None, name  # no label, no population
         assert r["reason"].startswith("no stellar information"), (name, r["reason"])
         assert np.isfinite(r["snr_robust"]) and 0 <= r["good_fraction_blue"] <= 1
     assert rows[bad_index(bad, "missing_blue_chip")]["good_fraction_blue"] == 0

@@ -184,8 +184,8 @@ def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
 
 
 #: columns of the real stars' report (labels, flags and the out-of-distribution measures)
-REAL_STAR_COLUMNS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "result_flags", "flag_warn", "flag_bad",
-                     "snr_robust", "line_snr", "ood_chi2", "ood_label_distance")
+REAL_STAR_COLUMNS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "population", "result_flags", "flag_warn",
+                     "flag_bad", "snr_robust", "line_snr", "ood_chi2", "ood_label_distance")
 
 
 def real_star_report(summary_fits: dict, object_ids, visit_files=()) -> dict:
@@ -261,7 +261,8 @@ def cmd_main(args) -> int:
             for name, row in by_pipeline.items():
                 print(f"{oid} ({row['input']}) {name}: Teff {row.get('teff', np.nan):.0f} K, "
                       f"log g {row.get('logg', np.nan):.2f}, "
-                      f"[Fe/H] {row.get('fe_h', np.nan):+.2f}, result_flags {row.get('result_flags')}, "
+                      f"[Fe/H] {row.get('fe_h', np.nan):+.2f} ({row.get('population') or 'no population'}), "
+                      f"result_flags {row.get('result_flags')}, "
                       f"flag_bad {row.get('flag_bad')}, ood_chi2 {row.get('ood_chi2', np.nan):.3g}, "
                       f"ood_label_distance {row.get('ood_label_distance', np.nan):.3g}")
         for name, files in result["exports"].items():

@@ -162,6 +162,14 @@ def inference_autocast(precision: str, device):
 
 
 #: the information / out-of-distribution columns both pipelines add to every row
+POPULATION_FIELD: dict[str, FieldInfo] = {
+    "population": FieldInfo("", "Population of the predicted teff, logg, fe_h: giants, metal_poor_giants, warm_giants, "
+                                "dwarfs, m_dwarfs or hot (edges: stellarnn.synthesis.populations), empty for none or "
+                                "no label; the e_ columns use this population's noise model where the weights carry "
+                                "one, else the global model", "str"),
+}
+
+
 QUALITY_FIELDS: dict[str, FieldInfo] = {
     "good_fraction_blue": FieldInfo("", "Fraction of good pixels (finite flux, ivar > 0, no bad PIXMASK bit) "
                                         "on the blue chip (apStar pixels 246-3274)"),
@@ -297,6 +305,8 @@ class QualityChecks:
                 for key, f in fields.items():
                     if f.dtype.startswith("float") and key not in QUALITY_FIELDS:
                         columns[key][featureless] = np.nan
+                    elif key in POPULATION_FIELD:
+                        columns[key][featureless] = None
             names = {**INFORMATION_FLAG_BITS, **OOD_FLAG_BITS}
             for k in np.flatnonzero(bits):  # only flagged spectra: a reason string each
                 i = good_idx[k]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..emulator_ood import OOD_BAD_FLAGS, OOD_FLAG_BITS, OOD_WARN_FLAGS
-from ..pipeline import QUALITY_FIELDS, FieldInfo
+from ..pipeline import POPULATION_FIELD, QUALITY_FIELDS, FieldInfo
 from ..spectrum_information import INFORMATION_FLAG_BITS, INFORMATION_FLAGS
 
 FLAG_RUNTIME_EXCEPTION = 1 << 0
@@ -59,6 +59,7 @@ FIELDS: dict[str, FieldInfo] = {
                                   "the training box, 1024 far outside it", "int64"),
     "flag_warn": FieldInfo("", "Warning: result_flags has bit 8, 128 or 512", "bool"),
     "flag_bad": FieldInfo("", "Bad: result_flags has any of bits 1, 2, 4, 8, 16, 32, 64, 256, 1024", "bool"),
+    **POPULATION_FIELD,
     **QUALITY_FIELDS,
 }
 

@@ -156,7 +156,8 @@ class APOGEENetPipeline:
         """
         raw_e = np.stack([pred["raw_e_teff"], pred["raw_e_logg"], pred["raw_e_fe_h"]], axis=1).astype(np.float64)
         values = np.stack([np.asarray(pred[name], dtype=np.float64) for name in LABELS], axis=1)
-        e = np.asarray(self.noise_model.apply(raw_e, population_of_predictions(LABELS, values)), dtype=np.float64)
+        population = population_of_predictions(LABELS, values)
+        e = np.asarray(self.noise_model.apply(raw_e, population), dtype=np.float64)
         flags = np.asarray(result_flags(pred["teff"], pred["logg"], pred["fe_h"], np.zeros(len(pred["teff"]), bool)),
                            dtype=np.int64)
         columns = {}
@@ -165,6 +166,7 @@ class APOGEENetPipeline:
             columns[f"e_{name}"] = e[:, k]
         for k, name in enumerate(LABELS):
             columns[f"raw_e_{name}"] = raw_e[:, k]
+        columns["population"] = population.astype(object)
         columns.update(result_flags=flags, flag_warn=flag_warn(flags), flag_bad=flag_bad(flags),
                        reason=np.full(len(flags), "", dtype=object))
         return columns

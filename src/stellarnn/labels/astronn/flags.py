@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..emulator_ood import OOD_BAD_FLAGS, OOD_FLAG_BITS
-from ..pipeline import QUALITY_FIELDS, FieldInfo
+from ..pipeline import POPULATION_FIELD, QUALITY_FIELDS, FieldInfo
 from ..spectrum_information import INFORMATION_FLAG_BITS, INFORMATION_FLAGS
 from .network import OUTPUT_LABELS
 
@@ -73,6 +73,7 @@ def _build_fields() -> dict[str, FieldInfo]:
     fields["flag_warn"] = FieldInfo("", "Warning: any result_flags bit set", "bool")
     fields["flag_bad"] = FieldInfo("", "Bad: uncertain log g, Teff and [Fe/H] bits all set, or any of bits 16, "
                                        "32, 64, 256, 1024, 2048", "bool")
+    fields.update(POPULATION_FIELD)
     fields.update(QUALITY_FIELDS)
     return fields
 

@@ -181,8 +181,8 @@ class AstroNNPipeline:
         """
         value = np.asarray(value, dtype=np.float64)
         raw_error = np.asarray(raw_error, dtype=np.float64)
-        e = np.asarray(self.noise_model.apply(raw_error, population_of_predictions(OUTPUT_LABELS, value)),
-                       dtype=np.float64)
+        population = population_of_predictions(OUTPUT_LABELS, value)
+        e = np.asarray(self.noise_model.apply(raw_error, population), dtype=np.float64)
         j = {name: i for i, name in enumerate(OUTPUT_LABELS)}
         flags = result_flags(value[:, j["teff"]], value[:, j["logg"]], value[:, j["fe_h"]], e[:, j["teff"]],
                              e[:, j["logg"]], e[:, j["fe_h"]], np.zeros(len(value), bool))
@@ -193,6 +193,7 @@ class AstroNNPipeline:
             columns[f"raw_{name}"] = value[:, k]
             columns[f"raw_e_{name}"] = raw_error[:, k]
         flags = np.asarray(flags, dtype=np.int64)
+        columns["population"] = population.astype(object)
         columns.update(result_flags=flags, flag_warn=flag_warn(flags), flag_bad=flag_bad(flags),
                        reason=np.full(len(value), "", dtype=object))
         return columns
