@@ -14,6 +14,13 @@ def test_npz_and_csv_clone_sources(tmp_path):
     (tmp_path / "s.csv").write_text("wave_ang,flux\n" + "\n".join(f"{a},{b}" for a, b in zip(wl, wl / 8000)))
     w, f = load_clone_source(tmp_path / "s.csv")
     np.testing.assert_allclose(f, wl / 8000)
+    (tmp_path / "bare.dat").write_text("\n".join(f"{a} {b}" for a, b in zip(wl, wl / 8000)))  # wspectext layout
+    w, f = load_clone_source(tmp_path / "bare.dat", wavelength_unit="Angstrom")
+    np.testing.assert_allclose(w, wl)
+    np.testing.assert_allclose(f, wl / 8000)
+    (tmp_path / "s.xyz").write_text("8000 1\n")
+    with pytest.raises(ValueError, match=r"clone source must be .npz or a text table \(.csv, .ecsv, .txt, .dat\)"):
+        load_clone_source(tmp_path / "s.xyz")
     with pytest.raises(ValueError, match="fewer than 3"):
         load_clone_source(tmp_path / "s.npz", 9000, 9100)
     with pytest.raises(FileNotFoundError):

@@ -67,6 +67,49 @@ def test_bad_inputs(tmp_path):
         read_spectrum(nanflux)
 
 
+# --- text tables as tools write them: whitespace, tabs, no header ---------------------------------------
+
+def test_whitespace_text_tables_with_and_without_a_header(tmp_path):
+    wl = 15100.0 + 0.2 * np.arange(5)
+    rows = [f"{w:.2f}\t{0.9 + 0.01 * i:.3f}\t0.01" for i, w in enumerate(wl)]
+    cases = {"header.txt": ["wavelength\tflux\terror", *rows],  # a header row, tab-separated
+             "comment.dat": ["# produced by some tool", "# wavelength flux error", *rows],  # names in a comment
+             "bare.txt": ["# IRAF wspectext output", *rows]}  # no names: wavelength, flux, error by position
+    sources = {"header.txt": "header", "comment.dat": "comment line above the data",
+               "bare.txt": "position (wavelength, flux, error; the file names none)"}
+    for name, lines in cases.items():
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        s = read_spectrum(tmp_path / name)
+        np.testing.assert_allclose(s.wavelength, wl)
+        np.testing.assert_allclose(s.flux, 0.9 + 0.01 * np.arange(5))
+        np.testing.assert_allclose(s.ivar, 1e4)
+        assert s.meta["column_names_source"] == sources[name] and s.meta["has_uncertainty"], name
+    two = tmp_path / "two.txt"  # IRAF wspectext: wavelength and flux, in nm here (inferred, recorded)
+    two.write_text("\n".join(f"{w / 10:.3f} 1.0" for w in wl) + "\n")
+    s = read_spectrum(two)
+    np.testing.assert_allclose(s.wavelength, wl)
+    assert not s.meta["has_uncertainty"]
+    assert s.meta["wavelength_unit_source"].startswith("inferred")
+    ispec = tmp_path / "ispec.txt"  # iSpec: waveobs (nm), flux, err
+    ispec.write_text("waveobs\tflux\terr\n" + "\n".join(f"{w / 10:.3f}\t1.0\t0.02" for w in wl) + "\n")
+    np.testing.assert_allclose(read_spectrum(ispec).ivar, 2500.0)
+
+
+def test_text_tables_that_cannot_be_read_by_position_are_refused(tmp_path):
+    four = tmp_path / "four.txt"
+    four.write_text("15100 1 0.01 0\n15101 1 0.01 0\n")
+    with pytest.raises(SpectrumFileError, match="four.txt: 4 columns and no header naming them"):
+        read_spectrum(four)
+    named = tmp_path / "named.txt"  # a header row whose names are not ours: refused, not read by position
+    named.write_text("lam_obs fnu\n15100 1\n15101 1\n")
+    with pytest.raises(SpectrumFileError, match=r"needs wavelength and flux columns; found \['lam_obs', 'fnu'\]"):
+        read_spectrum(named)
+    empty = tmp_path / "empty.dat"
+    empty.write_text("# nothing\n\n")
+    with pytest.raises(SpectrumFileError, match="empty.dat: no rows"):
+        read_spectrum(empty)
+
+
 # --- units, medium and échelle files: one convention with stellarnn.spectra.echelle_io ---------------------
 
 def _table_fits(path, wave, unit=None, name="wavelength", header=None):

@@ -1,8 +1,8 @@
 """Inputs for blasé: clone sources (synthetic spectra) and observed echelle spectra.
 
 * Clone sources: a data-layer entry (``"phoenix-10kK"``: muler's PHOENIX 10 000 K template, columns
-  ``wave_ang,flux``, vacuum Angstrom), a CSV or ECSV with a wavelength and a flux column (read as
-  :func:`stellarnn.spectra.read_spectrum_csv` reads it, so also what ``write_spectrum_csv`` writes), or an
+  ``wave_ang,flux``, vacuum Angstrom), a text table of wavelength and flux (CSV, ECSV or whitespace-separated,
+  read as :func:`stellarnn.spectra.read_spectrum_csv` reads it, so also what ``write_spectrum_csv`` writes), or an
   ``.npz`` with arrays ``wavelength`` (Angstrom) and ``flux``.
 * Observed spectra: a data-layer entry (``"chiron-hip108294"``) or anything
   :func:`stellarnn.spectra.echelle_io.read_echelle_fits` reads (FITS tables and images, units from
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..spectra.air_vacuum import vacuum_to_air  # noqa: F401  (blasé's clone_to_air; importable from here)
 from ..spectra.echelle_io import ObservedSpectrum, from_spectrum1d, read_echelle_fits
-from ..spectra.generic_io import read_spectrum_csv
+from ..spectra.generic_io import TEXT_SUFFIXES, read_spectrum_csv
 
 #: the reader's former name here (it reads échelle and single-order files alike)
 read_spectrum_fits = read_echelle_fits
@@ -42,8 +42,9 @@ def load_clone_source(source: str | Path, wavelength_min: float | None = None,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Wavelength (vacuum Angstrom) and flux of a synthetic spectrum, optionally cut to a range.
 
-    ``.npz``: arrays ``wavelength`` (Angstrom) and ``flux``.  ``.csv``/``.ecsv``/``.txt``: read by
-    :func:`stellarnn.spectra.read_spectrum_csv` (units from an ECSV header or the column's name, ``wave_ang``;
+    ``.npz``: arrays ``wavelength`` (Angstrom) and ``flux``.  ``.csv``/``.ecsv``/``.txt``/``.dat``: read by
+    :func:`stellarnn.spectra.read_spectrum_csv` (columns named by a header, else by position; units from an ECSV
+    header or the column's name, ``wave_ang``;
     else ``wavelength_unit``, else inferred from the values; air wavelengths converted to vacuum).  A synthetic
     spectrum has no bad pixels: a NaN or infinite flux is refused, naming the file.
     """
@@ -53,11 +54,11 @@ def load_clone_source(source: str | Path, wavelength_min: float | None = None,
             wavelength, flux = np.asarray(data["wavelength"], float), np.asarray(data["flux"], float)
         if not (np.isfinite(wavelength).all() and np.isfinite(flux).all()):
             raise ValueError(f"{path}: a clone source must hold finite wavelengths and fluxes")
-    elif path.suffix in (".csv", ".ecsv", ".txt"):
+    elif path.suffix.lower() in TEXT_SUFFIXES:
         spectrum = read_spectrum_csv(path, wavelength_unit, on_bad_pixels="raise")
         wavelength, flux = spectrum.wavelength, spectrum.flux
     else:
-        raise ValueError(f"{path}: clone source must be .npz or .csv")
+        raise ValueError(f"{path}: clone source must be .npz or a text table ({', '.join(TEXT_SUFFIXES)})")
     return cut_wavelength_range(wavelength, flux, wavelength_min, wavelength_max, str(path))
 
 

@@ -65,10 +65,10 @@ class ObservedSpectrum:
         return np.isfinite(self.flux) & np.isfinite(self.error) & (self.error > 0)
 
 
-#: Column-name spellings (lower case) of the table reader, in order of preference.
+#: Column-name spellings (lower case) of the table reader, in order of preference (``waveobs``: iSpec's text files).
 WAVELENGTH_COLUMNS = ("wavelength", "wave", "lambda", "wl", "lam", "wavelength_air", "wavelength_vac",
                       "wave_air", "wave_vac", "lambda_air", "lambda_vac", "wave_ang", "wavelength_ang",
-                      "wave_nm", "wavelength_nm", "wave_um", "wavelength_um")
+                      "wave_nm", "wavelength_nm", "wave_um", "wavelength_um", "waveobs")
 #: units stated by a wavelength column's name (its suffix), e.g. muler's ``wave_ang``
 _NAME_UNITS = {"_ang": "Angstrom", "_nm": "nm", "_um": "um"}
 FLUX_COLUMNS = ("flux", "spec", "spectrum", "flux_norm")

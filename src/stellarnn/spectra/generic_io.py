@@ -1,4 +1,5 @@
-"""Generic spectrum files: CSV and FITS (1-D image with a linear/log-linear WCS, or a binary table).
+"""Generic spectrum files: text tables (CSV, ECSV, whitespace-separated .txt/.dat, with or without a header) and FITS
+(1-D image with a linear/log-linear WCS, or a binary table).
 
 ``read_spectrum`` also recognises APOGEE files (:func:`~stellarnn.spectra.read_apogee_file`: apStar, aspcapStar,
 SDSS-V mwmStar, and apVisit shifted to the rest frame on the apStar grid) and returns their combined spectrum.
@@ -132,27 +133,96 @@ def _refuse_echelle(path, hdul) -> None:
                                       "stellarnn.spectra.read_echelle_fits, not as one 1-D spectrum")
 
 
+#: names given to the columns of a text file without a header, by their number: IRAF ``wspectext`` writes
+#: (wavelength, flux); the three-column layout adds the 1-sigma uncertainty
+POSITIONAL_COLUMNS = {2: ("wavelength", "flux"), 3: ("wavelength", "flux", "error")}
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_layout(path: Path) -> tuple[str | None, list[str] | None, str]:
+    """How a text table is laid out: (delimiter: "," or None for whitespace, the column names when the
+    file has no header row, where the names came from).
+
+    The first line that is neither blank nor a ``#`` comment is a header row unless all its fields are numbers.
+    A file without one takes its names from the last comment line above the data when that line names as many
+    columns as there are, wavelength and flux among them (``# wavelength flux error``); otherwise from the
+    columns' positions (:data:`POSITIONAL_COLUMNS`), and with more columns than those it is refused.
+    """
+    comments, first = [], None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("#"):
+                comments.append(text.lstrip("#").strip())
+                continue
+            first = text
+            break
+    if first is None:
+        raise SpectrumFileError(path, "no rows")
+    delimiter = "," if "," in first else None
+    fields = [f.strip() for f in first.split(delimiter)]
+    if not all(_is_number(f) for f in fields):
+        return delimiter, None, "header"
+    if comments:
+        names = [f.strip() for f in comments[-1].split(delimiter)]
+        if (len(names) == len(fields) and pick_column(names, _WAVE_NAMES) is not None
+                and pick_column(names, _FLUX_NAMES) is not None):
+            return delimiter, names, "comment line above the data"
+    if len(fields) not in POSITIONAL_COLUMNS:
+        raise SpectrumFileError(path, f"{len(fields)} columns and no header naming them: add a header row "
+                                      f"(e.g. wavelength,flux,error); only files of "
+                                      f"{' or '.join(map(str, POSITIONAL_COLUMNS))} columns are read by position")
+    return delimiter, list(POSITIONAL_COLUMNS[len(fields)]), "position (" + ", ".join(
+        POSITIONAL_COLUMNS[len(fields)]) + "; the file names none)"
+
+
 def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = None,
                       on_bad_pixels: str = "mask") -> Spectrum:
-    """CSV with a header row naming wavelength and flux (and optionally error/ivar and bitmask) columns.
+    """A text table (CSV, or whitespace-separated ``.txt``/``.dat``) of wavelength and flux, optionally an
+    error/ivar and a bitmask column.
 
-    An ECSV file (astropy's CSV with a ``# %ECSV`` header, as :func:`write_spectrum_csv` writes) gives its columns'
-    units; a plain CSV's wavelength unit is the one its column's name states (``wave_ang``), ``wavelength_unit``
-    or inferred from the values.  ``on_bad_pixels``: "mask" (non-finite flux and bad errors get ivar 0, the
-    flux 0) or "raise" (refuse them, e.g. for a synthetic spectrum, which has none).
+    The columns are named by a header row; a file without one, by a ``#`` comment line above the data that
+    names them all, else by position: (wavelength, flux) as IRAF ``wspectext`` writes, or (wavelength, flux,
+    1-sigma error) (:data:`POSITIONAL_COLUMNS`); ``meta["column_names_source"]`` says which.  An ECSV file
+    (astropy's CSV with a ``# %ECSV`` header, as :func:`write_spectrum_csv` writes) gives its columns' units; a
+    plain table's wavelength unit is the one its column's name states (``wave_ang``), ``wavelength_unit`` or
+    inferred from the values.  ``on_bad_pixels``: "mask" (non-finite flux and bad errors get ivar 0, the flux 0)
+    or "raise" (refuse them, e.g. for a synthetic spectrum, which has none).
     """
     path = Path(path)
     if not path.is_file():
         raise SpectrumFileError(path, "file does not exist")
+    with open(path, "rb") as fh:
+        ecsv = fh.read(6) == b"# %ECS"
+    source = "header"
     try:
-        with open(path, "rb") as fh:
-            ecsv = fh.read(6) == b"# %ECS"
-        table = Table.read(path, format="ascii.ecsv") if ecsv else Table.read(path, format="ascii.csv", comment="#")
+        if ecsv:
+            table = Table.read(path, format="ascii.ecsv")
+        else:
+            delimiter, names, source = _text_layout(path)
+            kwargs = {"delimiter": delimiter} if delimiter else {}
+            if names is None:
+                table = Table.read(path, format="ascii.basic", comment="#", **kwargs)
+            else:
+                table = Table.read(path, format="ascii.no_header", comment="#", names=names, **kwargs)
+    except SpectrumFileError:
+        raise
     except Exception as exc:
-        raise SpectrumFileError(path, f"not a readable CSV table ({exc})") from exc
+        raise SpectrumFileError(path, f"not a readable text table ({exc})") from exc
     units = {c: str(table[c].unit) for c in table.colnames if table[c].unit is not None}
-    return _from_columns(path, {c: table[c] for c in table.colnames}, units=units, headers=(table.meta,),
-                         wavelength_unit=wavelength_unit, on_bad_pixels=on_bad_pixels)
+    spectrum = _from_columns(path, {c: table[c] for c in table.colnames}, units=units, headers=(table.meta,),
+                             wavelength_unit=wavelength_unit, on_bad_pixels=on_bad_pixels)
+    spectrum.meta["column_names_source"] = source
+    return spectrum
 
 
 def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, wavelength_unit: str | None = None
@@ -209,18 +279,22 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, waveleng
     return read_apogee_file(path).combined  # apStar, aspcapStar, mwmStar, or apVisit on the apStar grid
 
 
+#: suffixes of the text tables :func:`read_spectrum_csv` reads
+TEXT_SUFFIXES = (".csv", ".ecsv", ".txt", ".dat")
+
+
 def read_spectrum(path: str | os.PathLike, wavelength_unit: str | None = None) -> Spectrum:
-    """Read a spectrum file by extension (.csv/.txt -> CSV; .fits/.fit/.fits.gz -> FITS).
+    """Read a spectrum file by extension (.csv/.ecsv/.txt/.dat -> text table; .fits/.fit/.fits.gz -> FITS).
 
     ``wavelength_unit`` ("Angstrom", "nm", "um", ...) is used only where the file states none; without it the
     unit is inferred from the values (module docstring), which cannot tell UV Angstrom (1000–3000) from nm.
     """
     name = str(path).lower()
-    if name.endswith((".csv", ".txt", ".dat")):
+    if name.endswith(TEXT_SUFFIXES):
         return read_spectrum_csv(path, wavelength_unit)
     if name.endswith((".fits", ".fit", ".fits.gz", ".fts")):
         return read_spectrum_fits(path, wavelength_unit=wavelength_unit)
-    raise SpectrumFileError(path, "unknown extension (expected .csv, .txt or .fits)")
+    raise SpectrumFileError(path, f"unknown extension (expected {', '.join(TEXT_SUFFIXES)} or .fits)")
 
 
 def write_spectrum_csv(path: str | os.PathLike, spectrum: Spectrum) -> Path:
