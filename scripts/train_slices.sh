@@ -5,7 +5,10 @@
 # `date -d` reads, e.g. "23:50 UTC": when the session ends) shortens a slice to end STOP_MARGIN seconds (default 600)
 # before it, and ends the script (status 0, state kept) when less than STOP_MARGIN would be left for a slice.  A
 # slice that would leave less than STOP_MIN_TAIL seconds (default 1800) before that end is lengthened to use them:
-# a short last slice would restart from the float16 checkpoint at the lower learning rate and gain little.
+# a short last slice would restart from the float16 checkpoint at the lower learning rate and gain little.  For the
+# same reason no slice shorter than STOP_MIN_TAIL starts when the training has more budget left than that (a step
+# that finished late in a session leaves the next one to the next session): a short first slice would make every
+# later one run at the lower learning rate.
 #
 # train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
 # --max-seconds, --resume, -o) until it stops by itself or has spent BUDGET_SECONDS; then NAME.done.
@@ -26,7 +29,7 @@ train_step() {
                 return 2
             fi
             avail=$(( stop_s - $(date +%s) - margin ))
-            if (( avail < margin )); then
+            if (( avail < margin || (avail < ${STOP_MIN_TAIL:-1800} && avail < left) )); then
                 echo "== $name: $(( avail + margin )) s left before STOP_AT ($STOP_AT): continue in the next session"
                 exit 0
             fi

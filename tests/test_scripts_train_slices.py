@@ -82,11 +82,11 @@ def test_stop_at_shortens_the_slice_and_ends_the_script_before_the_session_ends(
 
     plan = [{"seconds": 50.0, "stopped_by": "max_seconds", "wall": 8.0}]
     soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=16)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    os.environ.update(STOP_AT=soon, STOP_MARGIN="5")
+    os.environ.update(STOP_AT=soon, STOP_MARGIN="5", STOP_MIN_TAIL="5")
     try:
         outs, calls, state = _run(tmp_path, plan, budget=10_000, slice_seconds=8400)
     finally:
-        del os.environ["STOP_AT"], os.environ["STOP_MARGIN"]
+        del os.environ["STOP_AT"], os.environ["STOP_MARGIN"], os.environ["STOP_MIN_TAIL"]
     # ~16 s to the end, a 5 s margin: one slice of <= 11 s; after its 8 s, too little time for another
     assert len(calls) == 1 and 5 <= float(_opt(calls[0], "--max-seconds")) <= 11
     assert outs[0].returncode == 0 and "continue in the next session" in outs[0].stdout
@@ -107,12 +107,12 @@ def test_an_unreadable_stop_at_is_an_error_not_the_end_of_the_session(tmp_path):
 
 def test_no_short_slice_is_left_at_the_end_of_the_session(tmp_path):
     """~40 s to the end, a 5 s margin, slices of 10 s: the first slice takes the whole ~35 s rather than leave a
-    tail shorter than STOP_MIN_TAIL (60 s) for a slice that would restart at the lower learning rate."""
+    tail shorter than STOP_MIN_TAIL (30 s) for a slice that would restart at the lower learning rate."""
     import datetime as dt
 
     plan = [{"seconds": 30.0, "stopped_by": "max_seconds", "wall": 0.0}]
     soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=40)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    os.environ.update(STOP_AT=soon, STOP_MARGIN="5", STOP_MIN_TAIL="60")
+    os.environ.update(STOP_AT=soon, STOP_MARGIN="5", STOP_MIN_TAIL="30")
     try:
         (tmp_path / "plan.json").write_text(json.dumps(plan))
         outs, calls, state = _run(tmp_path, plan + [{"seconds": 1.0, "stopped_by": "early_stop"}], budget=10_000,
@@ -121,3 +121,25 @@ def test_no_short_slice_is_left_at_the_end_of_the_session(tmp_path):
         del os.environ["STOP_AT"], os.environ["STOP_MARGIN"], os.environ["STOP_MIN_TAIL"]
     assert outs[0].returncode == 0, outs[0].stderr
     assert 25 <= float(_opt(calls[0], "--max-seconds")) <= 35
+
+
+def test_no_slice_shorter_than_the_tail_starts_unless_it_ends_the_training(tmp_path):
+    """~40 s to the end, a 5 s margin, STOP_MIN_TAIL 60 s: a training with 10,000 s left waits for the next session
+    (a ~35 s first slice would put all later ones at the lower learning rate); one with 20 s left finishes now."""
+    import datetime as dt
+
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=40)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    os.environ.update(STOP_AT=soon, STOP_MARGIN="5", STOP_MIN_TAIL="60")
+    try:
+        (tmp_path / "calls.jsonl").write_text("")
+        outs, calls, state = _run(tmp_path, [{"seconds": 1.0, "stopped_by": "early_stop"}], budget=10_000)
+        assert outs[0].returncode == 0 and "continue in the next session" in outs[0].stdout and calls == []
+        assert not (state / "net.done").exists()
+        last = tmp_path / "last"
+        last.mkdir()
+        (last / "calls.jsonl").write_text("")
+        outs, calls, state = _run(last, [{"seconds": 20.0, "stopped_by": "max_seconds"}], budget=20)
+    finally:
+        del os.environ["STOP_AT"], os.environ["STOP_MARGIN"], os.environ["STOP_MIN_TAIL"]
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert len(calls) == 1 and float(_opt(calls[0], "--max-seconds")) == 20 and (state / "net.done").exists()
