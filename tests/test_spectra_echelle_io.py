@@ -182,7 +182,7 @@ def test_wcs1d_image_layout(tmp_path):
     assert spec.wavelength[0] == pytest.approx(8500.0) and spec.wavelength[1] - spec.wavelength[0] == pytest.approx(0.1)
     np.testing.assert_allclose(spec.error, 0.01)
     fits.HDUList([fits.PrimaryHDU(flux, header=primary.header)]).writeto(tmp_path / "nounc.fits")
-    with pytest.raises(ValueError, match=r"nounc\.fits: HDU 0: 1-D spectrum without an uncertainty"):
+    with pytest.raises(ValueError, match=r"nounc\.fits: HDU 0: spectrum without an uncertainty"):
         read_echelle_fits(tmp_path / "nounc.fits")
 
 

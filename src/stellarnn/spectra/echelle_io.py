@@ -13,11 +13,14 @@ quantities and an optional ``.uncertainty``/``.mask``) or a FITS file (:func:`re
     suffix), flux ``flux``/``spec``, uncertainty ``uncertainty``/``error``/``err``/``sigma``/
     ``flux_err``/``e_flux`` (1σ), ``ivar`` (inverse variance) or ``variance``/``var``;
     an optional ``continuum`` column divides flux and uncertainty.
-  - a 1-D image (specutils' ``wcs1d-fits``) with a linear wavelength WCS (CRVAL1, CDELT1 or CD1_1,
-    CRPIX1, CUNIT1), an optional uncertainty image extension (EXTNAME ``UNCERTAINTY``/``ERROR``/
-    ``SIGMA``/``IVAR``).
+  - a 1-D image (specutils' ``wcs1d-fits``) with a linear or log-linear (``DC-FLAG = 1``) wavelength WCS
+    (CRVAL1, CDELT1 or CD1_1, CRPIX1, CUNIT1), an optional uncertainty image extension (EXTNAME
+    ``UNCERTAINTY``/``ERROR``/``SIGMA``/``IVAR``).
+  - an IRAF multispec or equispec image (``apall``/``dispcor`` échelle output: one order per line, optionally
+    bands ``BANDIDn`` of which the "sigma" band is the uncertainty), wavelengths from its WAT keywords
+    (:mod:`stellarnn.spectra.iraf_wcs`: linear, log-linear, Chebyshev, Legendre, spline and table dispersions).
 
-  Wavelength units: the column's TUNIT (or CUNIT1) parsed with :mod:`astropy.units` (Angstrom, nm,
+  Wavelength units: the column's TUNIT (or CUNIT1, or an IRAF WAT1 ``units``) parsed with :mod:`astropy.units` (Angstrom, nm,
   µm/micron, m …; ``A`` and ``AA`` are read as Angstrom, not Ampere), else the unit its name states
   (``wave_ang``, ``wavelength_nm``, ``wave_um``: :func:`column_name_unit`). Without a unit the unit is the
   caller's ``wavelength_unit`` or, failing that, inferred from the values (median 0.1–30: µm;
@@ -92,7 +95,12 @@ def angstrom_per_unit(unit_text: str, where: str) -> float:
     if text.lower() in ("micron", "microns", "um", "µm"):
         return 1e4
     try:
-        unit = u.Unit(text, parse_strict="raise")
+        try:
+            unit = u.Unit(text, parse_strict="raise")
+        except ValueError:  # IRAF's plural names (WAT1 "units=nanometers"): astropy knows the singular
+            if not text.lower().endswith("s"):
+                raise
+            unit = u.Unit(text[:-1], parse_strict="raise")
         return float((1.0 * unit).to(u.AA).value)
     except (ValueError, u.UnitsError, TypeError) as exc:
         raise ValueError(f"{where}: wavelength unit {unit_text!r} is not a length astropy can convert to Angstrom") \
@@ -325,46 +333,79 @@ def _read_tables(path, primary, tables, normalise, wavelength_unit, medium) -> O
 
 
 def _read_image(path, primary, images, wavelength_unit, medium) -> ObservedSpectrum:
-    number, hdu = next(((i, h) for i, h in images if np.ndim(h.data) == 1), (None, None))
+    """A 1-D image with a linear wavelength axis, or an IRAF multispec/equispec image of orders (lines) and
+    optionally bands (:mod:`stellarnn.spectra.iraf_wcs`)."""
+    from . import iraf_wcs
+
+    number, hdu = next(((i, h) for i, h in images if np.ndim(h.data) == 1
+                        or (np.ndim(h.data) in (2, 3) and iraf_wcs.iraf_system(h.header))), (None, None))
     if hdu is None:
-        raise ValueError(f"{path}: no binary table and no 1-D image; image HDUs have shapes "
-                         f"{[np.shape(h.data) for _, h in images]}")
+        raise ValueError(f"{path}: no binary table, no 1-D image and no IRAF multispec/equispec image; image HDUs "
+                         f"have shapes {[np.shape(h.data) for _, h in images]}")
     header = hdu.header
     where = f"{path}: HDU {number}"
-    flux = np.asarray(hdu.data, dtype=np.float64)
-    step = header.get("CDELT1", header.get("CD1_1"))
-    if "CRVAL1" not in header or step is None:
-        raise ValueError(f"{where}: 1-D image without a linear wavelength WCS (CRVAL1 and CDELT1/CD1_1)")
-    raw = float(header["CRVAL1"]) + float(step) * (np.arange(flux.size) + 1.0 - float(header.get("CRPIX1", 1.0)))
-    if header.get("CUNIT1"):
-        factor, unit_name, source = angstrom_per_unit(header["CUNIT1"], f"{where} CUNIT1"), header["CUNIT1"], "CUNIT1"
+    data = np.asarray(hdu.data, dtype=np.float64)
+    system = iraf_wcs.iraf_system(header)
+    band_err, bands = None, None
+    if data.ndim == 3:  # IRAF bands: the extraction, raw extraction, sky, sigma ... (BANDIDn)
+        roles = iraf_wcs.band_roles(header, data.shape[0])
+        bands = {role: f"band {k + 1} ({str(header.get(f'BANDID{k + 1}', '')).strip() or 'no BANDID'})"
+                 for role, k in roles.items()}
+        flux = data[roles["flux"]]
+        if "sigma" in roles or "variance" in roles:
+            kind = "sigma" if "sigma" in roles else "var"
+            band_err = (uncertainty_to_sigma(data[roles["sigma" if kind == "sigma" else "variance"]], kind), kind)
+    else:
+        flux = data.reshape(-1, data.shape[-1])
+    n_lines, n_pixels = flux.shape
+    try:
+        if system is None:
+            raw, lines = iraf_wcs.linear_wavelengths(header, n_pixels, where)[None, :], [{"aperture": number}]
+        else:
+            raw, lines = iraf_wcs.multispec_lines(header, n_lines, n_pixels, where)
+    except ValueError as exc:
+        raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    stated_unit, key = iraf_wcs.stated_wavelength_unit(header)
+    if stated_unit:
+        factor, unit_name, source = angstrom_per_unit(stated_unit, f"{where} {key}"), stated_unit, key
     elif wavelength_unit:
         factor, unit_name, source = angstrom_per_unit(wavelength_unit, where), wavelength_unit, "argument"
     else:
-        factor, unit_name = infer_wavelength_unit(raw, where)
-        source = "inferred from the values (no CUNIT1)"
+        factor, unit_name = infer_wavelength_unit(raw[np.isfinite(raw)], where)
+        source = "inferred from the values (no CUNIT1 or WAT1 units)"
     if str(header.get("CTYPE1", "")).upper().startswith("AWAV"):
         stated = "air"
     else:
         stated = stated_medium((header, primary))
     wave, result_medium = convert_medium(raw * factor, stated, medium)
-    err, ukind, uname = np.full(flux.size, np.nan), None, None
-    for i, h in images:
-        kind = {"UNCERTAINTY": "sigma", "ERROR": "sigma", "SIGMA": "sigma", "ERR": "sigma", "IVAR": "ivar",
-                "VARIANCE": "var"}.get(str(h.header.get("EXTNAME", "")).upper())
-        if i != number and kind and np.shape(h.data) == flux.shape:
-            err, ukind, uname = uncertainty_to_sigma(h.data, kind), kind, h.header["EXTNAME"]
-            break
+    if band_err is not None:
+        err, ukind, uname = band_err[0], band_err[1], bands["sigma" if band_err[1] == "sigma" else "variance"]
+    else:
+        err, ukind, uname = None, None, None
+        for i, h in images:
+            kind = {"UNCERTAINTY": "sigma", "ERROR": "sigma", "SIGMA": "sigma", "ERR": "sigma", "IVAR": "ivar",
+                    "VARIANCE": "var"}.get(str(h.header.get("EXTNAME", "")).upper())
+            if i != number and kind and np.shape(h.data) == np.shape(hdu.data):
+                err, ukind, uname = uncertainty_to_sigma(h.data, kind).reshape(flux.shape), kind, h.header["EXTNAME"]
+                break
     if ukind is None:
-        raise ValueError(f"{where}: 1-D spectrum without an uncertainty extension of the same length "
-                         f"(EXTNAME UNCERTAINTY/ERROR/SIGMA/IVAR/VARIANCE); extensions found: "
-                         f"{[h.header.get('EXTNAME', h.name) for _, h in images]}")
+        found = [h.header.get("EXTNAME", h.name) for _, h in images]
+        if bands:
+            found = [f"BANDID{k + 1} = {str(header.get(f'BANDID{k + 1}', '')).strip()!r}"
+                     for k in range(data.shape[0])]
+        raise ValueError(f"{where}: spectrum without an uncertainty (a sigma or variance band, or an extension of "
+                         f"the same shape with EXTNAME UNCERTAINTY/ERROR/SIGMA/IVAR/VARIANCE); found: {found}")
     orders = _Orders()
-    orders.add(wave, flux, err, number)
-    meta = {"format": "fits-1d-image", "columns": {number: {"wavelength": "WCS axis 1", "flux": "image",
-                                                            "uncertainty": f"{uname} ({ukind})"}},
+    for k, line in enumerate(lines):
+        orders.add(wave[k], flux[k], err[k], line.get("aperture", k + 1))
+    fmt = "fits-1d-image" if system is None else f"iraf-{system}"
+    meta = {"format": fmt, "columns": {number: {"wavelength": "WCS axis 1" if system is None else f"IRAF {system} WCS",
+                                                "flux": bands["flux"] if bands else "image",
+                                                "uncertainty": f"{uname} ({ukind})"}},
             "barycentric_correction": barycentric_cards((primary, header)), "wavelength_unit": unit_name,
             "wavelength_unit_source": source, "medium": result_medium}
+    if system is not None:
+        meta["iraf_apertures"] = lines
     return orders.spectrum(path.name, meta)
 
 

@@ -30,6 +30,7 @@ from .echelle_io import (FLUX_COLUMNS, UNCERTAINTY_COLUMNS, WAVELENGTH_COLUMNS, 
                          column_name_unit, convert_medium, infer_wavelength_unit, pick_column, stated_medium,
                          uncertainty_to_sigma)
 from .errors import SpectrumFileError
+from .iraf_wcs import iraf_system, linear_wavelengths, multispec_lines, stated_wavelength_unit
 from .spectrum import Spectrum
 
 _WAVE_NAMES = WAVELENGTH_COLUMNS + ("loglam",)
@@ -117,18 +118,29 @@ def _spectrum_tables(hdul) -> list[tuple[int, bool]]:
     return spectra
 
 
+def _iraf_orders(hdul) -> int:
+    """Number of apertures (lines) of the first IRAF multispec/equispec image with more than one, else 0."""
+    for h in hdul:
+        if (isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.header.get("NAXIS", 0) in (2, 3)
+                and h.header.get("NAXIS2", 1) > 1 and iraf_system(h.header)):
+            return int(h.header["NAXIS2"])
+    return 0
+
+
 def is_echelle_fits(path: str | os.PathLike) -> bool:
-    """True for a FITS file whose tables hold several orders (one table per order, or 2-D columns)."""
+    """True for a FITS file that holds several orders: several spectrum tables, 2-D columns, or an IRAF
+    multispec/equispec image of several lines (:mod:`stellarnn.spectra.iraf_wcs`)."""
     with open_fits(path) as hdul:
         spectra = _spectrum_tables(hdul)
-    return len(spectra) > 1 or any(two_d for _, two_d in spectra)
+        return len(spectra) > 1 or any(two_d for _, two_d in spectra) or _iraf_orders(hdul) > 0
 
 
 def _refuse_echelle(path, hdul) -> None:
     """Refuse an échelle file (see :func:`is_echelle_fits`): one order of it is not the spectrum."""
     spectra = _spectrum_tables(hdul)
-    if len(spectra) > 1 or any(two_d for _, two_d in spectra):
-        n = len(spectra) if len(spectra) > 1 else len(hdul[spectra[0][0]].data)
+    n = _iraf_orders(hdul)
+    if len(spectra) > 1 or any(two_d for _, two_d in spectra) or n:
+        n = n or (len(spectra) if len(spectra) > 1 else len(hdul[spectra[0][0]].data))
         raise SpectrumFileError(path, f"an échelle file ({n} orders): read it with "
                                       "stellarnn.spectra.read_echelle_fits, not as one 1-D spectrum")
 
@@ -255,25 +267,22 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, waveleng
                 return _from_columns(path, {c: h.data[c] for c in h.columns.names}, hdu=index,
                                      units={c.name: c.unit for c in h.columns}, headers=(h.header, header0),
                                      wavelength_unit=wavelength_unit)
+            if hdu is None:
+                _refuse_echelle(path, hdul)
             data = np.asarray(h.data, dtype=np.float64)
             if data.ndim != 1:
                 raise SpectrumFileError(path, f"image data of shape {data.shape} is not a 1-D spectrum "
                                               "(use a dedicated reader, e.g. apVisit or echelle)", hdu=index)
             hdr = h.header
-            if "CRVAL1" not in hdr or "CDELT1" not in hdr and "CD1_1" not in hdr:
-                raise SpectrumFileError(path, "1-D image lacks CRVAL1/CDELT1 wavelength keywords", hdu=index)
-            step = hdr.get("CDELT1", hdr.get("CD1_1"))
-            for key, value in (("CRVAL1", hdr["CRVAL1"]), ("CDELT1" if "CDELT1" in hdr else "CD1_1", step),
-                               ("CRPIX1", hdr.get("CRPIX1", 1))):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise SpectrumFileError(path, f"keyword {key} = {value!r} is not a number", hdu=index)
-            pix = np.arange(data.size) + 1 - hdr.get("CRPIX1", 1)
-            grid = hdr["CRVAL1"] + step * pix
+            try:  # a linear or log-linear axis, or one line of an IRAF multispec system
+                wave = (multispec_lines(hdr, 1, data.size, "")[0][0] if iraf_system(hdr) == "multispec"
+                        else linear_wavelengths(hdr, data.size, ""))
+            except ValueError as exc:
+                raise SpectrumFileError(path, str(exc).removeprefix(": "), hdu=index) from None
             ctype = str(hdr.get("CTYPE1", "")).upper()
-            log = "LOG" in ctype or hdr.get("DC-FLAG", 0) == 1
-            wave = 10 ** grid if log else grid
-            return _from_columns(path, {"wavelength": wave, "flux": data}, hdu=index,
-                                 units={"wavelength": hdr.get("CUNIT1")}, headers=(hdr, header0),
+            keep = np.isfinite(wave)  # a multispec line's pixels beyond its nw hold no data
+            return _from_columns(path, {"wavelength": wave[keep], "flux": data[keep]}, hdu=index,
+                                 units={"wavelength": stated_wavelength_unit(hdr)[0]}, headers=(hdr, header0),
                                  stated="air" if ctype.startswith("AWAV") else None,
                                  wavelength_unit=wavelength_unit)
     return read_apogee_file(path).combined  # apStar, aspcapStar, mwmStar, or apVisit on the apStar grid
