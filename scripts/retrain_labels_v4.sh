@@ -8,7 +8,7 @@
 #      the grid's prior whose emulator spectra are kept only in the populations where the new emulator's
 #      held-out error is <= 0.3 sigma at S/N 100 (the populations used/skipped are in the checkpoints' provenance)
 #   4. both noise models recalibrated (emulated repeat pairs, then the accuracy floor on grids/apogee_like_f0/calib)
-#   5. bench/crlb.py, bench/emulator.py and bench/labels.py on grids/apogee_like_f0/test
+#   5. bench/crlb.py, bench/emulator.py, bench/labels.py and bench/noise_population.py on grids/apogee_like_f0/test
 # Each finished step leaves STATE/STEP.done; a rerun skips those.  The machine does not outlive a session (a new
 # session starts from a fresh clone), so STATE (default retrain/v4 in the work tree) is committed at the end of
 # each session: the .done markers, each training's spent seconds (STEP.seconds) and the staged checkpoints
@@ -131,4 +131,6 @@ step bench_emulator $PY bench/emulator.py --weights weights/emulator/payne_apoge
 step bench_labels $PY bench/labels.py --threads "$THREADS" --astronn-weights weights/astronn/astronn.pt \
     --apogeenet-weights weights/apogeenet/apogeenet.pt --emulator-weights weights/emulator/payne_apogee.pt \
     --test-grid $TEST --fitter-n 60
+# per-population noise models against one global model, on the new weights (bench/noise_population.py)
+step bench_noise_population $PY bench/noise_population.py --calib-grid $CALIB --test-grid $TEST --threads "$THREADS"
 echo "== all done ($(date -u +%FT%TZ)); commit weights/, bench/results/, retrain/v4 and update the README figures"
