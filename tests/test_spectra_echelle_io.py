@@ -250,3 +250,14 @@ def test_auxiliary_tables_are_skipped_but_reported(tmp_path):
     fits.HDUList([fits.PrimaryHDU(), config, config.copy()]).writeto(tmp_path / "none.fits")
     with pytest.raises(ValueError, match=r"none\.fits: no table HDU has wavelength and flux columns"):
         read_echelle_fits(tmp_path / "none.fits")
+
+
+def test_eso_phase3_spectrum_quality_and_frame(tmp_path):
+    from test_spectra_generic_io import _eso_sdp
+
+    wave, qual = _eso_sdp(tmp_path / "ADP.fits")
+    spec = read_echelle_fits(tmp_path / "ADP.fits")
+    np.testing.assert_allclose(spec.wavelength, wave)
+    assert (~spec.good_pixels()).sum() == 10 and not spec.good_pixels()[qual != 0].any()
+    assert spec.metadata["columns"]["quality"] == "QUAL" and spec.metadata["n_masked_pixels"] == 10
+    assert spec.metadata["barycentric_correction"]["SPECSYS"]["value"] == "BARYCENT"  # reported, not applied

@@ -198,3 +198,37 @@ def test_apogee_files_through_the_generic_reader(real_file):
         s = read_spectrum(real_file(name))
         np.testing.assert_array_equal(s.wavelength, apogee_wavelength())
         np.testing.assert_array_equal(s.flux, read_apogee_file(real_file(name)).combined.flux)
+
+
+def _eso_sdp(path, n=400):
+    """An ESO Phase 3 1-D spectrum (Science Data Products standard, ESO-044286): one table row of arrays WAVE,
+    FLUX, ERR and QUAL (0 = good), SPECSYS in the header."""
+    wave = np.linspace(5000.0, 5040.0, n)
+    qual = np.zeros(n, np.int32)
+    qual[100:110] = 4  # e.g. saturated
+    cols = [fits.Column(name="WAVE", format=f"{n}D", unit="angstrom", array=wave[None]),
+            fits.Column(name="FLUX", format=f"{n}E", unit="erg cm**(-2) s**(-1) angstrom**(-1)",
+                        array=np.ones((1, n))),
+            fits.Column(name="ERR", format=f"{n}E", array=np.full((1, n), 0.01)),
+            fits.Column(name="QUAL", format=f"{n}J", array=qual[None])]
+    table = fits.BinTableHDU.from_columns(cols)
+    table.header.update(EXTNAME="SPECTRUM")
+    primary = fits.PrimaryHDU()
+    primary.header["SPECSYS"] = "BARYCENT"
+    fits.HDUList([primary, table]).writeto(path)
+    return wave, qual
+
+
+def test_eso_quality_flags_mask_pixels(tmp_path):
+    wave, qual = _eso_sdp(tmp_path / "ADP.fits")
+    s = read_spectrum(tmp_path / "ADP.fits")
+    np.testing.assert_allclose(s.wavelength, wave)
+    assert (s.ivar[qual != 0] == 0).all() and (s.ivar[qual == 0] > 0).all()
+    assert s.meta["n_quality_flagged"] == 10 and s.meta["n_bad_pixels"] == 10
+    csv = tmp_path / "q.csv"  # a text table's "quality" column: the same rule
+    csv.write_text("wavelength,flux,error,quality\n5000,1,0.01,0\n5001,1,0.01,1\n5002,1,0.01,0\n")
+    assert read_spectrum(csv).ivar.tolist() == [pytest.approx(1e4), 0.0, pytest.approx(1e4)]
+    from stellarnn.spectra import read_spectrum_csv
+
+    with pytest.raises(SpectrumFileError, match="1 pixels flagged bad by column 'quality'"):
+        read_spectrum_csv(csv, on_bad_pixels="raise")  # e.g. a clone source, which must have none

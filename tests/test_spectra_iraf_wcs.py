@@ -130,7 +130,8 @@ def test_equispec_and_linear_axes():
 
 def test_band_roles():
     h = fits.Header({"BANDID1": "spectrum - background fit, weights variance, clean no",
-                     "BANDID2": "raw - background fit, weights none, clean no", "BANDID3": "background - background fit",
+                     "BANDID2": "raw - background fit, weights none, clean no",
+                     "BANDID3": "background - background fit",
                      "BANDID4": "sigma - background fit, weights variance, clean no"})
     assert band_roles(h, 4) == {"flux": 0, "sigma": 3}
     assert band_roles(fits.Header(), 2) == {"flux": 0}

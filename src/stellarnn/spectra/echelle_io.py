@@ -12,7 +12,8 @@ quantities and an optional ``.uncertainty``/``.mask``) or a FITS file (:func:`re
     wavelength ``wavelength``/``wave``/``lambda``/``wl``/``lam`` (optionally with an ``_air``/``_vac``
     suffix), flux ``flux``/``spec``, uncertainty ``uncertainty``/``error``/``err``/``sigma``/
     ``flux_err``/``e_flux`` (1σ), ``ivar`` (inverse variance) or ``variance``/``var``;
-    an optional ``continuum`` column divides flux and uncertainty.
+    an optional ``continuum`` column divides flux and uncertainty; pixels with a non-zero quality flag
+    (``QUAL``, as the ESO archive writes it: :data:`QUALITY_COLUMNS`) are masked.
   - a 1-D image (specutils' ``wcs1d-fits``) with a linear or log-linear (``DC-FLAG = 1``) wavelength WCS
     (CRVAL1, CDELT1 or CD1_1, CRPIX1, CUNIT1), an optional uncertainty image extension (EXTNAME
     ``UNCERTAINTY``/``ERROR``/``SIGMA``/``IVAR``).
@@ -79,9 +80,13 @@ FLUX_COLUMNS = ("flux", "spec", "spectrum", "flux_norm")
 UNCERTAINTY_COLUMNS = (("uncertainty", "sigma"), ("error", "sigma"), ("err", "sigma"), ("sigma", "sigma"),
                        ("flux_err", "sigma"), ("flux_error", "sigma"), ("e_flux", "sigma"), ("ivar", "ivar"),
                        ("inverse_variance", "ivar"), ("variance", "var"), ("var", "var"))
+#: pixel-quality columns whose non-zero values mark bad pixels: ``QUAL`` of the ESO Science Data Products
+#: standard (ESO-044286, "0 = good data"; HARPS, UVES, FEROS, X-shooter, ESPRESSO archive spectra) and its spelling
+#: ``quality``.  (A ``bitmask``/``mask`` column is different: APOGEE-style bits, some only informative.)
+QUALITY_COLUMNS = ("qual", "quality")
 #: header keywords that hold a barycentric (or heliocentric) correction, reported in the metadata
 BARYCENTRIC_KEYWORDS = ("BARYCORR", "BERV", "BCV", "BARYVEL", "BC", "VBARY", "BARY_RV", "HELIOCOR", "VHELIO",
-                        "HELIOVEL", "ESO DRS BERV", "ESO QC BERV", "ESO DRS BARYCORR")
+                        "HELIOVEL", "ESO DRS BERV", "ESO QC BERV", "ESO DRS BARYCORR", "SPECSYS")
 _ANGSTROM_ALIASES = {"a", "aa", "å", "angstrom", "angstroms", "angstroem", "ang"}
 
 
@@ -308,8 +313,11 @@ def _read_tables(path, primary, tables, normalise, wavelength_unit, medium) -> O
             cont = np.asarray(data[ccol], dtype=np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
                 flux, err = flux / cont, err / cont
+        qcol = pick_column(names, QUALITY_COLUMNS)
+        if qcol is not None:  # flagged pixels keep their values but get no uncertainty: masked
+            err = np.where(np.asarray(data[qcol]) != 0, np.nan, err)
         meta["columns"][number] = {"wavelength": wcol, "flux": fcol, "uncertainty": f"{ucol} ({ukind})",
-                                   "continuum": ccol if normalise else None}
+                                   "continuum": ccol if normalise else None, "quality": qcol}
         meta["barycentric_correction"].update(barycentric_cards((header,)))
         if wave.ndim == 2:  # one row per order: orders numbered by 1-based row
             meta["orders_are_table_rows"] = True

@@ -26,7 +26,7 @@ from .apstar import open_fits, spectrum_from_arrays
 from .apogee_grid import APOGEE_N_PIXELS
 from .apvisit import APVISIT_N_CHIPS, APVISIT_N_PIXELS, read_apogee_file
 from .mwm import is_mwm_file
-from .echelle_io import (FLUX_COLUMNS, UNCERTAINTY_COLUMNS, WAVELENGTH_COLUMNS, angstrom_per_unit,
+from .echelle_io import (FLUX_COLUMNS, QUALITY_COLUMNS, UNCERTAINTY_COLUMNS, WAVELENGTH_COLUMNS, angstrom_per_unit,
                          column_name_unit, convert_medium, infer_wavelength_unit, pick_column, stated_medium,
                          uncertainty_to_sigma)
 from .errors import SpectrumFileError
@@ -96,14 +96,22 @@ def _from_columns(path, cols: dict, hdu=None, units: dict | None = None, headers
     error = uncertainty_to_sigma(column(uname), ukind) if uname is not None else np.ones_like(flux)
     mname = pick_column(names, _MASK_NAMES)
     mask = column(mname, np.int64) if mname is not None else np.zeros(flux.size, np.int64)
-    if not (flux.size == wave.size == error.size == mask.size):
+    qname = pick_column(names, QUALITY_COLUMNS)  # ESO's QUAL: non-zero = bad pixel (ivar 0)
+    flagged = column(qname, np.int64) != 0 if qname is not None else np.zeros(flux.size, bool)
+    if not (flux.size == wave.size == error.size == mask.size == flagged.size):
         raise SpectrumFileError(path, f"columns of different lengths ({wave.size} wavelengths, {flux.size} fluxes)",
                                 hdu=hdu)
+    if flagged.any():
+        if on_bad_pixels == "raise":
+            raise SpectrumFileError(path, f"{int(flagged.sum())} pixels flagged bad by column {qname!r}", hdu=hdu)
+        error = np.where(flagged, np.nan, error)
     if not np.all(np.diff(wave[np.isfinite(wave)]) > 0):
         order = np.argsort(wave)
         wave, flux, error, mask = wave[order], flux[order], error[order], mask[order]
     meta = {"source": str(path), "has_uncertainty": uname is not None, "wavelength_unit": unit_name,
             "wavelength_unit_source": unit_source, "medium": medium}
+    if qname is not None:
+        meta["n_quality_flagged"] = int(flagged.sum())
     return spectrum_from_arrays(path, 0, wave, flux, error, mask, meta, on_bad_pixels, hdus=(hdu, hdu))
 
 
