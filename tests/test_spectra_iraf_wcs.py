@@ -195,3 +195,15 @@ def test_one_dimensional_iraf_spectra(tmp_path):
     s = read_spectrum(tmp_path / "order2.fits")
     assert len(s) == 80  # nw = 80 valid pixels of 100
     np.testing.assert_allclose(s.wavelength, 6000.0 + 0.1 * np.arange(80))
+
+
+def test_one_aperture_with_bands_is_a_1d_spectrum(tmp_path):
+    """apall on a long-slit frame: one aperture, 4 bands (NAXIS3 = 4, NAXIS2 = 1); read_spectrum reads band 1 with
+    the sigma band as its uncertainty, as read_echelle_fits does."""
+    truth, flux = _write_multispec(tmp_path / "one.fits", n_orders=1)
+    s = read_spectrum(tmp_path / "one.fits")
+    np.testing.assert_allclose(s.wavelength, truth[0], rtol=1e-12)
+    np.testing.assert_allclose(s.flux, flux)
+    np.testing.assert_allclose(s.ivar, 1 / 0.02 ** 2)
+    assert s.meta["has_uncertainty"] and not is_echelle_fits(tmp_path / "one.fits")
+    np.testing.assert_allclose(read_echelle_fits(tmp_path / "one.fits").wavelength, truth[0], rtol=1e-12)

@@ -30,7 +30,7 @@ from .echelle_io import (FLUX_COLUMNS, QUALITY_COLUMNS, UNCERTAINTY_COLUMNS, WAV
                          column_name_unit, convert_medium, infer_wavelength_unit, pick_column, stated_medium,
                          uncertainty_to_sigma)
 from .errors import SpectrumFileError
-from .iraf_wcs import iraf_system, linear_wavelengths, multispec_lines, stated_wavelength_unit
+from .iraf_wcs import band_roles, iraf_system, linear_wavelengths, multispec_lines, stated_wavelength_unit
 from .spectrum import Spectrum
 
 _WAVE_NAMES = WAVELENGTH_COLUMNS + ("loglam",)
@@ -278,18 +278,29 @@ def read_spectrum_fits(path: str | os.PathLike, hdu: int | None = None, waveleng
             if hdu is None:
                 _refuse_echelle(path, hdul)
             data = np.asarray(h.data, dtype=np.float64)
+            hdr = h.header
+            system = iraf_system(hdr)
+            columns = {}
+            if system and data.ndim in (2, 3) and data.shape[-2] == 1:  # one IRAF aperture, maybe with bands
+                bands = data.reshape(-1, data.shape[-1])
+                roles = band_roles(hdr, len(bands)) if data.ndim == 3 else {"flux": 0}
+                data = bands[roles["flux"]]
+                for role, name in (("sigma", "error"), ("variance", "variance")):
+                    if role in roles:
+                        columns[name] = bands[roles[role]]
+                        break
             if data.ndim != 1:
                 raise SpectrumFileError(path, f"image data of shape {data.shape} is not a 1-D spectrum "
                                               "(use a dedicated reader, e.g. apVisit or echelle)", hdu=index)
-            hdr = h.header
             try:  # a linear or log-linear axis, or one line of an IRAF multispec system
-                wave = (multispec_lines(hdr, 1, data.size, "")[0][0] if iraf_system(hdr) == "multispec"
+                wave = (multispec_lines(hdr, 1, data.size, "")[0][0] if system
                         else linear_wavelengths(hdr, data.size, ""))
             except ValueError as exc:
                 raise SpectrumFileError(path, str(exc).removeprefix(": "), hdu=index) from None
             ctype = str(hdr.get("CTYPE1", "")).upper()
             keep = np.isfinite(wave)  # a multispec line's pixels beyond its nw hold no data
-            return _from_columns(path, {"wavelength": wave[keep], "flux": data[keep]}, hdu=index,
+            columns = {"wavelength": wave[keep], "flux": data[keep], **{k: v[keep] for k, v in columns.items()}}
+            return _from_columns(path, columns, hdu=index,
                                  units={"wavelength": stated_wavelength_unit(hdr)[0]}, headers=(hdr, header0),
                                  stated="air" if ctype.startswith("AWAV") else None,
                                  wavelength_unit=wavelength_unit)
