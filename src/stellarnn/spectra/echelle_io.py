@@ -21,8 +21,8 @@ quantities and an optional ``.uncertainty``/``.mask``) or a FITS file (:func:`re
     bands ``BANDIDn`` of which the "sigma" band is the uncertainty), wavelengths from its WAT keywords
     (:mod:`stellarnn.spectra.iraf_wcs`: linear, log-linear, Chebyshev, Legendre, spline and table dispersions).
 
-  Wavelength units: the column's TUNIT (or CUNIT1, or an IRAF WAT1 ``units``) parsed with :mod:`astropy.units` (Angstrom, nm,
-  µm/micron, m …; ``A`` and ``AA`` are read as Angstrom, not Ampere), else the unit its name states
+  Wavelength units: the column's TUNIT (or CUNIT1, or an IRAF WAT1 ``units``) parsed with :mod:`astropy.units`
+  (Angstrom, nm, µm/micron, m …; ``A`` and ``AA`` are read as Angstrom, not Ampere), else the unit its name states
   (``wave_ang``, ``wavelength_nm``, ``wave_um``: :func:`column_name_unit`). Without a unit the unit is the
   caller's ``wavelength_unit`` or, failing that, inferred from the values (median 0.1–30: µm;
   100–2999: nm — the TelFit layout; 3000–300 000: Angstrom) and the inference is recorded in
@@ -354,15 +354,16 @@ def _read_image(path, primary, images, wavelength_unit, medium) -> ObservedSpect
     where = f"{path}: HDU {number}"
     data = np.asarray(hdu.data, dtype=np.float64)
     system = iraf_wcs.iraf_system(header)
-    band_err, bands = None, None
+    err, ukind, uname, bands = None, None, None, None
     if data.ndim == 3:  # IRAF bands: the extraction, raw extraction, sky, sigma ... (BANDIDn)
         roles = iraf_wcs.band_roles(header, data.shape[0])
         bands = {role: f"band {k + 1} ({str(header.get(f'BANDID{k + 1}', '')).strip() or 'no BANDID'})"
                  for role, k in roles.items()}
         flux = data[roles["flux"]]
-        if "sigma" in roles or "variance" in roles:
-            kind = "sigma" if "sigma" in roles else "var"
-            band_err = (uncertainty_to_sigma(data[roles["sigma" if kind == "sigma" else "variance"]], kind), kind)
+        for role, kind in (("sigma", "sigma"), ("variance", "var")):
+            if role in roles:
+                err, ukind, uname = uncertainty_to_sigma(data[roles[role]], kind), kind, bands[role]
+                break
     else:
         flux = data.reshape(-1, data.shape[-1])
     n_lines, n_pixels = flux.shape
@@ -386,10 +387,7 @@ def _read_image(path, primary, images, wavelength_unit, medium) -> ObservedSpect
     else:
         stated = stated_medium((header, primary))
     wave, result_medium = convert_medium(raw * factor, stated, medium)
-    if band_err is not None:
-        err, ukind, uname = band_err[0], band_err[1], bands["sigma" if band_err[1] == "sigma" else "variance"]
-    else:
-        err, ukind, uname = None, None, None
+    if bands is None:  # an uncertainty image of the same shape
         for i, h in images:
             kind = {"UNCERTAINTY": "sigma", "ERROR": "sigma", "SIGMA": "sigma", "ERR": "sigma", "IVAR": "ivar",
                     "VARIANCE": "var"}.get(str(h.header.get("EXTNAME", "")).upper())
