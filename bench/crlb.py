@@ -6,6 +6,10 @@ What any method can reach from the APOGEE pixels at a given S/N, star by star
 population (:mod:`stellarnn.synthesis.populations`) at S/N 50, 100 and 200, and at S/N 100 also
 
 * with a quadratic continuum per chip free (``with_continuum``),
+* without the H I Brackett cores (``snr_100_brackett_masked``): the pixels that networks trained with
+  ``--brackett-mask`` (the retrain of issue 19) never see, at each star's Teff
+  (:mod:`stellarnn.spectra.brackett_mask`); their bound, not the one with every pixel, is what such a network
+  can reach,
 * with the emulator's own error added to σ in quadrature (``with_emulator_error``: per population, the
   per-pixel rms of emulator minus PySME over that population's held-out spectra of ``--error-grid``).
 
@@ -98,10 +102,12 @@ def bounds_section(emu, labels: np.ndarray, names: list[str], model_error: dict 
     out = {"n_stars": int(len(labels)), "n_clipped": n_clipped}
     per_snr = {s: summarise(emulator_bounds(emu, labels, names, float(s)), labels, names) for s in SNRS}
     cont = summarise(emulator_bounds(emu, labels, names, 100.0, continuum_degree=2), labels, names)
+    masked = summarise(emulator_bounds(emu, labels, names, 100.0, brackett_masked=True), labels, names)
     result = {}
     for pop in POPULATIONS:
         result[pop] = {f"snr_{s}": per_snr[s][pop] for s in SNRS}
         result[pop]["snr_100_with_continuum"] = cont[pop]
+        result[pop]["snr_100_brackett_masked"] = masked[pop]
     if model_error:
         masks = population_masks(labels[:, 0], labels[:, 1], labels[:, 2])
         for pop in POPULATIONS:

@@ -273,10 +273,13 @@ def _crlb_by_population() -> tuple[dict, str]:
 def population_accuracy(methods: dict, truth: np.ndarray, masks: dict, crlb: dict, snr: int) -> dict:
     """Per population, per method, per label: :func:`_label_stats` over the population's spectra the method
     labelled, ``n_spectra``; for Teff, log g, [Fe/H] also ``ratio_to_median_crlb`` (robust scatter / the
-    population's median per-star bound at this S/N); ``fraction_at_bound`` where the method reports it."""
+    population's median per-star bound at this S/N) and, where crlb.json has it (S/N 100),
+    ``ratio_to_median_crlb_brackett_masked``: against the bound without the H I Brackett cores, the pixels a
+    network trained with ``--brackett-mask`` never sees; ``fraction_at_bound`` where the method reports it."""
     out = {}
     for pop, mask in masks.items():
         bound = (crlb.get(pop) or {}).get(f"snr_{snr}") or {}
+        masked = (crlb.get(pop) or {}).get(f"snr_{snr}_brackett_masked") or {}
         per_method = {}
         for name, m in methods.items():
             rows = mask & np.isfinite(m["pred"][:, 0])
@@ -288,6 +291,8 @@ def population_accuracy(methods: dict, truth: np.ndarray, masks: dict, crlb: dic
                     st = _label_stats(m["pred"][rows, j], truth[rows, j], err)
                     if lab in CRLB_LABELS and bound.get(lab):
                         st["ratio_to_median_crlb"] = st["robust_scatter"] / bound[lab]
+                    if lab in CRLB_LABELS and masked.get(lab):  # the bound without the Brackett cores
+                        st["ratio_to_median_crlb_brackett_masked"] = st["robust_scatter"] / masked[lab]
                     if m.get("at_bound") is not None:
                         st["fraction_at_bound"] = float(m["at_bound"][rows, j].mean())
                     entry[lab] = st

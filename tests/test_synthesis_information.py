@@ -81,3 +81,25 @@ def test_continuum_basis_is_per_chip():
     np.testing.assert_array_equal(basis[blue, 0], 1.0)
     np.testing.assert_array_equal(basis[~blue, 0], 0.0)
     assert np.abs(basis[blue, 1]).max() == 1.0
+
+
+def test_brackett_masked_bounds_are_the_bounds_without_those_pixels():
+    """The bound of a network that never sees the Brackett cores: the masked pixels carry no information, so
+    the bound equals the one on the remaining pixels, the wide windows count for a cool star only, and it is
+    never below the bound with every pixel."""
+    from stellarnn.spectra.apogee_grid import apogee_wavelength
+    from stellarnn.spectra.brackett_mask import brackett_mask
+
+    emu = _emulator()
+    labels = np.array([[4500.0, 2.0, 0.0, 1.5], [6500.0, 4.2, -0.3, 1.2]])
+    names = ["teff", "logg", "m_h", "v_micro"]
+    pix = kept_pixel_index()
+    masked = emulator_bounds(emu, labels, names, 100.0, brackett_masked=True)
+    full = emulator_bounds(emu, labels, names, 100.0)
+    for k, teff in enumerate(labels[:, 0]):
+        keep = pix[~brackett_mask(apogee_wavelength()[pix], teff)]
+        own = emulator_bounds(emu, labels[k:k + 1], names, 100.0, pixels=keep)
+        np.testing.assert_allclose(masked.sigma[k], own.sigma[0], rtol=1e-5)  # float32 Jacobians
+    assert np.all(masked.sigma >= full.sigma * (1 - 1e-12))
+    cool, hot = (brackett_mask(apogee_wavelength()[pix], t).sum() for t in labels[:, 0])
+    assert cool > hot > 0  # the wide windows below 5500 K

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..spectra.apogee_grid import APOGEE_CHIP_SLICES, kept_pixel_index
+from ..spectra.apogee_grid import APOGEE_CHIP_SLICES, apogee_wavelength, kept_pixel_index
+from ..spectra.brackett_mask import brackett_mask
 from .fitter import doppler_shift
 
 #: km/s per unit of the RV parameter in the Jacobian (any scale gives the same bound in km/s)
@@ -108,9 +109,18 @@ def fisher_bounds(jacobian: np.ndarray, sigma: np.ndarray, names: list[str], flu
 
 def emulator_bounds(emulator, labels: np.ndarray, label_names: list[str], snr: float,
                     model_error: np.ndarray | float | None = None, pixels: np.ndarray | None = None,
-                    continuum_degree: int | None = None, batch: int = 64) -> InformationBound:
-    """Per-star bounds with the emulator as the model: σ_p = sqrt(1/SNR² + model_error²), all labels + RV free."""
+                    continuum_degree: int | None = None, batch: int = 64,
+                    brackett_masked: bool = False) -> InformationBound:
+    """Per-star bounds with the emulator as the model: σ_p = sqrt(1/SNR² + model_error²), all labels + RV free.
+
+    ``brackett_masked``: without the H I Brackett cores that networks trained with the mask never see
+    (:func:`~stellarnn.spectra.brackett_mask.brackett_mask` at each star's Teff, the first label): those pixels
+    get σ = ∞, i.e. no information.
+    """
     pixels = kept_pixel_index() if pixels is None else np.asarray(pixels)
+    masked = None
+    if brackett_masked:
+        masked = brackett_mask(apogee_wavelength()[pixels], np.asarray(labels, dtype=np.float64)[:, 0])
     parts = []
     for i in range(0, len(labels), batch):
         flux, jac = model_jacobian(emulator, labels[i:i + batch], pixels)
@@ -118,6 +128,8 @@ def emulator_bounds(emulator, labels: np.ndarray, label_names: list[str], snr: f
         if model_error is not None:
             me = np.asarray(model_error, dtype=np.float64)
             sig = np.sqrt(sig ** 2 + (me[i:i + batch] if me.ndim == 2 else me) ** 2)
+        if masked is not None:
+            sig = np.where(masked[i:i + batch], np.inf, sig)
         parts.append(fisher_bounds(jac, sig, list(label_names) + ["rv"], flux, pixels, continuum_degree))
     return InformationBound(parts[0].names, np.concatenate([p.sigma for p in parts]),
                             np.concatenate([p.fisher for p in parts]))
