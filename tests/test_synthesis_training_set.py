@@ -5,7 +5,7 @@ import torch
 from stellarnn.spectra import APOGEE_BAD_PIXEL_MASK, apogee_continuum
 from stellarnn.synthesis.emulator import PayneEmulator
 from stellarnn.synthesis.grid_builder import LABEL_NAMES, LabelPrior
-from stellarnn.synthesis.training_set import APSTAR_DATA_RANGES, generate_training_set
+from stellarnn.synthesis.training_set import APSTAR_DATA_RANGES, generate_training_set, noise_free_emulated
 
 
 def _emulator():
@@ -141,3 +141,18 @@ def test_emulator_gate_drops_populations_above_threshold():
     assert not in_populations(off_population, names, POPULATIONS).any()
     with pytest.raises(ValueError, match="labels"):
         emulator_population_gate(m, {"labels": lab[:, :21], "flux": flux})
+
+
+def test_noise_free_emulated_spectra_for_fresh_noise():
+    """The emulator's normalised flux times its relative continuum (median 1), in chunks, as the grids' pool."""
+    emu = _emulator()
+    rng = np.random.default_rng(3)
+    labels = np.column_stack([rng.uniform(4000, 6000, 5), rng.uniform(1, 4, 5), rng.uniform(-1, 0, 5),
+                              np.full(5, 1.2), np.zeros((5, len(LABEL_NAMES) - 4))])
+    out = noise_free_emulated(emu, labels, chunk=2)
+    assert out["flux"].shape == out["continuum"].shape == (5, 8575) and out["flux"].dtype == np.float32
+    np.testing.assert_allclose(np.median(out["continuum"], axis=1), 1.0, rtol=1e-6)
+    with torch.inference_mode():
+        norm = emu(torch.as_tensor(labels, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(out["flux"] / out["continuum"], norm, rtol=1e-5)
+    assert noise_free_emulated(emu, labels[:0])["flux"].shape == (0, 8575)

@@ -79,11 +79,16 @@ def _grid_prior(grid_dir):
 
 
 def _add_emulated(data: dict, args) -> dict:
-    """Append emulator spectra (bad pixels, chip gaps) to grid observations.
+    """Append emulator spectra to grid observations.
 
     ``args.emulated`` label sets are drawn from the first grid's prior; with ``--gate-grid`` only the
     stars of the populations where the emulator's held-out error is <= ``--gate-sigma`` (S/N-100 sigma)
-    are kept (:func:`~stellarnn.synthesis.training_set.emulator_population_gate`).
+    are kept (:func:`~stellarnn.synthesis.training_set.emulator_population_gate`).  With ``--fresh-noise`` they
+    join the grid's noise-free pool and get new noise every epoch too
+    (:func:`~stellarnn.synthesis.training_set.noise_free_emulated`): a fixed noise realisation of each is
+    something a network can learn by heart (the first retrained AstroNN, with 19,005 of them observed once, was
+    best at epoch 6 and early-stopped at epoch 15 while its validation loss rose).  Without ``--fresh-noise``
+    they are observed once (bad-pixel clusters, chip gaps, S/N in ``--snr-range``).
     """
     import numpy as np
 
@@ -109,6 +114,24 @@ def _add_emulated(data: dict, args) -> dict:
         print(f"emulator gate ({args.gate_grid}, <= {args.gate_sigma:g} sigma): populations used "
               f"{', '.join(gate['allowed']) or 'none'}; skipped {', '.join(gate['skipped']) or 'none'}; "
               f"{len(drawn)} of {args.emulated} emulator spectra kept", file=sys.stderr)
+    def provenance(what: str, how: str) -> dict:
+        return {"training_data": data["provenance"]["training_data"]
+                + f" + {what} ({args.emulator}, labels from the prior of {args.grid[0]}"
+                  f"{', populations ' + '/'.join(gate['allowed']) if gate else ''}{how}; seed {args.seed + 1000})",
+                "emulator_sha256": file_sha256(args.emulator), "emulator_gate": gate}
+
+    if data.get("fresh") is not None:  # fresh-noise training: noise-free emulator spectra join the grid's pool
+        from ..synthesis.training_set import noise_free_emulated
+
+        emulated = noise_free_emulated(emulator, drawn)
+        fresh = data["fresh"]
+        out = dict(data)
+        out["fresh"] = {"flux": np.concatenate([fresh["flux"], emulated["flux"]]),
+                        "continuum": np.concatenate([fresh["continuum"], emulated["continuum"]]),
+                        "labels": np.concatenate([fresh["labels"], grid_labels_to_astronn(drawn, names)])}
+        out["provenance"] = provenance(f"{len(drawn)} noise-free emulator spectra with fresh noise every epoch as well",
+                                       "")
+        return out
     snr_range = tuple(args.snr_range) if args.snr_range else (30.0, 300.0)
     fluxes, ivars, bitmasks, labels = [], [], [], []
     chunk = 2000  # generated in chunks and kept as float32: 20,000 spectra stay ~2 GB
@@ -134,12 +157,8 @@ def _add_emulated(data: dict, args) -> dict:
     out["ivar"] = np.concatenate([data["ivar"].astype(np.float32), ivar])
     out["bitmask"] = bitmask
     out["labels"] = np.concatenate([data["labels"]] + labels)
-    out["provenance"] = {"training_data": data["provenance"]["training_data"]
-                         + f" + {len(flux)} emulator spectra ({args.emulator}, labels from the prior of {args.grid[0]}"
-                           f"{', populations ' + '/'.join(gate['allowed']) if gate else ''}, S/N "
-                           f"{snr_range[0]:g}-{snr_range[1]:g} log-uniform, bad-pixel clusters, chip gaps; "
-                           f"seed {args.seed + 1000})",
-                         "emulator_sha256": file_sha256(args.emulator), "emulator_gate": gate}
+    out["provenance"] = provenance(f"{len(flux)} emulator spectra", f", S/N {snr_range[0]:g}-{snr_range[1]:g} "
+                                                                   "log-uniform, bad-pixel clusters, chip gaps")
     return out
 
 

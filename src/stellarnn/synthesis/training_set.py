@@ -64,6 +64,31 @@ def upsample_continuum(relative: np.ndarray, step: int, n_pixels: int = APOGEE_N
 
 
 @torch.inference_mode()
+def noise_free_emulated(emulator, labels: np.ndarray, continuum_step: int = 10, chunk: int = 2000) -> dict:
+    """Noise-free emulated spectra in the layout of :func:`stellarnn.labels.astronn.training.noise_free_observations`:
+    ``flux`` = normalised flux x relative continuum and ``continuum`` (median 1), (n, 8575) float32, for training
+    with fresh noise every epoch (:class:`FreshNoiseDataset`) like the grid's own spectra.
+
+    The relative continuum is the emulator's (its ``continuum`` head, stored every ``continuum_step`` pixels as
+    the grids store theirs).
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    fluxes, continua = [], []
+    for start in range(0, len(labels), chunk):
+        lab = torch.as_tensor(labels[start:start + chunk], dtype=torch.float32)
+        norm = emulator(lab).numpy().astype(np.float32)
+        rel, _ = emulator.continuum(lab)
+        cont = upsample_continuum(rel.numpy(), continuum_step).astype(np.float32)
+        cont /= np.median(cont, axis=1, keepdims=True)
+        fluxes.append(norm * cont)
+        continua.append(cont)
+    if not fluxes:
+        empty = np.empty((0, APOGEE_N_PIXELS), dtype=np.float32)
+        return {"flux": empty, "continuum": empty.copy()}
+    return {"flux": np.concatenate(fluxes), "continuum": np.concatenate(continua)}
+
+
+@torch.inference_mode()
 def generate_training_set(emulator, n_stars: int, seed: int = 0, snr_range=(30.0, 300.0), n_visits: int = 1,
                           prior: LabelPrior | None = None, labels: np.ndarray | None = None,
                           continuum_step: int = 10, bad_pixel_fraction: float = 0.01,
