@@ -85,10 +85,9 @@ def _add_emulated(data: dict, args) -> dict:
     stars of the populations where the emulator's held-out error is <= ``--gate-sigma`` (S/N-100 sigma)
     are kept (:func:`~stellarnn.synthesis.training_set.emulator_population_gate`).  With ``--fresh-noise`` they
     join the grid's noise-free pool and get new noise every epoch too
-    (:func:`~stellarnn.synthesis.training_set.noise_free_emulated`): a fixed noise realisation of each is
-    something a network can learn by heart (the first retrained AstroNN, with 19,005 of them observed once, was
-    best at epoch 6 and early-stopped at epoch 15 while its validation loss rose).  Without ``--fresh-noise``
-    they are observed once (bad-pixel clusters, chip gaps, S/N in ``--snr-range``).
+    (:func:`~stellarnn.synthesis.training_set.noise_free_emulated`), so that no fixed noise realisation can be
+    learnt by heart.  Without ``--fresh-noise`` they are observed once (bad-pixel clusters, chip gaps, S/N in
+    ``--snr-range``).
     """
     import numpy as np
 
