@@ -113,6 +113,7 @@ def _add_emulated(data: dict, args) -> dict:
         print(f"emulator gate ({args.gate_grid}, <= {args.gate_sigma:g} sigma): populations used "
               f"{', '.join(gate['allowed']) or 'none'}; skipped {', '.join(gate['skipped']) or 'none'}; "
               f"{len(drawn)} of {args.emulated} emulator spectra kept", file=sys.stderr)
+
     def provenance(what: str, how: str) -> dict:
         return {"training_data": data["provenance"]["training_data"]
                 + f" + {what} ({args.emulator}, labels from the prior of {args.grid[0]}"

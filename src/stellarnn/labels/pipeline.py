@@ -161,7 +161,7 @@ def inference_autocast(precision: str, device):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
 
 
-#: the information / out-of-distribution columns both pipelines add to every row
+#: the population column both pipelines add to every row
 POPULATION_FIELD: dict[str, FieldInfo] = {
     "population": FieldInfo("", "Population of the predicted teff, logg, fe_h: giants, metal_poor_giants, warm_giants, "
                                 "dwarfs, m_dwarfs or hot (edges: stellarnn.synthesis.populations), empty for none or "
@@ -170,6 +170,7 @@ POPULATION_FIELD: dict[str, FieldInfo] = {
 }
 
 
+#: the information / out-of-distribution columns both pipelines add to every row
 QUALITY_FIELDS: dict[str, FieldInfo] = {
     "good_fraction_blue": FieldInfo("", "Fraction of good pixels (finite flux, ivar > 0, no bad PIXMASK bit) "
                                         "on the blue chip (apStar pixels 246-3274)"),
