@@ -48,8 +48,8 @@
 #   environment: RETRAIN_STATE, SLICE_SECONDS, CONTINUE_LR_FACTOR, STOP_AT (the session's end, e.g. "23:50 UTC":
 #   no training slice runs past it; scripts/train_slices.sh), APOGEENET_SIZE (medium|small|full), EMU_HIDDEN,
 #   EMULATED (label sets drawn, default 60000: with --fresh-noise they are noise-free and get new noise every epoch,
-#   ~57,000 pass the gate; ~12 GB of memory in training), NET_SECONDS (AstroNN's training budget, summed over its slices, default
-#   14400), APOGEENET_SECONDS (default 28800: medium's 40 epochs ~2.7 h in bench/apogeenet_sizes.py), EMU_SECONDS
+#   ~57,000 pass the gate; ~12 GB of memory in training), NET_SECONDS (AstroNN's training budget, summed over its
+#   slices, default 14400), APOGEENET_SECONDS (default 28800: medium's 40 epochs ~2.7 h in bench/apogeenet_sizes.py), EMU_SECONDS
 #   (default 18000), THREADS (2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
