@@ -41,11 +41,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (TrainConfig.grad_clip)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default=None, help="output name (default beta<beta>_lr<lr>)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tag = args.tag or f"beta{args.beta:g}_lr{args.lr:g}"
+    tag = args.tag or f"beta{args.beta:g}_lr{args.lr:g}" + (f"_clip{args.grad_clip:g}" if args.grad_clip else "")
     data_args = argparse.Namespace(grid=[args.grid], fresh_noise=True, snr_range=[30, 500], emulated=args.emulated,
                                    emulator=args.emulator, gate_grid=None, gate_sigma=0.3, seed=0, spectra=None,
                                    labels=None)
@@ -73,7 +74,8 @@ def main() -> None:
         return evaluate(self, val_data)
 
     Trainer.evaluate = evaluate_per_label
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0, progress=False)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0, progress=False,
+                         grad_clip=args.grad_clip)
     t0 = time.perf_counter()
     empty = np.empty((0, 8575), np.float32)
     _, metrics = train_astronn(empty, np.empty((0, len(OUTPUT_LABELS))), Path("/tmp") / f"astronn_curves_{tag}.pt",
