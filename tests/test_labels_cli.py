@@ -247,7 +247,8 @@ def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
     out = tmp_path / "ann.pt"
     args = ["train", "astronn", "--grid", str(tmp_path / "grid"), "--fresh-noise", "--snr-range", "30", "500",
             "--emulated", "40", "--emulator", str(ew), "--gate-grid", str(tmp_path / "grid"), "--epochs", "2",
-            "--early-stop", "3", "--batch-size", "8", "-o", str(out), "-q", "--val-fraction", "0.25"]
+            "--early-stop", "3", "--batch-size", "8", "-o", str(out), "-q", "--val-fraction", "0.25",
+            "--grad-clip", "1.0"]
     # every population's error is far below 1e6 sigma: the populations of the held-out grid are used, the others not
     assert main(args + ["--gate-sigma", "1e6"]) == 0
     prov = read_checkpoint(out)["provenance"]
@@ -269,3 +270,14 @@ def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
     assert main(["train", "astronn", "--fresh-noise", "--spectra", "x*.fits", "--labels", "t.fits",
                  "-o", str(tmp_path / "x.pt")]) == 1
     assert "--fresh-noise needs --grid" in capsys.readouterr().err
+
+
+def test_train_config_takes_the_gradient_clip():
+    import argparse
+
+    from stellarnn.labels.cli import _train_config
+
+    base = dict(pipeline="astronn", lr=None, epochs=3, batch_size=8, plateau_patience=4, max_seconds=None, seed=0,
+                quiet=True, early_stop=None)
+    assert _train_config(argparse.Namespace(**base, grad_clip=1.0)).grad_clip == 1.0
+    assert _train_config(argparse.Namespace(**base, grad_clip=None)).grad_clip is None

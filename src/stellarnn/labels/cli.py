@@ -23,7 +23,8 @@ def _train_config(args):
     lr = args.lr if args.lr is not None else (5e-4 if args.pipeline == "astronn" else 1e-3)
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, plateau_patience=args.plateau_patience,
                        max_seconds=args.max_seconds, seed=args.seed, progress=not args.quiet,
-                       early_stop_patience=getattr(args, "early_stop", None))
+                       early_stop_patience=getattr(args, "early_stop", None),
+                       grad_clip=getattr(args, "grad_clip", None))
 
 
 def _training_arrays(args) -> dict:
@@ -510,6 +511,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--early-stop", type=positive_int, default=None, metavar="N",
                        help="stop after N epochs without a better validation score (best weights kept)")
         q.add_argument("--max-seconds", type=float, default=None, help="stop after this wall time (best kept)")
+        q.add_argument("--grad-clip", type=float, default=None, metavar="NORM",
+                       help="clip the gradient norm to NORM (AstroNN's first dense layer dies without it under "
+                            "beta-NLL: bench/astronn_dead_units.py)")
         q.add_argument("--val-fraction", type=float, default=0.1)
         q.add_argument("--resume", help="resume file: written every epoch, picked up if present")
         q.add_argument("--seed", type=int, default=0)
