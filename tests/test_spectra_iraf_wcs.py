@@ -104,6 +104,10 @@ def test_bad_attributes_are_refused_with_the_reason():
         dispersion_function([1, 1, 2, 0, 0, 200, 0, 0, 0, 1.0, 0.0, 9, 1], P)
     with pytest.raises(ValueError, match="the attribute ends after"):
         dispersion_function([1, 1, 2, 0, 0, 200, 0, 0, 0, 1.0, 0.0, 2, 4, 1.0, 200.0, 5000.0], P)
+    with pytest.raises(ValueError, match="range pmin 200 >= pmax 200"):  # not NaN wavelengths, silently dropped
+        dispersion_function([1, 1, 2, 0, 0, 200, 0, 0, 0, 1.0, 0.0, 2, 2, 200.0, 200.0, 5000.0, 1.0], P)
+    with pytest.raises(ValueError, match="a spline of 0 pieces"):
+        dispersion_function([1, 1, 2, 0, 0, 200, 0, 0, 0, 1.0, 0.0, 4, 0, 1.0, 200.0, 5000.0], P)
     with pytest.raises(ValueError, match="without a function"):
         dispersion_function([1, 1, 2, 0, 0, 200, 0, 0, 0], P)
 

@@ -99,6 +99,11 @@ def _take(fields: list[float], start: int, count: int, what: str) -> list[float]
     return fields[start:start + count]
 
 
+def _check_range(pmin: float, pmax: float, what: str) -> None:
+    if not pmax > pmin:  # the normalised coordinate divides by pmax - pmin
+        raise ValueError(f"{what}: dispersion function range pmin {pmin:g} >= pmax {pmax:g}")
+
+
 def dispersion_function(fields: list[float], p: np.ndarray, what: str = "spec") -> np.ndarray:
     """Wavelengths at physical pixels ``p`` of one multispec attribute's numeric fields (module docstring)."""
     _, _, dtype, w1, dw, nw, z = _take(fields, 0, 7, what)
@@ -115,6 +120,7 @@ def dispersion_function(fields: list[float], p: np.ndarray, what: str = "spec") 
             i += 3
             if ftype in (1, 2):  # Chebyshev, Legendre: order pmin pmax c_1 .. c_order
                 order, pmin, pmax = _take(fields, i, 3, what)
+                _check_range(pmin, pmax, what)
                 coefficients = _take(fields, i + 3, int(order), what)
                 i += 3 + int(order)
                 n = (p - (pmax + pmin) / 2.0) / ((pmax - pmin) / 2.0)
@@ -122,7 +128,10 @@ def dispersion_function(fields: list[float], p: np.ndarray, what: str = "spec") 
                 value = series(n, coefficients)
             elif ftype in (3, 4):  # cubic, linear spline: npieces pmin pmax c_0 .. c_(npieces + 2 or 0)
                 npieces, pmin, pmax = _take(fields, i, 3, what)
+                _check_range(pmin, pmax, what)
                 npieces = int(npieces)
+                if npieces < 1:
+                    raise ValueError(f"{what}: a spline of {npieces} pieces")
                 coefficients = np.asarray(_take(fields, i + 3, npieces + (3 if ftype == 3 else 1), what))
                 i += 3 + coefficients.size
                 s = (p - pmin) / (pmax - pmin) * npieces
