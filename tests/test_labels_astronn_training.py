@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from stellarnn.labels.astronn.network import OUTPUT_LABELS
-from stellarnn.labels.astronn.training import (grid_labels_to_astronn, robust_scatter, synthetic_observations,
-                                               train_astronn)
+from stellarnn.labels.astronn.training import (grid_labels_to_astronn, robust_scatter, robust_value_scatter,
+                                               synthetic_observations, train_astronn)
 from stellarnn.labels.pipeline import get_pipeline
 from stellarnn.spectra import Spectrum, apogee_wavelength
 from stellarnn.synthesis.grid_builder import LABEL_NAMES
@@ -76,6 +76,38 @@ def test_robust_scatter():
     x = np.random.default_rng(0).normal(0, 2.0, (20000, 1))
     x[:100] = 1e6
     assert robust_scatter(x)[0] == pytest.approx(2.0, rel=0.05)
+
+
+def test_robust_value_scatter_is_the_geometric_mean_of_per_label_robust_scatters():
+    rng = np.random.default_rng(0)
+    n = 4000
+    truth = torch.as_tensor(rng.normal(0, 1, (n, 3)))
+    noise = torch.as_tensor(rng.normal(0, 1, (n, 3)) * np.array([0.05, 0.5, 0.2]))
+    noise[:40, 0] = 1e3  # 1 % wild outliers in the first label: the mean squared error would be ~1e4
+    truth[::2, 2] = -9999.0  # a label missing on half of the rows
+
+    class Echo(torch.nn.Module):  # returns the prediction carried in the input
+        def forward(self, x):
+            return x, torch.zeros_like(x)
+
+    batches = [(truth[a:a + 500] + noise[a:a + 500], truth[a:a + 500], truth[a:a + 500])
+               for a in range(0, n, 500)]
+    got = robust_value_scatter(Echo(), batches)
+    assert got == pytest.approx((0.05 * 0.5 * 0.2) ** (1 / 3), rel=0.05)
+    with pytest.raises(ValueError, match="no label"):
+        robust_value_scatter(Echo(), [(truth[:4], torch.full((4, 3), -9999.0), truth[:4])])
+
+
+def test_select_robust_records_its_criterion(tmp_path):
+    torch.manual_seed(0)
+    obs = synthetic_observations(fake_grid(30), snr=200, seed=0)
+    labels = grid_labels_to_astronn(obs["labels"], obs["label_names"])
+    _, metrics = train_astronn(obs["flux"], labels, tmp_path / "ann.pt", ivar=obs["ivar"], val_fraction=0.2,
+                               hyperparameters=NARROW, eval_passes=2, select="robust",
+                               config=TrainConfig(epochs=2, batch_size=8, lr=3e-3, progress=False))
+    assert metrics["selection"] == "robust_scatter_geomean" and 0 < metrics["best_val_loss"] < 10
+    with pytest.raises(ValueError, match="select must be"):
+        train_astronn(obs["flux"], labels, tmp_path / "x.pt", ivar=obs["ivar"], select="median")
 
 
 def test_brackett_mask_in_training_inputs_and_checkpoint(tmp_path):

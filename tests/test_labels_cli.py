@@ -209,7 +209,7 @@ def test_cli_defaults_come_from_the_training_function():
     sig = inspect.signature(train_astronn).parameters
     args = build_parser().parse_args(["train", "astronn", "--grid", "g", "-o", "x.pt"])
     assert args.loss_beta == sig["loss_beta"].default
-    assert (args.select == "values") == sig["select_on_values"].default
+    assert args.select == sig["select"].default == "values"
 
 
 def test_brackett_mask_option_reaches_training_and_run(apstar_dir, tmp_path, monkeypatch):

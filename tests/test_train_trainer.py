@@ -94,6 +94,36 @@ def test_val_fn_selects_the_best_weights_instead_of_the_loss():
     assert hist.best_epoch == 0 and hist.val_loss == [1.0, 2.0, 3.0, 4.0]
 
 
+def test_val_metric_scores_the_whole_validation_set_at_once():
+    import torch
+
+    from stellarnn.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    x = torch.randn(50, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    model = torch.nn.Linear(3, 1)
+    calls = []
+
+    def loss_fn(m, b):
+        return ((m(b[0]) - b[1]) ** 2).mean()
+
+    def median_abs(m, batches):  # not a mean over batches: needs every residual at once
+        assert not m.training and not torch.is_grad_enabled()
+        res = torch.cat([(m(xb) - yb).abs() for xb, yb in batches])
+        calls.append(len(res))
+        return float(res.median())
+
+    hist = Trainer(model, loss_fn, TrainConfig(epochs=3, batch_size=16, lr=1e-2, progress=False),
+                   val_metric=median_abs).fit((x, y), (x[:40], y[:40]))
+    assert calls == [40, 40, 40]  # one call per epoch, all 40 validation rows over three batches of 16
+    with torch.no_grad():
+        final = float((model(x[:40]) - y[:40]).abs().median())
+    assert hist.val_loss[hist.best_epoch] == pytest.approx(final) == hist.best_val
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(model, loss_fn, val_fn=loss_fn, val_metric=median_abs)
+
+
 def test_cosine_schedule_anneals_to_the_floor_and_resumes(tmp_path):
     cfg = dict(epochs=20, batch_size=64, lr=0.01, schedule="cosine", min_lr=1e-4, progress=False)
     torch.manual_seed(0)

@@ -202,7 +202,7 @@ def cmd_train(args) -> int:
         _, metrics = train_astronn(data["flux"], data["labels"], args.out, ivar=data["ivar"], bitmask=data["bitmask"],
                                    label_errors=data["errors"], val_fraction=args.val_fraction, config=config,
                                    resume_path=args.resume, provenance=provenance, seed=args.seed,
-                                   loss_beta=args.loss_beta, select_on_values=args.select == "values",
+                                   loss_beta=args.loss_beta, select=args.select,
                                    init_from=args.init, brackett_mask=brackett_mask, fresh=data.get("fresh"),
                                    snr_range=args.snr_range)
     else:
@@ -344,7 +344,7 @@ def _train_astronn_defaults() -> dict:
     from .astronn.training import train_astronn
 
     sig = inspect.signature(train_astronn)
-    return {k: sig.parameters[k].default for k in ("loss_beta", "select_on_values")}
+    return {k: sig.parameters[k].default for k in ("loss_beta", "select")}
 
 
 def _write_table(rows, fields, path: Path) -> None:
@@ -535,9 +535,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--loss-beta", type=float, default=_train_astronn_defaults()["loss_beta"],
                            help="beta-NLL exponent (Seitzer et al. 2022); 0 is the published AstroNN loss, "
                                 "which can stall Teff/log g by inflating their predicted variance (default 0.5)")
-            q.add_argument("--select", choices=("values", "loss"),
-                           default="values" if _train_astronn_defaults()["select_on_values"] else "loss",
-                           help="best epoch by validation MSE of the values (default) or by the loss")
+            q.add_argument("--select", choices=("values", "robust", "loss"), default=_train_astronn_defaults()["select"],
+                           help="best epoch (and learning-rate schedule) by the validation MSE of the values "
+                                "(default), by the geometric mean of each label's robust scatter (robust) or by "
+                                "the loss")
 
     q = s.add_parser("calibrate-noise", help="calibrate and store a checkpoint's noise model on repeat pairs "
                                              "(and a labelled grid)",

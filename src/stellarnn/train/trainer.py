@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -148,18 +148,25 @@ class Trainer:
     ``batch`` is whatever the data loader yields (a tuple of tensors already moved to the device).
     ``val_fn(model, batch)``, when given, is the validation criterion that selects the best weights
     and drives the learning-rate schedule instead of the loss (e.g. the error of the predicted
-    values when the loss also scores predicted variances).
+    values when the loss also scores predicted variances); it is averaged over batches, weighted by
+    their size.  ``val_metric(model, batches)``, when given instead, scores the whole validation set
+    at once (``batches`` yields every batch, on the device, in eval mode and without gradients), for
+    criteria that are not means over spectra, such as a robust scatter.
     A training ``Dataset`` with a ``set_epoch(epoch)`` method has it called at the start of every
     epoch (e.g. :class:`stellarnn.synthesis.training_set.FreshNoiseDataset`, new noise each epoch).
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Sequence[torch.Tensor]], torch.Tensor],
                  config: TrainConfig | None = None, resume_path: str | os.PathLike | None = None,
-                 val_fn: Callable[[torch.nn.Module, Sequence[torch.Tensor]], torch.Tensor] | None = None):
+                 val_fn: Callable[[torch.nn.Module, Sequence[torch.Tensor]], torch.Tensor] | None = None,
+                 val_metric: Callable[[torch.nn.Module, Iterable[Sequence[torch.Tensor]]], float] | None = None):
+        if val_fn is not None and val_metric is not None:
+            raise ValueError("give val_fn (a mean over batches) or val_metric (the whole validation set), not both")
         self.model = model
         self.loss_fn = loss_fn
         # what selects the best weights and drives the learning-rate schedule (default: the loss)
         self.val_fn = val_fn or loss_fn
+        self.val_metric = val_metric
         self.config = config or TrainConfig()
         self.device = pick_device(self.config.device)
         self.resume_path = Path(resume_path) if resume_path else None
@@ -176,6 +183,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, data) -> float:
         self.model.eval()
+        if self.val_metric is not None:
+            return float(self.val_metric(self.model, (self._move(b) for b in self._loader(data, shuffle=False))))
         total, count = 0.0, 0
         for batch in self._loader(data, shuffle=False):
             batch = self._move(batch)
