@@ -109,9 +109,11 @@ train_step emulator "$EMU_SECONDS" "$EMU" 1e-3 $S emulator train --grid $TRAIN -
 
 COMMON=(--grid $TRAIN --fresh-noise --snr-range 30 500 --brackett-mask --emulated "$EMULATED" --emulator "$EMU"
         --gate-grid $TEST --gate-sigma 0.3 --early-stop 8 --plateau-patience 3 --threads "$THREADS" --manifest -q)
-# --grad-clip 1: without it the first dense layer dies under beta-NLL (retrain/v4/attempts/README.md)
+# --grad-clip 1: without it the first dense layer dies under beta-NLL (retrain/v4/attempts/README.md); the network
+# starts from the published initialisation (zero biases: stellarnn.labels.astronn.network); --select robust: the
+# epoch with the lowest geometric mean of the labels' robust scatters, not the pooled z-MSE that outliers dominate
 train_step astronn "$NET_SECONDS" "$W/astronn/astronn.pt" 5e-4 $S train astronn "${COMMON[@]}" --epochs 100 \
-    --batch-size 64 --loss-beta 0.5 --select values --grad-clip 1
+    --batch-size 64 --loss-beta 0.5 --select robust --grad-clip 1
 train_step apogeenet "$APOGEENET_SECONDS" "$W/apogeenet/apogeenet.pt" 1e-3 $S train apogeenet "${COMMON[@]}" \
     --size "$APOGEENET_SIZE" --epochs 100 --batch-size 32
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from stellarnn.labels.astronn.network import OUTPUT_LABELS, ApogeeBCNNCensored, MaxNormLinear, build_astronn
+from stellarnn.spectra import APOGEE_N_KEPT
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +193,37 @@ def test_shared_masks_keep_each_spectrum_distribution():
     assert (sd > 0).all()
     assert ((shared.mean(1) - indep.mean(1)).abs() < 5 * sd * (2 / n) ** 0.5 + 1e-6).all()
     assert ((shared.std(1) / sd - 1).abs() < 0.15).all()
+
+
+def test_published_initialisation_keeps_the_trunk_alive():
+    """Zero biases and N(0, 0.05^2) kernels (astroNN's Keras network); the dense trunk sees star-to-star variation."""
+    torch.manual_seed(0)
+    net, _ = build_astronn()
+    hidden = [net.conv1, net.conv2, net.dense1, net.dense2, net.aux, *net.branch_in, *net.branch_hidden]
+    heads = [net.trunk_value, net.trunk_log_var, *net.branch_value, *net.branch_log_var]
+    for layer in hidden + heads:
+        assert float(layer.bias.abs().max()) == 0.0
+    assert float(net.dense1.weight.std()) == pytest.approx(0.05, rel=0.01)
+    for layer in heads:  # Glorot-uniform: |w| <= sqrt(6 / (fan_in + fan_out))
+        fan_out, fan_in = layer.weight.shape
+        assert float(layer.weight.abs().max()) <= (6 / (fan_in + fan_out)) ** 0.5
+    # inputs like the network's: flux minus the training mean, a few per cent
+    x = 0.04 * torch.randn(64, APOGEE_N_KEPT)
+    seen = {}
+    hook = net.dense1.register_forward_hook(lambda m, i, o: seen.setdefault("pre", o))
+    net.eval()
+    with torch.no_grad():
+        net(x)
+    hook.remove()
+    ever_active = (seen["pre"] > 0).any(dim=0)
+    assert int(ever_active.sum()) >= 0.85 * net.dense1.out_features
+    # PyTorch's default biases would leave ~40 % of the units off for every spectrum
+    torch.manual_seed(0)
+    for layer in hidden:
+        layer.reset_parameters()
+    seen.clear()
+    hook = net.dense1.register_forward_hook(lambda m, i, o: seen.setdefault("pre", o))
+    with torch.no_grad():
+        net(x)
+    hook.remove()
+    assert int((seen["pre"] > 0).any(dim=0).sum()) < 0.75 * net.dense1.out_features

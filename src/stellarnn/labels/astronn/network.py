@@ -18,6 +18,14 @@ The max-norm constraint (Keras ``MaxNorm(0.5)``: each unit's incoming weight vec
 projected back onto norm <= 0.5 after every update) is applied as the same projection in the
 forward pass, so the effective weights always satisfy it.
 
+A new network is initialised as the published implementation (astroNN's ``ApogeeBCNNCensored``, Leung & Bovy
+2019): the convolution, trunk, branch and auxiliary kernels from N(0, 0.05^2), the value and log-variance heads
+Glorot-uniform (Keras' default), and every bias zero (Keras' default).  PyTorch's default biases,
+U(+-1/sqrt(fan_in)), are not harmless here: the input (flux minus the training mean) has a standard deviation of
+only ~0.04, so those biases dominate the convolution outputs, every Dense(192) unit sees nearly the same
+pre-activation for every star (its common part ~10-30x its star-to-star spread), and ~40 % of the units start
+inactive for every spectrum; with zero biases ~95 % are active for some stars (:meth:`ApogeeBCNNCensored.init_published`).
+
 Dropout is active in training mode and, for Monte-Carlo dropout at inference, when
 ``mc_dropout`` is True (the network has no batch normalisation, so nothing else changes).
 
@@ -124,6 +132,30 @@ class ApogeeBCNNCensored(nn.Module):
         for name in OUTPUT_LABELS:
             order.append(TRUNK_LABELS.index(name) if name in TRUNK_LABELS else 3 + BRANCH_LABELS.index(name))
         self.register_buffer("output_order", torch.as_tensor(order, dtype=torch.int64), persistent=False)
+        self.init_published()
+
+    #: standard deviation of the published hidden kernels (astroNN: ``RandomNormal(mean=0.0, stddev=0.05)``)
+    KERNEL_STD = 0.05
+
+    @torch.no_grad()
+    def init_published(self, generator: torch.Generator | None = None) -> None:
+        """Initialise as astroNN's Keras network: hidden kernels N(0, 0.05^2), heads Glorot-uniform, biases zero.
+
+        The convolutions, the trunk's dense layers, the branches' two hidden layers and the auxiliary
+        output use astroNN's ``RandomNormal(stddev=0.05)``; the value and log-variance heads (Keras
+        ``Dense`` without an initialiser) Glorot-uniform; all biases Keras' zeros.  Why it matters: see
+        the module docstring.
+        """
+        heads = {id(m) for m in (self.trunk_value, self.trunk_log_var, *self.branch_value, *self.branch_log_var)}
+        for module in self.modules():
+            if not isinstance(module, (nn.Linear, nn.Conv1d)):
+                continue
+            if id(module) in heads:
+                nn.init.xavier_uniform_(module.weight, generator=generator)
+            else:
+                nn.init.normal_(module.weight, 0.0, self.KERNEL_STD, generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def set_windows(self, windows) -> None:
         """Set the branch window pixel indices (list of 19 integer arrays)."""
