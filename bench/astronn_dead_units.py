@@ -7,7 +7,16 @@ dropout passes, and a forward hook on ``dense1`` and ``dense2`` ORs ``pre-activa
 layers see. The retrain's AstroNN attempts (``retrain/v4/attempts/README.md``) stopped improving after 1-6 epochs;
 this measures whether their trunk had died.
 
-Run: ``.venv/bin/python bench/astronn_dead_units.py --weights NAME=PATH [NAME=PATH ...]``
+Two more kinds of network are measured on the same spectra, normalised with the subset's own mean spectrum in
+place of a checkpoint's training mean (the held-out grid is drawn from the training prior; with either of these
+options each ``--weights`` checkpoint is also counted that way, ``direct_subset_mean``, to show what the
+approximation changes): ``--at-init`` new networks, with the published
+initialisation (:meth:`~stellarnn.labels.astronn.network.ApogeeBCNNCensored.init_published`) and with PyTorch's
+default one, for a few seeds; and ``--resume NAME=PATH`` a training's resume file (its current and best weights),
+to watch a training while it runs.  These go through the network once, without dropout.
+
+Run: ``.venv/bin/python bench/astronn_dead_units.py [--weights NAME=PATH ...] [--resume NAME=PATH ...]
+[--at-init N]``
 """
 from __future__ import annotations
 
@@ -44,9 +53,78 @@ def active_units(pipe, spectra) -> dict:
             for n in LAYERS}
 
 
+def direct_active_units(model, x) -> dict:
+    """Per dense layer of ``model`` (eval mode, no dropout): units ever active over the rows of ``x``."""
+    seen = {}
+    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o)) for n in LAYERS]
+    mc = model.mc_dropout
+    try:
+        model.eval()
+        model.mc_dropout = False
+        with torch.inference_mode():
+            model(x)
+    finally:
+        model.mc_dropout = mc
+        for h in hooks:
+            h.remove()
+    return {n: {"units": int(seen[n].shape[1]), "ever_active": int((seen[n] > 0).any(dim=0).sum()),
+                "active_for_over_90pc_of_spectra": int(((seen[n] > 0).float().mean(dim=0) > 0.9).sum()),
+                "rows_seen": int(seen[n].shape[0])} for n in LAYERS}
+
+
+def subset_inputs(sub):
+    """Network inputs of the subset, Brackett cores masked at the true Teff, minus the subset's mean spectrum."""
+    import numpy as np
+
+    from stellarnn.labels.astronn.preprocessing import mask_brackett_normalised, network_input, normalise_apstar
+
+    flux = np.stack([s.flux for s in sub["spectra"]])
+    ivar = np.stack([s.ivar for s in sub["spectra"]])
+    normed = mask_brackett_normalised(normalise_apstar(flux, ivar), sub["truth"]["teff"]).numpy()
+    return network_input(normed, normed.mean(axis=0)).float()
+
+
+def at_init(x, n_seeds: int) -> dict:
+    """Ever-active units of new networks: the published initialisation against PyTorch's defaults."""
+    from stellarnn.labels.astronn.network import build_astronn
+
+    out = {"published": [], "pytorch_default": []}
+    for seed in range(n_seeds):
+        torch.manual_seed(seed)
+        model, _ = build_astronn()
+        out["published"].append(direct_active_units(model, x))
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)):
+                module.reset_parameters()
+        out["pytorch_default"].append(direct_active_units(model, x))
+    for name, runs in out.items():
+        print(f"at init, {name}:", [f"{r['dense1']['ever_active']}/{r['dense1']['units']}" for r in runs], flush=True)
+    return out
+
+
+def in_training(x, path) -> dict:
+    """Ever-active units of a resume file's current and best weights."""
+    from stellarnn.labels.astronn.network import build_astronn
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model, _ = build_astronn()
+    out = {"resume_file": str(path), "epoch": int(state["epoch"]), "val_loss": list(state["history"]["val_loss"]),
+           "best_epoch": int(state["history"]["best_epoch"])}
+    for key in ("model", "best_state"):
+        model.load_state_dict(state[key], strict=True)
+        out[key] = direct_active_units(model, x)
+    print(path, "epoch", out["epoch"], {k: f"{out[k]['dense1']['ever_active']}/{out[k]['dense1']['units']}"
+                                         for k in ("model", "best_state")}, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", nargs="+", required=True, help="NAME=PATH of each AstroNN checkpoint")
+    ap.add_argument("--weights", nargs="+", default=[], help="NAME=PATH of each AstroNN checkpoint")
+    ap.add_argument("--resume", nargs="+", default=[], help="NAME=PATH of a training's resume file")
+    ap.add_argument("--at-init", type=int, default=0, metavar="N",
+                    help="also count the units of N new networks (seeds 0..N-1), published and PyTorch initialisation")
     ap.add_argument("--test-grid", default=str(REPO / "grids" / "apogee_like_f0" / "test"))
     ap.add_argument("--per-population", type=int, default=20)
     ap.add_argument("--snr", type=float, default=100.0)
@@ -57,15 +135,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sub = guard_subset(args.test_grid, per_population=args.per_population, snr=args.snr, seed=3)
     results = {}
+    x = subset_inputs(sub) if args.resume or args.at_init else None
     for item in args.weights:
         name, path = item.split("=", 1)
         pipe = get_pipeline("astronn", weights=path, ood_emulator=False, mc_passes=args.mc_passes)
         results[name] = {"weights": path, **active_units(pipe, sub["spectra"])}
+        if x is not None:
+            results[name]["direct_subset_mean"] = direct_active_units(pipe.model, x)
         print(name, {n: f"{results[name][n]['ever_active']} of {results[name][n]['units']}" for n in LAYERS},
               flush=True)
+    resumed = {item.split("=", 1)[0]: in_training(x, item.split("=", 1)[1]) for item in args.resume}
+    init = at_init(x, args.at_init) if args.at_init else None
     Path(args.out).write_text(json.dumps({
         "benchmark": "astronn_dead_units", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "test_grid": args.test_grid,
-        "n_spectra": len(sub["spectra"]), "snr": args.snr, "mc_passes": args.mc_passes, "checkpoints": results},
+        "n_spectra": len(sub["spectra"]), "snr": args.snr, "mc_passes": args.mc_passes, "checkpoints": results,
+        **({"resume_files": resumed} if resumed else {}), **({"at_init": init} if init else {}),
+        **({"note": "resume files and new networks: inputs minus the subset's own mean spectrum, one pass "
+                    "without dropout"} if resumed or init else {})},
         indent=1) + "\n")
     print(f"wrote {args.out}")
 
