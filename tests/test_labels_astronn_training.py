@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from stellarnn.labels.astronn.network import OUTPUT_LABELS
+from stellarnn.labels.astronn.network import OUTPUT_LABELS, build_astronn
 from stellarnn.labels.astronn.training import (grid_labels_to_astronn, robust_scatter, robust_value_scatter,
-                                               synthetic_observations, train_astronn)
+                                               synthetic_observations, train_astronn, validation_values)
 from stellarnn.labels.pipeline import get_pipeline
 from stellarnn.spectra import Spectrum, apogee_wavelength
 from stellarnn.synthesis.grid_builder import LABEL_NAMES
@@ -92,10 +92,30 @@ def test_robust_value_scatter_is_the_geometric_mean_of_per_label_robust_scatters
 
     batches = [(truth[a:a + 500] + noise[a:a + 500], truth[a:a + 500], truth[a:a + 500])
                for a in range(0, n, 500)]
-    got = robust_value_scatter(Echo(), batches)
+    got = robust_value_scatter(Echo(), batches, mc_passes=0)
     assert got == pytest.approx((0.05 * 0.5 * 0.2) ** (1 / 3), rel=0.05)
     with pytest.raises(ValueError, match="no label"):
-        robust_value_scatter(Echo(), [(truth[:4], torch.full((4, 3), -9999.0), truth[:4])])
+        robust_value_scatter(Echo(), [(truth[:4], torch.full((4, 3), -9999.0), truth[:4])], mc_passes=0)
+
+
+def test_validation_values_are_repeatable_mc_means_that_leave_the_random_stream_alone():
+    torch.manual_seed(0)
+    net, _ = build_astronn(**NARROW)
+    net.eval()
+    x = 0.04 * torch.randn(5, net.n_pixels)
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        a, b = validation_values(net, x, 6), validation_values(net, x, 6)
+        deterministic = validation_values(net, x, 0)
+    assert torch.equal(torch.get_rng_state(), state)  # the training's stream is untouched
+    assert torch.equal(a, b) and a.shape == (5, len(OUTPUT_LABELS))  # the same masks every call
+    assert not net.mc_dropout and not torch.allclose(a, deterministic)  # dropout on only inside
+    with torch.no_grad():
+        net.mc_dropout = True
+        torch.manual_seed(123)
+        value, _ = net.forward_mc(x, 6)
+        net.mc_dropout = False
+    assert value.shape == (5, 6, len(OUTPUT_LABELS)) and not torch.allclose(value.mean(1), a)  # other masks
 
 
 def test_select_robust_records_its_criterion(tmp_path):

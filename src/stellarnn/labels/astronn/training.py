@@ -156,7 +156,43 @@ def robust_scatter(residual: np.ndarray) -> np.ndarray:
 SELECTION_CRITERIA = {"values": "value_mse", "robust": "robust_scatter_geomean", "loss": "loss"}
 
 
-def robust_value_scatter(model, batches) -> float:
+#: Monte-Carlo dropout passes of the validation criteria (:func:`validation_values`)
+VALIDATION_MC_PASSES = 10
+#: seed of the validation passes' dropout masks: the same masks every epoch, and the training's random stream
+#: untouched
+VALIDATION_MC_SEED = 20190101
+
+
+def validation_values(model, x: torch.Tensor, mc_passes: int = VALIDATION_MC_PASSES) -> torch.Tensor:
+    """Predicted values (z-scored) on which the validation criteria score an epoch: MC-dropout means.
+
+    The pipeline predicts with Monte-Carlo dropout (the mean of its passes), and a network trained
+    with dropout before every dense layer is not the same function with dropout off: its
+    deterministic (eval-mode) prediction drifts away from the MC mean as training goes on (in the
+    retrain of 2026-12-07 the robust scatter of the deterministic values rose by 40 % over five epochs
+    while that of the MC means fell; ``retrain/v4/attempts/README.md``).  So the criteria score the
+    mean of ``mc_passes`` passes, with masks drawn from a fixed seed in a forked random stream (the
+    same masks every epoch; the training's random state is left as it was).  ``mc_passes=0``: the
+    deterministic prediction.
+
+    Returns
+    -------
+    tensor (B, n_labels)
+    """
+    if mc_passes <= 0:
+        return model(x)[0]
+    was = model.mc_dropout
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(VALIDATION_MC_SEED)
+        model.mc_dropout = True
+        try:
+            value, _ = model.forward_mc(x, mc_passes)
+        finally:
+            model.mc_dropout = was
+    return value.mean(dim=1)
+
+
+def robust_value_scatter(model, batches, mc_passes: int = VALIDATION_MC_PASSES) -> float:
     """Validation criterion: the geometric mean over labels of each label's robust scatter.
 
     For each output label, the robust standard deviation (:func:`robust_scatter`) of the predicted
@@ -169,6 +205,8 @@ def robust_value_scatter(model, batches) -> float:
     ----------
     model : ApogeeBCNNCensored (eval mode)
     batches : iterable of (input, z-scored labels, z-scored label errors) batches
+    mc_passes : int
+        Monte-Carlo dropout passes of each prediction (:func:`validation_values`).
 
     Returns
     -------
@@ -176,7 +214,7 @@ def robust_value_scatter(model, batches) -> float:
     """
     residuals = []
     for xb, yb, _ in batches:
-        value, _ = model(xb)
+        value = validation_values(model, xb, mc_passes)
         residuals.append(torch.where(missing_label_mask(yb), torch.nan, value - yb).double().cpu())
     with warnings.catch_warnings():  # a label unknown on every validation row is left out, not warned about
         warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
@@ -228,7 +266,8 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
     select : {"values", "robust", "loss"}
         What selects the best epoch and schedules the learning rate on the validation split:
         ``"values"`` the mean squared error of the predicted values (z-scored labels, all labels
-        pooled), ``"robust"`` the geometric mean over labels of each label's robust scatter
+        pooled; the values are Monte-Carlo dropout means, as the pipeline predicts them:
+        :func:`validation_values`), ``"robust"`` the geometric mean over labels of each label's robust scatter
         (:func:`robust_value_scatter`: a few outliers or the least informative abundances do not
         decide it), ``"loss"`` the training loss itself.
     init_from : path, optional
@@ -340,7 +379,7 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
 
     def value_mse(m, batch):  # selection on accuracy: the NLL also rewards the variance head
         xb, yb, _ = batch
-        value, _ = m(xb)
+        value = validation_values(m, xb)
         valid = ~missing_label_mask(yb)
         return (torch.where(valid, value - torch.where(valid, yb, 0.0), 0.0) ** 2).sum() / valid.sum().clamp_min(1)
 
