@@ -13,7 +13,11 @@ options each ``--weights`` checkpoint is also counted that way, ``direct_subset_
 approximation changes): ``--at-init`` new networks, with the published
 initialisation (:meth:`~stellarnn.labels.astronn.network.ApogeeBCNNCensored.init_published`) and with PyTorch's
 default one, for a few seeds; and ``--resume NAME=PATH`` a training's resume file (its current and best weights),
-to watch a training while it runs.  These go through the network once, without dropout.
+to watch a training while it runs.  These go through the network once, without dropout.  For a resume file the
+bench also reports each label's robust scatter (z-scored with the held-out grid's label statistics, which
+stand in for the training's) of the deterministic prediction (dropout off, what the validation scored before
+0.5.26) and of the mean of ``--mc-passes`` Monte-Carlo dropout passes (what the pipeline predicts), with their
+geometric mean over labels.
 
 Run: ``.venv/bin/python bench/astronn_dead_units.py [--weights NAME=PATH ...] [--resume NAME=PATH ...]
 [--at-init N]``
@@ -103,7 +107,40 @@ def at_init(x, n_seeds: int) -> dict:
     return out
 
 
-def in_training(x, path) -> dict:
+def held_out_z_truth(sub):
+    """The subset's AstroNN labels, z-scored with the statistics of the whole held-out grid."""
+    import numpy as np
+
+    from stellarnn.labels.astronn.preprocessing import label_statistics
+    from stellarnn.labels.astronn.training import grid_labels_to_astronn
+    from stellarnn.synthesis.grid_builder import load_grid
+
+    grid = load_grid(sub["grid"])
+    labels = grid_labels_to_astronn(np.asarray(grid["labels"]), grid["label_names"])
+    mean, std = label_statistics(labels)
+    rows = np.searchsorted(np.asarray(grid["index"]), sub["index"])
+    return (labels[rows] - mean) / std
+
+
+def label_scatter(model, x, z_truth, mc_passes: int) -> dict:
+    """Robust scatter per label of (prediction - truth) in z units: deterministic and MC-dropout mean."""
+    import numpy as np
+    from astropy.stats import mad_std
+
+    from stellarnn.labels.astronn.network import OUTPUT_LABELS
+    from stellarnn.labels.astronn.training import validation_values
+
+    out = {}
+    for name, passes in (("deterministic", 0), ("mc_mean", mc_passes)):
+        with torch.inference_mode():
+            value = validation_values(model, x, passes).numpy()
+        scatter = mad_std(value - z_truth, axis=0)
+        out[name] = {**{n: round(float(v), 4) for n, v in zip(OUTPUT_LABELS, scatter)},
+                     "geometric_mean": round(float(np.exp(np.mean(np.log(scatter)))), 4)}
+    return out
+
+
+def in_training(x, path, z_truth=None, mc_passes: int = 10) -> dict:
     """Ever-active units of a resume file's current and best weights."""
     from stellarnn.labels.astronn.network import build_astronn
 
@@ -114,6 +151,8 @@ def in_training(x, path) -> dict:
     for key in ("model", "best_state"):
         model.load_state_dict(state[key], strict=True)
         out[key] = direct_active_units(model, x)
+        if z_truth is not None:
+            out[key]["label_scatter"] = label_scatter(model, x, z_truth, mc_passes)
     print(path, "epoch", out["epoch"], {k: f"{out[k]['dense1']['ever_active']}/{out[k]['dense1']['units']}"
                                          for k in ("model", "best_state")}, flush=True)
     return out
@@ -144,7 +183,9 @@ def main() -> None:
             results[name]["direct_subset_mean"] = direct_active_units(pipe.model, x)
         print(name, {n: f"{results[name][n]['ever_active']} of {results[name][n]['units']}" for n in LAYERS},
               flush=True)
-    resumed = {item.split("=", 1)[0]: in_training(x, item.split("=", 1)[1]) for item in args.resume}
+    z_truth = held_out_z_truth(sub) if args.resume else None
+    resumed = {item.split("=", 1)[0]: in_training(x, item.split("=", 1)[1], z_truth, max(args.mc_passes, 10))
+               for item in args.resume}
     init = at_init(x, args.at_init) if args.at_init else None
     Path(args.out).write_text(json.dumps({
         "benchmark": "astronn_dead_units", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "test_grid": args.test_grid,

@@ -169,8 +169,9 @@ def validation_values(model, x: torch.Tensor, mc_passes: int = VALIDATION_MC_PAS
     The pipeline predicts with Monte-Carlo dropout (the mean of its passes), and a network trained
     with dropout before every dense layer is not the same function with dropout off: its
     deterministic (eval-mode) prediction drifts away from the MC mean as training goes on (in the
-    retrain of 2026-12-07 the robust scatter of the deterministic values rose by 40 % over five epochs
-    while that of the MC means fell; ``retrain/v4/attempts/README.md``).  So the criteria score the
+    retrain of 2026-12-07 the geometric mean of the labels' robust scatters rose by 42 % over five
+    epochs for the deterministic values and by 1.4 % for the MC means;
+    ``bench/results/astronn_dead_units_init.json``, ``retrain/v4/attempts/README.md``).  So the criteria score the
     mean of ``mc_passes`` passes, with masks drawn from a fixed seed in a forked random stream (the
     same masks every epoch; the training's random state is left as it was).  ``mc_passes=0``: the
     deterministic prediction.
