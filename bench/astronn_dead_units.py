@@ -17,7 +17,9 @@ to watch a training while it runs.  These go through the network once, without d
 bench also reports each label's robust scatter (z-scored with the held-out grid's label statistics, which
 stand in for the training's) of the deterministic prediction (dropout off, what the validation scored before
 0.5.26) and of the mean of ``--mc-passes`` Monte-Carlo dropout passes (what the pipeline predicts), with their
-geometric mean over labels.
+geometric mean over labels.  Those statistics differ from a training's own (its emulator spectra and split), which
+offsets every z-score a little: compare epochs and runs with these figures, not with the trainer's validation
+values.
 
 Run: ``.venv/bin/python bench/astronn_dead_units.py [--weights NAME=PATH ...] [--resume NAME=PATH ...]
 [--at-init N]``
