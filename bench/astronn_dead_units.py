@@ -127,16 +127,15 @@ def held_out_z_truth(sub):
 def label_scatter(model, x, z_truth, mc_passes: int) -> dict:
     """Robust scatter per label of (prediction - truth) in z units: deterministic and MC-dropout mean."""
     import numpy as np
-    from astropy.stats import mad_std
 
     from stellarnn.labels.astronn.network import OUTPUT_LABELS
-    from stellarnn.labels.astronn.training import validation_values
+    from stellarnn.labels.astronn.training import robust_scatter, validation_values
 
     out = {}
     for name, passes in (("deterministic", 0), ("mc_mean", mc_passes)):
         with torch.inference_mode():
             value = validation_values(model, x, passes).numpy()
-        scatter = mad_std(value - z_truth, axis=0)
+        scatter = robust_scatter(value - z_truth)
         out[name] = {**{n: round(float(v), 4) for n, v in zip(OUTPUT_LABELS, scatter)},
                      "geometric_mean": round(float(np.exp(np.mean(np.log(scatter)))), 4)}
     return out
