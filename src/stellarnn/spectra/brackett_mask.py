@@ -26,6 +26,13 @@ mask is
 A masked pixel is treated like any other bad pixel of the network that reads it: continuum flux
 (normalised flux 1) with inverse variance 0.
 
+Choosing the windows from the true Teff in training lets a network learn "wide windows => cool": with the
+wide windows, AstroNN's staged v4b checkpoint reads held-out stars of 5600-6500 K 95-125 K too cool (median),
+but the pipelines' second pass (cores only, for pass-1 Teff >= ``COOL_TEFF``) gives the same scatter and median
+as the mask at the true Teff in every bin from 4900 to 6500 K; only stars within ~100 K of the switch whose pass-1
+Teff lands below it (2 of 12 at 5500-5600 K) keep a pass-1 error of up to 114 K (``bench/brackett_two_pass.py``,
+``bench/results/brackett_two_pass_v4b.json``, S/N 100).
+
 Vacuum wavelengths come from the Rydberg formula for hydrogen,
 1 / lambda = R_H (1 / 4^2 - 1 / n^2), with R_H = 109677.58 cm^-1 (the Rydberg constant for the
 hydrogen atom, reduced-mass corrected, vacuum wavenumbers; e.g. Herzberg 1944, *Atomic Spectra and
