@@ -95,6 +95,32 @@ def test_whitespace_text_tables_with_and_without_a_header(tmp_path):
     np.testing.assert_allclose(read_spectrum(ispec).ivar, 2500.0)
 
 
+def test_a_positional_third_column_that_reads_as_ivar_or_variance_is_refused(tmp_path):
+    wl = 15100.0 + np.arange(50) * 0.2
+    rng = np.random.default_rng(1)
+    flux = 1.0 - 0.3 * rng.random(50)  # normalised, lines down to 0.7
+
+    def bare(name, third, scale=1.0):
+        path = tmp_path / name
+        path.write_text("\n".join(f"{w:.2f} {scale * f:.6e} {t:.6e}" for w, f, t in zip(wl, flux, third)) + "\n")
+        return path
+
+    with pytest.raises(SpectrumFileError, match=r"ivar.txt: the third column.*median S/N of 8.46e-05 per pixel, but "
+                                                r"84.6 read as an inverse variance: add a header row"):
+        read_spectrum(bare("ivar.txt", np.full(50, 1e4)))  # S/N 100 written as ivar
+    with pytest.raises(SpectrumFileError,
+                       match=r"var.txt: .*median S/N of 8.46e\+03 per pixel, but 84.6 read as a variance"):
+        read_spectrum(bare("var.txt", np.full(50, 1e-4)))  # S/N 100 written as variance
+    # 1-sigma errors read as before: S/N 100 and S/N 2 (normalised), S/N 50 in physical units (erg/s/cm2/A)
+    np.testing.assert_allclose(read_spectrum(bare("sigma.txt", np.full(50, 0.01))).ivar, 1e4)
+    np.testing.assert_allclose(read_spectrum(bare("noisy.txt", np.full(50, 0.5))).ivar, 4.0)
+    np.testing.assert_allclose(read_spectrum(bare("cgs.txt", np.full(50, 2e-17), 1e-15)).ivar, 2.5e33)
+    # with a header naming it, the same ivar column is read as ivar
+    named = tmp_path / "named.txt"
+    named.write_text("wavelength flux ivar\n" + bare("tmp.txt", np.full(50, 1e4)).read_text())
+    np.testing.assert_allclose(read_spectrum(named).ivar, 1e4)
+
+
 def test_text_tables_that_cannot_be_read_by_position_are_refused(tmp_path):
     four = tmp_path / "four.txt"
     four.write_text("15100 1 0.01 0\n15101 1 0.01 0\n")

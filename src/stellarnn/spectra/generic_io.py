@@ -158,6 +158,40 @@ def _refuse_echelle(path, hdul) -> None:
 POSITIONAL_COLUMNS = {2: ("wavelength", "flux"), 3: ("wavelength", "flux", "error")}
 
 
+#: median per-pixel S/N range within which a positional third column is taken for what it is read as; a
+#: third column read as a 1-sigma error whose S/N falls outside it, but inside it when read as an inverse
+#: variance or a variance, is refused (:func:`_check_positional_uncertainty`)
+PLAUSIBLE_MEDIAN_SNR = (0.3, 3000.0)
+
+
+def _check_positional_uncertainty(path: Path, flux, third) -> None:
+    """Refuse a third column read by position as a 1-sigma error that reads better as ivar or variance.
+
+    Without a header nothing says what the third column holds.  The median S/N per pixel it implies,
+    median(|flux| / e), median(|flux| sqrt(ivar)) or median(|flux| / sqrt(var)), is computed for each reading;
+    when the 1-sigma reading falls outside :data:`PLAUSIBLE_MEDIAN_SNR` and another reading inside it, the
+    file is refused with both figures (a silent guess would give the network wrong weights and the labels
+    wrong errors).  Otherwise the 1-sigma reading stands, as before.
+    """
+    f = np.abs(np.asarray(flux, dtype=np.float64))
+    u = np.asarray(third, dtype=np.float64)
+    good = np.isfinite(f) & np.isfinite(u) & (f > 0) & (u > 0)
+    if good.sum() < 3:
+        return
+    f, u = f[good], u[good]
+    snr = {"a 1-sigma error": float(np.median(f / u)), "an inverse variance": float(np.median(f * np.sqrt(u))),
+           "a variance": float(np.median(f / np.sqrt(u)))}
+    lo, hi = PLAUSIBLE_MEDIAN_SNR
+    if lo <= snr["a 1-sigma error"] <= hi:
+        return
+    better = [k for k in ("an inverse variance", "a variance") if lo <= snr[k] <= hi]
+    if better:
+        raise SpectrumFileError(path, f"the third column, read by position as a 1-sigma error, gives a median S/N of "
+                                      f"{snr['a 1-sigma error']:.3g} per pixel, but {snr[better[0]]:.3g} read as "
+                                      f"{better[0]}: add a header row naming the columns (e.g. wavelength,flux,ivar "
+                                      f"or wavelength,flux,variance or wavelength,flux,error)")
+
+
 def _is_number(token: str) -> bool:
     try:
         float(token)
@@ -212,7 +246,8 @@ def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = Non
 
     The columns are named by a header row; a file without one, by a ``#`` comment line above the data that
     names them all, else by position: (wavelength, flux) as IRAF ``wspectext`` writes, or (wavelength, flux,
-    1-sigma error) (:data:`POSITIONAL_COLUMNS`); ``meta["column_names_source"]`` says which.  An ECSV file
+    1-sigma error) (:data:`POSITIONAL_COLUMNS`; refused when the third column reads as an inverse variance or
+    variance instead, :func:`_check_positional_uncertainty`); ``meta["column_names_source"]`` says which.  An ECSV file
     (astropy's CSV with a ``# %ECSV`` header, as :func:`write_spectrum_csv` writes) gives its columns' units; a
     plain table's wavelength unit is the one its column's name states (``wave_ang``), ``wavelength_unit`` or
     inferred from the values.  ``on_bad_pixels``: "mask" (non-finite flux and bad errors get ivar 0, the flux 0)
@@ -238,6 +273,8 @@ def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = Non
         raise
     except Exception as exc:
         raise SpectrumFileError(path, f"not a readable text table ({exc})") from exc
+    if source.startswith("position") and len(table.colnames) == 3:
+        _check_positional_uncertainty(path, table["flux"], table["error"])
     units = {c: str(table[c].unit) for c in table.colnames if table[c].unit is not None}
     spectrum = _from_columns(path, {c: table[c] for c in table.colnames}, units=units, headers=(table.meta,),
                              wavelength_unit=wavelength_unit, on_bad_pixels=on_bad_pixels)
