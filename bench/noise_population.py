@@ -17,7 +17,8 @@ accuracies differ by an order of magnitude.  This bench measures, for each pipel
   likelihood) counts as error, so for a biased network the rms is the one the calibration can bring to 1.
 
 The pipelines run once per spectrum; both models are applied to the same raw errors.  Nothing is written to
-the checkpoints.  Usage: ``python bench/noise_population.py [--astronn-weights W] [--apogeenet-weights W]``.
+the checkpoints.  Usage: ``python bench/noise_population.py [--astronn-weights W] [--apogeenet-weights W]
+[--pipelines astronn|apogeenet ...]``.
 """
 from __future__ import annotations
 
@@ -142,6 +143,8 @@ def main() -> None:
     parser.add_argument("--apogeenet-weights", default=None, help="default: the shipped weights")
     parser.add_argument("--calib-grid", default=str(REPO / "grids" / "apogee_like_f0" / "calib"))
     parser.add_argument("--test-grid", default=str(REPO / "grids" / "apogee_like_f0" / "test"))
+    parser.add_argument("--pipelines", nargs="+", choices=("astronn", "apogeenet"), default=["astronn", "apogeenet"],
+                        help="which pipelines to bench (default both), e.g. one network of a retrain")
     parser.add_argument("--population-min", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default=None, help="folder for the pipelines' predictions (reused when present)")
@@ -164,6 +167,8 @@ def main() -> None:
                 "truth)",
            "population_min": args.population_min, "predictions_cache": args.cache, "pipelines": {}}
     for name, weights in (("astronn", args.astronn_weights), ("apogeenet", args.apogeenet_weights)):
+        if name not in args.pipelines:
+            continue
         out["pipelines"][name] = bench_pipeline(name, weights, grids, args.population_min,
                                                 Path(args.cache) if args.cache else None)
         r = out["pipelines"][name]
