@@ -111,7 +111,7 @@ def test_a_positional_third_column_that_reads_as_ivar_or_variance_is_refused(tmp
     with pytest.raises(SpectrumFileError,
                        match=r"var.txt: .*median S/N of 8.46e\+03 per pixel, but 84.6 read as a variance"):
         read_spectrum(bare("var.txt", np.full(50, 1e-4)))  # S/N 100 written as variance
-    # 1-sigma errors read as before: S/N 100 and S/N 2 (normalised), S/N 50 in physical units (erg/s/cm2/A)
+    # 1-sigma errors read as before: S/N ~85 and ~1.7 (normalised), ~42 in physical units (erg/s/cm2/A)
     np.testing.assert_allclose(read_spectrum(bare("sigma.txt", np.full(50, 0.01))).ivar, 1e4)
     np.testing.assert_allclose(read_spectrum(bare("noisy.txt", np.full(50, 0.5))).ivar, 4.0)
     np.testing.assert_allclose(read_spectrum(bare("cgs.txt", np.full(50, 2e-17), 1e-15)).ivar, 2.5e33)
