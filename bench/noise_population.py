@@ -13,8 +13,10 @@ accuracies differ by an order of magnitude.  This bench measures, for each pipel
 * on the held-out grid (``--test-grid``, default ``grids/apogee_like_f0/test``, noise seeds as ``bench/labels.py``),
   the std and the rms of z = (prediction - truth) / e per true population and S/N for Teff, log g, [Fe/H] (AstroNN
   also the median over its 19 abundances) with each model, the bias, and how many (population, S/N, label) cells
-  fall within 0.8-1.2.  The std is the issue's measure; it removes the bias, which the calibration (a zero-mean
-  likelihood) counts as error, so for a biased network the rms is the one the calibration can bring to 1.
+  fall within 0.8-1.2, and per cell the robust scatter (1.4826 MAD) of prediction - truth and the median raw
+  error (how each follows the S/N).  The std is the issue's measure; it removes the bias, which the calibration
+  (a zero-mean likelihood) counts as error, so for a biased network the rms is the one the calibration can bring
+  to 1.
 
 The pipelines run once per spectrum; both models are applied to the same raw errors.  Nothing is written to
 the checkpoints.  Usage: ``python bench/noise_population.py [--astronn-weights W] [--apogeenet-weights W]
@@ -82,6 +84,7 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
     (calib_path, calib_grid), (test_path, test_grid) = grids["calib"], grids["test"]
     from stellarnn.labels.noise_model import (calibrate_accuracy_by_population, calibrate_accuracy_offset,
                                               population_of_predictions, precision_part)
+    from stellarnn.labels.astronn.training import robust_scatter
     from stellarnn.labels.pipeline import get_pipeline
     from stellarnn.synthesis.populations import POPULATIONS, population_masks
 
@@ -133,6 +136,11 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
                         within[f"{model}_{kind}"][0] += bool(0.8 <= v <= 1.2)
                         within[f"{model}_{kind}"][1] += bool(np.isfinite(v))
             cell["bias"] = {lab: stats[lab]["bias"] for lab in MAIN_LABELS}
+            # how the actual error and the network's raw error follow the S/N (the noise model scales raw_e only)
+            cell["robust_scatter"] = {lab: float(robust_scatter(values[rows, labels.index(lab)]
+                                                                - truth[rows, labels.index(lab)]))
+                                      for lab in MAIN_LABELS}
+            cell["median_raw_error"] = {lab: float(np.nanmedian(raw[rows, labels.index(lab)])) for lab in MAIN_LABELS}
     result["cells_within_0.8_1.2"] = {m: {"within": w, "of": n} for m, (w, n) in within.items()}
     return result
 
