@@ -115,6 +115,12 @@ def test_a_positional_third_column_that_reads_as_ivar_or_variance_is_refused(tmp
     np.testing.assert_allclose(read_spectrum(bare("sigma.txt", np.full(50, 0.01))).ivar, 1e4)
     np.testing.assert_allclose(read_spectrum(bare("noisy.txt", np.full(50, 0.5))).ivar, 4.0)
     np.testing.assert_allclose(read_spectrum(bare("cgs.txt", np.full(50, 2e-17), 1e-15)).ivar, 2.5e33)
+    # a column that is not numbers keeps its own clear error (the check reads the columns once they are checked)
+    broken = tmp_path / "broken.txt"
+    head, tail = bare("tmp.txt", np.full(50, 0.01)).read_text().rsplit("1.000000e-02", 1)  # in the last row
+    broken.write_text(head + "abc" + tail)
+    with pytest.raises(SpectrumFileError, match="broken.txt: column 'error' does not hold numbers"):
+        read_spectrum(broken)
     # with a header naming it, the same ivar column is read as ivar
     named = tmp_path / "named.txt"
     named.write_text("wavelength flux ivar\n" + bare("tmp.txt", np.full(50, 1e4)).read_text())

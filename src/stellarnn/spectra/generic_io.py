@@ -273,11 +273,13 @@ def read_spectrum_csv(path: str | os.PathLike, wavelength_unit: str | None = Non
         raise
     except Exception as exc:
         raise SpectrumFileError(path, f"not a readable text table ({exc})") from exc
-    if source.startswith("position") and len(table.colnames) == 3:
-        _check_positional_uncertainty(path, table["flux"], table["error"])
     units = {c: str(table[c].unit) for c in table.colnames if table[c].unit is not None}
     spectrum = _from_columns(path, {c: table[c] for c in table.colnames}, units=units, headers=(table.meta,),
                              wavelength_unit=wavelength_unit, on_bad_pixels=on_bad_pixels)
+    if source.startswith("position") and len(table.colnames) == 3:  # on the columns _from_columns has checked
+        ivar = np.asarray(spectrum.ivar, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            _check_positional_uncertainty(path, spectrum.flux, np.where(ivar > 0, ivar ** -0.5, np.nan))
     spectrum.meta["column_names_source"] = source
     return spectrum
 
