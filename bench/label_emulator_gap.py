@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stellarnn.labels.accuracy_guard import first_per_population
 from stellarnn.labels.astronn.training import robust_scatter, synthetic_observations
 from stellarnn.labels.pipeline import get_pipeline
 from stellarnn.spectra import Spectrum, apogee_wavelength
 from stellarnn.synthesis.emulator import load_emulator
 from stellarnn.synthesis.grid_builder import BROADENING_LABELS, LABEL_NAMES, grid_rows, load_grid
-from stellarnn.synthesis.populations import POPULATIONS, population_of
+from stellarnn.synthesis.populations import POPULATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"teff": "teff", "logg": "logg", "fe_h": "m_h"}  # pipeline field -> grid label
@@ -63,8 +64,7 @@ def main() -> None:
     grid = load_grid(args.test_grid)
     names = list(grid["label_names"])
     labels = np.asarray(grid["labels"], dtype=float)
-    pop = population_of(*(labels[:, names.index(k)] for k in ("teff", "logg", "m_h")))
-    chosen = np.sort(np.concatenate([np.flatnonzero(pop == p)[:args.per_population] for p in POPULATIONS]))
+    chosen, pop = first_per_population(grid, args.per_population, where=args.test_grid)
     sub = grid_rows(grid, chosen)
     emulator, _ = load_emulator(args.emulator)
     n_lab = emulator.label_min.numel()

@@ -5,7 +5,8 @@ import pytest
 from stellarnn.data.fetch import sha256_of
 from stellarnn.labels.accuracy_guard import (GUARD_PER_POPULATION, POPULATION_TARGETS, REGRESSION_FACTOR,
                                              TARGET_FACTOR, guard_limits, guard_record, guard_subset,
-                                             guard_violations, population_scatter, read_guard)
+                                             first_per_population, guard_violations, population_scatter,
+                                             read_guard)
 from stellarnn.labels.pipeline import get_pipeline, resolve_shipped_weights
 from stellarnn.synthesis.populations import POPULATIONS, population_of
 
@@ -24,6 +25,19 @@ def test_guard_subset_is_balanced_and_reproducible(subset):
     again = guard_subset()
     assert np.array_equal(again["spectra"][7].flux, subset["spectra"][7].flux)  # fixed noise seed
     assert not np.array_equal(guard_subset(seed=1)["spectra"][7].flux, subset["spectra"][7].flux)
+
+
+def test_first_per_population_picks_sorted_rows_and_refuses_a_missing_population():
+    # (teff, logg, m_h): two giants, a hot star, then one of each other population, then a third giant
+    rows = [(4500, 2.5, 0.0), (4600, 2.4, -0.2), (7000, 4.0, 0.0), (4500, 2.0, -1.5), (5800, 3.0, 0.0),
+            (5500, 4.4, 0.0), (3600, 4.8, 0.0), (4700, 2.6, 0.1)]
+    grid = {"label_names": ["teff", "logg", "m_h"], "labels": np.array(rows, dtype=float)}
+    chosen, pop = first_per_population(grid, 2)
+    np.testing.assert_array_equal(chosen, [0, 1, 2, 3, 4, 5, 6])  # the third giant is left out
+    assert list(pop) == ["giants", "giants", "hot", "metal_poor_giants", "warm_giants", "dwarfs", "m_dwarfs",
+                         "giants"]
+    with pytest.raises(ValueError, match="my grid: no star of population.s. hot"):
+        first_per_population({**grid, "labels": np.delete(grid["labels"], 2, axis=0)}, 2, where="my grid")
 
 
 def test_guard_limits_follow_target_or_shipped_figure():

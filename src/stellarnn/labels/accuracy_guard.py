@@ -49,6 +49,26 @@ GUARD_FILE = "guard.json"
 DEFAULT_GUARD_GRID = Path(__file__).resolve().parents[3] / "grids" / "apogee_like_f0" / "test"
 
 
+def first_per_population(grid: dict, per_population: int, where="grid") -> tuple[np.ndarray, np.ndarray]:
+    """Rows (sorted) of the first ``per_population`` stars of each population of a loaded grid, and every
+    row's population (:func:`~stellarnn.synthesis.populations.population_of` of Teff, log g, [M/H]).
+
+    Raises
+    ------
+    ValueError
+        A population without any star (``where`` names the grid in the message).
+    """
+    from ..synthesis.populations import POPULATIONS, population_of
+
+    names = list(grid["label_names"])
+    labels = np.asarray(grid["labels"], dtype=float)
+    pop = population_of(*(labels[:, names.index(k)] for k in ("teff", "logg", "m_h")))
+    missing = [p for p in POPULATIONS if not (pop == p).any()]
+    if missing:
+        raise ValueError(f"{where}: no star of population(s) {', '.join(missing)}")
+    return np.sort(np.concatenate([np.flatnonzero(pop == p)[:per_population] for p in POPULATIONS])), pop
+
+
 def guard_subset(grid_dir=DEFAULT_GUARD_GRID, per_population: int = GUARD_PER_POPULATION, snr: float = GUARD_SNR,
                  seed: int = GUARD_SEED) -> dict:
     """The guard's spectra: the first ``per_population`` stars of each population, observed at ``snr``.
@@ -61,18 +81,12 @@ def guard_subset(grid_dir=DEFAULT_GUARD_GRID, per_population: int = GUARD_PER_PO
     """
     from ..spectra import Spectrum, apogee_wavelength
     from ..synthesis.grid_builder import grid_rows, load_grid
-    from ..synthesis.populations import POPULATIONS, population_of
     from .astronn.training import synthetic_observations
 
     grid = load_grid(grid_dir)
     names = list(grid["label_names"])
     labels = np.asarray(grid["labels"], dtype=float)
-    pop = population_of(*(labels[:, names.index(k)] for k in ("teff", "logg", "m_h")))
-    chosen = np.concatenate([np.flatnonzero(pop == p)[:per_population] for p in POPULATIONS])
-    missing = [p for p in POPULATIONS if not (pop == p).any()]
-    if missing:
-        raise ValueError(f"{grid_dir}: no star of population(s) {', '.join(missing)}")
-    chosen.sort()
+    chosen, pop = first_per_population(grid, per_population, where=grid_dir)
     sub = grid_rows(grid, chosen)
     obs = synthetic_observations(sub, snr, seed=seed)
     wl = apogee_wavelength()
