@@ -73,6 +73,9 @@ def main() -> None:
     if not pipe.brackett_mask:
         raise SystemExit(f"{args.weights} was trained without the Brackett mask: nothing to measure")
     info = assess_information(obs["flux"], obs["ivar"], np.zeros(obs["flux"].shape, dtype=np.int64))
+    if not np.all(info.usable):  # the pipeline would not label these: they must not enter the comparison
+        raise SystemExit(f"{int(np.sum(~np.asarray(info.usable)))} of {len(chosen)} spectra fail the information "
+                         f"checks at S/N {args.snr:g}, e.g. {[r for r in info.reasons if r][0]!r}")
     x = info.continuum.flux.to(torch.float64)
     seeds = list(range(len(chosen)))
     j = {lab: OUTPUT_LABELS.index(lab) for lab in LABELS}
