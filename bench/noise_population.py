@@ -6,10 +6,11 @@ Issue 19 asks that (prediction - truth) / e have a standard deviation within 0.8
 accuracies differ by an order of magnitude.  This bench measures, for each pipeline, in one run:
 
 * the accuracy step fitted on the calibration grid (``--calib-grid``, default ``grids/apogee_like_f0/calib``,
-  observed at S/N 50, 100, 200 with the seeds ``stellarnn train calibrate-noise`` uses) once globally and once per
+  observed at S/N 50, 100, 200 with the seeds ``stellarnn train calibrate-noise`` uses) once globally, once per
   population (:func:`~stellarnn.labels.noise_model.calibrate_accuracy_by_population`, populations from the
-  predicted labels), both from the checkpoint's stored precision (repeat-pair) model, with ``--raise-scale`` for
-  AstroNN as the retrain chain uses it;
+  predicted labels) and once per population with the 1/(S/N) term (``by_population_snr``: the spectra's
+  error-array S/N, ``snr_error``), all from the checkpoint's stored precision (repeat-pair) model, with
+  ``--raise-scale`` for AstroNN as the retrain chain uses it;
 * on the held-out grid (``--test-grid``, default ``grids/apogee_like_f0/test``, noise seeds as ``bench/labels.py``),
   the std and the rms of z = (prediction - truth) / e per true population and S/N for Teff, log g, [Fe/H] (AstroNN
   also the median over its 19 abundances) with each model, the bias, and how many (population, S/N, label) cells
@@ -47,6 +48,7 @@ def observe(pipeline, grid, grid_name: str, snr: float, seed: int, cache: Path |
     """
     from stellarnn.labels.astronn.network import OUTPUT_LABELS
     from stellarnn.labels.astronn.training import grid_labels_to_astronn, synthetic_observations
+    from stellarnn.labels.spectrum_information import error_array_snr
     from stellarnn.spectra import Spectrum, apogee_wavelength
 
     obs = synthetic_observations(grid, snr, seed)
@@ -65,7 +67,8 @@ def observe(pipeline, grid, grid_name: str, snr: float, seed: int, cache: Path |
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.savez(cache / key, values=values, raw=raw)
-    return values, raw, truth, np.asarray(obs["labels"], dtype=np.float64), list(obs["label_names"])
+    snr_error = error_array_snr(obs["flux"], obs["ivar"])  # the pipelines' snr_error column
+    return values, raw, truth, np.asarray(obs["labels"], dtype=np.float64), list(obs["label_names"]), snr_error
 
 
 def z_stats(values, truth, error) -> dict:
@@ -93,12 +96,14 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
     labels = list(precision.labels)
     raise_scale = name == "astronn"  # scripts/retrain_labels_v4.sh: --raise-scale for AstroNN only
     t0 = time.perf_counter()
-    calib = [observe(pipeline, calib_grid, calib_path, snr, CALIBRATION_SEED + snr, cache)[:3] for snr in SNRS]
-    values, raw, truth = (np.concatenate([c[k] for c in calib]) for k in range(3))
+    calib = [observe(pipeline, calib_grid, calib_path, snr, CALIBRATION_SEED + snr, cache) for snr in SNRS]
+    values, raw, truth, snr_error = (np.concatenate([c[k] for c in calib]) for k in (0, 1, 2, 5))
     source = f"{calib_path} at S/N {', '.join(map(str, SNRS))}"
     global_model = calibrate_accuracy_offset(precision, values, truth, raw, source=source, raise_scale=raise_scale)
     by_population = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=min_spectra,
                                                      source=source, raise_scale=raise_scale)
+    with_snr = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=min_spectra,
+                                                source=source, raise_scale=raise_scale, snr=snr_error)
     calibration_seconds = time.perf_counter() - t0
     result = {"weights": str(weights or "shipped"), "labels_reported": list(MAIN_LABELS)
               + (["abundances_median"] if len(labels) > 3 else []), "raise_scale": raise_scale,
@@ -109,16 +114,21 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
                                     "offset": dict(zip(labels, global_model.offset.tolist()))},
                          "by_population": {p: {"scale": dict(zip(labels, s.tolist())),
                                                "offset": dict(zip(labels, o.tolist()))}
-                                           for p, (s, o) in by_population.by_population.items()}},
+                                           for p, (s, o, _) in by_population.by_population.items()},
+                         "by_population_snr": {p: {"scale": dict(zip(labels, s.tolist())),
+                                                   "offset": dict(zip(labels, o.tolist())),
+                                                   "snr_term": dict(zip(labels, t.tolist()))}
+                                               for p, (s, o, t) in with_snr.by_population.items()}},
               "held_out": {}}
-    within = {f"{m}_{k}": [0, 0] for m in ("global", "by_population") for k in ("std", "rms")}
+    within = {f"{m}_{k}": [0, 0] for m in ("global", "by_population", "by_population_snr") for k in ("std", "rms")}
     abundances = [n for n in labels if n not in MAIN_LABELS]
     for snr in SNRS:
-        values, raw, truth, grid_labels, names = observe(pipeline, test_grid, test_path, snr, snr, cache)
+        values, raw, truth, grid_labels, names, snr_error = observe(pipeline, test_grid, test_path, snr, snr, cache)
         masks = population_masks(grid_labels[:, names.index("teff")], grid_labels[:, names.index("logg")],
                                  grid_labels[:, names.index("m_h")])
-        errors = {"global": global_model.apply(raw),
-                  "by_population": by_population.apply(raw, population_of_predictions(labels, values))}
+        predicted = population_of_predictions(labels, values)
+        errors = {"global": global_model.apply(raw), "by_population": by_population.apply(raw, predicted),
+                  "by_population_snr": with_snr.apply(raw, predicted, snr_error)}
         for pop in POPULATIONS:
             rows = masks[pop]
             cell = result["held_out"].setdefault(pop, {"n": int(rows.sum())}).setdefault(f"snr_{snr}", {})
@@ -182,11 +192,12 @@ def main() -> None:
         r = out["pipelines"][name]
         print(f"{name}: (population, S/N, label) cells within 0.8-1.2: {r['cells_within_0.8_1.2']}")
         for pop, cells in r["held_out"].items():
-            c = cells["snr_100"]
-            print(f"  {pop:18s} S/N 100 rms z (teff, logg, fe_h): global "
-                  + " ".join(f"{c['rms_z_global'][k]:.2f}" for k in MAIN_LABELS) + " | per population "
-                  + " ".join(f"{c['rms_z_by_population'][k]:.2f}" for k in MAIN_LABELS)
-                  + "; Teff bias " + f"{c['bias']['teff']:.0f} K")
+            for s in SNRS:
+                c = cells[f"snr_{s}"]
+                print(f"  {pop:18s} S/N {s:3d} std z (teff, logg, fe_h): global "
+                      + " ".join(f"{c['std_z_global'][k]:.2f}" for k in MAIN_LABELS) + " | per population "
+                      + " ".join(f"{c['std_z_by_population'][k]:.2f}" for k in MAIN_LABELS) + " | + S/N term "
+                      + " ".join(f"{c['std_z_by_population_snr'][k]:.2f}" for k in MAIN_LABELS))
     out["machine"]["load_average_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))

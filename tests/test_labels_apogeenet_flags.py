@@ -23,8 +23,8 @@ def test_bits_and_summary_flags():
 def test_fields_are_the_documented_ones():
     assert list(FIELDS) == ["teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "raw_e_teff", "raw_e_logg",
                             "raw_e_fe_h", "result_flags", "flag_warn", "flag_bad", "population", "good_fraction_blue",
-                            "good_fraction_green", "good_fraction_red", "snr_robust", "line_contrast", "line_snr",
-                            "ood_chi2", "ood_label_distance"]
+                            "good_fraction_green", "good_fraction_red", "snr_error", "snr_robust", "line_contrast",
+                            "line_snr", "ood_chi2", "ood_label_distance"]
     assert FIELDS["teff"].unit == "K" and FIELDS["result_flags"].dtype == "int64"
 
 

@@ -78,6 +78,14 @@ def test_stored_noise_model_is_used(tmp_path, weights, spectra):
     for r, name in zip(rows, population):
         assert r["e_logg"] == pytest.approx((3.0 if name else 1.0) * r["raw_e_logg"])
         assert r["population"] == name  # the row says which population's model set its e_ columns
+    # an S/N term, here for one population only: e = hypot(linear, snr_term 100 / snr_error) for its stars
+    chosen = next(name for name in population if name)
+    own = {chosen: ([1.0] * 3, [0.0] * 3, [50.0, 0.0, 0.0])}
+    attach_noise_model(path, NoiseModel(["teff", "logg", "fe_h"], [1.0] * 3, [0.0] * 3, by_population=own))
+    rows = get_pipeline("apogeenet", weights=path).process([spectra[0], spectra[-1]])
+    for r, name in zip(rows, population):
+        term = 50.0 * 100 / r["snr_error"] if name == chosen else 0.0
+        assert r["e_teff"] == pytest.approx(np.hypot(r["raw_e_teff"], term)) and r["e_logg"] == r["raw_e_logg"]
 
 
 def test_missing_weights_error(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ def test_bits_and_summary_flags():
 
 
 def test_fields():
-    assert len(FIELDS) == 22 * 4 + 3 + 1 + 8  # + population, the information / OOD columns
+    assert len(FIELDS) == 22 * 4 + 3 + 1 + 9  # + population, the information / OOD columns
     assert FIELDS["population"].dtype == "str"
     for name in OUTPUT_LABELS:
         for key in (name, f"e_{name}", f"raw_{name}", f"raw_e_{name}"):

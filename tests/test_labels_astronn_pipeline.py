@@ -82,6 +82,11 @@ def test_stored_noise_model_and_bad_checkpoints(tmp_path, weights, spectra):
     for r, name in zip(rows, populations(rows)):
         expected = 5 * r["raw_e_mg_h"] if name == chosen else 2 * r["raw_e_mg_h"] + 0.1
         assert r["e_mg_h"] == pytest.approx(expected) and r["population"] == name
+    # an S/N term: its error at S/N 100 scaled by 100 / the row's snr_error, in quadrature
+    attach_noise_model(path, NoiseModel(OUTPUT_LABELS, np.full(22, 2.0), np.full(22, 0.1), snr_term=np.full(22, 0.3)))
+    r = get_pipeline("astronn", weights=path, mc_passes=4).process(spectra[:1])[0]
+    assert 20 < r["snr_error"] < 1e4
+    assert r["e_mg_h"] == pytest.approx(np.hypot(2 * r["raw_e_mg_h"] + 0.1, 0.3 * 100 / r["snr_error"]))
     m, hp = build_astronn(**NARROW)
     bad = save_checkpoint(tmp_path / "bad.pt", m, "astronn", hp, normalisation={"label_mean": np.zeros(22)})
     with pytest.raises(ValueError, match="spectrum_mean"):

@@ -221,3 +221,76 @@ def test_accuracy_per_population_recovers_each_populations_floor():
         population_of_predictions(["teff", "logg"], values[:, :2])
     with pytest.raises(ValueError, match="min_spectra"):
         calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=3)
+
+
+def simulated_snr_errors(n, raw_scale, offset, snr_term, seed=3):
+    """Labelled spectra at S/N 50, 100, 200 whose raw errors barely follow the S/N (as an MC-dropout spread) while
+    their true errors have a part that scales as 1/(S/N)."""
+    rng = np.random.default_rng(seed)
+    snr = rng.choice([50.0, 100.0, 200.0], n)
+    raw = rng.uniform(0.5, 1.5, (n, 2)) * np.array([10.0, 0.02]) * (100.0 / snr[:, None]) ** 0.1
+    true_e = np.sqrt((raw_scale * raw + offset) ** 2 + (snr_term * 100.0 / snr[:, None]) ** 2)
+    truth = np.column_stack([rng.uniform(4000, 5000, n), rng.uniform(1, 3, n)])
+    return truth + true_e * rng.standard_normal((n, 2)), truth, raw, snr, true_e
+
+
+def test_accuracy_snr_term_recovers_the_one_over_snr_part():
+    snr_term, offset = np.array([40.0, 0.05]), np.array([5.0, 0.01])
+    values, truth, raw, snr, true_e = simulated_snr_errors(6000, 1.0, offset, snr_term)
+    precision = NoiseModel(["teff", "logg"], [1.0, 1.0], [0.0, 0.0], {"calibrated": True})
+    model = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True, snr=snr)
+    assert model.needs_snr
+    np.testing.assert_allclose(model.snr_term, snr_term, rtol=0.1)
+    np.testing.assert_allclose(model.apply(raw, snr=snr), true_e, rtol=0.15)
+    linear = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True)
+    assert not linear.needs_snr
+    for s in (50.0, 200.0):  # std z = 1 at every S/N with the term; the linear model is wrong at both ends
+        rows = snr == s
+        z_snr = (values[rows] - truth[rows]) / model.apply(raw[rows], snr=snr[rows])
+        z_lin = (values[rows] - truth[rows]) / linear.apply(raw[rows])
+        np.testing.assert_allclose(np.std(z_snr, axis=0), 1.0, atol=0.07)
+        assert np.all(np.abs(np.std(z_lin, axis=0) - 1.0) > 0.15)
+    report = model.diagnostics["accuracy"]["labels"]["teff"]
+    assert report["snr_term_precision"] == 0.0 and report["snr_term_accuracy"] == pytest.approx(model.snr_term[0])
+    assert not precision_part(model).needs_snr  # the repeat-pair model has no S/N term
+    with pytest.raises(ValueError, match="S/N term"):
+        model.apply(raw)
+    with pytest.raises(ValueError, match="snr has shape"):
+        model.apply(raw, snr=snr[:3])
+    with pytest.raises(ValueError, match="one value per spectrum"):
+        calibrate_accuracy_offset(precision, values, truth, raw, snr=snr[:3])
+    e = model.apply(raw[:3], snr=np.array([np.nan, 0.0, 100.0]))
+    assert np.all(np.isnan(e[:2])) and np.all(np.isfinite(e[2]))  # no S/N: no error rather than a wrong one
+
+
+def test_snr_term_per_population_and_storage():
+    rng = np.random.default_rng(11)
+    labels = ["teff", "logg", "fe_h"]
+    centre = {"giants": (4500.0, 2.5, 0.0), "hot": (7500.0, 4.0, -0.3)}
+    terms = {"giants": np.array([10.0, 0.02, 0.01]), "hot": np.array([100.0, 0.15, 0.06])}
+    values, truth, raw, snr = [], [], [], []
+    for name in centre:
+        s = rng.choice([50.0, 100.0, 200.0], 900)
+        t = np.array(centre[name]) + rng.normal(0, [30.0, 0.05, 0.02], (900, 3))
+        r = rng.uniform(0.5, 1.5, (900, 3)) * np.array([5.0, 0.01, 0.005])
+        e = np.sqrt(r ** 2 + (terms[name] * 100.0 / s[:, None]) ** 2)
+        values.append(t + e * rng.standard_normal((900, 3)))
+        truth.append(t), raw.append(r), snr.append(s)
+    values, truth, raw, snr = (np.concatenate(a) for a in (values, truth, raw, snr))
+    precision = NoiseModel(labels, [1.0] * 3, [0.0] * 3, {"calibrated": True})
+    model = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=30, snr=snr)
+    for name in centre:
+        np.testing.assert_allclose(model.by_population[name][2], terms[name], rtol=0.15)
+    population = population_of_predictions(labels, values)
+    back = NoiseModel.from_dict(model.to_dict())
+    np.testing.assert_array_equal(back.apply(raw, population, snr), model.apply(raw, population, snr))
+    # a model of 0.5.27 (no snr_term in the dictionary, populations as (scale, offset)) reads as before
+    old = {"labels": labels, "scale": [1.0] * 3, "offset": [1.0] * 3,
+           "by_population": {"hot": {"scale": [2.0] * 3, "offset": [0.0] * 3}}}
+    read = NoiseModel.from_dict(old)
+    assert not read.needs_snr and "snr_term" not in read.to_dict()
+    np.testing.assert_array_equal(read.apply(np.ones((1, 3)), np.array(["hot"])), 2.0)
+    with pytest.raises(ValueError, match="S/N 50"):
+        NoiseModel.from_dict(dict(model.to_dict(), snr_reference=50.0))
+    with pytest.raises(ValueError, match="snr_term >= 0"):
+        NoiseModel(labels, [1.0] * 3, [0.0] * 3, snr_term=[-1.0, 0.0, 0.0])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from stellarnn.labels.spectrum_information import (FLAG_FEATURELESS, FLAG_LOW_SNR, FLAG_MISSING_CHIP,
-                                                   assess_information)
+                                                   assess_information, error_array_snr)
 from stellarnn.spectra import read_apstar
 
 
@@ -23,8 +23,11 @@ def test_real_apstar_spectra_pass(real):
     assert (r.flags == 0).all() and all(reason == "" for reason in r.reasons)
     assert (r.good_fraction > 0.9).all()
     assert (r.snr_robust > 20).all() and (r.line_contrast > 2).all()
-    assert set(r.columns(0)) == {"good_fraction_blue", "good_fraction_green", "good_fraction_red", "snr_robust",
-                                 "line_contrast"}
+    assert set(r.columns(0)) == {"good_fraction_blue", "good_fraction_green", "good_fraction_red", "snr_error",
+                                 "snr_robust", "line_contrast"}
+    assert np.allclose(r.snr_error, [np.median(s.flux * np.sqrt(s.ivar)) for s in real], rtol=0.1)
+    np.testing.assert_array_equal(error_array_snr(np.stack([s.flux for s in real]), np.stack([s.ivar for s in real]),
+                                                  np.stack([s.bitmask for s in real])), r.snr_error)
     assert r.continuum.flux.shape == (len(real), 7514)
 
 

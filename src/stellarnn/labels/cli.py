@@ -272,7 +272,7 @@ def cmd_calibrate(args) -> int:
     if args.accuracy_grid:
         from .astronn.training import grid_labels_to_astronn
 
-        values, truth, raw = [], [], []
+        values, truth, raw, snr_error = [], [], [], []
         wl = apogee_wavelength()
         for snr in args.accuracy_snr:
             obs = synthetic_observations(args.accuracy_grid, snr, args.seed + int(snr))
@@ -281,10 +281,15 @@ def cmd_calibrate(args) -> int:
             truth.append(all_truth[:, [OUTPUT_LABELS.index(name) for name in labels]])
             values.append([[r.get(name, np.nan) for name in labels] for r in rows])
             raw.append([[r.get(f"raw_e_{name}", np.nan) for name in labels] for r in rows])
+            snr_error.append([r.get("snr_error", np.nan) for r in rows])
         source = (f"labelled grid {args.accuracy_grid} ({len(obs['flux'])} spectra) at S/N "
                   + ", ".join(f"{v:g}" for v in args.accuracy_snr))
         print(f"accuracy floor from {source}", file=sys.stderr)
-        accuracy = dict(source=source, raise_scale=args.raise_scale, clip_sigma=args.clip_sigma)
+        snr_term = len(set(args.accuracy_snr)) >= 2 if args.snr_term is None else args.snr_term
+        accuracy = dict(source=source, raise_scale=args.raise_scale, clip_sigma=args.clip_sigma,
+                        snr=np.concatenate(snr_error) if snr_term else None)
+        if snr_term:
+            print("fitting a 1/(S/N) term per label (the spectra's error-array S/N)", file=sys.stderr)
         arrays = (np.concatenate(values), np.concatenate(truth), np.concatenate(raw))
         if args.population_min:
             model = calibrate_accuracy_by_population(model, *arrays, min_spectra=args.population_min, **accuracy)
@@ -566,8 +571,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--clip-sigma", type=float, default=5.0,
                    help="with --accuracy-grid: spectra beyond this many e from the truth are left out of the fit "
                         "(iterated; default 5); a large value fits the plain variance, outliers included")
-    q.add_argument("--accuracy-snr", type=float, nargs="+", default=[50.0, 100.0, 200.0],
+    q.add_argument("--accuracy-snr", type=positive_float, nargs="+", default=[50.0, 100.0, 200.0],
                    help="S/N of the noisy observations of the accuracy grid")
+    q.add_argument("--snr-term", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --accuracy-grid: fit an error term per label that scales as 1/(S/N), added in "
+                        "quadrature (default: on when --accuracy-snr has two or more values)")
     q.add_argument("--population-min", type=non_negative_int, default=30,
                    help="with --accuracy-grid: each population (giants, dwarfs, ...; from the predicted labels) "
                         "with at least this many labelled spectra gets an accuracy model of its own, the others the "

@@ -38,6 +38,23 @@ for each population with enough labelled spectra (after the global fit, which st
 and :meth:`NoiseModel.apply` uses a star's population, decided from its
 *predicted* Teff, log g and [Fe/H] (the only labels known at inference; [Fe/H] stands for [M/H] at the
 population edges), in calibration as in use.
+
+A network's MC-dropout or ensemble spread barely follows the spectrum's noise: on our held-out grid AstroNN's raw
+errors shrink 1.04-1.23x from S/N 50 to 200 while its actual errors shrink 1.5-3.0x
+(``bench/results/noise_population_astronn_v4c.json``), so ``scale * raw_e + offset`` fitted over S/N 50-200 is too
+large at S/N 200 and too small at 50.  The part of the error that photon noise causes scales as 1/(S/N): the
+Cramer-Rao bound, covariance >= (J^T C^-1 J)^-1 with C the flux covariance (REFERENCE.md), is proportional to the
+flux noise.  So the model has a third term per label, added in quadrature,
+
+    e = sqrt( (scale raw_e + offset)^2 + (snr_term * SNR_REFERENCE / snr)^2 ),
+
+with ``snr`` the spectrum's S/N per pixel from its error array as the pipelines measure it (``snr_error`` of
+:mod:`stellarnn.labels.spectrum_information`: median flux x sqrt(ivar), APOGEE's SNR, the S/N the training noise is
+drawn at; not ``snr_robust``, whose flux-difference estimate counts a spectrum's lines as noise: it reads our
+held-out grid observed at S/N 200 as 158 in the median and its most line-rich spectra as ~36 in a one-off check on
+300 spectra), and ``snr_term``
+the label's error from that term at S/N ``SNR_REFERENCE`` = 100.  ``snr_term = 0`` (every model calibrated before
+0.5.28) is the linear model unchanged; the accuracy step fits it (>= 0) when given the calibration spectra's S/N.
 """
 from __future__ import annotations
 
@@ -50,11 +67,13 @@ from scipy.optimize import minimize
 from ..synthesis.populations import POPULATIONS, population_of
 
 MIN_PAIRS = 10
+#: S/N per pixel at which ``NoiseModel.snr_term`` is the error of the 1/(S/N) term
+SNR_REFERENCE = 100.0
 
 
 @dataclass
 class NoiseModel:
-    """Per-label linear uncertainty correction ``e = scale * raw_e + offset``.
+    """Per-label uncertainty correction ``e = sqrt((scale * raw_e + offset)^2 + (snr_term * 100 / snr)^2)``.
 
     Parameters
     ----------
@@ -65,8 +84,11 @@ class NoiseModel:
     diagnostics : dict
         Calibration figures (number of pairs used, std of z before and after), if calibrated.
     by_population : dict, optional
-        ``{population: (scale, offset)}`` for the populations of :mod:`stellarnn.synthesis.populations`
-        calibrated on their own (:func:`calibrate_accuracy_by_population`); other stars use ``scale``, ``offset``.
+        ``{population: (scale, offset[, snr_term])}`` for the populations of :mod:`stellarnn.synthesis.populations`
+        calibrated on their own (:func:`calibrate_accuracy_by_population`); other stars use ``scale``, ``offset``,
+        ``snr_term``.  Stored as 3-tuples.
+    snr_term : ndarray, shape (n_labels,), optional
+        Error of the 1/(S/N) term at S/N ``SNR_REFERENCE`` (label units); default 0 (no S/N term).
     """
 
     labels: list[str]
@@ -74,28 +96,39 @@ class NoiseModel:
     offset: np.ndarray
     diagnostics: dict = field(default_factory=dict)
     by_population: dict = field(default_factory=dict)
+    snr_term: np.ndarray | None = None
 
     def __post_init__(self):
         self.labels = list(self.labels)
-        self.scale, self.offset = self._checked(self.scale, self.offset, "")
+        self.scale, self.offset, self.snr_term = self._checked(self.scale, self.offset, self.snr_term, "")
         unknown = sorted(set(self.by_population) - set(POPULATIONS))
         if unknown:
             raise ValueError(f"noise model for unknown population(s) {unknown}; known: {list(POPULATIONS)}")
-        self.by_population = {name: self._checked(*pair, f" of population {name!r}")
-                              for name, pair in self.by_population.items()}
+        by_population = {}
+        for name, terms in self.by_population.items():
+            if len(terms) not in (2, 3):
+                raise ValueError(f"population {name!r} needs (scale, offset[, snr_term]), got {len(terms)} arrays")
+            by_population[str(name)] = self._checked(*terms, *([None] * (3 - len(terms))), f" of population {name!r}")
+        self.by_population = by_population
 
-    def _checked(self, scale, offset, what: str) -> tuple[np.ndarray, np.ndarray]:
+    def _checked(self, scale, offset, snr_term, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(self.labels)
         scale = np.asarray(scale, dtype=np.float64).reshape(-1)
         offset = np.asarray(offset, dtype=np.float64).reshape(-1)
-        n = len(self.labels)
-        if scale.shape != (n,) or offset.shape != (n,):
-            raise ValueError(f"scale and offset{what} need {n} values (one per label), got "
-                             f"{scale.shape} and {offset.shape}")
-        if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(offset))):
-            raise ValueError(f"noise model scale and offset{what} must be finite")
-        if np.any(scale <= 0) or np.any(offset < 0):
-            raise ValueError(f"noise model needs scale > 0 and offset >= 0{what}")
-        return scale, offset
+        snr_term = np.zeros(n) if snr_term is None else np.asarray(snr_term, dtype=np.float64).reshape(-1)
+        if scale.shape != (n,) or offset.shape != (n,) or snr_term.shape != (n,):
+            raise ValueError(f"scale, offset and snr_term{what} need {n} values (one per label), got "
+                             f"{scale.shape}, {offset.shape} and {snr_term.shape}")
+        if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(offset)) and np.all(np.isfinite(snr_term))):
+            raise ValueError(f"noise model scale, offset and snr_term{what} must be finite")
+        if np.any(scale <= 0) or np.any(offset < 0) or np.any(snr_term < 0):
+            raise ValueError(f"noise model needs scale > 0, offset >= 0 and snr_term >= 0{what}")
+        return scale, offset, snr_term
+
+    @property
+    def needs_snr(self) -> bool:
+        """Whether any label (globally or in a population) has an S/N term, so that :meth:`apply` needs the S/N."""
+        return bool(np.any(self.snr_term > 0) or any(np.any(t[2] > 0) for t in self.by_population.values()))
 
     @classmethod
     def identity(cls, labels) -> "NoiseModel":
@@ -103,42 +136,74 @@ class NoiseModel:
         labels = list(labels)
         return cls(labels, np.ones(len(labels)), np.zeros(len(labels)), {"calibrated": False})
 
-    def apply(self, raw_error, population=None):
-        """Corrected errors, ``scale * raw_e + offset`` (array (..., n_labels); NaN stays NaN).
+    def apply(self, raw_error, population=None, snr=None):
+        """Corrected errors, ``sqrt((scale raw_e + offset)^2 + (snr_term 100 / snr)^2)`` (array (..., n_labels);
+        NaN stays NaN).
 
-        ``population`` (array of population names over the leading axes, e.g. :func:`population_of_predictions`
-        of the predicted labels): rows of a population with its own model use it, the others the global one.
+        Parameters
+        ----------
+        raw_error : array (..., n_labels)
+        population : array of str over the leading axes, optional
+            E.g. :func:`population_of_predictions` of the predicted labels: rows of a population with its own
+            model use it, the others the global one.
+        snr : array over the leading axes, optional
+            The spectra's S/N per pixel (the pipelines' ``snr_error``); needed when the model has an S/N term
+            (:attr:`needs_snr`).  A row whose S/N is not a positive number gets NaN errors where the term is used.
         """
         raw_error = np.asarray(raw_error, dtype=np.float64)
         if raw_error.shape[-1] != len(self.labels):
             raise ValueError(f"last axis has {raw_error.shape[-1]} labels, noise model has {len(self.labels)}")
         scale = np.broadcast_to(self.scale, raw_error.shape).copy()
         offset = np.broadcast_to(self.offset, raw_error.shape).copy()
+        snr_term = np.broadcast_to(self.snr_term, raw_error.shape).copy()
         if population is not None and self.by_population:
             population = np.asarray(population)
             if population.shape != raw_error.shape[:-1]:
                 raise ValueError(f"population has shape {population.shape}, the errors' leading axes "
                                  f"{raw_error.shape[:-1]}")
-            for name, (s, o) in self.by_population.items():
+            for name, (s, o, t) in self.by_population.items():
                 rows = population == name
-                scale[rows], offset[rows] = s, o
-        return scale * raw_error + offset
+                scale[rows], offset[rows], snr_term[rows] = s, o, t
+        linear = scale * raw_error + offset
+        if not self.needs_snr:
+            return linear
+        if snr is None:
+            raise ValueError("this noise model has an S/N term (snr_term > 0): pass the spectra's S/N (snr=)")
+        snr = np.asarray(snr, dtype=np.float64)
+        if snr.shape != raw_error.shape[:-1]:
+            raise ValueError(f"snr has shape {snr.shape}, the errors' leading axes {raw_error.shape[:-1]}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = np.where(snr > 0, SNR_REFERENCE / snr, np.nan)[..., None]
+            term = np.where(snr_term > 0, snr_term * inverse, 0.0)
+        return np.sqrt(linear ** 2 + term ** 2)
 
     def to_dict(self) -> dict:
         out = {"labels": list(self.labels), "scale": [float(v) for v in self.scale],
                "offset": [float(v) for v in self.offset], "diagnostics": dict(self.diagnostics)}
+        if self.needs_snr:  # models without the term keep the dictionary format of 0.5.27 and earlier
+            out["snr_term"] = [float(v) for v in self.snr_term]
+            out["snr_reference"] = SNR_REFERENCE
         if self.by_population:
             out["by_population"] = {name: {"scale": [float(v) for v in s], "offset": [float(v) for v in o]}
-                                    for name, (s, o) in self.by_population.items()}
+                                    for name, (s, o, _) in self.by_population.items()}
+            if self.needs_snr:
+                for name, (_, _, t) in self.by_population.items():
+                    out["by_population"][name]["snr_term"] = [float(v) for v in t]
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseModel":
+        reference = float(d.get("snr_reference", SNR_REFERENCE))
+        if reference != SNR_REFERENCE:
+            raise ValueError(f"noise model's snr_term is given at S/N {reference:g}, this version reads it at "
+                             f"S/N {SNR_REFERENCE:g}")
         try:
-            by_population = {name: (np.asarray(v["scale"], dtype=np.float64), np.asarray(v["offset"], dtype=np.float64))
+            by_population = {name: (np.asarray(v["scale"], dtype=np.float64), np.asarray(v["offset"], dtype=np.float64),
+                                     v.get("snr_term"))
                              for name, v in dict(d.get("by_population", {})).items()}
             return cls(d["labels"], np.asarray(d["scale"], dtype=np.float64),
-                       np.asarray(d["offset"], dtype=np.float64), dict(d.get("diagnostics", {})), by_population)
+                       np.asarray(d["offset"], dtype=np.float64), dict(d.get("diagnostics", {})), by_population,
+                       d.get("snr_term"))
         except KeyError as exc:
             raise ValueError(f"noise model dictionary lacks {exc}") from exc
 
@@ -245,20 +310,23 @@ def calibrate_noise_model(labels, value1, value2, raw_error1, raw_error2, clip_s
 
 
 def precision_part(model: NoiseModel) -> NoiseModel:
-    """The model without an accuracy floor: offsets back to their repeat-pair values (if one was added)."""
+    """The model without an accuracy floor: offsets (scales, S/N terms) back to their repeat-pair values (if an
+    accuracy step was added)."""
     accuracy = model.diagnostics.get("accuracy")
     if not accuracy:
         return model
     offset = np.array([accuracy["labels"][name]["offset_precision"] for name in model.labels])
     scale = np.array([accuracy["labels"][name].get("scale_precision", model.scale[j])
                       for j, name in enumerate(model.labels)])
+    snr_term = np.array([accuracy["labels"][name].get("snr_term_precision", 0.0) for name in model.labels])
     diagnostics = {k: v for k, v in model.diagnostics.items() if k not in ("accuracy", "accuracy_by_population")}
-    return NoiseModel(model.labels, scale, offset, diagnostics)  # the populations' models are accuracy steps
+    # the populations' models are accuracy steps
+    return NoiseModel(model.labels, scale, offset, diagnostics, snr_term=snr_term)
 
 
 def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip_sigma: float = 5.0,
                               max_iterations: int = 5, source: str = "", raise_scale: bool = False,
-                              bounded: bool = True) -> NoiseModel:
+                              bounded: bool = True, snr=None) -> NoiseModel:
     """Raise each label's offset (and with ``raise_scale`` its scale) so that
     (value - truth) / (scale raw_e + offset) has unit variance.
 
@@ -279,6 +347,10 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
         False: fit scale and offset freely (scale >= 1e-3 x the precision scale, offset >= 0), for labelled
         spectra of one population, which measure its whole error directly where a global precision model
         (fitted over all populations) would set too high a floor for the populations the network knows best.
+    snr : array, shape (n,), optional
+        The labelled spectra's S/N per pixel (as the pipeline measures it, ``snr_error``): the S/N term
+        ``snr_term`` is fitted too (>= the model's own, 0 for a repeat-pair model; bounded or not).  The spectra
+        should span a range of S/N (e.g. 50-200), or the term cannot be told from the offset.
 
     Returns
     -------
@@ -289,51 +361,66 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
         with the precision model and after.
     """
     v, t, r = (np.asarray(a, dtype=np.float64) for a in (values, truth, raw_errors))
+    fit_snr = snr is not None
+    inverse_snr = (np.full(len(v), np.nan) if not fit_snr else
+                   SNR_REFERENCE / np.where(np.asarray(snr, dtype=np.float64) > 0, snr, np.nan))
+    if fit_snr and inverse_snr.shape != (len(v),):
+        raise ValueError(f"snr must have one value per spectrum ({len(v)}), got shape {np.shape(snr)}")
     if not clip_sigma > 0:
         raise ValueError(f"clip_sigma must be a positive number of sigma, got {clip_sigma!r}")
     n_labels = len(model.labels)
     if not (v.shape == t.shape == r.shape) or v.ndim != 2 or v.shape[1] != n_labels:
         raise ValueError(f"values, truth and raw errors must all have shape (n, {n_labels}); got "
                          f"{[a.shape for a in (v, t, r)]}")
-    offset, scale = model.offset.copy(), model.scale.copy()
+    offset, scale, snr_term = model.offset.copy(), model.scale.copy(), model.snr_term.copy()
     raise_scale = raise_scale or not bounded
     how = ("scale and offset free" if not bounded else
            "scale and offset bounded below by the precision model" if raise_scale else "scale fixed")
-    report = {"method": "maximum likelihood of (value - truth) with e = scale raw_e + offset, " + how,
+    form = ("e = sqrt((scale raw_e + offset)^2 + (snr_term 100 / snr)^2)" if fit_snr else
+            "e = scale raw_e + offset")
+    report = {"method": f"maximum likelihood of (value - truth) with {form}, {how}",
               "source": source, "clip_sigma": float(clip_sigma), "labels": {}}
     for j, name in enumerate(model.labels):
         ok = np.isfinite(v[:, j]) & np.isfinite(t[:, j]) & np.isfinite(r[:, j]) & (r[:, j] > 0)
+        if fit_snr:
+            ok &= np.isfinite(inverse_snr)
         if ok.sum() < MIN_PAIRS:
             raise ValueError(f"label {name!r}: only {int(ok.sum())} labelled spectra (need >= {MIN_PAIRS})")
         d, e0 = v[ok, j] - t[ok, j], model.scale[j] * r[ok, j]
+        w = inverse_snr[ok] if fit_snr else np.zeros(d.size)
+        e_before = np.sqrt((e0 + offset[j]) ** 2 + (snr_term[j] * w) ** 2)
         unit = float(np.median(e0))
         keep = np.ones(d.size, dtype=bool)
-        o, k = offset[j], 1.0  # e = k e0 + o, k >= 1 (scale = k * precision scale)
+        o, k, q = offset[j], 1.0, snr_term[j]  # e = sqrt((k e0 + o)^2 + (q w)^2), scale = k * precision scale
+        lowest_offset, lowest_k = (offset[j] / unit, 1.0) if bounded else (0.0, 1e-3)
+        bounds = [(lowest_offset, 1e6), (lowest_k, 1e6) if raise_scale else (1.0, 1.0),
+                  (snr_term[j] / unit, 1e6) if fit_snr else (0.0, 0.0)]
         for _ in range(max_iterations):
-            dk, ek = d[keep] / unit, e0[keep] / unit
+            dk, ek, wk = d[keep] / unit, e0[keep] / unit, w[keep]
 
             def nll(x):
-                e = (x[1] if raise_scale else 1.0) * ek + x[0]
-                return float(np.sum(np.log(e) + 0.5 * dk ** 2 / e ** 2))
+                e2 = (x[1] * ek + x[0]) ** 2 + (x[2] * wk) ** 2
+                return float(np.sum(0.5 * np.log(e2) + 0.5 * dk ** 2 / e2))
 
-            lowest_offset, lowest_k = (offset[j] / unit, 1.0) if bounded else (0.0, 1e-3)
-            res = minimize(nll, [max(o / unit, 0.1), k], method="L-BFGS-B",
-                           bounds=[(lowest_offset, 1e6), (lowest_k, 1e6) if raise_scale else (1.0, 1.0)])
-            o, k = float(res.x[0]) * unit, float(res.x[1])
-            new_keep = np.abs(d / (k * e0 + o)) <= clip_sigma
+            start = [max(o / unit, 0.1), k, max(q / unit, 0.1) if fit_snr else 0.0]
+            res = minimize(nll, start, method="L-BFGS-B", bounds=bounds)
+            o, k, q = (float(res.x[0]) * unit, float(res.x[1]), float(res.x[2]) * unit)
+            new_keep = np.abs(d / np.sqrt((k * e0 + o) ** 2 + (q * w) ** 2)) <= clip_sigma
             if new_keep.sum() < MIN_PAIRS or np.array_equal(new_keep, keep):
                 break
             keep = new_keep
-        z_before, z_after = d / (e0 + offset[j]), d / (k * e0 + o)
+        z_before, z_after = d / e_before, d / np.sqrt((k * e0 + o) ** 2 + (q * w) ** 2)
         report["labels"][name] = {"n": int(ok.sum()), "n_used": int(keep.sum()), "offset_precision": float(offset[j]),
                                   "offset_accuracy": o, "scale_precision": float(model.scale[j]),
                                   "scale_accuracy": float(k * model.scale[j]),
                                   "std_z_precision_model": float(np.std(z_before)),
                                   "std_z_calibrated": float(np.std(z_after))}
-        offset[j], scale[j] = o, k * model.scale[j]
+        if fit_snr:
+            report["labels"][name].update(snr_term_precision=float(snr_term[j]), snr_term_accuracy=q)
+        offset[j], scale[j], snr_term[j] = o, k * model.scale[j], q
     diagnostics = dict(model.diagnostics)
     diagnostics["accuracy"] = report
-    return NoiseModel(model.labels, scale, offset, diagnostics)
+    return NoiseModel(model.labels, scale, offset, diagnostics, snr_term=snr_term)
 
 
 def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_errors, min_spectra: int = 30,
@@ -357,7 +444,8 @@ def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_error
     min_spectra : int
         Fewest labelled spectra a population needs for a model of its own (at least 10).
     **kwargs
-        ``clip_sigma``, ``max_iterations``, ``source``, ``raise_scale`` of :func:`calibrate_accuracy_offset`.
+        ``clip_sigma``, ``max_iterations``, ``source``, ``raise_scale``, ``snr`` of
+        :func:`calibrate_accuracy_offset` (``snr`` per spectrum: each population's rows of it are used).
 
     Returns
     -------
@@ -367,24 +455,29 @@ def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_error
     """
     if min_spectra < MIN_PAIRS:
         raise ValueError(f"min_spectra must be >= {MIN_PAIRS}, got {min_spectra}")
-    base = NoiseModel(model.labels, model.scale, model.offset, dict(model.diagnostics))
+    base = NoiseModel(model.labels, model.scale, model.offset, dict(model.diagnostics), snr_term=model.snr_term)
     fitted = calibrate_accuracy_offset(base, values, truth, raw_errors, **kwargs)
     v, t, r = (np.asarray(a, dtype=np.float64) for a in (values, truth, raw_errors))
     population = population_of_predictions(model.labels, v)
     usable = np.all(np.isfinite(v) & np.isfinite(t) & np.isfinite(r) & (r > 0), axis=1)
+    snr = kwargs.pop("snr", None)
+    if snr is not None:
+        snr = np.asarray(snr, dtype=np.float64)
+        usable &= np.isfinite(snr) & (snr > 0)
     by_population, report = {}, {}
     for name in POPULATIONS:
         rows = (population == name) & usable
         if rows.sum() < min_spectra:
             report[name] = {"n": int(rows.sum()), "model": f"global (fewer than {min_spectra} spectra)"}
             continue
-        own = calibrate_accuracy_offset(base, v[rows], t[rows], r[rows], **dict(kwargs, bounded=False))
-        by_population[name] = (own.scale, own.offset)
+        own = calibrate_accuracy_offset(base, v[rows], t[rows], r[rows], **dict(kwargs, bounded=False),
+                                        snr=None if snr is None else snr[rows])
+        by_population[name] = (own.scale, own.offset, own.snr_term)
         report[name] = {"n": int(rows.sum()), "model": "own", "labels": own.diagnostics["accuracy"]["labels"]}
     diagnostics = dict(fitted.diagnostics)
     diagnostics["accuracy_by_population"] = {"assigned_by": "predicted teff, logg, fe_h",
                                              "min_spectra": int(min_spectra), "populations": report}
-    return NoiseModel(fitted.labels, fitted.scale, fitted.offset, diagnostics, by_population)
+    return NoiseModel(fitted.labels, fitted.scale, fitted.offset, diagnostics, by_population, fitted.snr_term)
 
 
 def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwargs) -> NoiseModel:

@@ -176,6 +176,8 @@ QUALITY_FIELDS: dict[str, FieldInfo] = {
                                         "on the blue chip (apStar pixels 246-3274)"),
     "good_fraction_green": FieldInfo("", "Fraction of good pixels on the green chip (apStar pixels 3585-6080)"),
     "good_fraction_red": FieldInfo("", "Fraction of good pixels on the red chip (apStar pixels 6344-8335)"),
+    "snr_error": FieldInfo("", "S/N per pixel from the error array: median flux*sqrt(ivar) over the good pixels "
+                               "of the three chips (the S/N of the noise model's 1/(S/N) term)"),
     "snr_robust": FieldInfo("", "Robust S/N per pixel: min of median flux*sqrt(ivar) and median flux / "
                                 "(1.4826 MAD of adjacent flux differences / sqrt 2)"),
     "line_contrast": FieldInfo("", "rms of the continuum-normalised flux in the ASPCAP windows over its noise "
@@ -330,7 +332,8 @@ def information_columns(info) -> dict:
 
     good_fraction = np.asarray(info.good_fraction, dtype=np.float64)
     out = {f"good_fraction_{c}": good_fraction[:, k].copy() for k, c in enumerate(CHIP_NAMES)}
-    out.update(snr_robust=np.asarray(info.snr_robust, dtype=np.float64).copy(),
+    out.update(snr_error=np.asarray(info.snr_error, dtype=np.float64).copy(),
+               snr_robust=np.asarray(info.snr_robust, dtype=np.float64).copy(),
                line_contrast=np.asarray(info.line_contrast, dtype=np.float64).copy())
     return out
 

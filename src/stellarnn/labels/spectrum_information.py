@@ -98,7 +98,8 @@ class InformationReport:
     def columns(self, i: int) -> dict:
         """The row columns of spectrum ``i`` (see :data:`INFORMATION_FIELDS`)."""
         out = {f"good_fraction_{c}": float(self.good_fraction[i, k]) for k, c in enumerate(CHIP_NAMES)}
-        out.update(snr_robust=float(self.snr_robust[i]), line_contrast=float(self.line_contrast[i]))
+        out.update(snr_error=float(self.snr_error[i]), snr_robust=float(self.snr_robust[i]),
+                   line_contrast=float(self.line_contrast[i]))
         return out
 
 
@@ -140,6 +141,29 @@ def _as_rows(a, name: str) -> torch.Tensor:
     return t
 
 
+def _good_pixel_snr(flux: torch.Tensor, ivar: torch.Tensor, bm: torch.Tensor | None):
+    """(good pixels, flux x sqrt(ivar) on them and NaN elsewhere), both (B, 8575)."""
+    good = torch.isfinite(flux) & torch.isfinite(ivar) & (ivar > 0)
+    if bm is not None:
+        good &= (bm & APOGEE_BAD_PIXEL_MASK) == 0
+    return good, torch.where(good, flux * ivar.clamp_min(0).sqrt(), torch.nan)
+
+
+def _kept_pixels() -> torch.Tensor:
+    return torch.as_tensor(np.concatenate([np.arange(s.start, s.stop) for s in APOGEE_CHIP_SLICES]))
+
+
+def error_array_snr(flux, ivar, bitmask=None) -> np.ndarray:
+    """``snr_error`` of :func:`assess_information` alone: median flux x sqrt(ivar) over the good pixels of the three
+    chips, per spectrum (array (B,); NaN without a good pixel), for apStar arrays of shape (B, 8575)."""
+    flux, ivar = _as_rows(flux, "flux"), _as_rows(ivar, "ivar")
+    if ivar.shape != flux.shape:
+        raise ValueError(f"ivar shape {tuple(ivar.shape)} differs from flux {tuple(flux.shape)}")
+    bm = None if bitmask is None else torch.as_tensor(np.asarray(bitmask, dtype=np.int64)).reshape(flux.shape)
+    _, pixel_snr = _good_pixel_snr(flux, ivar, bm)
+    return _nanmedian_rows(pixel_snr[:, _kept_pixels()]).numpy()
+
+
 def assess_information(flux, ivar, bitmask=None) -> InformationReport:
     """Measure the usable information of apStar spectra and flag those without (module docstring).
 
@@ -158,15 +182,11 @@ def assess_information(flux, ivar, bitmask=None) -> InformationReport:
     if ivar.shape != flux.shape:
         raise ValueError(f"ivar shape {tuple(ivar.shape)} differs from flux {tuple(flux.shape)}")
     b = flux.shape[0]
-    good = torch.isfinite(flux) & torch.isfinite(ivar) & (ivar > 0)
-    bm = None
-    if bitmask is not None:
-        bm = torch.as_tensor(np.asarray(bitmask, dtype=np.int64)).reshape(flux.shape)
-        good &= (bm & APOGEE_BAD_PIXEL_MASK) == 0
-    pixel_snr = torch.where(good, flux * ivar.clamp_min(0).sqrt(), torch.nan)
+    bm = None if bitmask is None else torch.as_tensor(np.asarray(bitmask, dtype=np.int64)).reshape(flux.shape)
+    good, pixel_snr = _good_pixel_snr(flux, ivar, bm)
     good_fraction = torch.stack([good[:, sl].to(torch.float64).mean(dim=1) for sl in APOGEE_CHIP_SLICES], dim=1)
     chip_snr = torch.stack([_nanmedian_rows(pixel_snr[:, sl]) for sl in APOGEE_CHIP_SLICES], dim=1)
-    kept = torch.as_tensor(np.concatenate([np.arange(s.start, s.stop) for s in APOGEE_CHIP_SLICES]))
+    kept = _kept_pixels()
     snr_error = _nanmedian_rows(pixel_snr[:, kept])
     f_good = torch.where(good, flux, torch.nan)
     sigma = _diff_sigma(f_good, good, APOGEE_CHIP_SLICES)

@@ -148,8 +148,10 @@ class APOGEENetPipeline:
                 out[key][hot] = again[key]
         return out
 
-    def columns_from_predictions(self, pred: dict) -> dict:
+    def columns_from_predictions(self, pred: dict, snr=None) -> dict:
         """Columns (fields + reason, arrays over spectra) from :meth:`predict_arrays` output.
+
+        ``snr``: the spectra's error-array S/N (``snr_error``), for a noise model with an S/N term.
 
         The rows are built from them at the end of the batch
         (:meth:`~stellarnn.labels.pipeline.QualityChecks.rows`).
@@ -157,7 +159,7 @@ class APOGEENetPipeline:
         raw_e = np.stack([pred["raw_e_teff"], pred["raw_e_logg"], pred["raw_e_fe_h"]], axis=1).astype(np.float64)
         values = np.stack([np.asarray(pred[name], dtype=np.float64) for name in LABELS], axis=1)
         population = population_of_predictions(LABELS, values)
-        e = np.asarray(self.noise_model.apply(raw_e, population), dtype=np.float64)
+        e = np.asarray(self.noise_model.apply(raw_e, population, snr), dtype=np.float64)
         flags = np.asarray(result_flags(pred["teff"], pred["logg"], pred["fe_h"], np.zeros(len(pred["teff"]), bool)),
                            dtype=np.int64)
         columns = {}
@@ -184,7 +186,7 @@ class APOGEENetPipeline:
             pred = self.predict_brackett_masked(np.stack([batch[i].flux for i in good]),
                                                 np.stack([batch[i].ivar for i in good]),
                                                 np.stack([batch[i].bitmask for i in good]), seeds, cont)
-            columns = self.columns_from_predictions(pred)
+            columns = self.columns_from_predictions(pred, np.asarray(info.snr_error, dtype=np.float64)[good])
             labels = {k: pred[k] for k in LABELS}
         profile = () if self.quality.ood is None else [n for n in self.quality.ood.label_names
                                                         if n not in ("teff", "logg", "m_h")]

@@ -173,8 +173,10 @@ class AstroNNPipeline:
                 out[key][hot] = again[key]
         return out
 
-    def columns_from_predictions(self, value: np.ndarray, raw_error: np.ndarray) -> dict:
+    def columns_from_predictions(self, value: np.ndarray, raw_error: np.ndarray, snr=None) -> dict:
         """Columns (fields + reason, arrays over spectra) from raw values and errors (B, 22) in OUTPUT_LABELS order.
+
+        ``snr``: the spectra's error-array S/N (``snr_error``), for a noise model with an S/N term.
 
         The rows are built from them at the end of the batch
         (:meth:`~stellarnn.labels.pipeline.QualityChecks.rows`).
@@ -182,7 +184,7 @@ class AstroNNPipeline:
         value = np.asarray(value, dtype=np.float64)
         raw_error = np.asarray(raw_error, dtype=np.float64)
         population = population_of_predictions(OUTPUT_LABELS, value)
-        e = np.asarray(self.noise_model.apply(raw_error, population), dtype=np.float64)
+        e = np.asarray(self.noise_model.apply(raw_error, population, snr), dtype=np.float64)
         j = {name: i for i, name in enumerate(OUTPUT_LABELS)}
         flags = result_flags(value[:, j["teff"]], value[:, j["logg"]], value[:, j["fe_h"]], e[:, j["teff"]],
                              e[:, j["logg"]], e[:, j["fe_h"]], np.zeros(len(value), bool))
@@ -205,7 +207,8 @@ class AstroNNPipeline:
         if len(good):
             seeds = [spectrum_seed(batch[i], self.seed) for i in good]
             pred = self.predict_brackett_masked(info.continuum.flux[torch.as_tensor(good)], seeds)
-            columns = self.columns_from_predictions(pred["value"], pred["raw_error"])
+            columns = self.columns_from_predictions(pred["value"], pred["raw_error"],
+                                                    np.asarray(info.snr_error, dtype=np.float64)[good])
             j = {name: k for k, name in enumerate(OUTPUT_LABELS)}
             labels = {k: pred["value"][:, j[k]] for k in ("teff", "logg", "fe_h")}
             labels["x_h"] = {name: pred["value"][:, k] for name, k in j.items() if name.endswith("_h")}
