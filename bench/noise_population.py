@@ -10,7 +10,9 @@ accuracies differ by an order of magnitude.  This bench measures, for each pipel
   population (:func:`~stellarnn.labels.noise_model.calibrate_accuracy_by_population`, populations from the
   predicted labels) and once per population with the 1/(S/N) term (``by_population_snr``: the spectra's
   error-array S/N, ``snr_error``), all from the checkpoint's stored precision (repeat-pair) model, with
-  ``--raise-scale`` for AstroNN as the retrain chain uses it;
+  ``--raise-scale`` for AstroNN as the retrain chain uses it; with ``--calib-emulated N`` also
+  ``by_population_snr_emulated``: the same fit with N emulated stars (``--emulator``) drawn from the calibration
+  grid's prior added to the calibration spectra, as ``calibrate-noise --accuracy-emulated N`` does;
 * on the held-out grid (``--test-grid``, default ``grids/apogee_like_f0/test``, noise seeds as ``bench/labels.py``),
   the std and the rms of z = (prediction - truth) / e per true population and S/N for Teff, log g, [Fe/H] (AstroNN
   also the median over its 19 abundances) with each model, the bias, and how many (population, S/N, label) cells
@@ -71,6 +73,32 @@ def observe(pipeline, grid, grid_name: str, snr: float, seed: int, cache: Path |
     return values, raw, truth, np.asarray(obs["labels"], dtype=np.float64), list(obs["label_names"]), snr_error
 
 
+def observe_emulated(pipeline, emulator_path, n_stars: int, seed: int, prior_grid, snr_range, cache: Path | None):
+    """(values, raw errors, truth, snr_error) of the pipeline's labels on ``n_stars`` emulated stars drawn from the
+    prior of the grid folder ``prior_grid``, as ``stellarnn train calibrate-noise --accuracy-emulated`` makes them
+    (cached like :func:`observe`)."""
+    from stellarnn.labels.noise_model import accuracy_arrays
+    from stellarnn.synthesis.emulator import load_emulator
+    from stellarnn.synthesis.grid_builder import grid_prior
+    from stellarnn.synthesis.training_set import generate_training_set
+    from stellarnn.train import file_sha256
+
+    labels = list(pipeline.noise_model.labels)
+    key = (f"{pipeline.name}-{pipeline.version}-emulated-{file_sha256(emulator_path)[:12]}-{n_stars}-seed{seed}"
+           f"-snr{snr_range[0]:g}-{snr_range[1]:g}.npz")
+    if cache is not None and (cache / key).is_file():
+        with np.load(cache / key) as stored:
+            return tuple(stored[k] for k in ("values", "raw", "truth", "snr"))
+    emulated = generate_training_set(load_emulator(emulator_path)[0], n_stars, seed=seed, snr_range=snr_range,
+                                     prior=grid_prior(prior_grid))
+    values, truth, raw, snr = accuracy_arrays(pipeline, emulated.spectra(), emulated.labels, emulated.label_names,
+                                              labels)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(cache / key, values=values, raw=raw, truth=truth, snr=snr)
+    return values, raw, truth, snr
+
+
 def z_stats(values, truth, error) -> dict:
     """std (the issue's measure: the bias removed) and rms (what the calibration sets to 1: the bias counted as
     error) of z = (value - truth) / e, and the median of (value - truth) (the bias)."""
@@ -82,7 +110,8 @@ def z_stats(values, truth, error) -> dict:
             "bias": float(np.median((values - truth)[ok]))}
 
 
-def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Path | None) -> dict:
+def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Path | None, calib_emulated: int = 0,
+                   emulator=None) -> dict:
     """``grids``: {"calib": (path, grid), "test": (path, grid)}."""
     (calib_path, calib_grid), (test_path, test_grid) = grids["calib"], grids["test"]
     from stellarnn.labels.noise_model import (calibrate_accuracy_by_population, calibrate_accuracy_offset,
@@ -104,6 +133,15 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
                                                      source=source, raise_scale=raise_scale)
     with_snr = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=min_spectra,
                                                 source=source, raise_scale=raise_scale, snr=snr_error)
+    fitted = {"by_population": by_population, "by_population_snr": with_snr}
+    if calib_emulated:
+        # calibrate-noise --accuracy-emulated: seed 12345 + 1, S/N over the --accuracy-snr range
+        emulated = observe_emulated(pipeline, emulator, calib_emulated, CALIBRATION_SEED + 1, calib_path,
+                                    (min(SNRS), max(SNRS)), cache)
+        more = [np.concatenate([a, b]) for a, b in zip((values, raw, truth, snr_error), emulated)]
+        fitted["by_population_snr_emulated"] = calibrate_accuracy_by_population(
+            precision, more[0], more[2], more[1], min_spectra=min_spectra, raise_scale=raise_scale, snr=more[3],
+            source=f"{source} + {calib_emulated} emulated stars ({emulator})")
     calibration_seconds = time.perf_counter() - t0
     result = {"weights": str(weights or "shipped"), "labels_reported": list(MAIN_LABELS)
               + (["abundances_median"] if len(labels) > 3 else []), "raise_scale": raise_scale,
@@ -112,23 +150,22 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
                               "populations": by_population.diagnostics["accuracy_by_population"]["populations"]},
               "models": {"global": {"scale": dict(zip(labels, global_model.scale.tolist())),
                                     "offset": dict(zip(labels, global_model.offset.tolist()))},
-                         "by_population": {p: {"scale": dict(zip(labels, s.tolist())),
-                                               "offset": dict(zip(labels, o.tolist()))}
-                                           for p, (s, o, _) in by_population.by_population.items()},
-                         "by_population_snr": {p: {"scale": dict(zip(labels, s.tolist())),
-                                                   "offset": dict(zip(labels, o.tolist())),
-                                                   "snr_term": dict(zip(labels, t.tolist()))}
-                                               for p, (s, o, t) in with_snr.by_population.items()}},
+                         **{m: {p: {"scale": dict(zip(labels, s.tolist())), "offset": dict(zip(labels, o.tolist())),
+                                    "snr_term": dict(zip(labels, t.tolist()))}
+                                for p, (s, o, t) in model.by_population.items()}
+                            for m, model in fitted.items()}},
+              "calibration_emulated": {"n_stars": int(calib_emulated), "emulator": str(emulator) if calib_emulated
+                                       else None},
               "held_out": {}}
-    within = {f"{m}_{k}": [0, 0] for m in ("global", "by_population", "by_population_snr") for k in ("std", "rms")}
+    within = {f"{m}_{k}": [0, 0] for m in ("global", *fitted) for k in ("std", "rms")}
     abundances = [n for n in labels if n not in MAIN_LABELS]
     for snr in SNRS:
         values, raw, truth, grid_labels, names, snr_error = observe(pipeline, test_grid, test_path, snr, snr, cache)
         masks = population_masks(grid_labels[:, names.index("teff")], grid_labels[:, names.index("logg")],
                                  grid_labels[:, names.index("m_h")])
         predicted = population_of_predictions(labels, values)
-        errors = {"global": global_model.apply(raw), "by_population": by_population.apply(raw, predicted),
-                  "by_population_snr": with_snr.apply(raw, predicted, snr_error)}
+        errors = {"global": global_model.apply(raw),
+                  **{m: model.apply(raw, predicted, snr_error) for m, model in fitted.items()}}
         for pop in POPULATIONS:
             rows = masks[pop]
             cell = result["held_out"].setdefault(pop, {"n": int(rows.sum())}).setdefault(f"snr_{snr}", {})
@@ -164,6 +201,9 @@ def main() -> None:
     parser.add_argument("--pipelines", nargs="+", choices=("astronn", "apogeenet"), default=["astronn", "apogeenet"],
                         help="which pipelines to bench (default both), e.g. one network of a retrain")
     parser.add_argument("--population-min", type=int, default=30)
+    parser.add_argument("--calib-emulated", type=int, default=0,
+                        help="also fit per population + S/N term with this many emulated stars added (--emulator)")
+    parser.add_argument("--emulator", default=None, help="emulator for --calib-emulated (default: the shipped one)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default=None, help="folder for the pipelines' predictions (reused when present)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "noise_population.json"))
@@ -174,6 +214,11 @@ def main() -> None:
     from stellarnn.synthesis.grid_builder import load_grid
 
     torch.set_num_threads(args.threads)
+    emulator = None
+    if args.calib_emulated:
+        from stellarnn.data.shipped_weights import weights_dir
+
+        emulator = args.emulator or str(weights_dir("emulator") / "payne_apogee.pt")
     grids = {name: (path, load_grid(path)) for name, path in (("calib", args.calib_grid), ("test", args.test_grid))}
     out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "stellarnn": __version__,
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
@@ -188,7 +233,8 @@ def main() -> None:
         if name not in args.pipelines:
             continue
         out["pipelines"][name] = bench_pipeline(name, weights, grids, args.population_min,
-                                                Path(args.cache) if args.cache else None)
+                                                Path(args.cache) if args.cache else None, args.calib_emulated,
+                                                emulator)
         r = out["pipelines"][name]
         print(f"{name}: (population, S/N, label) cells within 0.8-1.2: {r['cells_within_0.8_1.2']}")
         for pop, cells in r["held_out"].items():
@@ -197,7 +243,9 @@ def main() -> None:
                 print(f"  {pop:18s} S/N {s:3d} std z (teff, logg, fe_h): global "
                       + " ".join(f"{c['std_z_global'][k]:.2f}" for k in MAIN_LABELS) + " | per population "
                       + " ".join(f"{c['std_z_by_population'][k]:.2f}" for k in MAIN_LABELS) + " | + S/N term "
-                      + " ".join(f"{c['std_z_by_population_snr'][k]:.2f}" for k in MAIN_LABELS))
+                      + " ".join(f"{c['std_z_by_population_snr'][k]:.2f}" for k in MAIN_LABELS)
+                      + ("" if not args.calib_emulated else " | + emulated "
+                         + " ".join(f"{c['std_z_by_population_snr_emulated'][k]:.2f}" for k in MAIN_LABELS)))
     out["machine"]["load_average_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))

@@ -159,6 +159,38 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
         assert raised["scale"] == pytest.approx([accuracy["labels"][k]["scale_accuracy"] for k in ("teff", "logg", "fe_h")])
 
 
+def test_calibrate_noise_accuracy_with_emulated_stars_and_snr_term(tmp_path, capsys):
+    import torch
+
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.synthesis.grid_builder import LABEL_NAMES
+    from stellarnn.train import read_checkpoint, save_checkpoint
+
+    rng = np.random.default_rng(2)
+    write_toy_grid(tmp_path / "grid", [[rng.uniform(4000, 6000), rng.uniform(1, 4), rng.uniform(-1, 0), 1.2]
+                                       + [0.0] * (len(LABEL_NAMES) - 4) for _ in range(12)])
+    torch.manual_seed(0)
+    tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
+    w = save_checkpoint(tmp_path / "w.pt", APOGEENetResNet(**tiny), "apogeenet", tiny)
+    emulator = str(tiny_emulator(tmp_path / "emu.pt"))
+    assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+                 str(tmp_path / "grid"), "--accuracy-snr", "50", "200", "--accuracy-emulated", "15",
+                 "--emulator", emulator]) == 0
+    err = capsys.readouterr().err
+    assert "15 emulated stars" in err and "1/(S/N) term" in err
+    stored = read_checkpoint(w)["normalisation"]["noise_model"]
+    report = stored["diagnostics"]["accuracy"]
+    assert report["labels"]["teff"]["n"] == 2 * 12 + 15 and "emulated stars" in report["source"]
+    assert "snr_term" in report["method"] and "snr_term_accuracy" in report["labels"]["logg"]
+    # one S/N only, or --no-snr-term: the linear model
+    for extra in (["--accuracy-snr", "100"], ["--accuracy-snr", "50", "200", "--no-snr-term"]):
+        assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+                     str(tmp_path / "grid"), *extra]) == 0
+        linear = read_checkpoint(w)["normalisation"]["noise_model"]
+        report = linear["diagnostics"]["accuracy"]["labels"]["teff"]
+        assert "snr_term" not in linear and "snr_term_accuracy" not in report
+
+
 def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
     import json
 

@@ -243,3 +243,13 @@ def test_new_grids_interpolate_atlas9_within_one_family_without_the_vturb_0_slic
     assert legacy.atmosphere_excluded_m_h == () and legacy.atmosphere_m_h_family is None
     with pytest.raises(ValueError, match="no slice"):
         atm.without_slices("m_h", [0.05])
+
+
+def test_grid_prior_reads_the_spec(tmp_path):
+    from stellarnn.synthesis.grid_builder import grid_prior
+    from stellarnn.synthesis.label_priors import ApogeeLikePrior
+
+    assert grid_prior(tmp_path) is None  # no spec.json: the uniform box
+    spec = GridSpec(name="x", n=5, seed=1, prior=ApogeeLikePrior())
+    (tmp_path / "spec.json").write_text(json.dumps({"spec": spec.to_json()}))
+    assert isinstance(grid_prior(tmp_path), ApogeeLikePrior)

@@ -69,16 +69,6 @@ def _training_arrays(args) -> dict:
     return data
 
 
-def _grid_prior(grid_dir):
-    """The label prior a grid folder was built with (its ``spec.json``; None, i.e. the uniform box, without one)."""
-    from ..synthesis.grid_builder import GridSpec
-
-    spec = Path(grid_dir) / "spec.json"
-    if not spec.is_file():
-        return None
-    return GridSpec.from_json(json.loads(spec.read_text())["spec"]).prior
-
-
 def _add_emulated(data: dict, args) -> dict:
     """Append emulator spectra to grid observations.
 
@@ -93,7 +83,7 @@ def _add_emulated(data: dict, args) -> dict:
     import numpy as np
 
     from ..synthesis.emulator import load_emulator
-    from ..synthesis.grid_builder import BROADENING_LABELS, LABEL_NAMES
+    from ..synthesis.grid_builder import BROADENING_LABELS, LABEL_NAMES, grid_prior
     from ..synthesis.training_set import (emulator_population_gate, generate_training_set, in_populations,
                                           prior_labels)
     from ..train import file_sha256
@@ -101,7 +91,7 @@ def _add_emulated(data: dict, args) -> dict:
 
     emulator, payload = load_emulator(args.emulator)
     names = (LABEL_NAMES + BROADENING_LABELS)[:emulator.label_min.numel()]
-    prior = _grid_prior(args.grid[0])
+    prior = grid_prior(args.grid[0])
     drawn = prior_labels(args.emulated, args.seed + 1000, prior, names)
     gate = None
     if args.gate_grid:
@@ -234,8 +224,8 @@ def cmd_calibrate(args) -> int:
     from ..spectra import Spectrum, apogee_wavelength
     from .astronn.network import OUTPUT_LABELS
     from .astronn.training import synthetic_observations
-    from .noise_model import (attach_noise_model, calibrate_accuracy_by_population, calibrate_accuracy_offset,
-                              calibrate_pipeline_on_repeats, precision_part)
+    from .noise_model import (accuracy_arrays, attach_noise_model, calibrate_accuracy_by_population,
+                              calibrate_accuracy_offset, calibrate_pipeline_on_repeats, precision_part)
     from .pipeline import get_pipeline
 
     if args.threads:
@@ -270,27 +260,33 @@ def cmd_calibrate(args) -> int:
         print(f"calibrating on {len(first)} repeat pairs: {source}", file=sys.stderr)
         model = calibrate_pipeline_on_repeats(pipeline, first, second, labels)
     if args.accuracy_grid:
-        from .astronn.training import grid_labels_to_astronn
-
-        values, truth, raw, snr_error = [], [], [], []
-        wl = apogee_wavelength()
+        sets, wl = [], apogee_wavelength()
         for snr in args.accuracy_snr:
             obs = synthetic_observations(args.accuracy_grid, snr, args.seed + int(snr))
-            rows = pipeline.process([Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])])
-            all_truth = grid_labels_to_astronn(obs["labels"], obs["label_names"])
-            truth.append(all_truth[:, [OUTPUT_LABELS.index(name) for name in labels]])
-            values.append([[r.get(name, np.nan) for name in labels] for r in rows])
-            raw.append([[r.get(f"raw_e_{name}", np.nan) for name in labels] for r in rows])
-            snr_error.append([r.get("snr_error", np.nan) for r in rows])
+            sets.append(accuracy_arrays(pipeline, [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])],
+                                        obs["labels"], obs["label_names"], labels))
         source = (f"labelled grid {args.accuracy_grid} ({len(obs['flux'])} spectra) at S/N "
                   + ", ".join(f"{v:g}" for v in args.accuracy_snr))
+        if args.accuracy_emulated:
+            from ..synthesis.emulator import load_emulator
+            from ..synthesis.grid_builder import grid_prior
+            from ..synthesis.training_set import generate_training_set
+
+            lo, hi = min(args.accuracy_snr), max(args.accuracy_snr)
+            emulated = generate_training_set(load_emulator(args.emulator)[0], args.accuracy_emulated,
+                                             seed=args.seed + 1, snr_range=(lo, hi),
+                                             prior=grid_prior(args.accuracy_grid))
+            sets.append(accuracy_arrays(pipeline, emulated.spectra(), emulated.labels, emulated.label_names, labels))
+            source += (f" + {args.accuracy_emulated} emulated stars from its prior ({args.emulator}, S/N {lo:g}-{hi:g} "
+                       f"log-uniform, seed {args.seed + 1})")
         print(f"accuracy floor from {source}", file=sys.stderr)
+        values, truth, raw, snr_error = (np.concatenate([a[k] for a in sets]) for k in range(4))
         snr_term = len(set(args.accuracy_snr)) >= 2 if args.snr_term is None else args.snr_term
         accuracy = dict(source=source, raise_scale=args.raise_scale, clip_sigma=args.clip_sigma,
-                        snr=np.concatenate(snr_error) if snr_term else None)
+                        snr=snr_error if snr_term else None)
         if snr_term:
             print("fitting a 1/(S/N) term per label (the spectra's error-array S/N)", file=sys.stderr)
-        arrays = (np.concatenate(values), np.concatenate(truth), np.concatenate(raw))
+        arrays = (values, truth, raw)
         if args.population_min:
             model = calibrate_accuracy_by_population(model, *arrays, min_spectra=args.population_min, **accuracy)
             for name, entry in model.diagnostics["accuracy_by_population"]["populations"].items():
@@ -573,6 +569,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(iterated; default 5); a large value fits the plain variance, outliers included")
     q.add_argument("--accuracy-snr", type=positive_float, nargs="+", default=[50.0, 100.0, 200.0],
                    help="S/N of the noisy observations of the accuracy grid")
+    q.add_argument("--accuracy-emulated", type=non_negative_int, default=0,
+                   help="with --accuracy-grid: add this many emulated stars (--emulator) drawn from the grid's prior "
+                        "(not the training draws), S/N log-uniform over the --accuracy-snr range, to the accuracy "
+                        "step: more stars per population than a PySME grid can afford")
     q.add_argument("--snr-term", action=argparse.BooleanOptionalAction, default=None,
                    help="with --accuracy-grid: fit an error term per label that scales as 1/(S/N), added in "
                         "quadrature (default: on when --accuracy-snr has two or more values)")

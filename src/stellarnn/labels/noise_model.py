@@ -503,6 +503,39 @@ def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwar
                                  arrays(rows_b, "raw_e_"), **kwargs)
 
 
+def accuracy_arrays(pipeline, spectra, grid_labels, grid_label_names, labels):
+    """Run a label pipeline on labelled spectra: the arrays the accuracy step takes.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        Rows must hold ``<label>``, ``raw_e_<label>`` and ``snr_error``.
+    spectra : sequence of Spectrum
+    grid_labels : array, shape (n, n_grid_labels)
+        The spectra's true labels as a synthetic grid or the emulator names them (teff, logg, m_h, x_m ...),
+        converted to the pipelines' [X/H] by :func:`stellarnn.labels.astronn.training.grid_labels_to_astronn`.
+    grid_label_names : list of str
+    labels : list of str
+        The noise model's labels, in its order.
+
+    Returns
+    -------
+    values, truth, raw_errors : arrays (n, n_labels)
+    snr : array (n,)
+        The rows' ``snr_error`` (for the 1/(S/N) term).
+    """
+    from .astronn.network import OUTPUT_LABELS
+    from .astronn.training import grid_labels_to_astronn
+
+    labels = list(labels)
+    rows = pipeline.process(list(spectra))
+    truth = grid_labels_to_astronn(grid_labels, grid_label_names)[:, [OUTPUT_LABELS.index(n) for n in labels]]
+    values = np.array([[r.get(n, np.nan) for n in labels] for r in rows], dtype=np.float64)
+    raw = np.array([[r.get(f"raw_e_{n}", np.nan) for n in labels] for r in rows], dtype=np.float64)
+    snr = np.array([r.get("snr_error", np.nan) for r in rows], dtype=np.float64)
+    return values, truth, raw, snr
+
+
 def attach_noise_model(checkpoint_path, noise_model: NoiseModel):
     """Store a noise model in a stellarnn checkpoint (``normalisation["noise_model"]``), atomically."""
     from pathlib import Path

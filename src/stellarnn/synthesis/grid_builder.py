@@ -454,3 +454,12 @@ def grid_label_names(out) -> list[str] | None:
     if "prior" in d.get("spec", {}):
         return list(GridSpec.from_json(d["spec"]).label_names)
     return None
+
+
+def grid_prior(out):
+    """The label prior a grid folder was built with (from its ``spec.json``; None, i.e. the uniform box, without
+    one)."""
+    spec_file = Path(out) / "spec.json"
+    if not spec_file.is_file():
+        return None
+    return GridSpec.from_json(json.loads(spec_file.read_text())["spec"]).prior
