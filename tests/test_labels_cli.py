@@ -298,6 +298,12 @@ def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
     assert main(args + ["--gate-sigma", "1e-9"]) == 0
     gate = read_checkpoint(out)["provenance"]["emulator_gate"]
     assert gate["allowed"] == [] and gate["n_kept"] == 0
+    # --emulated-balance: the 40 emulated stars picked from a pool of prior draws with flattened population shares
+    k = args.index("--gate-grid")
+    assert main(args[:k] + args[k + 2:] + ["--emulated-balance", "1"]) == 0
+    checkpoint = read_checkpoint(out)
+    assert "population shares flattened (balance 1)" in checkpoint["provenance"]["training_data"]
+    assert checkpoint["metrics"]["n_train"] + checkpoint["metrics"]["n_val"] == 10 + 40
     # fresh noise needs a grid
     assert main(["train", "astronn", "--fresh-noise", "--spectra", "x*.fits", "--labels", "t.fits",
                  "-o", str(tmp_path / "x.pt")]) == 1

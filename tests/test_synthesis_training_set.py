@@ -156,3 +156,35 @@ def test_noise_free_emulated_spectra_for_fresh_noise():
         norm = emu(torch.as_tensor(labels, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(out["flux"] / out["continuum"], norm, rtol=1e-5)
     assert noise_free_emulated(emu, labels[:0])["flux"].shape == (0, 8575)
+
+
+def test_balance_populations_flattens_the_shares_and_keeps_draw_order():
+    from stellarnn.synthesis.populations import population_of
+    from stellarnn.synthesis.training_set import balance_populations
+
+    # 600 giants, 300 dwarfs, 50 hot stars, 50 in no population (log g 3, Teff 3000 K)
+    rows = ([[4500.0, 2.5, 0.0]] * 600 + [[5500.0, 4.4, 0.0]] * 300 + [[7000.0, 4.0, 0.0]] * 50
+            + [[3000.0, 3.0, 0.0]] * 50)
+    labels = np.array(rows)[np.random.default_rng(0).permutation(1000)]
+    names = ["teff", "logg", "m_h"]
+    group = population_of(*labels.T)
+
+    def shares(idx):
+        return {g: int((group[idx] == g).sum()) for g in ("giants", "dwarfs", "hot", "")}
+
+    picked = balance_populations(labels, names, 200, 0.0)
+    assert np.all(np.diff(picked) > 0)  # sorted row indices, each once
+    assert shares(picked) == {"giants": 120, "dwarfs": 60, "hot": 10, "": 10}
+    assert shares(balance_populations(labels, names, 200, 1.0)) == {"giants": 50, "dwarfs": 50, "hot": 50, "": 50}
+    half = shares(balance_populations(labels, names, 200, 0.5))
+    assert half["giants"] < 120 and half["hot"] > 10 and sum(half.values()) == 200
+    # a group with fewer stars than its target gives all it has; the others fill the remainder
+    assert shares(balance_populations(labels, names, 600, 1.0)) == {"giants": 250, "dwarfs": 250, "hot": 50, "": 50}
+    # each group's first rows in draw order: the same stars as a plain draw would give it
+    first_giants = np.flatnonzero(group == "giants")[:50]
+    assert set(first_giants) <= set(balance_populations(labels, names, 200, 1.0))
+    with pytest.raises(ValueError, match="alpha"):
+        balance_populations(labels, names, 10, 1.5)
+    with pytest.raises(ValueError, match="from 1000 draws"):
+        balance_populations(labels, names, 2000, 0.5)
+

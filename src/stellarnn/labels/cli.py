@@ -72,7 +72,9 @@ def _training_arrays(args) -> dict:
 def _add_emulated(data: dict, args) -> dict:
     """Append emulator spectra to grid observations.
 
-    ``args.emulated`` label sets are drawn from the first grid's prior; with ``--gate-grid`` only the
+    ``args.emulated`` label sets are drawn from the first grid's prior (with ``--emulated-balance`` alpha > 0 picked
+    from a pool of prior draws so that the populations' shares flatten,
+    :func:`~stellarnn.synthesis.training_set.balance_populations`); with ``--gate-grid`` only the
     stars of the populations where the emulator's held-out error is <= ``--gate-sigma`` (S/N-100 sigma)
     are kept (:func:`~stellarnn.synthesis.training_set.emulator_population_gate`).  With ``--fresh-noise`` they
     join the grid's noise-free pool and get new noise every epoch too
@@ -84,15 +86,20 @@ def _add_emulated(data: dict, args) -> dict:
 
     from ..synthesis.emulator import load_emulator
     from ..synthesis.grid_builder import BROADENING_LABELS, LABEL_NAMES, grid_prior
-    from ..synthesis.training_set import (emulator_population_gate, generate_training_set, in_populations,
-                                          prior_labels)
+    from ..synthesis.training_set import (BALANCE_POOL_FACTOR, balance_populations, emulator_population_gate,
+                                          generate_training_set, in_populations, prior_labels)
     from ..train import file_sha256
     from .astronn.training import grid_labels_to_astronn
 
     emulator, payload = load_emulator(args.emulator)
     names = (LABEL_NAMES + BROADENING_LABELS)[:emulator.label_min.numel()]
     prior = grid_prior(args.grid[0])
-    drawn = prior_labels(args.emulated, args.seed + 1000, prior, names)
+    balance = float(getattr(args, "emulated_balance", 0.0) or 0.0)
+    if balance > 0:  # the first args.emulated draws are those of balance 0: the pool extends them
+        pool = prior_labels(args.emulated * BALANCE_POOL_FACTOR, args.seed + 1000, prior, names)
+        drawn = pool[balance_populations(pool, names, args.emulated, balance)]
+    else:
+        drawn = prior_labels(args.emulated, args.seed + 1000, prior, names)
     gate = None
     if args.gate_grid:
         from ..synthesis.grid_builder import load_grid
@@ -108,6 +115,7 @@ def _add_emulated(data: dict, args) -> dict:
     def provenance(what: str, how: str) -> dict:
         return {"training_data": data["provenance"]["training_data"]
                 + f" + {what} ({args.emulator}, labels from the prior of {args.grid[0]}"
+                  f"{f' with population shares flattened (balance {balance:g})' if balance > 0 else ''}"
                   f"{', populations ' + '/'.join(gate['allowed']) if gate else ''}{how}; seed {args.seed + 1000})",
                 "emulator_sha256": file_sha256(args.emulator), "emulator_gate": gate}
 
@@ -497,6 +505,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--emulated", type=non_negative_int, default=0,
                        help="with --grid: draw this many label sets from the grid's prior and add their emulator "
                             "spectra (bad pixels, gaps; only the gated populations with --gate-grid)")
+        q.add_argument("--emulated-balance", type=float, default=0.0, metavar="ALPHA",
+                       help="with --emulated: flatten the populations' shares among the emulated stars, each "
+                            "proportional to its prior share ** (1 - ALPHA) (0: the prior's, 1: equal; default 0)")
         q.add_argument("--gate-grid", help="held-out grid (e.g. grids/apogee_like_f0/test) on which the emulator's "
                                            "per-population error decides which populations --emulated may use")
         q.add_argument("--gate-sigma", type=positive_float, default=0.3,

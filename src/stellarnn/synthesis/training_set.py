@@ -306,6 +306,41 @@ def in_populations(labels, label_names, allowed) -> np.ndarray:
     return np.isin(pops, list(allowed)) & (pops != "")
 
 
+#: pool of prior draws per requested star for :func:`balance_populations` (enough for alpha <= 1 while the rarest
+#: population holds >= 1/(7 x 4) of the prior; a rarer one contributes what the pool holds)
+BALANCE_POOL_FACTOR = 4
+
+
+def balance_populations(labels, label_names, n: int, alpha: float) -> np.ndarray:
+    """Rows of ``labels`` (prior draws, in draw order) that flatten the populations' shares, ``n`` of them.
+
+    Each group -- the populations of :mod:`~stellarnn.synthesis.populations` and the stars in none of them --
+    gets a target share proportional to ``share ** (1 - alpha)`` of its share in ``labels``: ``alpha`` = 0 keeps
+    the prior's shares, 1 gives every group the same number of stars, 0.5 shares proportional to the square root.
+    A group takes its first ``round(target x n)`` rows in draw order (all it has, if fewer); the remainder goes to
+    the groups in proportion to their targets.  Deterministic; returns sorted row indices.
+    """
+    from .populations import population_of
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be within 0-1, got {alpha}")
+    labels = np.asarray(labels, dtype=np.float64)
+    col = {name: i for i, name in enumerate(label_names)}
+    group = population_of(labels[:, col["teff"]], labels[:, col["logg"]], labels[:, col["m_h"]])
+    names, counts = np.unique(group, return_counts=True)
+    if n > len(labels):
+        raise ValueError(f"asked for {n} stars from {len(labels)} draws")
+    weight = (counts / counts.sum()) ** (1.0 - alpha)
+    target = weight / weight.sum() * n
+    take = np.minimum(np.floor(target).astype(int), counts)
+    while take.sum() < n:  # the remainder, one star at a time, to the group with room furthest below its target
+        room = take < counts
+        k = np.flatnonzero(room)[np.argmax(((target - take) / target)[room])]
+        take[k] += 1
+    rows = [np.flatnonzero(group == name)[:k] for name, k in zip(names, take)]
+    return np.sort(np.concatenate(rows))
+
+
 def prior_labels(n_stars: int, seed: int, prior, label_names, atmospheres=None) -> np.ndarray:
     """(n_stars, len(label_names)) labels drawn from ``prior`` exactly as :func:`generate_training_set` draws them."""
     return np.array([[lab[k] for k in label_names] for lab in
