@@ -23,7 +23,8 @@ accuracies differ by an order of magnitude.  This bench measures, for each pipel
 
 The pipelines run once per spectrum; both models are applied to the same raw errors.  Nothing is written to
 the checkpoints.  Usage: ``python bench/noise_population.py [--astronn-weights W] [--apogeenet-weights W]
-[--pipelines astronn|apogeenet ...]``.
+[--pipelines astronn|apogeenet ...]``; it draws std z against S/N per model, label and population next to the JSON
+(``<out>.<pipeline>.png``; ``--replot JSON`` draws them from an earlier run).
 """
 from __future__ import annotations
 
@@ -192,6 +193,44 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
     return result
 
 
+def plot_std_z(pipeline_result: dict, path, title: str = "") -> Path:
+    """std z against S/N: one row per noise model, one column per label (Teff, log g, [Fe/H]), a line per
+    population, the issue's 0.8-1.2 band shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from stellarnn.figures import new_figure, save_figure
+    from stellarnn.synthesis.populations import POPULATIONS
+
+    held_out = pipeline_result["held_out"]
+    first = held_out[next(iter(held_out))]["snr_100"]
+    models = [k[len("std_z_"):] for k in first if k.startswith("std_z_")]
+    fig, axes = new_figure(nrows=len(models), ncols=len(MAIN_LABELS), figsize=(10, 2.6 * len(models)),
+                           sharex=True, sharey=True, squeeze=False)
+    for r, model in enumerate(models):
+        for c, label in enumerate(MAIN_LABELS):
+            ax = axes[r, c]
+            ax.axhspan(0.8, 1.2, color="0.9", zorder=0)
+            for pop in POPULATIONS:
+                if pop not in held_out:
+                    continue
+                ax.plot(SNRS, [held_out[pop][f"snr_{s}"][f"std_z_{model}"][label] for s in SNRS], "o-", ms=3,
+                        label=pop)
+            ax.set_xscale("log")
+            ax.set_xticks(SNRS, [str(s) for s in SNRS])
+            ax.minorticks_off()
+            if r == 0:
+                ax.set_title({"teff": "Teff", "logg": "log g", "fe_h": "[Fe/H]"}[label])
+            if c == 0:
+                ax.set_ylabel(f"{model}\nstd of (pred - truth) / e")
+            if r == len(models) - 1:
+                ax.set_xlabel("S/N")
+    axes[0, -1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--astronn-weights", default=None, help="default: the shipped weights")
@@ -207,7 +246,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default=None, help="folder for the pipelines' predictions (reused when present)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "noise_population.json"))
+    parser.add_argument("--replot", metavar="JSON", help="only draw the figures of an earlier run's JSON")
     args = parser.parse_args()
+    if args.replot:
+        for name, result in json.loads(Path(args.replot).read_text())["pipelines"].items():
+            print("wrote", plot_std_z(result, Path(args.replot).with_suffix(f".{name}.png"), f"{name}: {args.replot}"))
+        return
     import torch
 
     from stellarnn import __version__
@@ -250,6 +294,8 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
+    for name, result in out["pipelines"].items():
+        print("wrote", plot_std_z(result, Path(args.out).with_suffix(f".{name}.png"), f"{name}: {Path(args.out).name}"))
 
 
 if __name__ == "__main__":
