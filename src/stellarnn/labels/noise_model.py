@@ -52,9 +52,9 @@ with ``snr`` the spectrum's S/N per pixel from its error array as the pipelines 
 :mod:`stellarnn.labels.spectrum_information`: median flux x sqrt(ivar), APOGEE's SNR, the S/N the training noise is
 drawn at; not ``snr_robust``, whose flux-difference estimate counts a spectrum's lines as noise: it reads our
 held-out grid observed at S/N 200 as 158 in the median and its most line-rich spectra as ~36 in a one-off check on
-300 spectra), and ``snr_term``
-the label's error from that term at S/N ``SNR_REFERENCE`` = 100.  ``snr_term = 0`` (every model calibrated before
-0.5.28) is the linear model unchanged; the accuracy step fits it (>= 0) when given the calibration spectra's S/N.
+300 spectra), and ``snr_term`` the label's error from that term at S/N ``SNR_REFERENCE`` = 100.  ``snr_term = 0``
+(every model calibrated before 0.5.28) is the linear model unchanged; the accuracy step fits it (>= 0) when given
+the calibration spectra's S/N.
 """
 from __future__ import annotations
 
