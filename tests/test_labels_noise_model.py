@@ -284,6 +284,12 @@ def test_snr_term_per_population_and_storage():
     population = population_of_predictions(labels, values)
     back = NoiseModel.from_dict(model.to_dict())
     np.testing.assert_array_equal(back.apply(raw, population, snr), model.apply(raw, population, snr))
+    # the S/N is needed only for rows whose model has the term: here the global model has none
+    only_populations = NoiseModel(labels, [1.0] * 3, [0.0] * 3, by_population=model.by_population)
+    outside = np.full(3, "dwarfs")
+    np.testing.assert_array_equal(only_populations.apply(raw[:3], outside), raw[:3])
+    with pytest.raises(ValueError, match="S/N term"):
+        only_populations.apply(raw[:3], population[:3])
     # a model of 0.5.27 (no snr_term in the dictionary, populations as (scale, offset)) reads as before
     old = {"labels": labels, "scale": [1.0] * 3, "offset": [1.0] * 3,
            "by_population": {"hot": {"scale": [2.0] * 3, "offset": [0.0] * 3}}}

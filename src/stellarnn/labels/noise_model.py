@@ -147,8 +147,9 @@ class NoiseModel:
             E.g. :func:`population_of_predictions` of the predicted labels: rows of a population with its own
             model use it, the others the global one.
         snr : array over the leading axes, optional
-            The spectra's S/N per pixel (the pipelines' ``snr_error``); needed when the model has an S/N term
-            (:attr:`needs_snr`).  A row whose S/N is not a positive number gets NaN errors where the term is used.
+            The spectra's S/N per pixel (the pipelines' ``snr_error``); needed when a row's model (global or its
+            population's) has an S/N term.  A row whose S/N is not a positive number gets NaN errors where the term
+            is used.
         """
         raw_error = np.asarray(raw_error, dtype=np.float64)
         if raw_error.shape[-1] != len(self.labels):
@@ -165,7 +166,7 @@ class NoiseModel:
                 rows = population == name
                 scale[rows], offset[rows], snr_term[rows] = s, o, t
         linear = scale * raw_error + offset
-        if not self.needs_snr:
+        if not np.any(snr_term > 0):  # no row uses an S/N term
             return linear
         if snr is None:
             raise ValueError("this noise model has an S/N term (snr_term > 0): pass the spectra's S/N (snr=)")
