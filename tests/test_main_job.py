@@ -71,6 +71,7 @@ def test_label_stage_on_real_and_synthetic_apstar(tmp_path, monkeypatch):
         assert set(by_pipeline) == {"apogeenet", "astronn"}
         for row in by_pipeline.values():
             assert {"teff", "result_flags", "flag_bad", "ood_chi2", "ood_label_distance", "input"} <= set(row)
+            assert row["snr_error"] > 5  # the S/N that the noise model's 1/(S/N) term uses
             inputs[oid] = row["input"]
     assert inputs["2M00242666+5341178"] == "apVisit on the apStar grid"
     assert inputs["2M17335483-2753043"] == "apStar combined"

@@ -185,7 +185,7 @@ def compare_with_truth(summary_fits: dict, truth: dict, out: Path) -> dict:
 
 #: columns of the real stars' report (labels, flags and the out-of-distribution measures)
 REAL_STAR_COLUMNS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "population", "result_flags", "flag_warn",
-                     "flag_bad", "snr_robust", "line_snr", "ood_chi2", "ood_label_distance")
+                     "flag_bad", "snr_error", "snr_robust", "line_snr", "ood_chi2", "ood_label_distance")
 
 
 def real_star_report(summary_fits: dict, object_ids, visit_files=()) -> dict:
