@@ -189,6 +189,10 @@ def test_calibrate_noise_accuracy_with_emulated_stars_and_snr_term(tmp_path, cap
         linear = read_checkpoint(w)["normalisation"]["noise_model"]
         report = linear["diagnostics"]["accuracy"]["labels"]["teff"]
         assert "snr_term" not in linear and "snr_term_accuracy" not in report
+    capsys.readouterr()
+    assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--emulated", "10",
+                 "--emulator", emulator, "--accuracy-emulated", "15"]) == 1  # no --accuracy-grid to add them to
+    assert "give that grid too" in capsys.readouterr().err
 
 
 def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
@@ -304,6 +308,8 @@ def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
     checkpoint = read_checkpoint(out)
     assert "population shares flattened (balance 1)" in checkpoint["provenance"]["training_data"]
     assert checkpoint["metrics"]["n_train"] + checkpoint["metrics"]["n_val"] == 10 + 40
+    with pytest.raises(SystemExit):  # ALPHA outside 0-1 is refused, not read as no balance
+        main(args[:k] + args[k + 2:] + ["--emulated-balance", "-0.5"])
     # fresh noise needs a grid
     assert main(["train", "astronn", "--fresh-noise", "--spectra", "x*.fits", "--labels", "t.fits",
                  "-o", str(tmp_path / "x.pt")]) == 1

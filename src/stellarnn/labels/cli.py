@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_arguments import non_negative_int, output_file, positive_float, positive_int, torch_device
+from ..cli_arguments import float_in_range, non_negative_int, output_file, positive_float, positive_int, torch_device
 
 PIPELINES = ("apogeenet", "astronn")
 
@@ -236,6 +236,8 @@ def cmd_calibrate(args) -> int:
                               calibrate_accuracy_offset, calibrate_pipeline_on_repeats, precision_part)
     from .pipeline import get_pipeline
 
+    if args.accuracy_emulated and not args.accuracy_grid:
+        raise ValueError("--accuracy-emulated adds stars to the accuracy step of --accuracy-grid: give that grid too")
     if args.threads:
         torch.set_num_threads(args.threads)
     # the network itself on its own synthetic stars: no information / OOD gate (it is for unknown inputs)
@@ -505,7 +507,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--emulated", type=non_negative_int, default=0,
                        help="with --grid: draw this many label sets from the grid's prior and add their emulator "
                             "spectra (bad pixels, gaps; only the gated populations with --gate-grid)")
-        q.add_argument("--emulated-balance", type=float, default=0.0, metavar="ALPHA",
+        q.add_argument("--emulated-balance", type=float_in_range(0.0, 1.0), default=0.0, metavar="ALPHA",
                        help="with --emulated: flatten the populations' shares among the emulated stars, each "
                             "proportional to its prior share ** (1 - ALPHA) (0: the prior's, 1: equal; default 0)")
         q.add_argument("--gate-grid", help="held-out grid (e.g. grids/apogee_like_f0/test) on which the emulator's "
