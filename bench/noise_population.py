@@ -21,7 +21,7 @@ accuracies differ by an order of magnitude.  This bench measures, for each pipel
   (a zero-mean likelihood) counts as error, so for a biased network the rms is the one the calibration can bring
   to 1.
 
-The pipelines run once per spectrum; both models are applied to the same raw errors.  Nothing is written to
+The pipelines run once per spectrum; every model is applied to the same raw errors (and S/N).  Nothing is written to
 the checkpoints.  Usage: ``python bench/noise_population.py [--astronn-weights W] [--apogeenet-weights W]
 [--pipelines astronn|apogeenet ...]``; it draws std z against S/N per model, label and population next to the JSON
 (``<out>.<pipeline>.png``; ``--replot JSON`` draws them from an earlier run).
