@@ -144,3 +144,24 @@ def test_fresh_noise_training_on_23_label_grid_runs_and_resumes(tmp_path):
     assert resumed["epochs_run"] == 2
     assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-5)
     assert set(resumed["validation"]) == {"teff", "logg", "fe_h"}
+
+
+def test_evaluation_runs_in_chunks_with_the_same_statistics():
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.labels.apogeenet.training import evaluate_apogeenet
+
+    torch.manual_seed(0)
+    model = APOGEENetResNet(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8,
+                            n_head_layers=1).eval()
+    rng = np.random.default_rng(0)
+    flux = torch.as_tensor(1 + 0.01 * rng.standard_normal((7, 8575)))
+    error = torch.full((7, 8575), 0.01, dtype=torch.float64)
+    labels = np.column_stack([rng.uniform(4000, 6000, 7), rng.uniform(1, 4, 7), rng.uniform(-1, 0, 7)])
+    whole = evaluate_apogeenet(model, flux, error, labels, n_draws=4, chunk_rows=100)
+    chunked = evaluate_apogeenet(model, flux, error, labels, n_draws=4, chunk_rows=3)  # 3 + 3 + 1 rows
+    for name in ("teff", "logg", "fe_h"):
+        assert chunked[name]["n"] == whole[name]["n"] == 7
+        # the values are the network's on the unperturbed flux: identical; only the noise draws' stream differs
+        assert chunked[name]["bias"] == pytest.approx(whole[name]["bias"])
+    with pytest.raises(ValueError, match="chunk_rows"):
+        evaluate_apogeenet(model, flux, error, labels, chunk_rows=0)
