@@ -51,6 +51,7 @@ def observe(pipeline, grid, grid_name: str, snr: float, seed: int, cache: Path |
     """
     from stellarnn.labels.astronn.network import OUTPUT_LABELS
     from stellarnn.labels.astronn.training import grid_labels_to_astronn, synthetic_observations
+    from stellarnn.labels.noise_model import accuracy_arrays
     from stellarnn.labels.spectrum_information import error_array_snr
     from stellarnn.spectra import Spectrum, apogee_wavelength
 
@@ -64,9 +65,8 @@ def observe(pipeline, grid, grid_name: str, snr: float, seed: int, cache: Path |
             values, raw = stored["values"], stored["raw"]
     else:
         wl = apogee_wavelength()
-        rows = pipeline.process([Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])])
-        values = np.array([[r.get(n, np.nan) for n in labels] for r in rows], dtype=np.float64)
-        raw = np.array([[r.get(f"raw_e_{n}", np.nan) for n in labels] for r in rows], dtype=np.float64)
+        values, _, raw, _ = accuracy_arrays(pipeline, [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])],
+                                            obs["labels"], obs["label_names"], labels)
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.savez(cache / key, values=values, raw=raw)
