@@ -8,11 +8,12 @@ accuracies differ by an order of magnitude.  This bench measures, for each pipel
 * the accuracy step fitted on the calibration grid (``--calib-grid``, default ``grids/apogee_like_f0/calib``,
   observed at S/N 50, 100, 200 with the seeds ``stellarnn train calibrate-noise`` uses) once globally, once per
   population (:func:`~stellarnn.labels.noise_model.calibrate_accuracy_by_population`, populations from the
-  predicted labels) and once per population with the 1/(S/N) term (``by_population_snr``: the spectra's
-  error-array S/N, ``snr_error``), all from the checkpoint's stored precision (repeat-pair) model, with
-  ``--raise-scale`` for AstroNN as the retrain chain uses it; with ``--calib-emulated N`` also
-  ``by_population_snr_emulated``: the same fit with N emulated stars (``--emulator``) drawn from the calibration
-  grid's prior added to the calibration spectra, as ``calibrate-noise --accuracy-emulated N`` does;
+  predicted labels), once per population with the 1/(S/N) term (``by_population_snr``: the spectra's
+  error-array S/N, ``snr_error``) and once with the term and the (100/(S/N))^p factor (``by_population_snr_power``,
+  what ``calibrate-noise`` fits by default since 0.5.29), all from the checkpoint's stored precision (repeat-pair)
+  model, with ``--raise-scale`` for AstroNN as the retrain chain uses it; with ``--calib-emulated N`` also
+  ``by_population_snr_emulated``: the term and factor fitted with N emulated stars (``--emulator``) drawn from the
+  calibration grid's prior added to the calibration spectra, as ``calibrate-noise --accuracy-emulated N`` does;
 * on the held-out grid (``--test-grid``, default ``grids/apogee_like_f0/test``, noise seeds as ``bench/labels.py``),
   the std and the rms of z = (prediction - truth) / e per true population and S/N for Teff, log g, [Fe/H] (AstroNN
   also the median over its 19 abundances) with each model, the bias, and how many (population, S/N, label) cells
@@ -133,8 +134,10 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
     by_population = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=min_spectra,
                                                      source=source, raise_scale=raise_scale)
     with_snr = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=min_spectra,
-                                                source=source, raise_scale=raise_scale, snr=snr_error)
-    fitted = {"by_population": by_population, "by_population_snr": with_snr}
+                                                source=source, raise_scale=raise_scale, snr=snr_error, snr_power=False)
+    with_power = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=min_spectra,
+                                                  source=source, raise_scale=raise_scale, snr=snr_error)
+    fitted = {"by_population": by_population, "by_population_snr": with_snr, "by_population_snr_power": with_power}
     if calib_emulated:
         # calibrate-noise --accuracy-emulated: seed 12345 + 1, S/N over the --accuracy-snr range
         emulated = observe_emulated(pipeline, emulator, calib_emulated, CALIBRATION_SEED + 1, calib_path,
@@ -151,9 +154,11 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
                               "populations": by_population.diagnostics["accuracy_by_population"]["populations"]},
               "models": {"global": {"scale": dict(zip(labels, global_model.scale.tolist())),
                                     "offset": dict(zip(labels, global_model.offset.tolist()))},
-                         **{m: {p: {"scale": dict(zip(labels, s.tolist())), "offset": dict(zip(labels, o.tolist())),
-                                    "snr_term": dict(zip(labels, t.tolist()))}
-                                for p, (s, o, t) in model.by_population.items()}
+                         **{m: {"snr_ceiling": model.snr_ceiling if np.isfinite(model.snr_ceiling) else None,
+                                **{p: {"scale": dict(zip(labels, s.tolist())), "offset": dict(zip(labels, o.tolist())),
+                                       "snr_term": dict(zip(labels, t.tolist())),
+                                       "snr_power": dict(zip(labels, a.tolist()))}
+                                   for p, (s, o, t, a) in model.by_population.items()}}
                             for m, model in fitted.items()}},
               "calibration_emulated": {"n_stars": int(calib_emulated), "emulator": str(emulator) if calib_emulated
                                        else None},
@@ -287,7 +292,8 @@ def main() -> None:
                 print(f"  {pop:18s} S/N {s:3d} std z (teff, logg, fe_h): global "
                       + " ".join(f"{c['std_z_global'][k]:.2f}" for k in MAIN_LABELS) + " | per population "
                       + " ".join(f"{c['std_z_by_population'][k]:.2f}" for k in MAIN_LABELS) + " | + S/N term "
-                      + " ".join(f"{c['std_z_by_population_snr'][k]:.2f}" for k in MAIN_LABELS)
+                      + " ".join(f"{c['std_z_by_population_snr'][k]:.2f}" for k in MAIN_LABELS) + " | + factor "
+                      + " ".join(f"{c['std_z_by_population_snr_power'][k]:.2f}" for k in MAIN_LABELS)
                       + ("" if not args.calib_emulated else " | + emulated "
                          + " ".join(f"{c['std_z_by_population_snr_emulated'][k]:.2f}" for k in MAIN_LABELS)))
     out["machine"]["load_average_end"] = list(os.getloadavg())

@@ -182,6 +182,17 @@ def test_calibrate_noise_accuracy_with_emulated_stars_and_snr_term(tmp_path, cap
     report = stored["diagnostics"]["accuracy"]
     assert report["labels"]["teff"]["n"] == 2 * 12 + 15 and "emulated stars" in report["source"]
     assert "snr_term" in report["method"] and "snr_term_accuracy" in report["labels"]["logg"]
+    assert "snr_power" in report["method"] and "snr_power_accuracy" in report["labels"]["logg"]
+    assert report["snr_ceiling"] > 0 and "(100/(S/N))^p factor" in err
+    # --no-snr-power: the term alone
+    assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+                 str(tmp_path / "grid"), "--accuracy-snr", "50", "200", "--no-snr-power"]) == 0
+    report = read_checkpoint(w)["normalisation"]["noise_model"]["diagnostics"]["accuracy"]
+    assert "snr_power" not in report["method"] and "snr_term_accuracy" in report["labels"]["logg"]
+    assert "snr_power_accuracy" not in report["labels"]["logg"] and "snr_ceiling" not in report
+    with pytest.raises(SystemExit, match="--snr-power needs"):
+        main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+              str(tmp_path / "grid"), "--accuracy-snr", "100", "--snr-power"])
     # one S/N only, or --no-snr-term: the linear model
     for extra in (["--accuracy-snr", "100"], ["--accuracy-snr", "50", "200", "--no-snr-term"]):
         assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",

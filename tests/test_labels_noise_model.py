@@ -238,8 +238,9 @@ def test_accuracy_snr_term_recovers_the_one_over_snr_part():
     snr_term, offset = np.array([40.0, 0.05]), np.array([5.0, 0.01])
     values, truth, raw, snr, true_e = simulated_snr_errors(6000, 1.0, offset, snr_term)
     precision = NoiseModel(["teff", "logg"], [1.0, 1.0], [0.0, 0.0], {"calibrated": True})
-    model = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True, snr=snr)
-    assert model.needs_snr
+    # the term alone (the factor of test_snr_power_* is fitted by default and trades off with it on such data)
+    model = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True, snr=snr, snr_power=False)
+    assert model.needs_snr and np.all(model.snr_power == 0) and model.snr_ceiling == np.inf
     np.testing.assert_allclose(model.snr_term, snr_term, rtol=0.1)
     np.testing.assert_allclose(model.apply(raw, snr=snr), true_e, rtol=0.15)
     linear = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True)
@@ -278,7 +279,8 @@ def test_snr_term_per_population_and_storage():
         truth.append(t), raw.append(r), snr.append(s)
     values, truth, raw, snr = (np.concatenate(a) for a in (values, truth, raw, snr))
     precision = NoiseModel(labels, [1.0] * 3, [0.0] * 3, {"calibrated": True})
-    model = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=30, snr=snr)
+    model = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=30, snr=snr,
+                                             snr_power=False)
     for name in centre:
         np.testing.assert_allclose(model.by_population[name][2], terms[name], rtol=0.15)
     population = population_of_predictions(labels, values)
@@ -300,3 +302,83 @@ def test_snr_term_per_population_and_storage():
         NoiseModel.from_dict(dict(model.to_dict(), snr_reference=50.0))
     with pytest.raises(ValueError, match="snr_term >= 0"):
         NoiseModel(labels, [1.0] * 3, [0.0] * 3, snr_term=[-1.0, 0.0, 0.0])
+
+
+def simulated_widening_errors(n, offset, power, seed=5):
+    """Labelled spectra at S/N 50, 100, 200 whose whole error (raw part and floor) grows as (100 / S/N)^power while
+    their raw errors barely follow the S/N."""
+    rng = np.random.default_rng(seed)
+    snr = rng.choice([50.0, 100.0, 200.0], n)
+    raw = rng.uniform(0.5, 1.5, (n, 2)) * np.array([10.0, 0.02]) * (100.0 / snr[:, None]) ** 0.1
+    true_e = (raw + offset) * (100.0 / snr[:, None]) ** power
+    truth = np.column_stack([rng.uniform(4000, 5000, n), rng.uniform(1, 3, n)])
+    return truth + true_e * rng.standard_normal((n, 2)), truth, raw, snr, true_e
+
+
+def test_snr_power_recovers_an_error_that_widens_with_the_noise():
+    power, offset = np.array([0.6, 0.3]), np.array([5.0, 0.01])
+    values, truth, raw, snr, true_e = simulated_widening_errors(6000, offset, power)
+    precision = NoiseModel(["teff", "logg"], [1.0, 1.0], [0.0, 0.0], {"calibrated": True})
+    model = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True, snr=snr)
+    np.testing.assert_allclose(model.snr_power, power, atol=0.08)
+    assert model.snr_ceiling == 200.0  # the 99th percentile of the calibration S/N
+    np.testing.assert_allclose(model.apply(raw, snr=snr), true_e, rtol=0.15)
+    term_only = calibrate_accuracy_offset(precision, values, truth, raw, raise_scale=True, snr=snr, snr_power=False)
+    worst = {"power": 0.0, "term": 0.0}
+    for s in (50.0, 100.0, 200.0):
+        rows = snr == s
+        for name, m in (("power", model), ("term", term_only)):
+            z = (values[rows] - truth[rows]) / m.apply(raw[rows], snr=snr[rows])
+            worst[name] = max(worst[name], float(np.max(np.abs(np.std(z, axis=0) - 1.0))))
+    assert worst["power"] < 0.04 and worst["term"] > 0.08  # the term alone is wrong at one end of the S/N range
+    report = model.diagnostics["accuracy"]
+    assert report["snr_ceiling"] == 200.0 and report["labels"]["teff"]["snr_power_precision"] == 0.0
+    assert report["labels"]["logg"]["snr_power_accuracy"] == pytest.approx(model.snr_power[1])
+    assert not precision_part(model).needs_snr
+    # beyond the ceiling the factor is held: a S/N 1000 spectrum gets the errors of S/N 200 (bar the 1/(S/N) term)
+    factor_only = NoiseModel(["teff", "logg"], model.scale, model.offset, snr_power=model.snr_power,
+                             snr_ceiling=model.snr_ceiling)
+    np.testing.assert_array_equal(factor_only.apply(raw[:2], snr=np.full(2, 1000.0)),
+                                  factor_only.apply(raw[:2], snr=np.full(2, 200.0)))
+    assert np.all(factor_only.apply(raw[:2], snr=np.full(2, 50.0)) > factor_only.apply(raw[:2], snr=np.full(2, 100.0)))
+    with pytest.raises(ValueError, match="S/N term or factor"):
+        factor_only.apply(raw[:2])
+    with pytest.raises(ValueError, match="S/N factor"):
+        calibrate_accuracy_offset(factor_only, values, truth, raw)
+    with pytest.raises(ValueError, match="snr_power >= 0"):
+        NoiseModel(["teff"], [1.0], [0.0], snr_power=[-0.5])
+    with pytest.raises(ValueError, match="snr_ceiling"):
+        NoiseModel(["teff"], [1.0], [0.0], snr_ceiling=0.0)
+
+
+def test_snr_power_per_population_and_storage():
+    rng = np.random.default_rng(13)
+    labels = ["teff", "logg", "fe_h"]
+    centre = {"giants": (4500.0, 2.5, 0.0), "hot": (7500.0, 4.0, -0.3)}
+    powers = {"giants": np.array([0.2, 0.4, 0.3]), "hot": np.array([0.8, 0.6, 0.7])}
+    values, truth, raw, snr = [], [], [], []
+    for name in centre:
+        s = rng.choice([50.0, 100.0, 200.0], 1500)
+        t = np.array(centre[name]) + rng.normal(0, [30.0, 0.05, 0.02], (1500, 3))
+        r = rng.uniform(0.5, 1.5, (1500, 3)) * np.array([20.0, 0.04, 0.02])
+        values.append(t + r * (100.0 / s[:, None]) ** powers[name] * rng.standard_normal((1500, 3)))
+        truth.append(t), raw.append(r), snr.append(s)
+    values, truth, raw, snr = (np.concatenate(a) for a in (values, truth, raw, snr))
+    precision = NoiseModel(labels, [1.0] * 3, [0.0] * 3, {"calibrated": True})
+    model = calibrate_accuracy_by_population(precision, values, truth, raw, min_spectra=30, snr=snr)
+    for name in centre:
+        assert len(model.by_population[name]) == 4
+        np.testing.assert_allclose(model.by_population[name][3], powers[name], atol=0.1)
+    assert model.snr_ceiling == 200.0
+    population = population_of_predictions(labels, values)
+    stored = model.to_dict()
+    assert stored["snr_ceiling"] == 200.0 and len(stored["by_population"]["hot"]["snr_power"]) == 3
+    back = NoiseModel.from_dict(stored)
+    np.testing.assert_array_equal(back.apply(raw, population, snr), model.apply(raw, population, snr))
+    # a model of 0.5.28 (an S/N term, no factor) reads and writes as before
+    old = {"labels": labels, "scale": [1.0] * 3, "offset": [0.0] * 3, "snr_term": [1.0] * 3, "snr_reference": 100.0,
+           "by_population": {"hot": {"scale": [2.0] * 3, "offset": [0.0] * 3, "snr_term": [0.0] * 3}}}
+    read = NoiseModel.from_dict(old)
+    assert read.needs_snr and np.all(read.by_population["hot"][3] == 0) and read.snr_ceiling == np.inf
+    assert "snr_power" not in read.to_dict() and "snr_ceiling" not in read.to_dict()
+    np.testing.assert_array_equal(read.apply(np.ones((1, 3)), np.array(["hot"]), np.array([100.0])), 2.0)

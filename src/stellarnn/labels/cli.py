@@ -292,10 +292,14 @@ def cmd_calibrate(args) -> int:
         print(f"accuracy floor from {source}", file=sys.stderr)
         values, truth, raw, snr_error = (np.concatenate([a[k] for a in sets]) for k in range(4))
         snr_term = len(set(args.accuracy_snr)) >= 2 if args.snr_term is None else args.snr_term
+        snr_power = snr_term if args.snr_power is None else args.snr_power
+        if snr_power and not snr_term:
+            raise SystemExit("--snr-power needs the S/N fit: two or more --accuracy-snr values, not --no-snr-term")
         accuracy = dict(source=source, raise_scale=args.raise_scale, clip_sigma=args.clip_sigma,
-                        snr=snr_error if snr_term else None)
+                        snr=snr_error if snr_term else None, snr_power=snr_power)
         if snr_term:
-            print("fitting a 1/(S/N) term per label (the spectra's error-array S/N)", file=sys.stderr)
+            print("fitting a 1/(S/N) term per label (the spectra's error-array S/N)"
+                  + (" and a (100/(S/N))^p factor" if snr_power else ""), file=sys.stderr)
         arrays = (values, truth, raw)
         if args.population_min:
             model = calibrate_accuracy_by_population(model, *arrays, min_spectra=args.population_min, **accuracy)
@@ -589,6 +593,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--snr-term", action=argparse.BooleanOptionalAction, default=None,
                    help="with --accuracy-grid: fit an error term per label that scales as 1/(S/N), added in "
                         "quadrature (default: on when --accuracy-snr has two or more values)")
+    q.add_argument("--snr-power", action=argparse.BooleanOptionalAction, default=None,
+                   help="with the S/N term: also fit a factor (100/(S/N))^p per label, 0 <= p <= 1, held above the "
+                        "highest calibrated S/N, for errors that widen as a whole with the noise (default: on with "
+                        "the S/N term)")
     q.add_argument("--population-min", type=non_negative_int, default=30,
                    help="with --accuracy-grid: each population (giants, dwarfs, ...; from the predicted labels) "
                         "with at least this many labelled spectra gets an accuracy model of its own, the others the "

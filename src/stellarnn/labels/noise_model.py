@@ -55,6 +55,19 @@ held-out grid observed at S/N 200 as 158 in the median and its most line-rich sp
 300 spectra), and ``snr_term`` the label's error from that term at S/N ``SNR_REFERENCE`` = 100.  ``snr_term = 0``
 (every model calibrated before 0.5.28) is the linear model unchanged; the accuracy step fits it (>= 0) when given
 the calibration spectra's S/N.
+
+That term alone still left AstroNN's errors too small at S/N 50 and too large at 200 in 10 of 54 population x S/N
+x label cells of ``bench/results/noise_population_astronn_v4c_snr.json``: a network's error is not a noise-free floor
+plus a photon term, its whole error distribution widens with the noise (its raw errors, the floor it learned and
+the photon term alike).  The model therefore has a power of the S/N as a factor, ``snr_power`` p per label,
+
+    e = sqrt( (scale raw_e + offset)^2 + (snr_term * SNR_REFERENCE / snr)^2 ) * (SNR_REFERENCE / snr')^p,
+
+fitted in [0, 1] in the same likelihood (0: no factor; 1: errors proportional to the flux noise, the Cramer-Rao
+scaling), with snr' = min(snr, ``snr_ceiling``), the highest S/N the model was calibrated at (99th percentile of the
+calibration spectra's S/N): beyond it the factor is held, so that a model fitted over S/N 50-200 never promises a
+S/N 500 spectrum errors it has not measured.  ``snr_power = 0`` (models calibrated before 0.5.29) leaves the model
+of 0.5.28 unchanged.
 """
 from __future__ import annotations
 
@@ -69,11 +82,16 @@ from ..synthesis.populations import POPULATIONS, population_of
 MIN_PAIRS = 10
 #: S/N per pixel at which ``NoiseModel.snr_term`` is the error of the 1/(S/N) term
 SNR_REFERENCE = 100.0
+#: bounds of the fitted ``snr_power`` (errors that shrink faster than the flux noise are not physical)
+SNR_POWER_BOUNDS = (0.0, 1.0)
+#: percentile of the calibration spectra's S/N taken as ``snr_ceiling``
+SNR_CEILING_PERCENTILE = 99.0
 
 
 @dataclass
 class NoiseModel:
-    """Per-label uncertainty correction ``e = sqrt((scale * raw_e + offset)^2 + (snr_term * 100 / snr)^2)``.
+    """Per-label uncertainty correction
+    ``e = sqrt((scale * raw_e + offset)^2 + (snr_term * 100 / snr)^2) * (100 / min(snr, snr_ceiling))^snr_power``.
 
     Parameters
     ----------
@@ -84,11 +102,15 @@ class NoiseModel:
     diagnostics : dict
         Calibration figures (number of pairs used, std of z before and after), if calibrated.
     by_population : dict, optional
-        ``{population: (scale, offset[, snr_term])}`` for the populations of :mod:`stellarnn.synthesis.populations`
-        calibrated on their own (:func:`calibrate_accuracy_by_population`); other stars use ``scale``, ``offset``,
-        ``snr_term``.  Stored as 3-tuples.
+        ``{population: (scale, offset[, snr_term[, snr_power]])}`` for the populations of
+        :mod:`stellarnn.synthesis.populations` calibrated on their own (:func:`calibrate_accuracy_by_population`);
+        other stars use ``scale``, ``offset``, ``snr_term``, ``snr_power``.  Stored as 4-tuples.
     snr_term : ndarray, shape (n_labels,), optional
         Error of the 1/(S/N) term at S/N ``SNR_REFERENCE`` (label units); default 0 (no S/N term).
+    snr_power : ndarray, shape (n_labels,), optional
+        Exponent of the factor ``(SNR_REFERENCE / snr)^snr_power`` (>= 0); default 0 (no factor).
+    snr_ceiling : float
+        S/N above which the factor is held at its value (the highest S/N calibrated); default inf.
     """
 
     labels: list[str]
@@ -97,38 +119,50 @@ class NoiseModel:
     diagnostics: dict = field(default_factory=dict)
     by_population: dict = field(default_factory=dict)
     snr_term: np.ndarray | None = None
+    snr_power: np.ndarray | None = None
+    snr_ceiling: float = np.inf
 
     def __post_init__(self):
         self.labels = list(self.labels)
-        self.scale, self.offset, self.snr_term = self._checked(self.scale, self.offset, self.snr_term, "")
+        self.scale, self.offset, self.snr_term, self.snr_power = self._checked(
+            self.scale, self.offset, self.snr_term, self.snr_power, "")
+        self.snr_ceiling = float(self.snr_ceiling)
+        if not self.snr_ceiling > 0:
+            raise ValueError(f"snr_ceiling must be a positive S/N (or inf), got {self.snr_ceiling!r}")
         unknown = sorted(set(self.by_population) - set(POPULATIONS))
         if unknown:
             raise ValueError(f"noise model for unknown population(s) {unknown}; known: {list(POPULATIONS)}")
         by_population = {}
         for name, terms in self.by_population.items():
-            if len(terms) not in (2, 3):
-                raise ValueError(f"population {name!r} needs (scale, offset[, snr_term]), got {len(terms)} arrays")
-            by_population[str(name)] = self._checked(*terms, *([None] * (3 - len(terms))), f" of population {name!r}")
+            if len(terms) not in (2, 3, 4):
+                raise ValueError(f"population {name!r} needs (scale, offset[, snr_term[, snr_power]]), got "
+                                 f"{len(terms)} arrays")
+            by_population[str(name)] = self._checked(*terms, *([None] * (4 - len(terms))), f" of population {name!r}")
         self.by_population = by_population
 
-    def _checked(self, scale, offset, snr_term, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _checked(self, scale, offset, snr_term, snr_power, what: str) -> tuple[np.ndarray, ...]:
         n = len(self.labels)
-        scale = np.asarray(scale, dtype=np.float64).reshape(-1)
-        offset = np.asarray(offset, dtype=np.float64).reshape(-1)
-        snr_term = np.zeros(n) if snr_term is None else np.asarray(snr_term, dtype=np.float64).reshape(-1)
-        if scale.shape != (n,) or offset.shape != (n,) or snr_term.shape != (n,):
-            raise ValueError(f"scale, offset and snr_term{what} need {n} values (one per label), got "
-                             f"{scale.shape}, {offset.shape} and {snr_term.shape}")
-        if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(offset)) and np.all(np.isfinite(snr_term))):
-            raise ValueError(f"noise model scale, offset and snr_term{what} must be finite")
-        if np.any(scale <= 0) or np.any(offset < 0) or np.any(snr_term < 0):
-            raise ValueError(f"noise model needs scale > 0, offset >= 0 and snr_term >= 0{what}")
-        return scale, offset, snr_term
+        terms = [np.zeros(n) if a is None else np.asarray(a, dtype=np.float64).reshape(-1)
+                 for a in (scale, offset, snr_term, snr_power)]
+        if any(a.shape != (n,) for a in terms):
+            raise ValueError(f"scale, offset, snr_term and snr_power{what} need {n} values (one per label), got "
+                             f"{[a.shape for a in terms]}")
+        if not all(np.all(np.isfinite(a)) for a in terms):
+            raise ValueError(f"noise model scale, offset, snr_term and snr_power{what} must be finite")
+        scale, offset, snr_term, snr_power = terms
+        if np.any(scale <= 0) or np.any(offset < 0) or np.any(snr_term < 0) or np.any(snr_power < 0):
+            raise ValueError(f"noise model needs scale > 0, offset >= 0, snr_term >= 0 and snr_power >= 0{what}")
+        return scale, offset, snr_term, snr_power
 
     @property
     def needs_snr(self) -> bool:
-        """Whether any label (globally or in a population) has an S/N term, so that :meth:`apply` needs the S/N."""
-        return bool(np.any(self.snr_term > 0) or any(np.any(t[2] > 0) for t in self.by_population.values()))
+        """Whether any label (globally or in a population) has an S/N term or factor, so that :meth:`apply` needs
+        the S/N."""
+        return bool(any(np.any(np.asarray(t[2:]) > 0) for t in (self._global_terms, *self.by_population.values())))
+
+    @property
+    def _global_terms(self) -> np.ndarray:
+        return np.stack([self.scale, self.offset, self.snr_term, self.snr_power])
 
     @classmethod
     def identity(cls, labels) -> "NoiseModel":
@@ -137,8 +171,8 @@ class NoiseModel:
         return cls(labels, np.ones(len(labels)), np.zeros(len(labels)), {"calibrated": False})
 
     def apply(self, raw_error, population=None, snr=None):
-        """Corrected errors, ``sqrt((scale raw_e + offset)^2 + (snr_term 100 / snr)^2)`` (array (..., n_labels);
-        NaN stays NaN).
+        """Corrected errors, ``sqrt((scale raw_e + offset)^2 + (snr_term 100 / snr)^2)
+        * (100 / min(snr, snr_ceiling))^snr_power`` (array (..., n_labels); NaN stays NaN).
 
         Parameters
         ----------
@@ -148,8 +182,8 @@ class NoiseModel:
             model use it, the others the global one.
         snr : array over the leading axes, optional
             The spectra's S/N per pixel (the pipelines' ``snr_error``); needed when a row's model (global or its
-            population's) has an S/N term.  A row whose S/N is not a positive number gets NaN errors where the term
-            is used.
+            population's) has an S/N term or factor.  A row whose S/N is not a positive number gets NaN errors where
+            either is used.
         """
         raw_error = np.asarray(raw_error, dtype=np.float64)
         if raw_error.shape[-1] != len(self.labels):
@@ -157,39 +191,49 @@ class NoiseModel:
         scale = np.broadcast_to(self.scale, raw_error.shape).copy()
         offset = np.broadcast_to(self.offset, raw_error.shape).copy()
         snr_term = np.broadcast_to(self.snr_term, raw_error.shape).copy()
+        snr_power = np.broadcast_to(self.snr_power, raw_error.shape).copy()
         if population is not None and self.by_population:
             population = np.asarray(population)
             if population.shape != raw_error.shape[:-1]:
                 raise ValueError(f"population has shape {population.shape}, the errors' leading axes "
                                  f"{raw_error.shape[:-1]}")
-            for name, (s, o, t) in self.by_population.items():
+            for name, (s, o, t, p) in self.by_population.items():
                 rows = population == name
-                scale[rows], offset[rows], snr_term[rows] = s, o, t
+                scale[rows], offset[rows], snr_term[rows], snr_power[rows] = s, o, t, p
         linear = scale * raw_error + offset
-        if not np.any(snr_term > 0):  # no row uses an S/N term
+        if not (np.any(snr_term > 0) or np.any(snr_power > 0)):  # no row uses the S/N
             return linear
         if snr is None:
-            raise ValueError("this noise model has an S/N term (snr_term > 0): pass the spectra's S/N (snr=)")
+            raise ValueError("this noise model has an S/N term or factor (snr_term or snr_power > 0): pass the "
+                             "spectra's S/N (snr=)")
         snr = np.asarray(snr, dtype=np.float64)
         if snr.shape != raw_error.shape[:-1]:
             raise ValueError(f"snr has shape {snr.shape}, the errors' leading axes {raw_error.shape[:-1]}")
         with np.errstate(divide="ignore", invalid="ignore"):
             inverse = np.where(snr > 0, SNR_REFERENCE / snr, np.nan)[..., None]
             term = np.where(snr_term > 0, snr_term * inverse, 0.0)
-        return np.sqrt(linear ** 2 + term ** 2)
+            held = np.where(snr > 0, SNR_REFERENCE / np.minimum(snr, self.snr_ceiling), np.nan)[..., None]
+            factor = np.where(snr_power > 0, held ** snr_power, 1.0)
+        return np.sqrt(linear ** 2 + term ** 2) * factor
 
     def to_dict(self) -> dict:
         out = {"labels": list(self.labels), "scale": [float(v) for v in self.scale],
                "offset": [float(v) for v in self.offset], "diagnostics": dict(self.diagnostics)}
+        power = any(np.any(t[3] > 0) for t in (self._global_terms, *self.by_population.values()))  # any factor
         if self.needs_snr:  # models without the term keep the dictionary format of 0.5.27 and earlier
             out["snr_term"] = [float(v) for v in self.snr_term]
             out["snr_reference"] = SNR_REFERENCE
+        if power:  # ... and models without the factor that of 0.5.28
+            out["snr_power"] = [float(v) for v in self.snr_power]
+            out["snr_ceiling"] = self.snr_ceiling if np.isfinite(self.snr_ceiling) else None
         if self.by_population:
             out["by_population"] = {name: {"scale": [float(v) for v in s], "offset": [float(v) for v in o]}
-                                    for name, (s, o, _) in self.by_population.items()}
-            if self.needs_snr:
-                for name, (_, _, t) in self.by_population.items():
+                                    for name, (s, o, _, _) in self.by_population.items()}
+            for name, (_, _, t, p) in self.by_population.items():
+                if self.needs_snr:
                     out["by_population"][name]["snr_term"] = [float(v) for v in t]
+                if power:
+                    out["by_population"][name]["snr_power"] = [float(v) for v in p]
         return out
 
     @classmethod
@@ -200,11 +244,12 @@ class NoiseModel:
                              f"S/N {SNR_REFERENCE:g}")
         try:
             by_population = {name: (np.asarray(v["scale"], dtype=np.float64), np.asarray(v["offset"], dtype=np.float64),
-                                     v.get("snr_term"))
+                                     v.get("snr_term"), v.get("snr_power"))
                              for name, v in dict(d.get("by_population", {})).items()}
+            ceiling = d.get("snr_ceiling")
             return cls(d["labels"], np.asarray(d["scale"], dtype=np.float64),
                        np.asarray(d["offset"], dtype=np.float64), dict(d.get("diagnostics", {})), by_population,
-                       d.get("snr_term"))
+                       d.get("snr_term"), d.get("snr_power"), np.inf if ceiling is None else float(ceiling))
         except KeyError as exc:
             raise ValueError(f"noise model dictionary lacks {exc}") from exc
 
@@ -320,14 +365,17 @@ def precision_part(model: NoiseModel) -> NoiseModel:
     scale = np.array([accuracy["labels"][name].get("scale_precision", model.scale[j])
                       for j, name in enumerate(model.labels)])
     snr_term = np.array([accuracy["labels"][name].get("snr_term_precision", 0.0) for name in model.labels])
+    snr_power = np.array([accuracy["labels"][name].get("snr_power_precision", 0.0) for name in model.labels])
     diagnostics = {k: v for k, v in model.diagnostics.items() if k not in ("accuracy", "accuracy_by_population")}
     # the populations' models are accuracy steps
-    return NoiseModel(model.labels, scale, offset, diagnostics, snr_term=snr_term)
+    return NoiseModel(model.labels, scale, offset, diagnostics, snr_term=snr_term, snr_power=snr_power,
+                      snr_ceiling=model.snr_ceiling if np.any(snr_power > 0) else np.inf)
 
 
 def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip_sigma: float = 5.0,
                               max_iterations: int = 5, source: str = "", raise_scale: bool = False,
-                              bounded: bool = True, snr=None) -> NoiseModel:
+                              bounded: bool = True, snr=None, snr_power: bool = True,
+                              snr_ceiling: float | None = None) -> NoiseModel:
     """Raise each label's offset (and with ``raise_scale`` its scale) so that
     (value - truth) / (scale raw_e + offset) has unit variance.
 
@@ -352,6 +400,11 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
         The labelled spectra's S/N per pixel (as the pipeline measures it, ``snr_error``): the S/N term
         ``snr_term`` is fitted too (>= the model's own, 0 for a repeat-pair model; bounded or not).  The spectra
         should span a range of S/N (e.g. 50-200), or the term cannot be told from the offset.
+    snr_power : bool
+        With ``snr``: fit the factor's exponent ``snr_power`` too (within ``SNR_POWER_BOUNDS``, >= the model's own).
+    snr_ceiling : float, optional
+        With ``snr`` and ``snr_power``: the S/N above which the factor is held; default the
+        ``SNR_CEILING_PERCENTILE`` percentile of ``snr``.
 
     Returns
     -------
@@ -377,7 +430,19 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
     raise_scale = raise_scale or not bounded
     how = ("scale and offset free" if not bounded else
            "scale and offset bounded below by the precision model" if raise_scale else "scale fixed")
-    form = ("e = sqrt((scale raw_e + offset)^2 + (snr_term 100 / snr)^2)" if fit_snr else
+    fit_power = fit_snr and snr_power
+    power = model.snr_power.copy()
+    ceiling = model.snr_ceiling
+    if fit_power:
+        ceiling = (float(np.nanpercentile(np.where(np.isfinite(inverse_snr), snr, np.nan), SNR_CEILING_PERCENTILE))
+                   if snr_ceiling is None else float(snr_ceiling))
+        if not ceiling > 0:
+            raise ValueError(f"snr_ceiling must be a positive S/N, got {ceiling!r}")
+    if not fit_snr and np.any(power > 0):
+        raise ValueError("the model has an S/N factor (snr_power > 0): pass the labelled spectra's S/N (snr=)")
+    held = SNR_REFERENCE / np.minimum(SNR_REFERENCE / inverse_snr, ceiling)  # NaN without snr, unused then
+    form = ("e = sqrt((scale raw_e + offset)^2 + (snr_term 100 / snr)^2) (100 / min(snr, snr_ceiling))^snr_power"
+            if fit_power else "e = sqrt((scale raw_e + offset)^2 + (snr_term 100 / snr)^2)" if fit_snr else
             "e = scale raw_e + offset")
     report = {"method": f"maximum likelihood of (value - truth) with {form}, {how}",
               "source": source, "clip_sigma": float(clip_sigma), "labels": {}}
@@ -389,28 +454,35 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
             raise ValueError(f"label {name!r}: only {int(ok.sum())} labelled spectra (need >= {MIN_PAIRS})")
         d, e0 = v[ok, j] - t[ok, j], model.scale[j] * r[ok, j]
         w = inverse_snr[ok] if fit_snr else np.zeros(d.size)
-        e_before = np.sqrt((e0 + offset[j]) ** 2 + (snr_term[j] * w) ** 2)
+        h = held[ok] if fit_snr else np.ones(d.size)
+
+        def error(o, k, q, a):  # e = sqrt((k e0 + o)^2 + (q w)^2) h^a, scale = k * precision scale
+            return np.sqrt((k * e0 + o) ** 2 + (q * w) ** 2) * h ** a
+
+        e_before = error(offset[j], 1.0, snr_term[j], power[j])
         unit = float(np.median(e0))
         keep = np.ones(d.size, dtype=bool)
-        o, k, q = offset[j], 1.0, snr_term[j]  # e = sqrt((k e0 + o)^2 + (q w)^2), scale = k * precision scale
+        o, k, q, a = offset[j], 1.0, snr_term[j], power[j]
         lowest_offset, lowest_k = (offset[j] / unit, 1.0) if bounded else (0.0, 1e-3)
         bounds = [(lowest_offset, 1e6), (lowest_k, 1e6) if raise_scale else (1.0, 1.0),
-                  (snr_term[j] / unit, 1e6) if fit_snr else (0.0, 0.0)]
+                  (snr_term[j] / unit, 1e6) if fit_snr else (0.0, 0.0),
+                  (max(power[j], SNR_POWER_BOUNDS[0]), SNR_POWER_BOUNDS[1]) if fit_power else (power[j], power[j])]
         for _ in range(max_iterations):
-            dk, ek, wk = d[keep] / unit, e0[keep] / unit, w[keep]
+            dk, ek, wk, log_hk = d[keep] / unit, e0[keep] / unit, w[keep], np.log(h[keep])
 
             def nll(x):
-                e2 = (x[1] * ek + x[0]) ** 2 + (x[2] * wk) ** 2
+                e2 = ((x[1] * ek + x[0]) ** 2 + (x[2] * wk) ** 2) * np.exp(2 * x[3] * log_hk)
                 return float(np.sum(0.5 * np.log(e2) + 0.5 * dk ** 2 / e2))
 
-            start = [max(o / unit, 0.1), k, max(q / unit, 0.1) if fit_snr else 0.0]
+            start = [max(o / unit, 0.1), k, max(q / unit, 0.1) if fit_snr else 0.0,
+                     min(max(a, 0.3, bounds[3][0]), bounds[3][1])]
             res = minimize(nll, start, method="L-BFGS-B", bounds=bounds)
-            o, k, q = (float(res.x[0]) * unit, float(res.x[1]), float(res.x[2]) * unit)
-            new_keep = np.abs(d / np.sqrt((k * e0 + o) ** 2 + (q * w) ** 2)) <= clip_sigma
+            o, k, q, a = (float(res.x[0]) * unit, float(res.x[1]), float(res.x[2]) * unit, float(res.x[3]))
+            new_keep = np.abs(d / error(o, k, q, a)) <= clip_sigma
             if new_keep.sum() < MIN_PAIRS or np.array_equal(new_keep, keep):
                 break
             keep = new_keep
-        z_before, z_after = d / e_before, d / np.sqrt((k * e0 + o) ** 2 + (q * w) ** 2)
+        z_before, z_after = d / e_before, d / error(o, k, q, a)
         report["labels"][name] = {"n": int(ok.sum()), "n_used": int(keep.sum()), "offset_precision": float(offset[j]),
                                   "offset_accuracy": o, "scale_precision": float(model.scale[j]),
                                   "scale_accuracy": float(k * model.scale[j]),
@@ -418,10 +490,15 @@ def calibrate_accuracy_offset(model: NoiseModel, values, truth, raw_errors, clip
                                   "std_z_calibrated": float(np.std(z_after))}
         if fit_snr:
             report["labels"][name].update(snr_term_precision=float(snr_term[j]), snr_term_accuracy=q)
-        offset[j], scale[j], snr_term[j] = o, k * model.scale[j], q
+        if fit_power:
+            report["labels"][name].update(snr_power_precision=float(power[j]), snr_power_accuracy=a)
+        offset[j], scale[j], snr_term[j], power[j] = o, k * model.scale[j], q, a
+    if fit_power:
+        report["snr_ceiling"] = ceiling
     diagnostics = dict(model.diagnostics)
     diagnostics["accuracy"] = report
-    return NoiseModel(model.labels, scale, offset, diagnostics, snr_term=snr_term)
+    return NoiseModel(model.labels, scale, offset, diagnostics, snr_term=snr_term, snr_power=power,
+                      snr_ceiling=ceiling if np.any(power > 0) else np.inf)
 
 
 def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_errors, min_spectra: int = 30,
@@ -445,8 +522,9 @@ def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_error
     min_spectra : int
         Fewest labelled spectra a population needs for a model of its own (at least 10).
     **kwargs
-        ``clip_sigma``, ``max_iterations``, ``source``, ``raise_scale``, ``snr`` of
-        :func:`calibrate_accuracy_offset` (``snr`` per spectrum: each population's rows of it are used).
+        ``clip_sigma``, ``max_iterations``, ``source``, ``raise_scale``, ``snr``, ``snr_power`` of
+        :func:`calibrate_accuracy_offset` (``snr`` per spectrum: each population's rows of it are used; every
+        population's factor is held above the global fit's ``snr_ceiling``).
 
     Returns
     -------
@@ -456,15 +534,21 @@ def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_error
     """
     if min_spectra < MIN_PAIRS:
         raise ValueError(f"min_spectra must be >= {MIN_PAIRS}, got {min_spectra}")
-    base = NoiseModel(model.labels, model.scale, model.offset, dict(model.diagnostics), snr_term=model.snr_term)
-    fitted = calibrate_accuracy_offset(base, values, truth, raw_errors, **kwargs)
+    base = NoiseModel(model.labels, model.scale, model.offset, dict(model.diagnostics), snr_term=model.snr_term,
+                      snr_power=model.snr_power, snr_ceiling=model.snr_ceiling)
     v, t, r = (np.asarray(a, dtype=np.float64) for a in (values, truth, raw_errors))
-    population = population_of_predictions(model.labels, v)
     usable = np.all(np.isfinite(v) & np.isfinite(t) & np.isfinite(r) & (r > 0), axis=1)
     snr = kwargs.pop("snr", None)
+    ceiling = kwargs.pop("snr_ceiling", None)
     if snr is not None:
         snr = np.asarray(snr, dtype=np.float64)
+        if snr.shape != (len(v),):
+            raise ValueError(f"snr must have one value per spectrum ({len(v)}), got shape {snr.shape}")
         usable &= np.isfinite(snr) & (snr > 0)
+        if ceiling is None and kwargs.get("snr_power", True) and usable.any():
+            ceiling = float(np.percentile(snr[usable], SNR_CEILING_PERCENTILE))  # one for every population
+    fitted = calibrate_accuracy_offset(base, values, truth, raw_errors, snr=snr, snr_ceiling=ceiling, **kwargs)
+    population = population_of_predictions(model.labels, v)
     by_population, report = {}, {}
     for name in POPULATIONS:
         rows = (population == name) & usable
@@ -472,13 +556,15 @@ def calibrate_accuracy_by_population(model: NoiseModel, values, truth, raw_error
             report[name] = {"n": int(rows.sum()), "model": f"global (fewer than {min_spectra} spectra)"}
             continue
         own = calibrate_accuracy_offset(base, v[rows], t[rows], r[rows], **dict(kwargs, bounded=False),
-                                        snr=None if snr is None else snr[rows])
-        by_population[name] = (own.scale, own.offset, own.snr_term)
+                                        snr=None if snr is None else snr[rows], snr_ceiling=ceiling)
+        by_population[name] = (own.scale, own.offset, own.snr_term, own.snr_power)
         report[name] = {"n": int(rows.sum()), "model": "own", "labels": own.diagnostics["accuracy"]["labels"]}
     diagnostics = dict(fitted.diagnostics)
     diagnostics["accuracy_by_population"] = {"assigned_by": "predicted teff, logg, fe_h",
                                              "min_spectra": int(min_spectra), "populations": report}
-    return NoiseModel(fitted.labels, fitted.scale, fitted.offset, diagnostics, by_population, fitted.snr_term)
+    powered = any(np.any(terms[3] > 0) for terms in (fitted._global_terms, *by_population.values()))
+    return NoiseModel(fitted.labels, fitted.scale, fitted.offset, diagnostics, by_population, fitted.snr_term,
+                      fitted.snr_power, ceiling if powered and ceiling is not None else np.inf)
 
 
 def calibrate_pipeline_on_repeats(pipeline, spectra_a, spectra_b, labels, **kwargs) -> NoiseModel:
