@@ -139,6 +139,8 @@ step bench_emulator $PY bench/emulator.py --weights weights/emulator/payne_apoge
 step bench_labels $PY bench/labels.py --threads "$THREADS" --astronn-weights weights/astronn/astronn.pt \
     --apogeenet-weights weights/apogeenet/apogeenet.pt --emulator-weights weights/emulator/payne_apogee.pt \
     --test-grid $TEST --fitter-n 60
-# per-population noise models against one global model, on the new weights (bench/noise_population.py)
-step bench_noise_population $PY bench/noise_population.py --calib-grid $CALIB --test-grid $TEST --threads "$THREADS"
+# per-population noise models against one global model, on the new weights (bench/noise_population.py); with the
+# 3000 emulated calibration stars of the calibration steps above, so that the bench measures the shipped models
+step bench_noise_population $PY bench/noise_population.py --calib-grid $CALIB --test-grid $TEST --threads "$THREADS" \
+    --calib-emulated 3000 --emulator weights/emulator/payne_apogee.pt
 echo "== all done ($(date -u +%FT%TZ)); commit weights/, bench/results/, retrain/v4 and update the README figures"
