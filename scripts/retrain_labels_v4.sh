@@ -45,8 +45,9 @@
 #   2026-12-06 at 0.5.3, ~20 min beside the grid build).
 # Usage: nohup scripts/retrain_labels_v4.sh > logs/retrain_v4.log 2>&1 &   (each session; then `git add retrain/v4`
 #   and commit before the session ends)
-#   environment: RETRAIN_STATE, SLICE_SECONDS, CONTINUE_LR_FACTOR, STOP_AT (the session's end, e.g. "23:50 UTC":
-#   no training slice runs past it; scripts/train_slices.sh), APOGEENET_SIZE (medium|small|full), EMU_HIDDEN,
+#   environment: RETRAIN_STATE, SLICE_SECONDS, CONTINUE_LR_FACTOR, MIN_LAST_SLICE (1800), STOP_AT (the session's
+#   end, e.g. "23:50 UTC": no training slice runs past it; scripts/train_slices.sh), APOGEENET_SIZE
+#   (medium|small|full), EMU_HIDDEN,
 #   EMULATED (label sets drawn, default 60000: with --fresh-noise they are noise-free and get new noise every epoch,
 #   ~57,000 pass the gate; ~12 GB of memory in training), NET_SECONDS (AstroNN's training budget, summed over its
 #   slices, default 14400), APOGEENET_SECONDS (default 28800: medium's 40 epochs ~2.7 h in bench/apogeenet_sizes.py), EMU_SECONDS
@@ -87,6 +88,9 @@ done
 STATE=${RETRAIN_STATE:-retrain/v4}
 SLICE_SECONDS=${SLICE_SECONDS:-8400}
 CONTINUE_LR_FACTOR=${CONTINUE_LR_FACTOR:-0.3}
+# a remaining budget under 30 min after a slice ends the training (scripts/train_slices.sh): APOGEENet's third slice
+# would otherwise leave ~10 min of its 28,800 s for a fourth, one epoch from the float16 checkpoint at 0.3x the rate
+export MIN_LAST_SLICE=${MIN_LAST_SLICE:-1800}
 W=$STATE/weights
 mkdir -p logs "$STATE" "$W/emulator" "$W/apogeenet" "$W/astronn"
 

@@ -30,7 +30,7 @@ touch "$WORK/state/bench_crlb.done" "$WORK/state/bench_emulator.done" "$WORK/sta
     "$WORK/state/bench_noise_population.done"  # (that bench has no subset option; it ran on the shipped weights)
 cd "$WORK/repo"
 make venv > "$WORK/venv.log"
-RETRAIN_GRIDS=$WORK/grids RETRAIN_STATE=$WORK/state THREADS=$THREADS SLICE_SECONDS=60 EMU_SECONDS=90 \
+RETRAIN_GRIDS=$WORK/grids RETRAIN_STATE=$WORK/state THREADS=$THREADS SLICE_SECONDS=60 MIN_LAST_SLICE=0 EMU_SECONDS=90 \
     NET_SECONDS=90 APOGEENET_SECONDS=120 EMULATED=300 bash scripts/retrain_labels_v4.sh
 # the chain's benches, on the first BENCH_N held-out spectra
 .venv/bin/python bench/crlb.py --emulator weights/emulator/payne_apogee.pt --label-grid "$WORK/grids/test" \

@@ -8,7 +8,9 @@
 # a short last slice would restart from the float16 checkpoint at the lower learning rate and gain little.  For the
 # same reason no slice shorter than STOP_MIN_TAIL starts when the training has more budget left than that (a step
 # that finished late in a session leaves the next one to the next session): a short first slice would make every
-# later one run at the lower learning rate.
+# later one run at the lower learning rate.  MIN_LAST_SLICE (default 0: off) ends a training whose remaining budget,
+# after at least one slice, is shorter than it: a last slice of a few minutes would restart from the float16
+# checkpoint at the lower learning rate for less than an epoch or two.
 #
 # train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
 # --max-seconds, --resume, -o) until it stops by itself or has spent BUDGET_SECONDS; then NAME.done.
@@ -20,6 +22,10 @@ train_step() {
         left=$($PY -c "import sys; print(max(0, int(float(sys.argv[1]) - float(sys.argv[2]))))" "$budget" "$spent")
         if (( left <= 0 )); then
             echo "== $name: its ${budget} s are spent"; touch "$STATE/$name.done"; break
+        fi
+        if [[ "$spent" != 0 ]] && (( left < ${MIN_LAST_SLICE:-0} )); then
+            echo "== $name: ${left} s of its ${budget} s left, less than MIN_LAST_SLICE (${MIN_LAST_SLICE} s): done"
+            touch "$STATE/$name.done"; break
         fi
         slice=$(( left < SLICE_SECONDS ? left : SLICE_SECONDS ))
         if [[ -n "${STOP_AT:-}" ]]; then  # the session's end: a slice cut by it would be lost with the machine

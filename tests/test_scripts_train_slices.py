@@ -70,6 +70,24 @@ def test_the_budget_ends_a_training_that_never_stops_by_itself(tmp_path):
     assert (state / "net.done").exists() and "its 160 s are spent" in outs[0].stdout
 
 
+def test_a_remainder_shorter_than_min_last_slice_ends_the_training(tmp_path):
+    """Budget 230 s, slices of 100 s, MIN_LAST_SLICE 50 s: after two slices 30 s are left, too few for a restart at
+    the lower learning rate, so the training is done; the first slice is never skipped, whatever its budget."""
+    plan = [{"seconds": 100.0, "stopped_by": "max_seconds"}, {"seconds": 100.0, "stopped_by": "max_seconds"}]
+    os.environ["MIN_LAST_SLICE"] = "50"
+    try:
+        outs, calls, state = _run(tmp_path, plan, budget=230)
+        assert outs[0].returncode == 0, outs[0].stderr
+        assert len(calls) == 2 and (state / "net.done").exists()
+        assert "30 s of its 230 s left, less than MIN_LAST_SLICE (50 s): done" in outs[0].stdout
+        first = tmp_path / "first"
+        first.mkdir()
+        outs, calls, state = _run(first, [{"seconds": 20.0, "stopped_by": "max_seconds"}], budget=20)
+        assert len(calls) == 1 and float(_opt(calls[0], "--max-seconds")) == 20  # a budget below it still trains
+    finally:
+        del os.environ["MIN_LAST_SLICE"]
+
+
 def test_a_failing_trainer_stops_the_chain_and_keeps_the_spent_seconds(tmp_path):
     plan = [{"seconds": 100.0, "stopped_by": "max_seconds"}]  # the second call finds no plan entry: it fails
     outs, calls, state = _run(tmp_path, plan, budget=1000)
