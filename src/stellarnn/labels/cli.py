@@ -238,6 +238,10 @@ def cmd_calibrate(args) -> int:
 
     if args.accuracy_emulated and not args.accuracy_grid:
         raise ValueError("--accuracy-emulated adds stars to the accuracy step of --accuracy-grid: give that grid too")
+    snr_term = len(set(args.accuracy_snr)) >= 2 if args.snr_term is None else args.snr_term
+    snr_power = snr_term if args.snr_power is None else args.snr_power
+    if snr_power and not snr_term:  # before any spectrum is run
+        raise ValueError("--snr-power needs the S/N fit: two or more --accuracy-snr values, not --no-snr-term")
     if args.threads:
         torch.set_num_threads(args.threads)
     # the network itself on its own synthetic stars: no information / OOD gate (it is for unknown inputs)
@@ -291,10 +295,6 @@ def cmd_calibrate(args) -> int:
                        f"log-uniform, seed {args.seed + 1})")
         print(f"accuracy floor from {source}", file=sys.stderr)
         values, truth, raw, snr_error = (np.concatenate([a[k] for a in sets]) for k in range(4))
-        snr_term = len(set(args.accuracy_snr)) >= 2 if args.snr_term is None else args.snr_term
-        snr_power = snr_term if args.snr_power is None else args.snr_power
-        if snr_power and not snr_term:
-            raise SystemExit("--snr-power needs the S/N fit: two or more --accuracy-snr values, not --no-snr-term")
         accuracy = dict(source=source, raise_scale=args.raise_scale, clip_sigma=args.clip_sigma,
                         snr=snr_error if snr_term else None, snr_power=snr_power)
         if snr_term:
