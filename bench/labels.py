@@ -640,7 +640,8 @@ def bench_ood(args) -> dict:
       emulator measures (``ood_emulator=False``), on ``--n-spectra`` of the held-out spectra.
 
     *Flagged* = ``flag_bad`` or any information / OOD bit (2^4-2^10, warn bits included); the
-    networks' own range/uncertainty bits are reported separately (``flag_bad_fraction``).
+    networks' own range/uncertainty bits are reported separately (``flag_bad_fraction``).  The networks are those of
+    ``--astronn-weights`` / ``--apogeenet-weights`` (before 0.5.29 this section always ran the shipped ones).
     """
     from stellarnn.labels.astronn.training import synthetic_observations
     from stellarnn.labels.emulator_ood import OOD_FLAG_BITS
@@ -676,7 +677,10 @@ def bench_ood(args) -> dict:
                 "nan_teff_fraction": float(np.mean([not np.isfinite(r["teff"]) for r in rows])),
                 "bit_counts": {name: int(np.sum((flags & bit) != 0)) for name, bit in bits.items()}}, flagged
 
-    for name, kwargs in (("astronn", {"mc_passes": 100}), ("apogeenet", {"n_draws": 20})):
+    # the networks of --astronn-weights / --apogeenet-weights (the shipped ones by default); the OOD measures use the
+    # shipped emulator ($STELLARNN_WEIGHTS_DIR, when set, names another weights folder)
+    for name, kwargs in (("astronn", {"mc_passes": 100, "weights": args.astronn_weights}),
+                         ("apogeenet", {"n_draws": 20, "weights": args.apogeenet_weights})):
         p = get_pipeline(name, **kwargs)
         rows = p.process(bad)
         total, flagged = summary(rows)
