@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from stellarnn.labels.emulator_ood import (FLAG_FAR_OUTSIDE_TRAINING, FLAG_OOD_CHI2, FLAG_OOD_CHI2_BAD,
-                                           FLAG_OUTSIDE_TRAINING, EmulatorOOD, label_distance, ood_flags)
+                                           FLAG_OUTSIDE_TRAINING, LABEL_ERROR_ALLOWANCE, EmulatorOOD, label_distance,
+                                           ood_flags)
 from stellarnn.labels.spectrum_information import FLAG_FEATURELESS, assess_information
 from stellarnn.spectra import apogee_wavelength
 
@@ -76,6 +77,24 @@ def test_profiling_the_missing_labels_lowers_chi2(ood):
     assert profiled < 0.5 * plain and profiled < 3
 
 
+def test_refining_steps_only_for_spectra_the_first_step_misses(ood, monkeypatch):
+    import stellarnn.labels.emulator_ood as module
+
+    # a cool giant whose abundances are far from the predicted solar ones, and one that matches them
+    truth = np.vstack([_labels(ood, 3900, 1.2, 0.0, x_m=0.45), _labels(ood, 4800, 2.5, 0.0)])
+    flux, ivar = _observed(ood, truth, seed=5)
+    info = assess_information(flux, ivar)
+    solar = ood.grid_labels([3900, 4800], [1.2, 2.5], [0.0, 0.0])
+    free = [n for n in ood.label_names if n not in ("teff", "logg", "m_h")]
+    assert module.PROFILE_ITERATIONS > 1
+    refined = ood.measure(solar, info, profile=free)["ood_chi2"]
+    monkeypatch.setattr(module, "PROFILE_ITERATIONS", 1)
+    one = ood.measure(solar, info, profile=free)["ood_chi2"]
+    assert one[0] > module.PROFILE_REFINE_CHI2  # the first step leaves the mismatch
+    assert refined[0] < 0.8 * one[0]
+    assert one[1] < module.PROFILE_REFINE_CHI2 and refined[1] == one[1]  # a good fit is not touched again
+
+
 @pytest.mark.parametrize("activation", ["leaky_relu", "silu"])
 def test_jacobian_chain_rule_matches_autograd(ood, activation):
     # the profiling's hand-written chain rule must hold for both emulator activations (the retrained emulator
@@ -122,11 +141,14 @@ def test_label_distance_and_bits():
 
 
 def test_label_distance_allows_for_the_label_uncertainty():
-    d = label_distance([3450.0, 3200.0, 8100.0], [2.0, 2.0, 4.0], [0.0, 0.0, 0.6],
-                       errors={"teff": [100.0, 100.0, np.nan], "logg": None, "fe_h": [0.05, 0.05, 0.05]})
-    assert d[0] == 0  # 50 K outside the box, 100 K uncertainty
-    assert d[1] == pytest.approx(200 / 250)
-    assert d[2] == pytest.approx(np.hypot(100 / 250, 0.05 / 0.25))  # NaN error counts as none
+    d = label_distance([3460.0, 3200.0, 8100.0, 3426.0], [2.0, 2.0, 4.0, 1.4], [0.0, 0.0, 0.6, 0.0],
+                       errors={"teff": [100.0, 100.0, np.nan, 92.0], "logg": None, "fe_h": [0.05, 0.05, 0.05, 0.05]})
+    assert LABEL_ERROR_ALLOWANCE == 0.5
+    assert d[0] == 0  # 40 K outside the box, 100 K uncertainty: within half of it
+    assert d[1] == pytest.approx((300 - 50) / 250)
+    assert d[2] == pytest.approx(np.hypot(100 / 250, 0.075 / 0.25))  # NaN error counts as none
+    # AstroNN's prediction for a 2800-3200 K M giant (bench/labels.py bad set): 74 K below, more than half its 92 K
+    assert d[3] == pytest.approx((74 - 46) / 250) and d[3] > 0
 
 
 def test_brackett_mask_hides_a_fake_deep_brackett_line(ood):

@@ -20,7 +20,7 @@ bit    name                        set when
 2^7    flag_ood_chi2               ``ood_chi2`` > 25 (warn)
 2^8    flag_ood_chi2_bad           ``ood_chi2`` > 100 (bad)
 2^9    flag_outside_training       predicted Teff / log g / [Fe/H] outside the training box
-                                   3500-8000 K, 0-5, -2.5..+0.5 by more than its e_* (warn)
+                                   3500-8000 K, 0-5, -2.5..+0.5 by more than 0.5 e_* (warn)
 2^10   flag_far_outside_training   ``ood_label_distance`` > 1, e.g. Teff < 3250 K or > 8250 K (bad)
 =====  ==========================  ==========================================================
 
@@ -187,7 +187,7 @@ QUALITY_FIELDS: dict[str, FieldInfo] = {
     "ood_chi2": FieldInfo("", "Reduced chi^2 of the Payne emulator's spectrum at the predicted labels against "
                               "the normalised input, good pixels, per-chip quadratic continuum (NaN when not computed)"),
     "ood_label_distance": FieldInfo("", "Distance of the predicted Teff, log g, [Fe/H] outside the training box "
-                                        "by more than their uncertainties, in units of 250 K, 0.5, 0.25 dex "
+                                        "by more than half their uncertainties, in units of 250 K, 0.5, 0.25 dex "
                                         "(0 inside)"),
 }
 
