@@ -8,7 +8,8 @@ PySME spectra it then shows as extra scatter or bias.
 For the first ``--per-population`` held-out stars of each population (:mod:`stellarnn.synthesis.populations`)
 this observes two spectra with the *same* continuum and the *same* noise draw (S/N ``--snr``): the PySME
 spectrum of the held-out grid and the emulator's spectrum at the star's true labels (all 23, broadening
-included).  Per population and label it writes the robust scatter (1.4826 MAD) and median of
+included).  Per population and label (Teff, log g, [Fe/H]; for AstroNN also the [X/H] of issue 19's abundance
+targets, ``ABUNDANCES``, truth [X/M] + [M/H]) it writes the robust scatter (1.4826 MAD) and median of
 (prediction - truth) on each, and the robust scatter and median of the paired difference
 prediction(PySME) - prediction(emulator), which holds only what the emulator's error does to the labels, as
 well as the median rms (emulator - PySME) in units of the S/N-100 noise.  A network whose scatter on emulator
@@ -36,12 +37,22 @@ from stellarnn.synthesis.populations import POPULATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"teff": "teff", "logg": "logg", "fe_h": "m_h"}  # pipeline field -> grid label
+#: AstroNN [X/H] with an issue-19 target (giants C, N, O, Mg, Al, Si, Ca, Mn, Ni; dwarfs Mg, Si, Ca, Ni)
+ABUNDANCES = ("c_h", "n_h", "o_h", "mg_h", "al_h", "si_h", "ca_h", "mn_h", "ni_h")
 
 
-def predict(pipe, obs) -> dict:
+def truth_labels(labels: np.ndarray, names: list[str], pipeline: str) -> dict:
+    """Pipeline field -> true value per star: Teff, log g, [Fe/H] = [M/H], and for AstroNN [X/H] = [X/M] + [M/H]."""
+    out = {lab: labels[:, names.index(g)] for lab, g in LABELS.items()}
+    if pipeline == "astronn":
+        out.update({x: labels[:, names.index(x[:-2] + "_m")] + labels[:, names.index("m_h")] for x in ABUNDANCES})
+    return out
+
+
+def predict(pipe, obs, fields) -> dict:
     wl = apogee_wavelength()
     rows = pipe.process([Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])])
-    return {lab: np.array([np.nan if r.get(lab) is None else float(r[lab]) for r in rows]) for lab in LABELS}
+    return {lab: np.array([np.nan if r.get(lab) is None else float(r[lab]) for r in rows]) for lab in fields}
 
 
 def stats(d: np.ndarray) -> dict:
@@ -77,18 +88,18 @@ def main() -> None:
     obs = {"pysme": synthetic_observations(sub, args.snr, seed=5),
            "emulator": synthetic_observations(emulated, args.snr, seed=5)}
     rms_sigma = np.sqrt(np.mean((emu_flux - np.asarray(sub["flux"], dtype=float)) ** 2, axis=1)) * 100.0
-    truth = {lab: labels[chosen, names.index(g)] for lab, g in LABELS.items()}
+    truth = truth_labels(labels[chosen], names, args.pipeline)
     p_chosen = pop[chosen]
     results = {}
     for item in args.weights:
         name, path = item.split("=", 1)
         pipe = get_pipeline(args.pipeline, weights=path, ood_emulator=False)
-        pred = {k: predict(pipe, o) for k, o in obs.items()}
+        pred = {k: predict(pipe, o, truth) for k, o in obs.items()}
         per = {}
         for p in POPULATIONS:
             rows = p_chosen == p
             per[p] = {"n": int(rows.sum()), "emulator_rms_over_sigma100_median": float(np.median(rms_sigma[rows]))}
-            for lab in LABELS:
+            for lab in truth:
                 per[p][lab] = {**{k: stats(pred[k][lab][rows] - truth[lab][rows]) for k in obs},
                                "pysme_minus_emulator": stats(pred["pysme"][lab][rows] - pred["emulator"][lab][rows])}
             e = per[p]
@@ -99,13 +110,18 @@ def main() -> None:
                             f"emu {e[lab]['emulator']['robust_scatter']:.3g} "
                             f"diff {diff['robust_scatter']:.3g}/{diff['median']:+.3g}")
             print(f"{name} {p:18s} " + "  ".join(line), flush=True)
+            extra = [f"{x[:-2]} {e[x]['pysme']['robust_scatter']:.3f}/{e[x]['emulator']['robust_scatter']:.3f}"
+                     for x in truth if x not in LABELS]
+            if extra:
+                print(f"{'':{len(name) + 20}s}[X/H] pysme/emu: " + ", ".join(extra), flush=True)
         results[name] = {"weights": path, "by_population": per}
     Path(args.out).write_text(json.dumps({
         "benchmark": "label_emulator_gap", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "pipeline": args.pipeline,
         "emulator": args.emulator, "test_grid": args.test_grid, "snr": args.snr,
         "per_population": args.per_population,
         "measure": "robust scatter (1.4826 MAD) and median of prediction - truth on PySME and on emulator spectra "
-                   "(same continuum, same noise) and of the paired difference; Teff [K], log g, [Fe/H] = grid [M/H]",
+                   "(same continuum, same noise) and of the paired difference; Teff [K], log g, [Fe/H] = grid [M/H], "
+                   "AstroNN [X/H] = grid [X/M] + [M/H]",
         "checkpoints": results}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
