@@ -679,6 +679,7 @@ def bench_ood(args) -> dict:
 
     # the networks of --astronn-weights / --apogeenet-weights (the shipped ones by default); the OOD measures use the
     # shipped emulator ($STELLARNN_WEIGHTS_DIR, when set, names another weights folder)
+    figure_data = {}
     for name, kwargs in (("astronn", {"mc_passes": 100, "weights": args.astronn_weights}),
                          ("apogeenet", {"n_draws": 20, "weights": args.apogeenet_weights})):
         p = get_pipeline(name, **kwargs)
@@ -695,8 +696,11 @@ def bench_ood(args) -> dict:
             per_kind[kind] = s
         out["bad_set"][name] = {**total, "by_kind": per_kind,
                                 "unflagged": [kinds[i] for i in np.flatnonzero(~flagged)]}
+        measures = {"bad": _ood_measures(rows, flagged, kinds)}
         rows = p.process(held)
         total, flagged = summary(rows)
+        measures["held_out"] = _ood_measures(rows, flagged, ["held-out"] * len(rows))
+        figure_data[name] = measures
         chi2 = np.array([r["ood_chi2"] for r in rows])
         total["ood_chi2_percentiles_50_90_98_max"] = [float(v) for v in np.nanpercentile(chi2, [50, 90, 98, 100])]
         total["flagged_true_labels"] = [{"teff": float(obs["labels"][i, 0]), "logg": float(obs["labels"][i, 1]),
@@ -731,7 +735,78 @@ def bench_ood(args) -> dict:
             "note": "wall clock on a machine shared with background jobs (load averages in 'machine'); "
                     "'if_2_cores_were_free' = 2 x spectra per CPU-second of this process (an estimate that "
                     "assumes both threads busy, as an unloaded 2-core run would keep them)"}
+    figure = Path(args.out).with_suffix(".ood.png")
+    plot_ood(figure_data, figure)
+    out["figure"] = figure.name
     return out
+
+
+def _ood_measures(rows: list[dict], flagged: np.ndarray, kinds: list[str]) -> dict:
+    """The OOD measures of a batch of label rows, for :func:`plot_ood`."""
+    return {"ood_chi2": np.array([r["ood_chi2"] for r in rows], dtype=float),
+            "line_snr": np.array([r["line_snr"] for r in rows], dtype=float),
+            "flagged": np.asarray(flagged, dtype=bool), "kind": np.asarray(kinds)}
+
+
+def plot_ood(data: dict, path: Path) -> None:
+    """One panel per network: ``ood_chi2`` against ``line_snr`` for the held-out grid (grey, flagged ones circled
+    red) and each kind of the bad set (hollow where a kind's spectrum went unflagged), with the thresholds of
+    :mod:`stellarnn.labels.emulator_ood`; kinds refused before the network (no measure) are listed in the panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stellarnn.labels.emulator_ood import CHI2_BAD, CHI2_WARN, LINE_SNR_MIN
+
+    fig, axes = plt.subplots(1, len(data), figsize=(6.2 * len(data), 5.0), squeeze=False)
+    markers = "osD^v<>ph*"
+    colours = ("tab:green", "tab:purple", "tab:blue", "tab:orange", "tab:brown", "tab:olive", "tab:cyan", "tab:pink")
+    for ax, (name, measures) in zip(axes[0], data.items()):
+        held = measures["held_out"]
+        ok = np.isfinite(held["ood_chi2"]) & np.isfinite(held["line_snr"])
+        ax.scatter(held["line_snr"][ok], held["ood_chi2"][ok], s=6, c="0.6", lw=0,
+                   label=f"held-out grid, S/N 100 ({held['flagged'].mean():.1%} flagged)")
+        f = ok & held["flagged"]
+        ax.scatter(held["line_snr"][f], held["ood_chi2"][f], s=40, facecolors="none", edgecolors="tab:red", lw=0.8,
+                   label="held-out, flagged")
+        bad = measures["bad"]
+        refused, j, xmax = [], -1, np.nanmax(np.abs(held["line_snr"][ok]), initial=10.0)
+        for kind in dict.fromkeys(bad["kind"].tolist()):
+            sel = bad["kind"] == kind
+            good = sel & np.isfinite(bad["ood_chi2"]) & np.isfinite(bad["line_snr"])
+            if not good.any():
+                refused.append(kind)
+                continue
+            j += 1
+            colour = colours[j % len(colours)]
+            xmax = max(xmax, float(np.max(bad["line_snr"][good])))
+            for flag_state, face in ((True, colour), (False, "none")):
+                m = good & (bad["flagged"] == flag_state)
+                if m.any():
+                    ax.scatter(np.clip(bad["line_snr"][m], -3, None), bad["ood_chi2"][m], s=28, marker=markers[j % 10],
+                               facecolors=face, edgecolors=colour, lw=1.0,
+                               label=f"{kind} ({int(bad['flagged'][sel].sum())}/{int(sel.sum())} flagged)"
+                               if flag_state or not (good & bad["flagged"]).any() else None)
+        ax.axhline(CHI2_WARN, color="k", ls="--", lw=0.8)
+        ax.axhline(CHI2_BAD, color="k", lw=0.8)
+        ax.axvline(LINE_SNR_MIN, color="k", ls=":", lw=0.8)
+        ax.text(0.99, CHI2_WARN, " CHI2_WARN", va="bottom", ha="right", fontsize=7, transform=ax.get_yaxis_transform())
+        ax.text(0.99, CHI2_BAD, " CHI2_BAD", va="bottom", ha="right", fontsize=7, transform=ax.get_yaxis_transform())
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(-30, 2.0 * xmax)
+        ax.set_yscale("log")
+        ax.set_xlabel("line_snr (matched filter of the emulator's line pattern)")
+        ax.set_ylabel("ood_chi2 (reduced)")
+        ax.set_title(name, fontsize=10)
+        if refused:
+            ax.text(0.3, 0.55, "no measure (refused before the network, flagged):\n" + ", ".join(refused),
+                    transform=ax.transAxes, fontsize=7, va="bottom")
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle("Information / OOD measures: bench/labels.py ood section (label-box bits not shown)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 NO_GPU = {"present": False, "reason": "no CUDA device on this machine"}
