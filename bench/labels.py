@@ -81,6 +81,22 @@ def real_spectra() -> tuple[list[Spectrum], list[dict]]:
     return spectra, [{k: s.header.get(k) for k in ("apogee_id", "snr", "rv_teff", "rv_logg", "rv_feh")} for s in stars]
 
 
+#: the real APOGEE spectra in the registries beyond the two apStar files: one visit each of two other stars
+REAL_VISITS = ("apvisit-5095-55844-128", "apvisit-9518-57729-104")
+#: the columns of each real star's label row in the bench JSON (labels, flags and the OOD measures)
+REAL_ROW_FIELDS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "result_flags", "flag_warn", "flag_bad",
+                   "ood_chi2", "line_snr", "ood_label_distance", "reason")
+
+
+def real_visits() -> tuple[list[Spectrum], list[dict]]:
+    """The registries' apVisit spectra, each shifted to its rest frame on the apStar grid, as the pipelines read them."""
+    from stellarnn.spectra.apvisit import read_apogee_file
+
+    stars = [read_apogee_file(fetch(name)) for name in REAL_VISITS]
+    return [s.combined for s in stars], [{"apogee_id": s.header.get("apogee_id"), "snr": s.header.get("snr"),
+                                          "file": name} for s, name in zip(stars, REAL_VISITS)]
+
+
 def test_batch(n: int, seed: int = 0) -> list[Spectrum]:
     """n apStar-like spectra: the real spectra with fresh noise at their own error level."""
     base, _ = real_spectra()
@@ -542,13 +558,16 @@ def fitter_comparison(throughput: dict, accuracy: dict) -> dict:
 
 
 def bench_real(paths: dict, args) -> dict:
+    """Both networks on every real APOGEE spectrum the registries hold: the two apStar files (``headers``: their
+    Doppler-grid labels) and the two apVisit files, with the flags and OOD measures of each row."""
     spectra, headers = real_spectra()
-    out = {"headers": headers, "trained": bool(args.astronn_weights and args.apogeenet_weights)}
+    visits, visit_headers = real_visits()
+    out = {"headers": headers + visit_headers, "trained": bool(args.astronn_weights and args.apogeenet_weights),
+           "files": ["apstar-2M17335483", "apstar-2M19485057", *REAL_VISITS]}
     for name, w in (("astronn", args.astronn_weights or paths["astronn"]),
                     ("apogeenet", args.apogeenet_weights or paths["apogeenet_small"])):
-        rows = get_pipeline(name, weights=w).process(spectra)
-        out[name] = [{k: r[k] for k in ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "result_flags")}
-                     for r in rows]
+        rows = get_pipeline(name, weights=w).process(spectra + visits)
+        out[name] = [{k: r.get(k) for k in REAL_ROW_FIELDS} for r in rows]
     if not out["trained"]:
         out["note"] = "randomly initialised networks: shows that both pipelines run on real apStar; values meaningless"
     return out
