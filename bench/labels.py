@@ -81,8 +81,6 @@ def real_spectra() -> tuple[list[Spectrum], list[dict]]:
     return spectra, [{k: s.header.get(k) for k in ("apogee_id", "snr", "rv_teff", "rv_logg", "rv_feh")} for s in stars]
 
 
-#: the real APOGEE spectra in the registries beyond the two apStar files: one visit each of two other stars
-REAL_VISITS = ("apvisit-5095-55844-128", "apvisit-9518-57729-104")
 #: the columns of each real star's label row in the bench JSON (labels, flags and the OOD measures)
 REAL_ROW_FIELDS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "result_flags", "flag_warn", "flag_bad",
                    "ood_chi2", "line_snr", "ood_label_distance", "reason")
@@ -90,6 +88,7 @@ REAL_ROW_FIELDS = ("teff", "e_teff", "logg", "e_logg", "fe_h", "e_fe_h", "result
 
 def real_visits() -> tuple[list[Spectrum], list[dict]]:
     """The registries' apVisit spectra, each shifted to its rest frame on the apStar grid, as the pipelines read them."""
+    from stellarnn.main_job import REAL_VISITS
     from stellarnn.spectra.apvisit import read_apogee_file
 
     stars = [read_apogee_file(fetch(name)) for name in REAL_VISITS]
@@ -563,7 +562,7 @@ def bench_real(paths: dict, args) -> dict:
     spectra, headers = real_spectra()
     visits, visit_headers = real_visits()
     out = {"headers": headers + visit_headers, "trained": bool(args.astronn_weights and args.apogeenet_weights),
-           "files": ["apstar-2M17335483", "apstar-2M19485057", *REAL_VISITS]}
+           "files": ["apstar-2M17335483", "apstar-2M19485057", *(h["file"] for h in visit_headers)]}
     for name, w in (("astronn", args.astronn_weights or paths["astronn"]),
                     ("apogeenet", args.apogeenet_weights or paths["apogeenet_small"])):
         rows = get_pipeline(name, weights=w).process(spectra + visits)
