@@ -94,15 +94,7 @@ export MIN_LAST_SLICE=${MIN_LAST_SLICE:-1800}
 W=$STATE/weights
 mkdir -p logs "$STATE" "$W/emulator" "$W/apogeenet" "$W/astronn"
 
-step() {  # step NAME COMMAND...
-    local name=$1; shift
-    if [[ -e "$STATE/$name.done" ]]; then echo "== $name: done already"; return; fi
-    echo "== $name: $*  ($(date -u +%FT%TZ))"
-    "$@"
-    touch "$STATE/$name.done"
-}
-
-# train_step: scripts/train_slices.sh
+# step and train_step: scripts/train_slices.sh
 # shellcheck source=scripts/train_slices.sh
 source scripts/train_slices.sh
 

@@ -10,10 +10,20 @@
 # that finished late in a session leaves the next one to the next session): a short first slice would make every
 # later one run at the lower learning rate.  MIN_LAST_SLICE (default 0: off) ends a training whose remaining budget,
 # after at least one slice, is shorter than it: a last slice of a few minutes would restart from the float16
-# checkpoint at the lower learning rate for less than an epoch or two.
+# checkpoint at the lower learning rate for less than an epoch or two.  FIRST_INIT (optional, a checkpoint) starts
+# the first slice from it (--init) at LR: a fine-tuning of a finished network.
 #
+# step NAME COMMAND...: run COMMAND once (STATE/NAME.done marks it finished; a rerun skips it).
 # train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
 # --max-seconds, --resume, -o) until it stops by itself or has spent BUDGET_SECONDS; then NAME.done.
+step() {
+    local name=$1; shift
+    if [[ -e "$STATE/$name.done" ]]; then echo "== $name: done already"; return; fi
+    echo "== $name: $*  ($(date -u +%FT%TZ))"
+    "$@"
+    touch "$STATE/$name.done"
+}
+
 train_step() {
     local name=$1 budget=$2 ckpt=$3 lr=$4; shift 4
     local spent left slice report start
@@ -45,7 +55,9 @@ train_step() {
             fi
         fi
         start=(--lr "$lr")
-        if [[ "$spent" != 0 && -f "$ckpt" ]]; then  # a later slice: from the last one's checkpoint, gentler steps
+        if [[ "$spent" == 0 && -n "${FIRST_INIT:-}" ]]; then  # a fine-tuning: its first slice from that checkpoint
+            start=(--init "$FIRST_INIT" --lr "$lr")
+        elif [[ "$spent" != 0 && -f "$ckpt" ]]; then  # a later slice: from the last one's checkpoint, gentler steps
             start=(--init "$ckpt" --lr "$($PY -c "import sys; print(float(sys.argv[1]) * float(sys.argv[2]))" \
                                            "$lr" "$CONTINUE_LR_FACTOR")")
         fi

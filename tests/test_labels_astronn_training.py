@@ -212,3 +212,26 @@ def test_fresh_noise_training_on_23_label_grid_runs_and_resumes(tmp_path):
     assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-5)
     payload = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert payload["normalisation"]["brackett_mask"] is True
+
+
+def test_a_fine_tuning_keeps_the_normalisation_of_its_initial_network(tmp_path):
+    from stellarnn.train import read_checkpoint
+
+    torch.manual_seed(0)
+    cfg = dict(batch_size=8, lr=3e-3, progress=False)
+    obs = synthetic_observations(fake_grid(30), snr=200, seed=0)
+    labels = grid_labels_to_astronn(obs["labels"], obs["label_names"])
+    train_astronn(obs["flux"], labels, tmp_path / "a.pt", ivar=obs["ivar"], val_fraction=0.2, hyperparameters=NARROW,
+                  eval_passes=2, config=TrainConfig(epochs=1, **cfg))
+    other = fake_grid(30, seed=3)
+    other["labels"][:, 0] += 800.0  # another population mix: hotter stars
+    obs2 = synthetic_observations(other, snr=200, seed=1)
+    labels2 = grid_labels_to_astronn(obs2["labels"], obs2["label_names"])
+    for name, init in (("b.pt", tmp_path / "a.pt"), ("c.pt", None)):
+        train_astronn(obs2["flux"], labels2, tmp_path / name, ivar=obs2["ivar"], val_fraction=0.2, eval_passes=2,
+                      hyperparameters=None if init else NARROW, init_from=init, config=TrainConfig(epochs=1, **cfg))
+    a, b, c = (read_checkpoint(tmp_path / n)["normalisation"] for n in ("a.pt", "b.pt", "c.pt"))
+    j = OUTPUT_LABELS.index("teff")
+    for key in ("spectrum_mean", "label_mean", "label_std"):
+        assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    assert float(torch.as_tensor(c["label_mean"])[j]) > float(torch.as_tensor(a["label_mean"])[j]) + 500

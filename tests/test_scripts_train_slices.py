@@ -161,3 +161,34 @@ def test_no_slice_shorter_than_the_tail_starts_unless_it_ends_the_training(tmp_p
         del os.environ["STOP_AT"], os.environ["STOP_MARGIN"], os.environ["STOP_MIN_TAIL"]
     assert outs[0].returncode == 0, outs[0].stderr
     assert len(calls) == 1 and float(_opt(calls[0], "--max-seconds")) == 20 and (state / "net.done").exists()
+
+
+def test_first_init_starts_a_fine_tuning_from_a_finished_network(tmp_path):
+    """FIRST_INIT: the first slice starts from that checkpoint at the given rate; later slices from the
+    fine-tuning's own checkpoint at CONTINUE_LR_FACTOR times it."""
+    base = tmp_path / "base.pt"
+    base.write_text("finished network")
+    plan = [{"seconds": 100.0, "stopped_by": "max_seconds"}, {"seconds": 30.0, "stopped_by": "early_stop"}]
+    os.environ["FIRST_INIT"] = str(base)
+    try:
+        outs, calls, state = _run(tmp_path, plan, budget=1000)
+    finally:
+        del os.environ["FIRST_INIT"]
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert _opt(calls[0], "--init") == str(base) and float(_opt(calls[0], "--lr")) == 1e-3
+    assert _opt(calls[1], "--init") == str(tmp_path / "net.pt") and abs(float(_opt(calls[1], "--lr")) - 3e-4) < 1e-12
+
+
+def test_step_runs_a_command_once(tmp_path):
+    lib = ROOT / "scripts" / "train_slices.sh"
+    state = tmp_path / "state"
+    state.mkdir()
+    script = f"source {lib}; step count bash -c 'echo x >> {tmp_path / 'ran'}'"
+    runs = [subprocess.run(["bash", "-c", "set -euo pipefail; " + script], capture_output=True, text=True,
+                           env={**os.environ, "STATE": str(state)}, timeout=60) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert (tmp_path / "ran").read_text() == "x\n" and (state / "count.done").exists()
+    assert "done already" in runs[1].stdout
+    failing = subprocess.run(["bash", "-c", f"set -euo pipefail; source {lib}; step bad false"], capture_output=True,
+                             text=True, env={**os.environ, "STATE": str(state)}, timeout=60)
+    assert failing.returncode != 0 and not (state / "bad.done").exists()

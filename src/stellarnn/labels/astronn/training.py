@@ -240,6 +240,22 @@ def evaluate_astronn(model, normalised_flux, labels, spectrum_mean, label_mean, 
             for j, name in enumerate(OUTPUT_LABELS) if np.isfinite(res[:, j]).any()}
 
 
+def init_normalisation(init_from, computed: tuple) -> tuple:
+    """(spectrum_mean, label_mean, label_std) of the checkpoint ``init_from``, as float64 arrays of the shapes of
+    ``computed`` (the same three computed on the new training set, returned when the checkpoint lacks them)."""
+    from ...train import read_checkpoint
+
+    norm = read_checkpoint(init_from).get("normalisation") or {}
+    keys = ("spectrum_mean", "label_mean", "label_std")
+    if not all(k in norm for k in keys):
+        return computed
+    out = tuple(torch.as_tensor(norm[k], dtype=torch.float64).numpy() for k in keys)
+    for k, a, b in zip(keys, out, computed):
+        if a.shape != np.shape(b):
+            raise ValueError(f"{init_from}: normalisation {k} has shape {a.shape}, this training {np.shape(b)}")
+    return out
+
+
 def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=None, val_fraction: float = 0.1,
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
                   provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.5,
@@ -273,8 +289,10 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         decide it), ``"loss"`` the training loss itself.
     init_from : path, optional
         An AstroNN checkpoint to start from (fine-tuning; its hyper-parameters are used unless
-        ``hyperparameters`` is given, and must then match).  The normalisation (training-mean
-        spectrum, label statistics) is recomputed on the new training set.
+        ``hyperparameters`` is given, and must then match).  Its normalisation (training-mean
+        spectrum, label statistics) is kept: the warm-started weights were trained for it, and a
+        fine-tuning on another population mix (``--emulated-balance``) would otherwise start from
+        shifted inputs and outputs.  (Before 0.5.30 it was recomputed on the new training set.)
     brackett_mask : bool
         Set the Brackett cores (:func:`~stellarnn.spectra.brackett_mask.brackett_mask` at the true Teff;
         the wide windows where Teff is missing) to 1 in every training spectrum; recorded in the
@@ -328,6 +346,8 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
     else:
         spectrum_mean = normed[tr_x].mean(axis=0)
     label_mean, label_std = label_statistics(all_labels[tr])
+    if init_from is not None:  # a fine-tuning keeps the normalisation its weights were trained for
+        spectrum_mean, label_mean, label_std = init_normalisation(init_from, (spectrum_mean, label_mean, label_std))
     errors = None if label_errors is None else np.asarray(label_errors, dtype=np.float64)
     if errors is not None:
         errors = np.concatenate([np.full((n_fresh, len(OUTPUT_LABELS)), np.nan), errors])
