@@ -8,7 +8,7 @@
 #      the grid's prior whose emulator spectra are kept only in the populations where the new emulator's
 #      held-out error is <= 0.3 sigma at S/N 100 (the populations used/skipped are in the checkpoints' provenance)
 #   4. both noise models recalibrated (emulated repeat pairs, then the accuracy floor on grids/apogee_like_f0/calib)
-#   5. bench/crlb.py, bench/emulator.py, bench/labels.py and bench/noise_population.py on grids/apogee_like_f0/test
+#   5. bench/crlb.py, bench/labels.py, bench/noise_population.py and bench/emulator.py on grids/apogee_like_f0/test
 # Each finished step leaves STATE/STEP.done; a rerun skips those.  The machine does not outlive a session (a new
 # session starts from a fresh clone), so STATE (default retrain/v4 in the work tree) is committed at the end of
 # each session: the .done markers, each training's spent seconds (STEP.seconds) and the staged checkpoints
@@ -131,12 +131,14 @@ step guard_astronn $S train guard astronn --write --threads "$THREADS"
 step guard_apogeenet $S train guard apogeenet --write --threads "$THREADS"
 step bench_crlb $PY bench/crlb.py --emulator weights/emulator/payne_apogee.pt --label-grid $TEST --error-grid $TEST \
     --check-physics $TRAIN --threads "$THREADS"
-step bench_emulator $PY bench/emulator.py --weights weights/emulator/payne_apogee.pt --test-grid $TEST --threads "$THREADS"
+# --fitter-n 120: the first 120 held-out stars, 20 per population (the grid interleaves them); ~0.5 fits/s
 step bench_labels $PY bench/labels.py --threads "$THREADS" --astronn-weights weights/astronn/astronn.pt \
     --apogeenet-weights weights/apogeenet/apogeenet.pt --emulator-weights weights/emulator/payne_apogee.pt \
-    --test-grid $TEST --fitter-n 60
+    --test-grid $TEST --fitter-n 120
 # per-population noise models against one global model, on the new weights (bench/noise_population.py); with the
 # 3000 emulated calibration stars of the calibration steps above, so that the bench measures the shipped models
 step bench_noise_population $PY bench/noise_population.py --calib-grid $CALIB --test-grid $TEST --threads "$THREADS" \
     --calib-emulated 3000 --emulator weights/emulator/payne_apogee.pt
+# last: the longest bench (~75 min), needed by no other step
+step bench_emulator $PY bench/emulator.py --weights weights/emulator/payne_apogee.pt --test-grid $TEST --threads "$THREADS"
 echo "== all done ($(date -u +%FT%TZ)); commit weights/, bench/results/, retrain/v4 and update the README figures"
