@@ -11,7 +11,9 @@
 # later one run at the lower learning rate.  MIN_LAST_SLICE (default 0: off) ends a training whose remaining budget,
 # after at least one slice, is shorter than it: a last slice of a few minutes would restart from the float16
 # checkpoint at the lower learning rate for less than an epoch or two.  FIRST_INIT (optional, a checkpoint) starts
-# the first slice from it (--init) at LR: a fine-tuning of a finished network.
+# the first slice from it (--init) at LR: a fine-tuning of a finished network.  A later slice whose best validation
+# loss (the checkpoint's metrics["best_val_loss"], on the same validation split) is worse than the last slice's gave
+# nothing: the last slice's checkpoint (and manifest.json beside it) is put back and the training is done.
 #
 # step NAME COMMAND...: run COMMAND once (STATE/NAME.done marks it finished; a rerun skips it).
 # train_step NAME BUDGET_SECONDS CHECKPOINT LR COMMAND...: a training in slices (COMMAND without --lr, --init,
@@ -26,7 +28,7 @@ step() {
 
 train_step() {
     local name=$1 budget=$2 ckpt=$3 lr=$4; shift 4
-    local spent left slice report start
+    local spent left slice report start prev verdict old new
     while [[ ! -e "$STATE/$name.done" ]]; do
         spent=$(cat "$STATE/$name.seconds" 2>/dev/null || echo 0)
         left=$($PY -c "import sys; print(max(0, int(float(sys.argv[1]) - float(sys.argv[2]))))" "$budget" "$spent")
@@ -55,17 +57,22 @@ train_step() {
             fi
         fi
         start=(--lr "$lr")
+        prev=""
         if [[ "$spent" == 0 && -n "${FIRST_INIT:-}" ]]; then  # a fine-tuning: its first slice from that checkpoint
             start=(--init "$FIRST_INIT" --lr "$lr")
         elif [[ "$spent" != 0 && -f "$ckpt" ]]; then  # a later slice: from the last one's checkpoint, gentler steps
             start=(--init "$ckpt" --lr "$($PY -c "import sys; print(float(sys.argv[1]) * float(sys.argv[2]))" \
                                            "$lr" "$CONTINUE_LR_FACTOR")")
+            prev="$STATE/$name.previous"  # the last slice's checkpoint (and manifest), kept until this one is judged
+            mkdir -p "$prev"
+            cp "$ckpt" "$prev/checkpoint.pt"
+            if [[ -f "$(dirname "$ckpt")/manifest.json" ]]; then cp "$(dirname "$ckpt")/manifest.json" "$prev/"; fi
         fi
         echo "== $name: slice of ${slice} s (${spent} of ${budget} s spent): $* ${start[*]}  ($(date -u +%FT%TZ))"
         "$@" "${start[@]}" --max-seconds "$slice" --resume "$STATE/$name.resume.pt" -o "$ckpt"
         report=$($PY - "$ckpt" "$spent" <<'PYEOF'
 import sys, torch
-metrics = torch.load(sys.argv[1], map_location="cpu", weights_only=False)["metrics"]
+metrics = torch.load(sys.argv[1], map_location="cpu", weights_only=True)["metrics"]
 print(float(sys.argv[2]) + float(metrics["train_seconds"]), metrics.get("stopped_by", "") or "unknown")
 PYEOF
 )
@@ -73,6 +80,26 @@ PYEOF
         echo "${report% *}" > "$STATE/$name.seconds"
         echo "== $name: slice ended (${report#* }), ${report% *} of ${budget} s spent"
         if [[ "${report#* }" != max_seconds ]]; then touch "$STATE/$name.done"; fi
+        if [[ -n "$prev" ]]; then  # a later slice that validates worse than the last one (the same validation split)
+            verdict=$($PY - "$prev/checkpoint.pt" "$ckpt" <<'PYEOF'
+import math, sys, torch
+def best(path):
+    value = (torch.load(path, map_location="cpu", weights_only=True).get("metrics") or {}).get("best_val_loss")
+    return math.nan if value is None else float(value)
+old, new = best(sys.argv[1]), best(sys.argv[2])
+print("worse" if new > old else "kept", old, new)
+PYEOF
+)
+            if [[ "${verdict%% *}" == worse ]]; then  # the restart only lost ground: keep the last slice, stop here
+                cp "$prev/checkpoint.pt" "$ckpt"
+                if [[ -f "$prev/manifest.json" ]]; then cp "$prev/manifest.json" "$(dirname "$ckpt")/"; fi
+                read -r _ old new <<< "$verdict"
+                echo "== $name: this slice's best validation loss ($new) is worse than the last slice's ($old):" \
+                     "the last slice's checkpoint is kept and the training is done"
+                touch "$STATE/$name.done"
+            fi
+            rm -rf "$prev"
+        fi
     done
     if [[ -e "$STATE/$name.done" ]]; then echo "== $name: done"; fi
 }

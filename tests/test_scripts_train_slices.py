@@ -20,7 +20,11 @@ with log.open("a") as fh:
 opt = {a: args[i + 1] for i, a in enumerate(args) if a in ("--lr", "--init", "--max-seconds", "--resume", "-o")}
 Path(opt["--resume"]).write_text("resume state")
 time.sleep(plan.get("wall", 0.0))
-torch.save({"metrics": {"train_seconds": plan["seconds"], "stopped_by": plan["stopped_by"]}}, opt["-o"])
+metrics = {"train_seconds": plan["seconds"], "stopped_by": plan["stopped_by"], "call": len(calls)}
+if "best_val_loss" in plan:
+    metrics["best_val_loss"] = plan["best_val_loss"]
+torch.save({"metrics": metrics}, opt["-o"])
+Path(opt["-o"]).with_name("manifest.json").write_text(json.dumps({"call": len(calls)}))
 '''
 
 
@@ -192,3 +196,24 @@ def test_step_runs_a_command_once(tmp_path):
     failing = subprocess.run(["bash", "-c", f"set -euo pipefail; source {lib}; step bad false"], capture_output=True,
                              text=True, env={**os.environ, "STATE": str(state)}, timeout=60)
     assert failing.returncode != 0 and not (state / "bad.done").exists()
+
+
+def test_a_slice_that_validates_worse_gives_back_the_last_checkpoint_and_ends_the_training(tmp_path):
+    plan = [{"seconds": 100.0, "stopped_by": "max_seconds", "best_val_loss": 0.0069},
+            {"seconds": 100.0, "stopped_by": "max_seconds", "best_val_loss": 0.0072},
+            {"seconds": 100.0, "stopped_by": "max_seconds", "best_val_loss": 0.0050}]
+    outs, calls, state = _run(tmp_path, plan, budget=1000)
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert len(calls) == 2 and (state / "net.done").exists()  # no third slice from the same start
+    assert "(0.0072) is worse than the last slice's (0.0069)" in outs[0].stdout
+    import torch
+
+    assert torch.load(tmp_path / "net.pt", weights_only=True)["metrics"]["call"] == 0
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"call": 0}
+    assert float((state / "net.seconds").read_text()) == 200.0 and not (state / "net.previous").exists()
+    better = tmp_path / "better"
+    better.mkdir()
+    plan[1]["best_val_loss"] = 0.0060
+    outs, calls, state = _run(better, plan[:2] + [{"seconds": 10.0, "stopped_by": "early_stop"}], budget=1000)
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert len(calls) == 3 and "is worse" not in outs[0].stdout
