@@ -33,12 +33,13 @@ from stellarnn.labels.pipeline import get_pipeline
 from stellarnn.spectra import Spectrum, apogee_wavelength
 from stellarnn.synthesis.emulator import load_emulator
 from stellarnn.synthesis.grid_builder import BROADENING_LABELS, LABEL_NAMES, grid_rows, load_grid
+from stellarnn.labels.accuracy_guard import ABUNDANCE_TARGETS
 from stellarnn.synthesis.populations import POPULATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"teff": "teff", "logg": "logg", "fe_h": "m_h"}  # pipeline field -> grid label
 #: AstroNN [X/H] with an issue-19 target (giants C, N, O, Mg, Al, Si, Ca, Mn, Ni; dwarfs Mg, Si, Ca, Ni)
-ABUNDANCES = ("c_h", "n_h", "o_h", "mg_h", "al_h", "si_h", "ca_h", "mn_h", "ni_h")
+ABUNDANCES = tuple(ABUNDANCE_TARGETS["giants"])
 
 
 def truth_labels(labels: np.ndarray, names: list[str], pipeline: str) -> dict:

@@ -37,6 +37,9 @@ Measured in one run (medians over ``--repeats``):
   ``bench/results/crlb.json`` (``bench/crlb.py``);
 * both pipelines on the two real apStar spectra, next to the header Doppler labels.
 
+``--report`` runs nothing: it prints the README's per-population markdown tables (:func:`markdown_report`) from the
+written ``--out`` file, cells above issue 19's targets in bold.
+
 Without trained weights, timings use randomly initialised networks of the same size (speed does
 not depend on weight values) and network accuracy is recorded as not measured; without the
 emulator weights the fitter is skipped with the reason recorded.  Timings are wall-clock on this
@@ -479,6 +482,85 @@ def population_table(accuracy: dict, snr: int = 100) -> str:
         cells.append("/".join(f"{b[lab]:.3g}" if lab in b else "-" for lab in CRLB_LABELS))
         lines.append(f"{pop:<18}{entry['n']:>4}  " + "".join(f"{c:>22}" for c in cells))
     return "\n".join(lines)
+
+
+def _bold_if_above(value: float | None, target: float | None, fmt: str = ".3g") -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    text = f"{value:{fmt}}"
+    return f"**{text}**" if target is not None and value > target else text
+
+
+def markdown_report(result: dict, snr: int = 100) -> str:
+    """The README's per-population tables from a written labels.json (``--report``): robust scatter at ``snr`` of
+    every method against issue 19's targets (bold: above) and the median CRLB; each network's ratio to the bound;
+    AstroNN's [X/H] where the issue sets a target; the std of (pred - truth)/e per S/N; the OOD fractions."""
+    from stellarnn.labels.accuracy_guard import ABUNDANCE_TARGETS, POPULATION_TARGETS
+
+    acc = result.get("accuracy") or {}
+    if not acc.get("measured"):
+        return f"accuracy not measured: {acc.get('reason')}"
+    by_pop = acc["by_population"]
+    crlb, _ = _crlb_by_population()
+    methods = [m for m in ("astronn", "apogeenet", "cannon", "cannon_routed", "fitter")
+               if any(m in (by_pop[p].get(f"snr_{snr}") or {}) for p in by_pop)]
+    out = [f"Robust scatter at S/N {snr}, Teff [K] / log g / [Fe/H] (bold: above the target)", "",
+           "| population | n | " + " | ".join(methods) + " | target | median CRLB |",
+           "|---" * (len(methods) + 4) + "|"]
+    for pop, entry in by_pop.items():
+        row, target = entry.get(f"snr_{snr}") or {}, POPULATION_TARGETS.get(pop, {})
+        cells = []
+        for m in methods:
+            e = row.get(m) or {}
+            cells.append(" / ".join(_bold_if_above((e.get(lab) or {}).get("robust_scatter"), target.get(lab))
+                                    for lab in CRLB_LABELS))
+        bound = (crlb.get(pop) or {}).get(f"snr_{snr}") or {}
+        out.append(f"| {pop} | {entry['n']} | " + " | ".join(cells) + " | "
+                   + " / ".join(f"{target[lab]:g}" if lab in target else "-" for lab in CRLB_LABELS) + " | "
+                   + " / ".join(f"{bound[lab]:.3g}" if lab in bound else "-" for lab in CRLB_LABELS) + " |")
+    nets = [m for m in ("astronn", "apogeenet") if m in methods]
+    out += ["", f"Ratio of the robust scatter to the population's median CRLB at S/N {snr} (issue 19: <= 3 in giants "
+            "and dwarfs; bold: above 3)", "", "| population | " + " | ".join(nets) + " |",
+            "|---" * (len(nets) + 1) + "|"]
+    for pop, entry in by_pop.items():
+        row = entry.get(f"snr_{snr}") or {}
+        out.append(f"| {pop} | " + " | ".join(
+            " / ".join(_bold_if_above(((row.get(m) or {}).get(lab) or {}).get("ratio_to_median_crlb"),
+                                      3.0 if pop in ("giants", "dwarfs") else None, ".2f") for lab in CRLB_LABELS)
+            for m in nets) + " |")
+    for pop, targets in ABUNDANCE_TARGETS.items():
+        e = ((by_pop.get(pop) or {}).get(f"snr_{snr}") or {}).get("astronn") or {}
+        if e:
+            out += ["", f"AstroNN [X/H] in {pop} at S/N {snr} (target {max(targets.values()):g}): " + ", ".join(
+                f"{x[:-2].capitalize()} " + _bold_if_above((e.get(x) or {}).get("robust_scatter"), t, ".3f")
+                for x, t in targets.items())]
+    snrs = sorted(int(k[4:]) for k in next(iter(by_pop.values())) if k.startswith("snr_") and k[4:].isdigit())
+    out += ["", "std of (pred - truth)/e, Teff / log g / [Fe/H] (target 0.8-1.2; bold: outside)", "",
+            "| population | " + " | ".join(f"{m} S/N {s}" for m in nets for s in snrs) + " |",
+            "|---" * (len(nets) * len(snrs) + 1) + "|"]
+    for pop, entry in by_pop.items():
+        cells = []
+        for m in nets:
+            for s in snrs:
+                e = (entry.get(f"snr_{s}") or {}).get(m) or {}
+                vals = [(e.get(lab) or {}).get("std_z") for lab in CRLB_LABELS]
+                cells.append(" / ".join("-" if v is None or not np.isfinite(v) else
+                                        (f"{v:.2f}" if 0.8 <= v <= 1.2 else f"**{v:.2f}**") for v in vals))
+        out.append(f"| {pop} | " + " | ".join(cells) + " |")
+    ood = result.get("ood") or {}
+    if ood.get("bad_set"):
+        out += ["", "OOD (target: bad set 100 % flagged, held-out <= 2 %)", "",
+                "| network | bad set flagged | held-out flagged | held-out by population | spectra/s |",
+                "|---|---|---|---|---|"]
+        for m in nets:
+            held = (ood.get("held_out") or {}).get(m) or {}
+            pops = ", ".join(f"{p} {100 * v['flagged_fraction']:.1f} %" for p, v in
+                             (held.get("flagged_fraction_by_population") or {}).items())
+            rate = ((ood.get("throughput") or {}).get(m) or {}).get("spectra_per_second", float("nan"))
+            out.append(f"| {m} | {100 * ood['bad_set'][m]['flagged_fraction']:.1f} % of "
+                       f"{ood['bad_set']['n_spectra']} | {100 * held.get('flagged_fraction', float('nan')):.2f} % of "
+                       f"{held.get('n_spectra', (ood.get('held_out') or {}).get('n_spectra'))} | {pops} | {rate:.1f} |")
+    return "\n".join(out)
 
 
 def fitter_on_emulator_spectra(args) -> dict:
@@ -939,7 +1021,12 @@ def main() -> None:
                     help="network precision of the GPU section (bf16: CUDA autocast)")
     ap.add_argument("--apogeenet-chunk-size", type=int, default=None,
                     help="APOGEENet chunk_size on the GPU (default: its own)")
+    ap.add_argument("--report", action="store_true",
+                    help="print the per-population markdown tables of the written --out file and exit (runs nothing)")
     args = ap.parse_args()
+    if args.report:
+        print(markdown_report(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(args.threads)
     if args.device != "cpu":
         if not args.device.startswith("cuda"):
