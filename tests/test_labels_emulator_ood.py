@@ -95,6 +95,39 @@ def test_refining_steps_only_for_spectra_the_first_step_misses(ood, monkeypatch)
     assert one[1] < module.PROFILE_REFINE_CHI2 and refined[1] == one[1]  # a good fit is not touched again
 
 
+def test_profiling_stops_once_an_accepted_step_gains_little(ood, monkeypatch):
+    import stellarnn.labels.emulator_ood as module
+
+    # abundances far from the predicted solar ones, and lines the grid lacks: chi^2 stays above
+    # PROFILE_REFINE_CHI2 whatever the steps do, so only the tolerance (or the iteration cap) ends them
+    truth = _labels(ood, 3900, 1.2, 0.0, x_m=0.1)
+    wl = apogee_wavelength()
+    lines = np.ones_like(wl)
+    for centre in (15345.0, 15705.0, 16113.0, 16811.0):
+        lines *= 1 - 0.1 / (1 + ((wl - centre) / 8.0) ** 2)
+    flux, ivar = _observed(ood, truth, seed=5, extra=lines)
+    info = assess_information(flux, ivar)
+    solar = ood.grid_labels([3900], [1.2], [0.0])
+    free = [n for n in ood.label_names if n not in ("teff", "logg", "m_h")]
+    calls = []
+    model_kept = ood._model_kept
+    monkeypatch.setattr(ood, "_model_kept", lambda scaled: calls.append(scaled.shape[0]) or model_kept(scaled))
+
+    def run(tolerance):
+        monkeypatch.setattr(module, "PROFILE_TOLERANCE", tolerance)
+        calls.clear()
+        chi2 = ood.measure(solar, info, profile=free)["ood_chi2"][0]
+        return chi2, len(calls)
+
+    default, n_default = run(module.PROFILE_TOLERANCE)
+    exhaustive, n_exhaustive = run(0.0)  # never converged: every step the iteration cap allows
+    first_only, n_first = run(1.0)  # any accepted step converges
+    assert n_exhaustive == module.PROFILE_ITERATIONS > n_default >= n_first
+    assert exhaustive <= default <= first_only
+    # the steps the default tolerance skips gain < 1 % of chi^2 together
+    assert default <= 1.01 * exhaustive
+
+
 @pytest.mark.parametrize("activation", ["leaky_relu", "silu"])
 def test_jacobian_chain_rule_matches_autograd(ood, activation):
     # the profiling's hand-written chain rule must hold for both emulator activations (the retrained emulator

@@ -4,7 +4,7 @@ import torch
 
 from stellarnn.spectra.apogee_grid import APOGEE_CHIP_SLICES
 from stellarnn.synthesis.emulator import PayneEmulator
-from stellarnn.synthesis.fitter import cross_correlation_rv, doppler_shift, fit_spectra
+from stellarnn.synthesis.fitter import best_template_rv, cross_correlation_rv, doppler_shift, fit_spectra
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,24 @@ def test_cross_correlation_rv_finds_the_shift():
     est = cross_correlation_rv(template.expand(5, -1), observed, torch.ones_like(observed))
     # sub-pixel parabola: better than a third of a pixel (4.1 km/s per pixel)
     assert torch.all((est - rv).abs() < 1.4), est
+
+
+def test_best_template_rv_picks_the_template_that_matches():
+    # two unrelated "stars": lines of template B at other positions than A's.  Against A alone the cross-correlation
+    # peaks wherever a B line happens to overlap an A line; the best of both finds the true shift.
+    n = 3000
+    x = torch.arange(n, dtype=torch.float64)
+    a_lines = torch.tensor([400.0, 1000.0, 1800.0, 2500.0], dtype=torch.float64)
+    b_lines = torch.linspace(150.0, 2850.0, 40, dtype=torch.float64) + 37.0
+    a = 1 - 0.4 * torch.exp(-0.5 * ((x[None, :] - a_lines[:, None]) / 2.5) ** 2).sum(0)
+    b = 1 - 0.3 * torch.exp(-0.5 * ((x[None, :] - b_lines[:, None]) / 2.0) ** 2).sum(0)
+    rv = torch.tensor([-60.0, 25.0, 90.0], dtype=torch.float64)
+    observed = torch.cat([doppler_shift(b.expand(3, -1), rv), doppler_shift(a.expand(3, -1), rv)])
+    truth = torch.cat([rv, rv])
+    est = best_template_rv(torch.stack([a, b]), observed, torch.ones_like(observed))
+    assert torch.all((est - truth).abs() < 1.4), est
+    only_a = cross_correlation_rv(a.expand(6, -1), observed, torch.ones_like(observed))
+    assert torch.any((only_a[:3] - rv).abs() > 20), only_a  # the single wrong template fails where the pair succeeds
 
 
 def test_recovers_labels_and_rv_within_errors(emulator):
