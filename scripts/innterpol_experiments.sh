@@ -14,6 +14,9 @@
 #                    (target 0.3x), in the deep layers where n_e follows T's error ~12x
 #   e3_weight_decay  an L2 penalty (1e-5): a smoother function between the training Teff columns (the 4250 K
 #                    column of set (b) holds a jump of the metal-poor giants' upper layers between 4250 and 4500 K)
+#   e4_cosine_floor  the learning rate on a cosine from 3e-4 to a floor of 1e-5 over 12,000 Adam epochs (~ the
+#                    1140 s) instead of halving on plateaus: the issue's "schedule with a floor"; b0's plateau
+#                    halvings leave its last ~10,000 epochs at a rate too small to move
 #
 # Usage: STOP_AT="14:05 UTC" nohup scripts/innterpol_experiments.sh > logs/innterpol_experiments.log 2>&1 &
 #   environment: OUT (retrain/innterpol), ADAM_SECONDS (1140), POLISH_EPOCHS (150), THREADS (1, as the shipped
@@ -37,8 +40,9 @@ declare -A EXTRA=(
     [e1_components40]="--components 40"
     [e2_ne_weight4]="--components 24 --quantity-weights 1 1 1 4"
     [e3_weight_decay]="--components 24 --weight-decay 1e-5"
+    [e4_cosine_floor]="--components 24 --schedule cosine --epochs 12000 --min-lr 1e-5"
 )
-ORDER=(b0_default e1_components40 e2_ne_weight4 e3_weight_decay)
+ORDER=(b0_default e1_components40 e2_ne_weight4 e3_weight_decay e4_cosine_floor)
 read -r -a RUN <<< "${VARIANTS:-${ORDER[*]}}"
 for name in "${RUN[@]}"; do  # every name checked before anything trains
     if [[ -z "${EXTRA[$name]+x}" ]]; then echo "unknown variant '$name'; known: ${ORDER[*]}" >&2; exit 1; fi
@@ -55,7 +59,7 @@ for name in "${RUN[@]}"; do
     extra=(${EXTRA[$name]})
     rm -f "$OUT/$name.adam.pt" "$OUT/$name.adam.resume.pt"
     echo "== $name: Adam ${ADAM_SECONDS} s: ${extra[*]}  ($(date -u +%FT%TZ))"
-    $S atmosphere train "${BASE[@]}" "${extra[@]}" --epochs 100000 --max-seconds "$ADAM_SECONDS" \
+    $S atmosphere train "${BASE[@]}" --epochs 100000 "${extra[@]}" --max-seconds "$ADAM_SECONDS" \
         --resume "$OUT/$name.adam.resume.pt" -o "$OUT/$name.adam.pt"
     echo "== $name: L-BFGS polish  ($(date -u +%FT%TZ))"
     $S atmosphere train "${BASE[@]}" "${extra[@]}" --epochs 0 --polish-epochs "$POLISH_EPOCHS" \
