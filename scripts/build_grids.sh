@@ -20,6 +20,10 @@ G=.venv/bin/stellarnn
 $G grid build apogee --n 600   --seed 21 --stratify --out grids/apogee_like_f0/test  --processes "$P" -q
 $G grid build apogee --n 300   --seed 22 --stratify --out grids/apogee_like_f0/calib --processes "$P" -q
 $G grid build apogee --n 12000 --seed 23            --out grids/apogee_like_f0/train --processes "$P" -q
+# More training stars of the rare populations (issue 19: AstroNN misses metal_poor_giants' log g and [Fe/H] and
+# m_dwarfs' [Fe/H], populations with 4-6 % of the prior; re-weighting emulated stars did not move them,
+# retrain/v4ft/README.md): 2400 PySME spectra, 400 per population, the same physics.
+$G grid build apogee --n 2400  --seed 24 --stratify --out grids/apogee_like_f0/train_strat --processes "$P" -q
 if [ "${MIXED_FAMILY_GRIDS:-0}" = 1 ]; then
   # grids/apogee_like: the same labels, atmospheres interpolated across both ATLAS9 families (superseded).
   MIX="--atmosphere-family both"
