@@ -59,7 +59,7 @@ def observe(pipeline, grid, grid_name: str, snr: float, seed: int, cache: Path |
     obs = synthetic_observations(grid, snr, seed)
     labels = list(pipeline.noise_model.labels)
     truth = grid_labels_to_astronn(obs["labels"], obs["label_names"])[:, [OUTPUT_LABELS.index(n) for n in labels]]
-    grid_name = "_".join(Path(grid_name).resolve().parts[-2:])
+    grid_name = "+".join("_".join(Path(g).resolve().parts[-2:]) for g in grid_name.split("+"))
     key = f"{pipeline.name}-{pipeline.version}-{grid_name}-{len(truth)}-snr{snr:g}-seed{seed}.npz"
     if cache is not None and (cache / key).is_file():
         with np.load(cache / key) as stored:
@@ -140,7 +140,7 @@ def bench_pipeline(name: str, weights, grids: dict, min_spectra: int, cache: Pat
     fitted = {"by_population": by_population, "by_population_snr": with_snr, "by_population_snr_power": with_power}
     if calib_emulated:
         # calibrate-noise --accuracy-emulated: seed 12345 + 1, S/N over the --accuracy-snr range
-        emulated = observe_emulated(pipeline, emulator, calib_emulated, CALIBRATION_SEED + 1, calib_path,
+        emulated = observe_emulated(pipeline, emulator, calib_emulated, CALIBRATION_SEED + 1, calib_path.split("+")[0],
                                     (min(SNRS), max(SNRS)), cache)
         more = [np.concatenate([a, b]) for a, b in zip((values, raw, truth, snr_error), emulated)]
         fitted["by_population_snr_emulated"] = calibrate_accuracy_by_population(
@@ -240,7 +240,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--astronn-weights", default=None, help="default: the shipped weights")
     parser.add_argument("--apogeenet-weights", default=None, help="default: the shipped weights")
-    parser.add_argument("--calib-grid", default=str(REPO / "grids" / "apogee_like_f0" / "calib"))
+    parser.add_argument("--calib-grid", nargs="+", default=[str(REPO / "grids" / "apogee_like_f0" / "calib")],
+                        help="calibration grid folder(s), several concatenated as calibrate-noise --accuracy-grid "
+                             "does (same noise draws)")
     parser.add_argument("--test-grid", default=str(REPO / "grids" / "apogee_like_f0" / "test"))
     parser.add_argument("--pipelines", nargs="+", choices=("astronn", "apogeenet"), default=["astronn", "apogeenet"],
                         help="which pipelines to bench (default both), e.g. one network of a retrain")
@@ -268,7 +270,8 @@ def main() -> None:
         from stellarnn.data.shipped_weights import weights_dir
 
         emulator = args.emulator or str(weights_dir("emulator") / "payne_apogee.pt")
-    grids = {name: (path, load_grid(path)) for name, path in (("calib", args.calib_grid), ("test", args.test_grid))}
+    grids = {"calib": ("+".join(args.calib_grid), load_grid(args.calib_grid)),
+             "test": (args.test_grid, load_grid(args.test_grid))}
     out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "stellarnn": __version__,
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                        "load_average_start": list(os.getloadavg())},

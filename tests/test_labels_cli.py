@@ -159,6 +159,37 @@ def test_calibrate_noise_on_a_grid(tmp_path, capsys):
         assert raised["scale"] == pytest.approx([accuracy["labels"][k]["scale_accuracy"] for k in ("teff", "logg", "fe_h")])
 
 
+def test_calibrate_noise_accuracy_on_two_grids(tmp_path, capsys):
+    """--accuracy-grid A B: the accuracy step runs on both grids' spectra; grids of other physics are refused."""
+    import json
+
+    import torch
+
+    from stellarnn.labels.apogeenet.network import APOGEENetResNet
+    from stellarnn.synthesis.grid_builder import LABEL_NAMES
+    from stellarnn.train import read_checkpoint, save_checkpoint
+
+    rng = np.random.default_rng(3)
+    for name, n, seed, wmin in (("a", 12, 1, 15090.0), ("b", 7, 2, 15090.0), ("c", 5, 3, 15100.0)):
+        write_toy_grid(tmp_path / name, [[rng.uniform(4000, 6000), rng.uniform(1, 4), rng.uniform(-1, 0), 1.2]
+                                         + [0.0] * (len(LABEL_NAMES) - 4) for _ in range(n)])
+        (tmp_path / name / "spec.json").write_text(json.dumps({"spec": {"name": name, "n": n, "seed": seed,
+                                                                        "wmin": wmin}}))
+    torch.manual_seed(0)
+    tiny = dict(stem_channels=2, block_channels=[2], kernel_size=5, pool_length=8, head_width=8, n_head_layers=1)
+    w = save_checkpoint(tmp_path / "w.pt", APOGEENetResNet(**tiny), "apogeenet", tiny)
+    assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+                 str(tmp_path / "a"), str(tmp_path / "b"), "--accuracy-snr", "50", "200"]) == 0
+    report = read_checkpoint(w)["normalisation"]["noise_model"]["diagnostics"]["accuracy"]
+    assert report["labels"]["teff"]["n"] == 2 * (12 + 7)
+    assert report["source"].startswith(f"labelled grids {tmp_path / 'a'} + {tmp_path / 'b'} (19 spectra)")
+    capsys.readouterr()
+    assert main(["train", "calibrate-noise", "apogeenet", "--weights", str(w), "--accuracy-grid",
+                 str(tmp_path / "a"), str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "another specification" in err and "differs in wmin" in err
+
+
 def test_calibrate_noise_accuracy_with_emulated_stars_and_snr_term(tmp_path, capsys):
     import torch
 
@@ -209,8 +240,6 @@ def test_calibrate_noise_accuracy_with_emulated_stars_and_snr_term(tmp_path, cap
 
 def test_train_on_grid_plus_emulated_spectra(tmp_path, capsys):
     import json
-
-    import torch
 
     from stellarnn.synthesis.grid_builder import LABEL_NAMES
 

@@ -274,13 +274,16 @@ def cmd_calibrate(args) -> int:
         print(f"calibrating on {len(first)} repeat pairs: {source}", file=sys.stderr)
         model = calibrate_pipeline_on_repeats(pipeline, first, second, labels)
     if args.accuracy_grid:
+        from ..synthesis.grid_builder import load_grid
+
         sets, wl = [], apogee_wavelength()
+        grid = load_grid(args.accuracy_grid)  # several folders: concatenated in the order given (same physics)
         for snr in args.accuracy_snr:
-            obs = synthetic_observations(args.accuracy_grid, snr, args.seed + int(snr))
+            obs = synthetic_observations(grid, snr, args.seed + int(snr))
             sets.append(accuracy_arrays(pipeline, [Spectrum(wl, f, iv) for f, iv in zip(obs["flux"], obs["ivar"])],
                                         obs["labels"], obs["label_names"], labels))
-        source = (f"labelled grid {args.accuracy_grid} ({len(obs['flux'])} spectra) at S/N "
-                  + ", ".join(f"{v:g}" for v in args.accuracy_snr))
+        source = (f"labelled grid{'s' if len(args.accuracy_grid) > 1 else ''} {' + '.join(args.accuracy_grid)} "
+                  f"({len(obs['flux'])} spectra) at S/N " + ", ".join(f"{v:g}" for v in args.accuracy_snr))
         if args.accuracy_emulated:
             from ..synthesis.emulator import load_emulator
             from ..synthesis.grid_builder import grid_prior
@@ -289,7 +292,7 @@ def cmd_calibrate(args) -> int:
             lo, hi = min(args.accuracy_snr), max(args.accuracy_snr)
             emulated = generate_training_set(load_emulator(args.emulator)[0], args.accuracy_emulated,
                                              seed=args.seed + 1, snr_range=(lo, hi),
-                                             prior=grid_prior(args.accuracy_grid))
+                                             prior=grid_prior(args.accuracy_grid[0]))
             sets.append(accuracy_arrays(pipeline, emulated.spectra(), emulated.labels, emulated.label_names, labels))
             source += (f" + {args.accuracy_emulated} emulated stars from its prior ({args.emulator}, S/N {lo:g}-{hi:g} "
                        f"log-uniform, seed {args.seed + 1})")
@@ -576,8 +579,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--grid", help="or: a synthetic grid directory, observed twice at --snr")
     q.add_argument("--snr", type=positive_float, default=100.0)
     q.add_argument("--max-pairs", type=non_negative_int, default=0, help="use at most this many pairs (0: all)")
-    q.add_argument("--accuracy-grid", help="labelled PySME grid never trained on (e.g. grids/apogee/calib) for the "
-                                          "accuracy floor; alone, it keeps the stored precision model")
+    q.add_argument("--accuracy-grid", nargs="+", metavar="DIR",
+                   help="labelled PySME grid(s) never trained on (e.g. grids/apogee_like_f0/calib) for the accuracy "
+                        "floor, several concatenated (built with the same physics; a grid still being built gives "
+                        "its finished spectra); alone, it keeps the stored precision model")
     q.add_argument("--raise-scale", action="store_true",
                    help="with --accuracy-grid: fit the scale too (never below the repeat-pair scale), not the "
                         "offset alone; for raw errors that overstate precision but grow with the accuracy errors")
