@@ -14,7 +14,11 @@
 # Usage: STOP_AT="<session end - 13 min> UTC" nohup scripts/finetune_astronn_v4.sh >> logs/finetune_astronn.log 2>&1 &
 #   environment: FINETUNE_STATE (retrain/v4ft), BASE_WEIGHTS (retrain/v4/weights/astronn/astronn.pt), EMULATOR,
 #   BALANCE (0.5), FT_SECONDS (5400), EMULATED (60000), THREADS (2), SLICE_SECONDS, CONTINUE_LR_FACTOR,
-#   MIN_LAST_SLICE (1800), STOP_AT
+#   MIN_LAST_SLICE (1800), STOP_AT, BRANCH_DROPOUT (unset: v4c's 0.3; train astronn --branch-dropout),
+#   GAP_OUT (bench/results/label_emulator_gap_astronn_ft.json)
+# Branch dropout (retrain/v4bd/README.md): v4c's abundance branches shrink [X/Fe] towards [Fe/H] (noise-free slopes
+# 0.42-0.64 for Al, Ca, Mn, Ni in giants, training stars too: bench/label_shrinkage.py); BALANCE=0 BRANCH_DROPOUT=0.1
+# FINETUNE_STATE=retrain/v4bd GAP_OUT=bench/results/label_emulator_gap_astronn_bd.json tests a lower branch rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=.venv/bin/stellarnn
@@ -27,6 +31,9 @@ STATE=${FINETUNE_STATE:-retrain/v4ft}
 BASE=${BASE_WEIGHTS:-retrain/v4/weights/astronn/astronn.pt}
 EMU=${EMULATOR:-retrain/v4/weights/emulator/payne_apogee.pt}
 BALANCE=${BALANCE:-0.5}
+GAP_OUT=${GAP_OUT:-bench/results/label_emulator_gap_astronn_ft.json}
+BRANCH=()
+if [[ -n "${BRANCH_DROPOUT:-}" ]]; then BRANCH=(--branch-dropout "$BRANCH_DROPOUT"); fi
 FT_SECONDS=${FT_SECONDS:-5400}
 EMULATED=${EMULATED:-60000}
 THREADS=${THREADS:-2}
@@ -47,10 +54,10 @@ LR=$($PY -c "import sys; print(5e-4 * float(sys.argv[1]))" "$CONTINUE_LR_FACTOR"
 FIRST_INIT=$BASE train_step astronn_ft "$FT_SECONDS" "$W/astronn.pt" "$LR" $S train astronn --grid $TRAIN \
     --fresh-noise --snr-range 30 500 --brackett-mask --emulated "$EMULATED" --emulated-balance "$BALANCE" \
     --emulator "$EMU" --gate-grid $TEST --gate-sigma 0.3 --early-stop 8 --plateau-patience 3 --threads "$THREADS" \
-    --manifest -q --epochs 100 --batch-size 64 --loss-beta 0.5 --select robust --grad-clip 1
+    --manifest -q --epochs 100 --batch-size 64 --loss-beta 0.5 --select robust --grad-clip 1 ${BRANCH[@]+"${BRANCH[@]}"}
 step calibrate_astronn_ft $S train calibrate-noise astronn --weights "$W/astronn.pt" --emulated 400 \
     --emulator "$EMU" --accuracy-grid $CALIB --accuracy-snr 50 100 200 --accuracy-emulated 3000 --raise-scale \
     --threads "$THREADS"
 step bench_astronn_ft $PY bench/label_emulator_gap.py --weights "v4c=$BASE" "ft=$W/astronn.pt" --threads "$THREADS" \
-    --emulator "$EMU" --test-grid $TEST --out bench/results/label_emulator_gap_astronn_ft.json
+    --emulator "$EMU" --test-grid $TEST --out "$GAP_OUT"
 echo "== all done ($(date -u +%FT%TZ)); compare per population, commit $STATE and the bench JSON"

@@ -97,6 +97,41 @@ def test_dropout_rate_and_scaling():
     assert torch.allclose(kept, torch.full_like(kept, 1 / 0.7))
 
 
+def test_branch_dropout_rate():
+    """branch_dropout sets the 19 branches' rate apart from the trunk's; by default the two are one (as published)
+    and the Monte-Carlo masks are those of a network without the option."""
+    default = ApogeeBCNNCensored(branch_pixel_counts=[5] * 19)
+    assert default.branch_dropout == default.dropout == 0.3
+    same = ApogeeBCNNCensored(branch_pixel_counts=[5] * 19, branch_dropout=0.3)
+    a, b = (m.pass_masks(50, torch.Generator().manual_seed(4)) for m in (default, same))
+    assert all(torch.equal(a[k], b[k]) for k in ("conv", "flat", "dense1"))
+    assert all(torch.equal(x, y) for k in ("branch_in", "branch_hidden") for x, y in zip(a[k], b[k]))
+    low = ApogeeBCNNCensored(branch_pixel_counts=[5] * 19, branch_dropout=0.1)
+    masks = low.pass_masks(400, torch.Generator().manual_seed(4))
+    branch = torch.cat([m.flatten() for k in ("branch_in", "branch_hidden") for m in masks[k]])
+    assert (branch == 0).float().mean().item() == pytest.approx(0.1, abs=0.01)
+    assert torch.allclose(branch[branch != 0], torch.full_like(branch[branch != 0], 1 / 0.9))
+    assert (masks["flat"] == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)  # the trunk keeps 0.3
+    low.mc_dropout = True
+    x = torch.ones(200_000)
+    assert (low._drop(x, low.branch_dropout) == 0).float().mean().item() == pytest.approx(0.1, abs=0.003)
+    none = ApogeeBCNNCensored(branch_pixel_counts=[5] * 19, branch_dropout=0.0)
+    assert all(torch.equal(m, torch.ones_like(m)) for m in none.pass_masks(3)["branch_hidden"])
+    # the training path (own masks per row): a trunk without dropout gives the same Teff, log g, [Fe/H] on every
+    # pass while the branches, at their own rate, vary
+    branchy = ApogeeBCNNCensored(branch_pixel_counts=[5] * 19, dropout=0.0, branch_dropout=0.5).train()
+    xb = torch.randn(2, APOGEE_N_KEPT) * 0.04
+    with torch.no_grad():
+        (v1, _), (v2, _) = branchy(xb), branchy(xb)
+    trunk = [OUTPUT_LABELS.index(n) for n in ("teff", "logg", "fe_h")]
+    abundances = [i for i in range(len(OUTPUT_LABELS)) if i not in trunk]
+    assert torch.equal(v1[:, trunk], v2[:, trunk]) and not torch.equal(v1[:, abundances], v2[:, abundances])
+    with pytest.raises(ValueError, match="branch_dropout"):
+        ApogeeBCNNCensored(branch_pixel_counts=[5] * 19, branch_dropout=1.0)
+    model, hp = build_astronn(branch_dropout=0.1)
+    assert hp["branch_dropout"] == 0.1 and model.branch_dropout == 0.1 and model.dropout == 0.3
+
+
 def reference_forward(m, x, drop=None):
     """The network written layer by layer with plain ops (channel-first conv1d, max_pool1d after ReLU,
     transpose + flatten): what the optimised forward must equal.  ``drop`` applies dropout in the order

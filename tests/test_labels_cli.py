@@ -351,6 +351,15 @@ def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
     assert checkpoint["metrics"]["n_train"] + checkpoint["metrics"]["n_val"] == 10 + 40
     with pytest.raises(SystemExit):  # ALPHA outside 0-1 is refused, not read as no balance
         main(args[:k] + args[k + 2:] + ["--emulated-balance", "-0.5"])
+    # --branch-dropout: a fine-tune from that network at another branch rate keeps its other hyper-parameters
+    tuned = tmp_path / "ann_branch.pt"
+    assert main(args[:k] + args[k + 2:] + ["--init", str(out), "--branch-dropout", "0.1", "-o", str(tuned)]) == 0
+    hp, base_hp = read_checkpoint(tuned)["hyperparameters"], read_checkpoint(out)["hyperparameters"]
+    assert hp["branch_dropout"] == 0.1 and "branch_dropout" not in base_hp
+    assert {k: v for k, v in hp.items() if k != "branch_dropout"} == base_hp
+    from stellarnn.train import load_checkpoint
+
+    assert load_checkpoint(tuned, expected_kind="astronn")[0].branch_dropout == 0.1
     # fresh noise needs a grid
     assert main(["train", "astronn", "--fresh-noise", "--spectra", "x*.fits", "--labels", "t.fits",
                  "-o", str(tmp_path / "x.pt")]) == 1

@@ -202,7 +202,7 @@ def cmd_train(args) -> int:
                                    resume_path=args.resume, provenance=provenance, seed=args.seed,
                                    loss_beta=args.loss_beta, select=args.select,
                                    init_from=args.init, brackett_mask=brackett_mask, fresh=data.get("fresh"),
-                                   snr_range=args.snr_range)
+                                   snr_range=args.snr_range, hyperparameters=_astronn_hyperparameters(args))
     else:
         from .apogeenet.network import APOGEENET_SIZES
         from .apogeenet.training import train_apogeenet
@@ -489,6 +489,19 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _astronn_hyperparameters(args) -> dict | None:
+    """AstroNN's hyper-parameters with ``--branch-dropout``: the --init checkpoint's (else the published ones) with
+    that rate; None without the option (train_astronn then takes the checkpoint's or the published ones)."""
+    if args.branch_dropout is None:
+        return None
+    hp = {}
+    if args.init:
+        from ..train import read_checkpoint
+
+        hp = dict(read_checkpoint(args.init)["hyperparameters"])
+    return dict(hp, branch_dropout=args.branch_dropout)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a label pipeline (apogeenet, astronn)",
                        description="Train APOGEENet or AstroNN with the project trainer, on a synthetic grid or "
@@ -553,6 +566,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 "published pooled length on small's convolutions with a 4 x 512 head, 5.0 M; "
                                 "bench/apogeenet_sizes.py) or the published ~72.6 M parameters")
         else:
+            q.add_argument("--branch-dropout", type=float_in_range(0.0, 0.95), default=None, metavar="P",
+                           help="dropout rate of the 19 abundance branches (default: the trunk's 0.3, as published; "
+                                "with --init the checkpoint's); a lower rate lets the branches' heads follow their "
+                                "window pixels instead of shrinking towards [Fe/H] (bench/label_shrinkage.py)")
             q.add_argument("--loss-beta", type=float, default=_train_astronn_defaults()["loss_beta"],
                            help="beta-NLL exponent (Seitzer et al. 2022); 0 is the published AstroNN loss, "
                                 "which can stall Teff/log g by inflating their predicted variance (default 0.5)")
