@@ -15,9 +15,11 @@
 #   environment: FINETUNE_STATE (retrain/v4ft), BASE_WEIGHTS (retrain/v4/weights/astronn/astronn.pt), EMULATOR,
 #   BALANCE (0.5), FT_SECONDS (5400), EMULATED (60000), THREADS (2), SLICE_SECONDS, CONTINUE_LR_FACTOR,
 #   MIN_LAST_SLICE (1800), STOP_AT, BRANCH_DROPOUT (unset: v4c's 0.3; train astronn --branch-dropout),
-#   GAP_OUT (bench/results/label_emulator_gap_astronn_ft.json)
+#   GAP_OUT (bench/results/label_emulator_gap_astronn_ft.json), FREEZE_TRUNK (1: train astronn --freeze-trunk, the
+#   abundance branches alone)
 # Branch dropout (retrain/v4bd/README.md): v4c's abundance branches shrink [X/Fe] towards [Fe/H] (noise-free slopes
-# 0.42-0.64 for Al, Ca, Mn, Ni in giants, training stars too: bench/label_shrinkage.py); BALANCE=0 BRANCH_DROPOUT=0.1
+# 0.44-0.57 for Al, Ca, Mn, Ni in held-out giants, 0.32-0.74 in training giants: bench/label_shrinkage.py);
+# BALANCE=0 BRANCH_DROPOUT=0.1
 # FINETUNE_STATE=retrain/v4bd GAP_OUT=bench/results/label_emulator_gap_astronn_bd.json tests a lower branch rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,7 @@ BALANCE=${BALANCE:-0.5}
 GAP_OUT=${GAP_OUT:-bench/results/label_emulator_gap_astronn_ft.json}
 BRANCH=()
 if [[ -n "${BRANCH_DROPOUT:-}" ]]; then BRANCH=(--branch-dropout "$BRANCH_DROPOUT"); fi
+if [[ "${FREEZE_TRUNK:-0}" = 1 ]]; then BRANCH+=(--freeze-trunk); fi
 FT_SECONDS=${FT_SECONDS:-5400}
 EMULATED=${EMULATED:-60000}
 THREADS=${THREADS:-2}

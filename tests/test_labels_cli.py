@@ -312,6 +312,8 @@ def test_brackett_mask_option_reaches_training_and_run(apstar_dir, tmp_path, mon
 
 
 def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
+    import torch
+
     from stellarnn.synthesis.grid_builder import LABEL_NAMES
     from stellarnn.synthesis.populations import population_of
     from stellarnn.train import read_checkpoint  # the safe loader (weights_only)
@@ -360,6 +362,17 @@ def test_train_with_fresh_noise_and_gated_emulator_spectra(tmp_path, capsys):
     from stellarnn.train import load_checkpoint
 
     assert load_checkpoint(tuned, expected_kind="astronn")[0].branch_dropout == 0.1
+    # --freeze-trunk: only the abundance branches train; the trunk and the main labels' heads keep --init's weights
+    frozen = tmp_path / "ann_frozen.pt"
+    assert main(args[:k] + args[k + 2:] + ["--init", str(out), "--freeze-trunk", "--lr", "1e-2", "-o",
+                                           str(frozen)]) == 0
+    before, after = read_checkpoint(out)["state_dict"], read_checkpoint(frozen)["state_dict"]
+    trunk = [n for n in before if n.split(".")[0] in ("conv1", "conv2", "dense1", "dense2", "trunk_value", "aux")]
+    assert len(trunk) == 12 and all(torch.equal(before[n], after[n]) for n in trunk)
+    assert not all(torch.equal(before[n], after[n]) for n in before if n.startswith("branch_value"))
+    assert "abundance branches only" in read_checkpoint(frozen)["provenance"]["trained"]
+    assert main(args[:k] + args[k + 2:] + ["--freeze-trunk", "-o", str(frozen)]) == 1  # nothing to freeze
+    assert "freeze_trunk needs init_from" in capsys.readouterr().err
     # fresh noise needs a grid
     assert main(["train", "astronn", "--fresh-noise", "--spectra", "x*.fits", "--labels", "t.fits",
                  "-o", str(tmp_path / "x.pt")]) == 1

@@ -202,7 +202,8 @@ def cmd_train(args) -> int:
                                    resume_path=args.resume, provenance=provenance, seed=args.seed,
                                    loss_beta=args.loss_beta, select=args.select,
                                    init_from=args.init, brackett_mask=brackett_mask, fresh=data.get("fresh"),
-                                   snr_range=args.snr_range, hyperparameters=_astronn_hyperparameters(args))
+                                   snr_range=args.snr_range, hyperparameters=_astronn_hyperparameters(args),
+                                   freeze_trunk=args.freeze_trunk)
     else:
         from .apogeenet.network import APOGEENET_SIZES
         from .apogeenet.training import train_apogeenet
@@ -570,6 +571,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="dropout rate of the 19 abundance branches (default: the trunk's 0.3, as published; "
                                 "with --init the checkpoint's); a lower rate lets the branches' heads follow their "
                                 "window pixels instead of shrinking towards [Fe/H] (bench/label_shrinkage.py)")
+            q.add_argument("--freeze-trunk", action="store_true",
+                           help="with --init: train the abundance branches only (Teff, log g, [Fe/H] and the "
+                                "trunk keep the --init weights)")
             q.add_argument("--loss-beta", type=float, default=_train_astronn_defaults()["loss_beta"],
                            help="beta-NLL exponent (Seitzer et al. 2022); 0 is the published AstroNN loss, "
                                 "which can stall Teff/log g by inflating their predicted variance (default 0.5)")

@@ -260,7 +260,7 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
                   config: TrainConfig | None = None, hyperparameters: dict | None = None, resume_path=None,
                   provenance: dict | None = None, eval_passes: int = 30, seed: int = 0, loss_beta: float = 0.5,
                   select: str = "values", init_from=None, brackett_mask: bool = BRACKETT_MASK_DEFAULT,
-                  fresh: dict | None = None, snr_range=None):
+                  fresh: dict | None = None, snr_range=None, freeze_trunk: bool = False):
     """Train ApogeeBCNNCensored and save a float16 checkpoint with its normalisation and metrics.
 
     Parameters
@@ -306,6 +306,11 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         validation rows get one fixed noise realisation.
     snr_range : (low, high), optional
         S/N range of the fresh noise (default 30-500, log-uniform per spectrum and epoch).
+    freeze_trunk : bool
+        With ``init_from``: train the 19 abundance branches only; the convolutions, the dense trunk, the
+        Teff / log g / [Fe/H] heads and the auxiliary output keep the checkpoint's weights (so do those labels'
+        predictions).  For a fine-tune of the branches (e.g. at another ``branch_dropout``) that cannot move the
+        main labels.
 
     Returns
     -------
@@ -391,6 +396,14 @@ def train_astronn(flux, labels, out_path, ivar=None, bitmask=None, label_errors=
         from ...train import warm_start
 
         provenance = {**(provenance or {}), **warm_start(model, init_from, "astronn")}
+    if freeze_trunk:
+        if init_from is None:
+            raise ValueError("freeze_trunk needs init_from: a new network's trunk would stay at its initialisation")
+        for name, param in model.named_parameters():
+            if not name.startswith("branch_"):
+                param.requires_grad_(False)
+        provenance = {**(provenance or {}), "trained": "abundance branches only (trunk, main-label heads and "
+                                                        "auxiliary output frozen at init_from)"}
     cfg = config or TrainConfig(epochs=60, batch_size=64, lr=5e-4, plateau_patience=4, seed=seed)
 
     def loss_fn(m, batch):
