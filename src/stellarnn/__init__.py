@@ -3,7 +3,7 @@
 The version below is the package's single source of version (``pyproject.toml`` reads it); every
 user-visible change bumps it with an entry in ``CHANGELOG.md``, and checkpoints record it.
 """
-__version__ = "0.6.1"
+__version__ = "0.6.2"
 
 
 def __getattr__(name):
